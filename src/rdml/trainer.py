@@ -1,0 +1,343 @@
+"""The training loop: prepare (validate everything), train with per-epoch checkpoints, record.
+
+Run directory:
+  record.json     provenance, per-epoch metrics, summary and status (rewritten atomically each epoch)
+  checkpoint.pt   resume state, rewritten atomically each epoch, removed once the run has finished
+  model.pt        final weights of every student (a KD teacher is read from here)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from rdml.config import ConfigError, TrainConfig, config_sha256, resolve
+from rdml.data import Dataset, epoch_batches, load_dataset, sha256_file
+from rdml.methods import Student, build_method, method_label
+from rdml.models import ARCHITECTURES, build_model
+from rdml.record import atomic_torch_save, atomic_write_json, code_provenance, environment, read_json, utc_now
+
+__all__ = ["train", "prepare", "Prepared", "load_teacher", "pick_device", "MODEL_FORMAT"]
+
+MODEL_FORMAT = "rdml.models/1"
+CHECKPOINT_FORMAT = "rdml.checkpoint/1"
+RECORD_FORMAT = "rdml.run/1"
+FINISHED = ("ok", "diverged")
+
+
+@dataclass
+class Prepared:
+    """Everything checked and loaded before the run directory is touched."""
+
+    cfg: TrainConfig
+    config_sha256: str
+    device: torch.device
+    data: Dataset
+    teacher: nn.Module | None
+    teacher_info: dict | None
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise ConfigError(f"device={name}: no such CUDA device here ({torch.cuda.device_count()} visible)")
+    return torch.device(name)
+
+
+def load_teacher(path: str, index: int, data: Dataset, device: torch.device) -> tuple[nn.Module, dict]:
+    """Load model `index` of a model.pt (or a run directory holding one) and check it fits the data."""
+    file = Path(path)
+    if file.is_dir():
+        file = file / "model.pt"
+    if not file.is_file():
+        raise ConfigError(f"teacher={path}: no teacher checkpoint at {file}")
+    try:
+        saved = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for a damaged file
+        raise ConfigError(f"teacher={path}: {file} is not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(saved, dict) or saved.get("format") != MODEL_FORMAT:
+        raise ConfigError(f"teacher={path}: {file} is not an rdml model file (expected format {MODEL_FORMAT})")
+    archs = saved["archs"]
+    if not 0 <= index < len(archs):
+        raise ConfigError(f"teacher_index={index}: {file} holds {len(archs)} model(s), allowed 0..{len(archs) - 1}")
+    if archs[index] not in ARCHITECTURES:
+        raise ConfigError(f"teacher={path}: architecture {archs[index]!r} is unknown to this rdml")
+    if tuple(saved["input_shape"]) != data.input_shape or saved["num_classes"] != data.num_classes:
+        raise ConfigError(
+            f"teacher={path}: trained for input {tuple(saved['input_shape'])} and {saved['num_classes']} classes, "
+            f"but dataset {data.name} has input {data.input_shape} and {data.num_classes} classes"
+        )
+    model = build_model(archs[index], data.input_shape, data.num_classes)
+    try:
+        model.load_state_dict(saved["states"][index])
+    except RuntimeError as exc:
+        raise ConfigError(f"teacher={path}: weights do not fit {archs[index]} ({exc})") from None
+    run_record = file.parent / "record.json"
+    info = {
+        "path": str(file),
+        "sha256": sha256_file(file),
+        "index": index,
+        "arch": archs[index],
+        "dataset": saved.get("dataset"),
+        "run_config_sha256": read_json(run_record).get("config_sha256") if run_record.is_file() else None,
+    }
+    return model.to(device).eval(), info
+
+
+def prepare(cfg: TrainConfig) -> Prepared:
+    """Resolve and validate the config, load the data and the teacher. Raises ConfigError; writes nothing."""
+    cfg = resolve(cfg)
+    device = pick_device(cfg.device)
+    data = load_dataset(
+        cfg.dataset, split_seed=cfg.split_seed, test_fraction=cfg.test_fraction, labelled_fraction=cfg.labelled_fraction
+    )
+    teacher, teacher_info = (None, None)
+    if cfg.method == "kd":
+        teacher, teacher_info = load_teacher(cfg.teacher, cfg.teacher_index, data, device)
+    return Prepared(cfg, config_sha256(cfg), device, data.to(device), teacher, teacher_info)
+
+
+def build_cohort(cfg: TrainConfig, data: Dataset, device: torch.device, steps_per_epoch: int) -> list[Student]:
+    torch.manual_seed(cfg.seed)
+    cohort = []
+    for arch in cfg.arch:
+        model = build_model(arch, data.input_shape, data.num_classes).to(device)
+        optimizer = make_optimizer(cfg, model.parameters())
+        cohort.append(Student(model, optimizer, make_scheduler(cfg, optimizer, steps_per_epoch), cfg.grad_clip))
+    return cohort
+
+
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _constant(epoch: int) -> float:
+    return 1.0
+
+
+def make_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
+    """Learning-rate schedule; only onecycle steps per batch, the others per epoch."""
+    sched = torch.optim.lr_scheduler
+    if cfg.schedule == "step":
+        return sched.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+    if cfg.schedule == "multistep":
+        return sched.MultiStepLR(optimizer, milestones=cfg.milestones, gamma=cfg.gamma)
+    if cfg.schedule == "cosine":
+        return sched.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    if cfg.schedule == "onecycle":
+        # Momentum is not cycled: it stays what the config says, so no second schedule hides here.
+        return sched.OneCycleLR(
+            optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=cfg.pct_start, cycle_momentum=False
+        )
+    return sched.LambdaLR(optimizer, _constant)
+
+
+@torch.no_grad()
+def evaluate(cohort: list[Student], data: Dataset, batch_size: int = 1024) -> dict:
+    """Test loss, accuracy and mean prediction entropy per student and for the cohort's mean prediction."""
+    for s in cohort:
+        s.model.eval()
+    log_probs = [[] for _ in cohort]
+    for start in range(0, len(data.y_test), batch_size):
+        x = data.x_test[start : start + batch_size]
+        for k, s in enumerate(cohort):
+            log_probs[k].append(torch.log_softmax(s.model(x).float(), dim=-1))
+    for s in cohort:
+        s.model.train()
+    per_student = [torch.cat(lp) for lp in log_probs]
+    results = {f"student_{k}": _scores(lp, data.y_test) for k, lp in enumerate(per_student)}
+    if len(cohort) > 1:
+        ensemble = torch.logsumexp(torch.stack(per_student), dim=0) - math.log(len(cohort))
+        results["ensemble"] = _scores(ensemble, data.y_test)
+    return results
+
+
+def _scores(log_probs: torch.Tensor, labels: torch.Tensor) -> dict:
+    return {
+        "loss": torch.nn.functional.nll_loss(log_probs, labels).item(),
+        "acc": (log_probs.argmax(-1) == labels).sum().item() / len(labels),
+        "entropy": -(log_probs.exp() * log_probs).sum(-1).mean().item(),
+    }
+
+
+def summarise(epochs: list[dict], windows: list[int]) -> dict:
+    """Final, best and mean-of-last-k test accuracy per student and for the ensemble."""
+    summary = {}
+    for name in epochs[-1]["test"]:
+        accs = [e["test"][name]["acc"] for e in epochs]
+        best = max(range(len(accs)), key=accs.__getitem__)
+        entry = {"final_acc": accs[-1], "final_loss": epochs[-1]["test"][name]["loss"], "best_acc": accs[best], "best_epoch": best + 1}
+        for k in windows:
+            entry[f"last{k}_acc"] = sum(accs[-k:]) / k if len(accs) >= k else None
+        summary[name] = entry
+    return summary
+
+
+def find_divergence(epochs: list[dict], chance: float, margin: float) -> dict | None:
+    """A non-finite training loss, or a student back at chance accuracy after having been above it."""
+    last = epochs[-1]
+    bad = sorted(k for k, v in last["train"].items() if not math.isfinite(v))
+    if bad:
+        return {"epoch": last["epoch"], "reason": f"non-finite training loss ({', '.join(bad)})"}
+    for name, scores in last["test"].items():
+        if name == "ensemble":
+            continue
+        previous_best = max((e["test"][name]["acc"] for e in epochs[:-1]), default=0.0)
+        if previous_best > chance + 2 * margin and scores["acc"] <= chance + margin:
+            return {
+                "epoch": last["epoch"],
+                "reason": f"{name} fell back to chance accuracy ({scores['acc']:.4f} <= {chance:.4f} + {margin}) "
+                f"after reaching {previous_best:.4f}",
+            }
+    return None
+
+
+def train(cfg: TrainConfig, argv: list[str] | None = None, *, progress: bool | None = None) -> dict:
+    """Run (or resume, or return the finished record of) the configured training; returns the record."""
+    prep = prepare(cfg)
+    cfg, device, data = prep.cfg, prep.device, prep.data
+    run_dir = Path(cfg.out)
+    record_path, checkpoint_path = run_dir / "record.json", run_dir / "checkpoint.pt"
+    if record_path.is_file():
+        existing = read_json(record_path)
+        if existing.get("config_sha256") != prep.config_sha256:
+            raise ConfigError(
+                f"out={run_dir} holds a run of a different configuration; choose another out= or remove that directory"
+            )
+        if existing.get("status") in FINISHED:
+            return existing
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    n_train = len(data.y_train)
+    steps_per_epoch = sum(1 for _ in epoch_batches(n_train, cfg.batch_size, seed=0, epoch=0))
+    cohort = build_cohort(cfg, data, device, steps_per_epoch)
+    method = build_method(cfg, prep.teacher)
+    record = {
+        "format": RECORD_FORMAT,
+        "status": "running",
+        "label": method_label(cfg),
+        "method": cfg.method,
+        "alpha": cfg.alpha,
+        "seed": cfg.seed,
+        "archs": cfg.arch,
+        "config_sha256": prep.config_sha256,
+        "config": dataclasses.asdict(cfg),
+        "code": code_provenance(),
+        "data": {"name": data.name, "num_classes": data.num_classes, "input_shape": list(data.input_shape),
+                 "chance_acc": data.chance_accuracy, **data.fingerprint},
+        "teacher": prep.teacher_info,
+        "environment": environment(device),
+        "command": list(sys.argv if argv is None else argv),
+        "started_at": utc_now(),
+        "resumed_at": [],
+        "ended_at": None,
+        "diverged": None,
+        "final_model": None,
+        "epochs": [],
+        "epoch_seconds": [],
+        "summary": None,
+    }
+    if checkpoint_path.is_file():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        if state.get("config_sha256") != prep.config_sha256:
+            raise ConfigError(f"out={run_dir}: checkpoint.pt belongs to a different configuration")
+        for student, saved in zip(cohort, state["students"]):
+            student.model.load_state_dict(saved["model"])
+            student.optimizer.load_state_dict(saved["optimizer"])
+            student.scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(state["rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        for key in ("started_at", "resumed_at", "epochs", "epoch_seconds", "diverged"):
+            record[key] = state["record"][key]
+        record["resumed_at"].append(utc_now())
+
+    show = sys.stderr.isatty() if progress is None else progress
+    per_batch_schedule = cfg.schedule == "onecycle"
+    first_epoch = len(record["epochs"]) + 1
+    stop = record["diverged"] is not None and "non-finite" in record["diverged"]["reason"]
+    bar = tqdm(total=cfg.epochs, initial=first_epoch - 1, desc=record["label"], unit="epoch", disable=not show)
+    for epoch in range(first_epoch, cfg.epochs + 1):
+        if stop:
+            break
+        started = time.perf_counter()
+        lr_first = [s.optimizer.param_groups[0]["lr"] for s in cohort]
+        sums: dict[str, torch.Tensor] = {}
+        batches = list(epoch_batches(n_train, cfg.batch_size, seed=cfg.seed, epoch=epoch))
+        for rows in tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not show):
+            terms = method.train_step(data.x_train[rows], data.y_train[rows], cohort)
+            for k, student_terms in enumerate(terms):
+                for name, value in {**student_terms, "total": sum(student_terms.values())}.items():
+                    key = f"student_{k}/{name}"
+                    sums[key] = sums.get(key, 0.0) + value
+            if per_batch_schedule:
+                for s in cohort:
+                    s.scheduler.step()
+        lr_last = [s.optimizer.param_groups[0]["lr"] for s in cohort]
+        if not per_batch_schedule:
+            for s in cohort:
+                s.scheduler.step()
+        entry = {
+            "epoch": epoch,
+            "lr": lr_first,
+            "lr_last_batch": lr_last,
+            "train": {k: float(v) / len(batches) for k, v in sums.items()},
+            "test": evaluate(cohort, data),
+        }
+        record["epochs"].append(entry)
+        record["epoch_seconds"].append(time.perf_counter() - started)
+        found = find_divergence(record["epochs"], data.chance_accuracy, cfg.crash_margin)
+        if found and record["diverged"] is None:
+            record["diverged"] = found
+            stop = "non-finite" in found["reason"]
+        record["summary"] = summarise(record["epochs"], cfg.summary_last)
+        atomic_torch_save(checkpoint_path, {
+            "format": CHECKPOINT_FORMAT,
+            "config_sha256": prep.config_sha256,
+            "students": [
+                {"model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(), "scheduler": s.scheduler.state_dict()}
+                for s in cohort
+            ],
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "record": {k: record[k] for k in ("started_at", "resumed_at", "epochs", "epoch_seconds", "diverged")},
+        })
+        atomic_write_json(record_path, record)
+        bar.update(1)
+        bar.write(_epoch_line(entry, cfg.epochs)) if show else print(_epoch_line(entry, cfg.epochs), file=sys.stderr)
+    bar.close()
+
+    sha = atomic_torch_save(run_dir / "model.pt", {
+        "format": MODEL_FORMAT,
+        "dataset": data.name,
+        "input_shape": list(data.input_shape),
+        "num_classes": data.num_classes,
+        "archs": cfg.arch,
+        "states": [{k: v.cpu() for k, v in s.model.state_dict().items()} for s in cohort],
+    })
+    record["final_model"] = {"path": "model.pt", "sha256": sha}
+    record["status"] = "diverged" if record["diverged"] else "ok"
+    record["ended_at"] = utc_now()
+    atomic_write_json(record_path, record)
+    checkpoint_path.unlink(missing_ok=True)
+    return record
+
+
+def _epoch_line(entry: dict, epochs: int) -> str:
+    accs = " ".join(f"{name}={scores['acc']:.4f}" for name, scores in entry["test"].items())
+    return f"epoch {entry['epoch']}/{epochs} lr={entry['lr'][0]:.4g} test acc: {accs}"
