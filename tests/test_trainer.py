@@ -1,0 +1,235 @@
+"""The trainer: methods end to end, update order, schedules, divergence, determinism, resume, records."""
+
+import copy
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import run
+from rdml.config import load_config, resolve
+from rdml.data import load_dataset, sha256_file
+from rdml.methods import MutualLearning, Student
+from rdml.models import build_model
+from rdml.record import source_tree_sha256
+from rdml.trainer import find_divergence, make_optimizer, make_scheduler
+
+
+def test_every_method_trains_and_records(tmp_path, teacher_dir):
+    for i, (method, extra) in enumerate([
+        ("independent", []),
+        ("kd", [f"teacher={teacher_dir}", "alpha=1.5"]),
+        ("dml", ["alpha=2", "arch=mlp,cnn"]),
+        ("dml", ["update_order=sequential", "students=3"]),
+        ("dml_e", ["students=3"]),
+        ("dml", ["labelled_fraction=0.3"]),
+    ]):
+        record = run(tmp_path / str(i), f"method={method}", *extra)
+        assert record["status"] == "ok", (method, record["diverged"])
+        assert len(record["epochs"]) == 3
+        students = [k for k in record["summary"] if k.startswith("student_")]
+        assert len(students) == record["config"]["students"] == len(record["archs"])
+        assert ("ensemble" in record["summary"]) == (len(students) > 1)
+        for name in record["epochs"][0]["train"]:
+            assert name.split("/")[1] in ("ce", "mimic", "total")
+
+
+def test_teacher_checkpoint_feeds_kd_and_is_recorded(tmp_path, teacher_dir):
+    record = run(tmp_path / "kd", "method=kd", f"teacher={teacher_dir}")
+    teacher_record = json.loads((teacher_dir / "record.json").read_text())
+    assert record["label"] == "KD" and record["config"]["temperature"] == 4.0 and record["config"]["beta"] == 0.9
+    assert record["teacher"]["sha256"] == sha256_file(teacher_dir / "model.pt") == teacher_record["final_model"]["sha256"]
+    assert record["teacher"]["run_config_sha256"] == teacher_record["config_sha256"]
+    assert record["teacher"]["arch"] == "cnn_wide"
+
+
+def test_run_record_fields(tmp_path):
+    record = run(tmp_path / "r", "alpha=1.5", "seed=3")
+    on_disk = json.loads((tmp_path / "r" / "record.json").read_text())
+    assert on_disk == json.loads(json.dumps(record))
+    assert record["label"] == "RDML α=1.5" and record["seed"] == 3 and record["alpha"] == 1.5
+    assert record["code"]["src_sha256"] == source_tree_sha256()
+    assert set(record["code"]) == {"rdml_version", "git_commit", "git_dirty", "src_sha256"}
+    assert record["data"]["split"]["train_size"] + record["data"]["split"]["test_size"] == 800
+    assert record["final_model"]["sha256"] == sha256_file(tmp_path / "r" / "model.pt")
+    assert record["environment"]["torch"] == torch.__version__ and record["environment"]["device"] == "cpu"
+    assert record["started_at"] <= record["ended_at"] and record["command"] == ["test"]
+    assert not (tmp_path / "r" / "checkpoint.pt").exists()
+    for entry in record["epochs"]:
+        assert {"epoch", "lr", "lr_last_batch", "train", "test"} <= set(entry)
+        assert {"loss", "acc", "entropy"} == set(entry["test"]["student_0"])
+
+
+def test_digits_fingerprint_is_the_shipped_file(tmp_path):
+    data = load_dataset("digits", split_seed=0, test_fraction=0.25)
+    import sklearn
+
+    shipped = Path(sklearn.__file__).parent / "datasets" / "data" / "digits.csv.gz"
+    assert data.fingerprint["files"] == {"sklearn/datasets/data/digits.csv.gz": sha256_file(shipped)}
+    assert data.x_train.shape[1:] == (1, 8, 8) and len(data.y_train) + len(data.y_test) == 1797
+
+
+def test_same_seed_bit_identical_other_seed_not(tmp_path):
+    a = run(tmp_path / "a", "seed=5", "method=dml", "update_order=sequential")
+    b = run(tmp_path / "b", "seed=5", "method=dml", "update_order=sequential")
+    c = run(tmp_path / "c", "seed=6", "method=dml", "update_order=sequential")
+    assert a["epochs"] == b["epochs"]
+    assert a["epochs"] != c["epochs"]
+
+
+def test_finished_run_is_returned_not_retrained_and_other_config_refused(tmp_path):
+    first = run(tmp_path / "r")
+    again = run(tmp_path / "r")
+    assert again["ended_at"] == first["ended_at"]
+    with pytest.raises(ValueError, match="different configuration"):
+        run(tmp_path / "r", "seed=9")
+
+
+def one_batch(seed=0, rows=32):
+    data = load_dataset("synthetic", split_seed=0, test_fraction=0.25)
+    return data.x_train[:rows], data.y_train[:rows], data
+
+
+def make_cohort(cfg, data):
+    torch.manual_seed(cfg.seed)
+    cohort = []
+    for arch in cfg.arch:
+        model = build_model(arch, data.input_shape, data.num_classes)
+        opt = make_optimizer(cfg, model.parameters())
+        cohort.append(Student(model, opt, make_scheduler(cfg, opt, 1)))
+    return cohort
+
+
+def test_sequential_update_is_dml_algorithm_1():
+    x, y, data = one_batch()
+    cfg = resolve(load_config(None, ["arch=cnn", "update_order=sequential", "alpha=1", "dataset=synthetic", "lr=0.5"]))
+    cohort = make_cohort(cfg, data)
+    reference = copy.deepcopy([(s.model, s.optimizer.state_dict()) for s in cohort])
+    MutualLearning(cfg).train_step(x, y, cohort)
+
+    # Algorithm 1 written out for K = 2, with plain SGD steps taken by hand.
+    m1, m2 = (copy.deepcopy(model) for model, _ in reference)
+    p1, p2 = m1(x), m2(x)
+    kl = lambda target, student: F.kl_div(F.log_softmax(student, -1), F.softmax(target.detach(), -1), reduction="batchmean")
+    manual_sgd(m1, F.cross_entropy(p1, y) + kl(p2, p1), cfg)
+    p1 = copy.deepcopy(m1)(x)  # updated prediction; a copy so that m1's running statistics count the batch once
+    manual_sgd(m2, F.cross_entropy(p2, y) + kl(p1, p2), cfg)
+    for student, expected in zip(cohort, (m1, m2)):
+        for got, want in zip(student.model.state_dict().values(), expected.state_dict().values()):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+    # The simultaneous order gives student 2 the old p1, so its result must differ.
+    simultaneous = make_cohort(resolve(load_config(None, ["arch=cnn", "dataset=synthetic", "lr=0.5"])), data)
+    MutualLearning(resolve(load_config(None, ["arch=cnn", "dataset=synthetic", "lr=0.5"]))).train_step(x, y, simultaneous)
+    assert not torch.equal(simultaneous[1].model[0].weight, cohort[1].model[0].weight)
+    assert torch.equal(simultaneous[0].model[0].weight, cohort[0].model[0].weight)
+
+
+def manual_sgd(model, loss, cfg):
+    """One step of SGD with Nesterov momentum from zero buffers and weight decay (torch's definition)."""
+    model.zero_grad()
+    loss.backward()
+    with torch.no_grad():
+        for p in model.parameters():
+            g = p.grad + cfg.weight_decay * p
+            p -= cfg.lr * (g + cfg.momentum * g)
+
+
+@pytest.mark.parametrize(
+    "overrides,expected",
+    [
+        (["schedule=step", "step_size=2", "gamma=0.5"], [0.1, 0.1, 0.05, 0.05, 0.025]),
+        (["schedule=multistep", "milestones=1,3", "gamma=0.2"], [0.1, 0.02, 0.02, 0.004, 0.004]),
+        (["schedule=cosine"], [0.05 * (1 + math.cos(math.pi * e / 5)) for e in range(5)]),
+        (["schedule=constant"], [0.1] * 5),
+    ],
+)
+def test_learning_rate_of_every_epoch_is_logged(tmp_path, overrides, expected):
+    record = run(tmp_path / "r", "lr=0.1", "epochs=5", "method=independent", *overrides)
+    assert [e["lr"][0] for e in record["epochs"]] == pytest.approx(expected, rel=1e-12)
+
+
+def test_onecycle_peaks_after_pct_start_and_steps_per_batch(tmp_path):
+    record = run(tmp_path / "r", "lr=0.005", "epochs=10", "method=independent", "schedule=onecycle",
+                 "optimizer=adamw", "pct_start=0.1", "batch_size=200")
+    firsts = [e["lr"][0] for e in record["epochs"]]
+    assert firsts[0] == pytest.approx(0.005 / 25)
+    assert max(e["lr_last_batch"][0] for e in record["epochs"]) == pytest.approx(0.005, rel=0.05)
+    assert firsts[1] > firsts[2] > firsts[-1]  # decaying after the peak at 10 % of training
+    assert record["epochs"][0]["lr_last_batch"][0] > firsts[0]
+
+
+def test_gradient_clipping_bounds_the_norm():
+    model = torch.nn.Linear(4, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    student = Student(model, opt, None, grad_clip=0.5)
+    (model(torch.full((2, 4), 100.0)).sum() * 100).backward()
+    before = [p.detach().clone() for p in model.parameters()]
+    student.step()
+    step = torch.cat([(b - p.detach()).flatten() for b, p in zip(before, model.parameters())])
+    assert step.norm().item() == pytest.approx(0.5, rel=1e-5)
+
+
+def test_non_finite_loss_stops_the_run_and_marks_it_diverged(tmp_path):
+    record = run(tmp_path / "r", "method=independent", "lr=1e12", "momentum=0", "nesterov=false", "epochs=6", "schedule=constant")
+    assert record["status"] == "diverged"
+    assert "non-finite" in record["diverged"]["reason"]
+    assert len(record["epochs"]) == record["diverged"]["epoch"] < 6
+
+
+def test_crash_to_chance_is_detected():
+    def epoch(n, *accs):
+        return {"epoch": n, "train": {"student_0/total": 1.0}, "test": {f"student_{k}": {"acc": a} for k, a in enumerate(accs)}}
+
+    history = [epoch(1, 0.5, 0.5), epoch(2, 0.9, 0.85)]
+    assert find_divergence(history, chance=0.1, margin=0.05) is None
+    history.append(epoch(3, 0.9, 0.12))
+    found = find_divergence(history, chance=0.1, margin=0.05)
+    assert found["epoch"] == 3 and "student_1 fell back to chance" in found["reason"]
+    # Still near chance from the start is not a crash: it never was above chance.
+    assert find_divergence([epoch(1, 0.11), epoch(2, 0.13)], chance=0.1, margin=0.05) is None
+
+
+def cli(*args, cwd):
+    # One thread each: two torch processes spinning two threads each on two cores run ~10x slower.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "rdml.cli", "train", *args, "--progress", "off"], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def test_sigkill_then_same_command_resumes_to_identical_metrics(tmp_path):
+    args = ["dataset=synthetic", "arch=cnn", "batch_size=8", "epochs=10", "method=dml", "update_order=sequential"]
+    reference = cli(*args, "out=ref", cwd=tmp_path)
+    killed = cli(*args, "out=run", cwd=tmp_path)
+    record_path = tmp_path / "run" / "record.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if len(json.loads(record_path.read_text())["epochs"]) >= 2:
+                break
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        time.sleep(0.02)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    interrupted = json.loads(record_path.read_text())
+    assert interrupted["status"] == "running" and 2 <= len(interrupted["epochs"]) < 10, "the kill came too late"
+    resumed = cli(*args, "out=run", cwd=tmp_path)
+    assert resumed.wait() == 0, resumed.stderr.read().decode()
+    assert reference.wait() == 0, reference.stderr.read().decode()
+    done = json.loads(record_path.read_text())
+    expected = json.loads((tmp_path / "ref" / "record.json").read_text())
+    assert done["status"] == "ok" and len(done["resumed_at"]) == 1
+    assert done["epochs"] == expected["epochs"]
+    got = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["states"]
+    want = torch.load(tmp_path / "ref" / "model.pt", weights_only=True)["states"]
+    for a, b in zip(got, want):
+        assert all(torch.equal(a[k], b[k]) for k in a)
