@@ -73,6 +73,8 @@ def load_teacher(path: str, index: int, data: Dataset, device: torch.device) -> 
         raise ConfigError(f"teacher_index={index}: {file} holds {len(archs)} model(s), allowed 0..{len(archs) - 1}")
     if archs[index] not in ARCHITECTURES:
         raise ConfigError(f"teacher={path}: architecture {archs[index]!r} is unknown to this rdml")
+    if saved.get("dataset") != data.name:
+        raise ConfigError(f"teacher={path}: trained on dataset {saved.get('dataset')!r}, but this run uses {data.name!r}")
     if tuple(saved["input_shape"]) != data.input_shape or saved["num_classes"] != data.num_classes:
         raise ConfigError(
             f"teacher={path}: trained for input {tuple(saved['input_shape'])} and {saved['num_classes']} classes, "

@@ -1,0 +1,97 @@
+"""`rdml train`: bad input fails before any work with a message naming the value; the happy path prints."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rdml.cli import main
+from rdml.config import FIELDS, load_config, resolve
+
+
+@pytest.fixture
+def corrupt_teacher(tmp_path, teacher_dir):
+    path = tmp_path / "broken.pt"
+    data = bytearray((teacher_dir / "model.pt").read_bytes())
+    path.write_bytes(bytes(data[: len(data) // 2]))
+    return path
+
+
+BAD = [
+    (["method=distill"], "method='distill' is not allowed; allowed: dml, dml_e, independent, kd, teacher"),
+    (["arch=resnet9000"], "arch='resnet9000' is not allowed; allowed: cnn, cnn_wide, mlp"),
+    (["dataset=imagenet"], "dataset='imagenet' is not allowed; allowed: digits, synthetic"),
+    (["alpha=-0.5"], "alpha must be a real number in [0, inf], got -0.5"),
+    (["alpha=nan"], "alpha must be a real number in [0, inf], got nan"),
+    (["alpha=abc"], "alpha='abc' is not a valid float"),
+    (["method=kd", "teacher=TEACHER", "temperature=0"], "temperature=0.0 is not allowed; it must be a finite number > 0"),
+    (["method=kd", "teacher=TEACHER", "beta=1.5"], "beta=1.5 is not allowed; it must be a number in [0, 1]"),
+    (["method=kd", "teacher=TEACHER", "alpha=0"], "alpha=0.0: kd scales its divergence by T^2/alpha"),
+    (["method=dml", "students=1"], "students=1: method dml needs a cohort of K >= 2 students"),
+    (["epochs=0"], "epochs=0 must be >= 1"),
+    (["arch=mlp,cnn,mlp", "students=2"], "names 3 architectures for students=2"),
+    (["method=kd"], "method kd needs teacher="),
+    (["method=kd", "teacher=/nonexistent/run"], "teacher=/nonexistent/run: no teacher checkpoint at /nonexistent/run"),
+    (["method=kd", "teacher=CORRUPT"], "is not a readable checkpoint"),
+    (["method=kd", "teacher=TEACHER", "teacher_index=1"], "teacher_index=1: "),
+    (["method=kd", "teacher=TEACHER", "dataset=digits"], "trained on dataset 'synthetic', but this run uses 'digits'"),
+    (["epoch=3"], "unknown key 'epoch'; did you mean epochs"),
+    (["schedule=multistep"], "schedule=multistep needs milestones="),
+    (["milestones=5,2", "schedule=multistep"], "milestones=5,2 must be increasing"),
+    (["labelled_fraction=0"], "labelled_fraction=0.0 is not allowed; it must be a number in (0, 1]"),
+    (["device=tpu"], "device='tpu' is not allowed"),
+    (["seed"], "expected key=value, got 'seed'"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD)
+def test_bad_input_fails_before_work_and_names_the_value(tmp_path, teacher_dir, corrupt_teacher, capsys, args, message):
+    args = [a.replace("TEACHER", str(teacher_dir)).replace("CORRUPT", str(corrupt_teacher)) for a in args]
+    out = tmp_path / "run"
+    code = main(["train", "dataset=synthetic", *args, f"out={out}"] if "dataset=digits" not in args
+                else ["train", *args, f"out={out}"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert not out.exists()
+
+
+def test_config_file_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("method: dml\nalpha: 1.5\narch: [mlp, cnn]\nmilestones: [2, 4]\nnesterov: false\n")
+    cfg = resolve(load_config(path, ["alpha=2", "seed=4"]))
+    assert (cfg.method, cfg.alpha, cfg.arch, cfg.milestones, cfg.nesterov, cfg.seed, cfg.students) == (
+        "dml", 2.0, ["mlp", "cnn"], [2, 4], False, 4, 2)
+    (tmp_path / "bad.yaml").write_text("alhpa: 2\n")
+    with pytest.raises(ValueError, match="unknown key 'alhpa'; did you mean alpha"):
+        load_config(tmp_path / "bad.yaml")
+    with pytest.raises(ValueError, match="cannot read config file"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_per_method_defaults():
+    kd = resolve(load_config(None, ["method=kd", "teacher=x"]))
+    assert (kd.temperature, kd.students, kd.arch) == (4.0, 1, ["mlp"])
+    dml = resolve(load_config(None, []))
+    assert (dml.method, dml.temperature, dml.students, dml.arch, dml.alpha) == ("dml", 1.0, 2, ["mlp", "mlp"], 1.0)
+    assert resolve(load_config(None, ["method=teacher"])).arch == ["cnn_wide"]
+    assert resolve(load_config(None, ["alpha=inf"])).alpha == float("inf")
+
+
+def test_help_lists_every_key():
+    result = subprocess.run([sys.executable, "-m", "rdml.cli", "train", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for name in FIELDS:
+        assert f"  {name}=" in result.stdout
+
+
+def test_console_script_trains_and_prints_summary(tmp_path):
+    rdml = [sys.executable, "-c", "import sys; from rdml.cli import main; sys.exit(main())"]
+    result = subprocess.run([*rdml, "train", "dataset=synthetic", "epochs=2", "alpha=1.5", "out=r", "--progress", "off"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed["status"] == "ok" and printed["label"] == "RDML α=1.5"
+    assert "epoch 2/2" in result.stderr
+    assert (tmp_path / "r" / "record.json").is_file()
