@@ -13,6 +13,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -195,7 +196,7 @@ def find_divergence(epochs: list[dict], chance: float, margin: float) -> dict | 
     last = epochs[-1]
     bad = sorted(k for k, v in last["train"].items() if not math.isfinite(v))
     if bad:
-        return {"epoch": last["epoch"], "reason": f"non-finite training loss ({', '.join(bad)})"}
+        return {"epoch": last["epoch"], "reason": f"non-finite training loss ({', '.join(bad)})", "stopped": True}
     for name, scores in last["test"].items():
         if name == "ensemble":
             continue
@@ -205,8 +206,12 @@ def find_divergence(epochs: list[dict], chance: float, margin: float) -> dict | 
                 "epoch": last["epoch"],
                 "reason": f"{name} fell back to chance accuracy ({scores['acc']:.4f} <= {chance:.4f} + {margin}) "
                 f"after reaching {previous_best:.4f}",
+                "stopped": False,  # a crashed student stays in the cohort, as in the DML-vs-KD study
             }
     return None
+
+
+RESUMED_KEYS = ("started_at", "resumed_at", "epochs", "epoch_seconds", "diverged")
 
 
 def train(cfg: TrainConfig, argv: list[str] | None = None, *, progress: bool | None = None) -> dict:
@@ -225,103 +230,28 @@ def train(cfg: TrainConfig, argv: list[str] | None = None, *, progress: bool | N
             return existing
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    n_train = len(data.y_train)
-    steps_per_epoch = sum(1 for _ in epoch_batches(n_train, cfg.batch_size, seed=0, epoch=0))
+    steps_per_epoch = sum(1 for _ in epoch_batches(len(data.y_train), cfg.batch_size, seed=0, epoch=0))
     cohort = build_cohort(cfg, data, device, steps_per_epoch)
     method = build_method(cfg, prep.teacher)
-    record = {
-        "format": RECORD_FORMAT,
-        "status": "running",
-        "label": method_label(cfg),
-        "method": cfg.method,
-        "alpha": cfg.alpha,
-        "seed": cfg.seed,
-        "archs": cfg.arch,
-        "config_sha256": prep.config_sha256,
-        "config": dataclasses.asdict(cfg),
-        "code": code_provenance(),
-        "data": {"name": data.name, "num_classes": data.num_classes, "input_shape": list(data.input_shape),
-                 "chance_acc": data.chance_accuracy, **data.fingerprint},
-        "teacher": prep.teacher_info,
-        "environment": environment(device),
-        "command": list(sys.argv if argv is None else argv),
-        "started_at": utc_now(),
-        "resumed_at": [],
-        "ended_at": None,
-        "diverged": None,
-        "final_model": None,
-        "epochs": [],
-        "epoch_seconds": [],
-        "summary": None,
-    }
+    record = new_record(prep, argv)
     if checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        if state.get("config_sha256") != prep.config_sha256:
-            raise ConfigError(f"out={run_dir}: checkpoint.pt belongs to a different configuration")
-        for student, saved in zip(cohort, state["students"]):
-            student.model.load_state_dict(saved["model"])
-            student.optimizer.load_state_dict(saved["optimizer"])
-            student.scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(state["rng"])
-        if device.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
-        for key in ("started_at", "resumed_at", "epochs", "epoch_seconds", "diverged"):
-            record[key] = state["record"][key]
-        record["resumed_at"].append(utc_now())
+        restore_checkpoint(checkpoint_path, prep, cohort, record)
 
     show = sys.stderr.isatty() if progress is None else progress
-    per_batch_schedule = cfg.schedule == "onecycle"
-    first_epoch = len(record["epochs"]) + 1
-    stop = record["diverged"] is not None and "non-finite" in record["diverged"]["reason"]
-    bar = tqdm(total=cfg.epochs, initial=first_epoch - 1, desc=record["label"], unit="epoch", disable=not show)
-    for epoch in range(first_epoch, cfg.epochs + 1):
-        if stop:
+    bar = tqdm(total=cfg.epochs, initial=len(record["epochs"]), desc=record["label"], unit="epoch", disable=not show)
+    for epoch in range(len(record["epochs"]) + 1, cfg.epochs + 1):
+        if record["diverged"] and record["diverged"]["stopped"]:
             break
         started = time.perf_counter()
-        lr_first = [s.optimizer.param_groups[0]["lr"] for s in cohort]
-        sums: dict[str, torch.Tensor] = {}
-        batches = list(epoch_batches(n_train, cfg.batch_size, seed=cfg.seed, epoch=epoch))
-        for rows in tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not show):
-            terms = method.train_step(data.x_train[rows], data.y_train[rows], cohort)
-            for k, student_terms in enumerate(terms):
-                for name, value in {**student_terms, "total": sum(student_terms.values())}.items():
-                    key = f"student_{k}/{name}"
-                    sums[key] = sums.get(key, 0.0) + value
-            if per_batch_schedule:
-                for s in cohort:
-                    s.scheduler.step()
-        lr_last = [s.optimizer.param_groups[0]["lr"] for s in cohort]
-        if not per_batch_schedule:
-            for s in cohort:
-                s.scheduler.step()
-        entry = {
-            "epoch": epoch,
-            "lr": lr_first,
-            "lr_last_batch": lr_last,
-            "train": {k: float(v) / len(batches) for k, v in sums.items()},
-            "test": evaluate(cohort, data),
-        }
+        entry = train_epoch(method, cohort, data, cfg, epoch, show)
         record["epochs"].append(entry)
         record["epoch_seconds"].append(time.perf_counter() - started)
-        found = find_divergence(record["epochs"], data.chance_accuracy, cfg.crash_margin)
-        if found and record["diverged"] is None:
-            record["diverged"] = found
-            stop = "non-finite" in found["reason"]
+        record["diverged"] = record["diverged"] or find_divergence(record["epochs"], data.chance_accuracy, cfg.crash_margin)
         record["summary"] = summarise(record["epochs"], cfg.summary_last)
-        atomic_torch_save(checkpoint_path, {
-            "format": CHECKPOINT_FORMAT,
-            "config_sha256": prep.config_sha256,
-            "students": [
-                {"model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(), "scheduler": s.scheduler.state_dict()}
-                for s in cohort
-            ],
-            "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            "record": {k: record[k] for k in ("started_at", "resumed_at", "epochs", "epoch_seconds", "diverged")},
-        })
+        save_checkpoint(checkpoint_path, prep, cohort, record)
         atomic_write_json(record_path, record)
         bar.update(1)
-        bar.write(_epoch_line(entry, cfg.epochs)) if show else print(_epoch_line(entry, cfg.epochs), file=sys.stderr)
+        (bar.write if show else partial(print, file=sys.stderr))(_epoch_line(entry, cfg.epochs))
     bar.close()
 
     sha = atomic_torch_save(run_dir / "model.pt", {
@@ -338,6 +268,93 @@ def train(cfg: TrainConfig, argv: list[str] | None = None, *, progress: bool | N
     atomic_write_json(record_path, record)
     checkpoint_path.unlink(missing_ok=True)
     return record
+
+
+def train_epoch(method, cohort: list[Student], data: Dataset, cfg: TrainConfig, epoch: int, show: bool) -> dict:
+    """One pass over the training rows, then the test metrics: the epoch's entry of the record."""
+    per_batch_schedule = cfg.schedule == "onecycle"
+    lr_first = [s.optimizer.param_groups[0]["lr"] for s in cohort]
+    sums: dict[str, torch.Tensor] = {}
+    batches = list(epoch_batches(len(data.y_train), cfg.batch_size, seed=cfg.seed, epoch=epoch))
+    for rows in tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not show):
+        terms = method.train_step(data.x_train[rows], data.y_train[rows], cohort)
+        for k, student_terms in enumerate(terms):
+            for name, value in {**student_terms, "total": sum(student_terms.values())}.items():
+                key = f"student_{k}/{name}"
+                sums[key] = sums.get(key, 0.0) + value
+        if per_batch_schedule:
+            for s in cohort:
+                s.scheduler.step()
+    lr_last = [s.optimizer.param_groups[0]["lr"] for s in cohort]
+    if not per_batch_schedule:
+        for s in cohort:
+            s.scheduler.step()
+    return {
+        "epoch": epoch,
+        "lr": lr_first,
+        "lr_last_batch": lr_last,
+        "train": {k: float(v) / len(batches) for k, v in sums.items()},
+        "test": evaluate(cohort, data),
+    }
+
+
+def new_record(prep: Prepared, argv: list[str] | None) -> dict:
+    cfg, data = prep.cfg, prep.data
+    return {
+        "format": RECORD_FORMAT,
+        "status": "running",
+        "label": method_label(cfg),
+        "method": cfg.method,
+        "alpha": cfg.alpha,
+        "seed": cfg.seed,
+        "archs": cfg.arch,
+        "config_sha256": prep.config_sha256,
+        "config": dataclasses.asdict(cfg),
+        "code": code_provenance(),
+        "data": {"name": data.name, "num_classes": data.num_classes, "input_shape": list(data.input_shape),
+                 "chance_acc": data.chance_accuracy, **data.fingerprint},
+        "teacher": prep.teacher_info,
+        "environment": environment(prep.device),
+        "command": list(sys.argv if argv is None else argv),
+        "started_at": utc_now(),
+        "resumed_at": [],
+        "ended_at": None,
+        "diverged": None,
+        "final_model": None,
+        "epochs": [],
+        "epoch_seconds": [],
+        "summary": None,
+    }
+
+
+def save_checkpoint(path: Path, prep: Prepared, cohort: list[Student], record: dict) -> None:
+    atomic_torch_save(path, {
+        "format": CHECKPOINT_FORMAT,
+        "config_sha256": prep.config_sha256,
+        "students": [
+            {"model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(), "scheduler": s.scheduler.state_dict()}
+            for s in cohort
+        ],
+        "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(prep.device) if prep.device.type == "cuda" else None,
+        "record": {k: record[k] for k in RESUMED_KEYS},
+    })
+
+
+def restore_checkpoint(path: Path, prep: Prepared, cohort: list[Student], record: dict) -> None:
+    """Put students, optimisers, schedules, RNG and the metrics so far back as they were saved."""
+    state = torch.load(path, map_location=prep.device, weights_only=True)
+    if state.get("config_sha256") != prep.config_sha256:
+        raise ConfigError(f"out={path.parent}: checkpoint.pt belongs to a different configuration")
+    for student, saved in zip(cohort, state["students"]):
+        student.model.load_state_dict(saved["model"])
+        student.optimizer.load_state_dict(saved["optimizer"])
+        student.scheduler.load_state_dict(saved["scheduler"])
+    torch.set_rng_state(state["rng"])
+    if prep.device.type == "cuda" and state.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(state["cuda_rng"], prep.device)
+    record.update({k: state["record"][k] for k in RESUMED_KEYS})
+    record["resumed_at"].append(utc_now())
 
 
 def _epoch_line(entry: dict, epochs: int) -> str:
