@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rdml: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({"run": record["config"]["out"], "status": record["status"], "label": record["label"],
-                      "summary": record["summary"]}, indent=1))
+                      "summary": record["summary"]}, indent=1, ensure_ascii=False))
     return 0 if record["status"] in ("ok", "diverged") else 1
 
 

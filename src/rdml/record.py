@@ -49,7 +49,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def atomic_write_json(path: str | Path, value: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(value, indent=1, sort_keys=False) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(value, indent=1, ensure_ascii=False) + "\n").encode())
 
 
 def atomic_torch_save(path: str | Path, value: Any) -> str:
