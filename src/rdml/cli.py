@@ -1,4 +1,4 @@
-"""Command line: `rdml train [CONFIG] [key=value ...]`."""
+"""Command line: `rdml train`, `rdml pipeline …` (Snakemake and DVC), `rdml tables`, `rdml audit`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ import argparse
 import json
 import sys
 
+from rdml.audit import audit_cell
 from rdml.config import METHODS, ConfigError, describe_keys, load_config
+from rdml.pipeline import prepare_dataset, run_planned, write_dvc_yaml
+from rdml.plan import load_params, plan_study
+from rdml.tables import write_tables
 from rdml.trainer import train
 
 TRAIN_HELP = f"""\
@@ -35,25 +39,75 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("items", nargs="*", metavar="[CONFIG] key=value", help="an optional config file, then overrides")
     train.add_argument("--progress", choices=["auto", "on", "off"], default="auto", help="progress bar (auto: on a terminal)")
+
+    pipeline = commands.add_parser("pipeline", help="what Snakemake and DVC call (see workflow/)")
+    steps = pipeline.add_subparsers(dest="step", required=True)
+    run = steps.add_parser("run", help="train one planned run of a study on one GPU slot")
+    run.add_argument("study")
+    run.add_argument("run_id", metavar="run")
+    run.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    prepare = steps.add_parser("prepare", help="load a data set once and write its fingerprint")
+    prepare.add_argument("dataset")
+    dvc = steps.add_parser("dvc-yaml", help="write dvc.yaml from params.yaml")
+    dvc.add_argument("--out", default="dvc.yaml", help="file to write, - for stdout")
+    dvc.add_argument("--study", action="append", help="study to include (default: params.yaml's build list)")
+    runs = steps.add_parser("runs", help="list the run ids of a study")
+    runs.add_argument("study")
+    for sub in (run, dvc, runs):
+        sub.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
+
+    tables = commands.add_parser("tables", help="write a study's tables (Markdown, LaTeX, CSV, cell sidecars)")
+    tables.add_argument("study")
+    tables.add_argument("--params", default="params.yaml")
+
+    audit = commands.add_parser("audit", help="show and verify the provenance of one table cell")
+    audit.add_argument("table", help="a table file or its .cells.json sidecar")
+    audit.add_argument("cell", help='"row|column", as listed in the sidecar')
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            return _train(args, argv)
+        if args.command == "pipeline":
+            return _pipeline(args)
+        if args.command == "tables":
+            for path in write_tables(args.study, args.params):
+                print(path)
+            return 0
+        return 1 if audit_cell(args.table, args.cell) else 0
+    except ConfigError as exc:
+        print(f"rdml: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _train(args, argv) -> int:
     config_file = None
     overrides = list(args.items)
     if overrides and "=" not in overrides[0]:
         config_file = overrides.pop(0)
-    try:
-        cfg = load_config(config_file, overrides)
-        progress = {"auto": None, "on": True, "off": False}[args.progress]
-        record = train(cfg, argv=["rdml", *(sys.argv[1:] if argv is None else argv)], progress=progress)
-    except ConfigError as exc:
-        print(f"rdml: error: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_config(config_file, overrides)
+    progress = {"auto": None, "on": True, "off": False}[args.progress]
+    record = train(cfg, argv=["rdml", *(sys.argv[1:] if argv is None else argv)], progress=progress)
     print(json.dumps({"run": record["config"]["out"], "status": record["status"], "label": record["label"],
                       "summary": record["summary"]}, indent=1, ensure_ascii=False))
-    return 0 if record["status"] in ("ok", "diverged") else 1
+    return 0
+
+
+def _pipeline(args) -> int:
+    if args.step == "run":
+        record = run_planned(args.study, args.run_id, args.params, threads=args.threads)
+        print(f"{record['config']['out']}: {record['status']}")
+    elif args.step == "prepare":
+        print(json.dumps(prepare_dataset(args.dataset), indent=1))
+    elif args.step == "dvc-yaml":
+        write_dvc_yaml(args.params, args.out, args.study)
+    else:
+        for run in plan_study(load_params(args.params), args.study):
+            print(run.id)
+    return 0
 
 
 if __name__ == "__main__":

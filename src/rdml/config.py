@@ -21,7 +21,7 @@ from rdml.data import DATASETS
 from rdml.divergences import check_alpha
 from rdml.models import ARCHITECTURES
 
-__all__ = ["ConfigError", "TrainConfig", "METHODS", "load_config", "resolve", "config_sha256", "describe_keys"]
+__all__ = ["ConfigError", "TrainConfig", "METHODS", "load_config", "config_from_mapping", "resolve", "config_sha256", "describe_keys"]
 
 METHODS = {
     "independent": "each student trained alone on cross-entropy (the papers' Ind. / vanilla)",
@@ -156,17 +156,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping of key: value")
-        for name, value in loaded.items():
-            _check_known(str(name))
-            values[str(name)] = _coerce(str(name), value)
+        values.update(loaded)
     for item in overrides:
         name, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"expected key=value, got {item!r}")
-        name = name.strip()
-        _check_known(name)
-        values[name] = _coerce(name, value)
-    return TrainConfig(**values)
+        values[name.strip()] = value
+    return config_from_mapping(values)
+
+
+def config_from_mapping(values: dict[str, Any]) -> TrainConfig:
+    """Typed config from a mapping of keys to strings or YAML values, unresolved."""
+    typed = {}
+    for name, value in values.items():
+        _check_known(str(name))
+        typed[str(name)] = _coerce(str(name), value)
+    return TrainConfig(**typed)
 
 
 def resolve(cfg: TrainConfig) -> TrainConfig:

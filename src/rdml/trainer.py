@@ -214,18 +214,26 @@ def find_divergence(epochs: list[dict], chance: float, margin: float) -> dict | 
 RESUMED_KEYS = ("started_at", "resumed_at", "epochs", "epoch_seconds", "diverged")
 
 
-def train(cfg: TrainConfig, argv: list[str] | None = None, *, progress: bool | None = None) -> dict:
-    """Run (or resume, or return the finished record of) the configured training; returns the record."""
+def train(cfg: TrainConfig, argv: list[str] | None = None, *, progress: bool | None = None, replace: bool = False,
+          environment_extra: dict | None = None) -> dict:
+    """Run (or resume, or return the finished record of) the configured training; returns the record.
+
+    A run directory holding another configuration is refused, or with `replace` emptied of it first.
+    """
     prep = prepare(cfg)
     cfg, device, data = prep.cfg, prep.device, prep.data
     run_dir = Path(cfg.out)
     record_path, checkpoint_path = run_dir / "record.json", run_dir / "checkpoint.pt"
+    for path in (record_path, checkpoint_path):
+        if path.is_file() and _config_hash_in(path) != prep.config_sha256:
+            if not replace:
+                raise ConfigError(
+                    f"out={run_dir} holds a run of a different configuration; choose another out= or remove that directory"
+                )
+            for stale in (record_path, checkpoint_path, run_dir / "model.pt"):
+                stale.unlink(missing_ok=True)
     if record_path.is_file():
         existing = read_json(record_path)
-        if existing.get("config_sha256") != prep.config_sha256:
-            raise ConfigError(
-                f"out={run_dir} holds a run of a different configuration; choose another out= or remove that directory"
-            )
         if existing.get("status") in FINISHED:
             return existing
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -234,6 +242,7 @@ def train(cfg: TrainConfig, argv: list[str] | None = None, *, progress: bool | N
     cohort = build_cohort(cfg, data, device, steps_per_epoch)
     method = build_method(cfg, prep.teacher)
     record = new_record(prep, argv)
+    record["environment"].update(environment_extra or {})
     if checkpoint_path.is_file():
         restore_checkpoint(checkpoint_path, prep, cohort, record)
 
@@ -341,11 +350,15 @@ def save_checkpoint(path: Path, prep: Prepared, cohort: list[Student], record: d
     })
 
 
+def _config_hash_in(path: Path) -> str | None:
+    if path.suffix == ".json":
+        return read_json(path).get("config_sha256")
+    return torch.load(path, map_location="cpu", weights_only=True).get("config_sha256")
+
+
 def restore_checkpoint(path: Path, prep: Prepared, cohort: list[Student], record: dict) -> None:
     """Put students, optimisers, schedules, RNG and the metrics so far back as they were saved."""
     state = torch.load(path, map_location=prep.device, weights_only=True)
-    if state.get("config_sha256") != prep.config_sha256:
-        raise ConfigError(f"out={path.parent}: checkpoint.pt belongs to a different configuration")
     for student, saved in zip(cohort, state["students"]):
         student.model.load_state_dict(saved["model"])
         student.optimizer.load_state_dict(saved["optimizer"])

@@ -1,0 +1,22 @@
+# rdml workflow: params.yaml → prepare data → teachers → training runs → paper-style tables.
+# Run:  snakemake all_tables --cores 8 --resources gpu=4   (targets before --resources; see README)
+from snakemake.utils import min_version, validate
+
+min_version("8.0")
+
+
+configfile: "params.yaml"
+
+
+validate(config, "workflow/schemas/params.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/tables.smk"
+
+
+rule all_tables:
+    default_target: True
+    input:
+        expand("results/{study}/tables", study=BUILD),

@@ -1,0 +1,84 @@
+"""`rdml audit TABLE CELL`: the chain behind one number of a table, every hash checked on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rdml.config import ConfigError, TrainConfig, config_sha256
+from rdml.data import load_dataset, sha256_file
+from rdml.record import read_json
+
+__all__ = ["audit_cell"]
+
+
+def audit_cell(table: str | Path, cell: str, root: str | Path = ".", out=print) -> list[str]:
+    """Print the provenance of `cell` ("row|column") of a table sidecar; returns the problems found.
+
+    A missing sidecar or an unknown cell is a ConfigError (bad input), not an audit failure.
+    """
+    sidecar_path = Path(table)
+    if sidecar_path.suffix != ".json":
+        sidecar_path = sidecar_path.with_suffix(".cells.json") if sidecar_path.suffix else Path(f"{table}.cells.json")
+    if not sidecar_path.is_file():
+        raise ConfigError(f"no table sidecar at {sidecar_path}")
+    sidecar = read_json(sidecar_path)
+    if cell not in sidecar["cells"]:
+        known = "\n  ".join(sorted(sidecar["cells"]))
+        raise ConfigError(f"cell {cell!r} is not in {sidecar_path}; cells are:\n  {known}")
+    entry = sidecar["cells"][cell]
+    out(f"{sidecar['study']} / {sidecar['table']} / {cell}: mean {entry['mean']}, std {entry['std']}, "
+        f"n={entry['n']}, diverged={entry['diverged']} (metric: {sidecar['metric']})")
+    problems: list[str] = []
+    metric = {"final": "final_acc", "best": "best_acc"}.get(sidecar["metric"], f"{sidecar['metric']}_acc")
+    for item in entry["runs"]:
+        problems += _audit_run(Path(root), item, metric, out)
+    out("OK: every hash matches the files on disk" if not problems else f"FAILED: {len(problems)} problem(s)")
+    for problem in problems:
+        out(f"  - {problem}")
+    return problems
+
+
+def _audit_run(root: Path, item: dict, metric: str, out) -> list[str]:
+    run_dir = root / item["run"]
+    record_path = run_dir / "record.json"
+    if not record_path.is_file():
+        return [f"{run_dir}: record.json is missing"]
+    record = read_json(record_path)
+    problems = []
+    cfg = record["config"]
+    out(f"run {item['run']} ({item['student']}, {record['label']}, seed {record['seed']}, status {record['status']})")
+    recomputed = config_sha256(TrainConfig(**cfg))
+    out(f"  config sha256     {record['config_sha256']}")
+    if recomputed != record["config_sha256"]:
+        problems.append(f"{record_path}: config does not hash to its recorded config_sha256")
+    code = record["code"]
+    out(f"  code              git {code['git_commit']} dirty={code['git_dirty']} src {code['src_sha256'][:16]}…")
+    out(f"  data              {record['data']['name']} fingerprint {record['data']['sha256']}")
+    data = load_dataset(cfg["dataset"], split_seed=cfg["split_seed"], test_fraction=cfg["test_fraction"],
+                        labelled_fraction=cfg["labelled_fraction"])
+    if data.fingerprint["sha256"] != record["data"]["sha256"]:
+        problems.append(f"{record_path}: data set {cfg['dataset']} on disk no longer matches the recorded fingerprint")
+    value = record["summary"][item["student"]][metric]
+    if value != item["value"]:
+        problems.append(f"{record_path}: {item['student']} {metric} is {value}, the table used {item['value']}")
+    problems += _check_file(run_dir / record["final_model"]["path"], record["final_model"]["sha256"], "checkpoint", out)
+    teacher = record.get("teacher")
+    if teacher:
+        problems += _check_file(Path(teacher["path"]) if Path(teacher["path"]).is_absolute() else root / teacher["path"],
+                                teacher["sha256"], "teacher checkpoint", out)
+        teacher_record = (root / teacher["path"]).parent / "record.json"
+        out(f"  teacher run       {teacher_record.parent} (config {teacher['run_config_sha256']})")
+        if not teacher_record.is_file():
+            problems.append(f"{teacher_record}: the teacher's run record is missing")
+        elif read_json(teacher_record)["config_sha256"] != teacher["run_config_sha256"]:
+            problems.append(f"{teacher_record}: the teacher run there is not the one that taught this run")
+    return problems
+
+
+def _check_file(path: Path, expected: str, what: str, out) -> list[str]:
+    if not path.is_file():
+        out(f"  {what:17s} {path} MISSING")
+        return [f"{path}: {what} is missing"]
+    actual = sha256_file(path)
+    out(f"  {what:17s} {path} sha256 {actual} {'ok' if actual == expected else 'MISMATCH'}")
+    return [] if actual == expected else [f"{path}: {what} sha256 is {actual}, recorded {expected}"]

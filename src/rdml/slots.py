@@ -1,0 +1,77 @@
+"""One GPU per training job: an exclusive slot among N, held by an OS file lock.
+
+Snakemake counts GPUs (`resources: gpu=1`) but never says which one a job got. Each job therefore
+takes the first free slot i among N by an exclusive, non-blocking `flock` on `<lock_dir>/gpu-<i>.lock`
+and sets CUDA_VISIBLE_DEVICES=i before CUDA starts. The kernel drops a flock when its process dies,
+even on SIGKILL, so a crashed job can never keep a GPU. Under SLURM (or whenever
+CUDA_VISIBLE_DEVICES is already set) the job keeps what it was given; with no GPU it runs on CPU.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Slot", "acquire_gpu", "count_gpus", "DEFAULT_LOCK_DIR"]
+
+DEFAULT_LOCK_DIR = Path(os.environ.get("RDML_LOCK_DIR", "/tmp/rdml-gpu-locks"))
+
+
+@dataclass
+class Slot:
+    """The GPU a job uses (None: CPU or inherited), and why; keeps the lock open while alive."""
+
+    index: int | None
+    source: str
+    _handle: object = None
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def count_gpus() -> int:
+    """Visible NVIDIA GPUs, asked of nvidia-smi so that CUDA itself is not initialised yet."""
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        result = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(1 for line in result.stdout.splitlines() if line.startswith("GPU "))
+
+
+def acquire_gpu(n_slots: int | None = None, lock_dir: str | Path = DEFAULT_LOCK_DIR, poll_seconds: float = 0.5,
+                timeout: float | None = None) -> Slot:
+    """Take a free slot and pin this process to it, waiting while all N are held."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+        return Slot(None, "inherited CUDA_VISIBLE_DEVICES=" + os.environ["CUDA_VISIBLE_DEVICES"])
+    n = count_gpus() if n_slots is None else n_slots
+    if n <= 0:
+        return Slot(None, "no GPU: CPU")
+    lock_dir = Path(lock_dir)
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        for index in range(n):
+            handle = open(lock_dir / f"gpu-{index}.lock", "a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            os.environ["CUDA_VISIBLE_DEVICES"] = str(index)
+            return Slot(index, f"slot {index} of {n} ({lock_dir})", handle)
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"no free GPU slot among {n} in {lock_dir} after {timeout} s")
+        time.sleep(poll_seconds)

@@ -1,0 +1,15 @@
+rule tables:
+    input:
+        lambda w: [run.metrics for run in PLANS[w.study].values()],
+    output:
+        directory("results/{study}/tables"),
+    params:
+        metric=lambda w: config["studies"][w.study].get("metric", "final"),
+    shell:
+        "rdml tables {wildcards.study}"
+
+
+onsuccess:
+    # Snakemake runs jobs in parallel, DVC does not: record the DVC state once, here, never per job.
+    if Path("dvc.yaml").is_file() and Path(".dvc").is_dir():
+        shell("dvc commit --force --quiet")
