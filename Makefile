@@ -1,9 +1,12 @@
 # The two commands of the README: `make run` and `make test`. Both create .venv on first use.
+# `make run` builds the default study's tables through Snakemake (then records the DVC state).
 PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test setup
+BIN    := $(CURDIR)/$(VENV)/bin
+
+.PHONY: run test setup repro
 
 setup: $(STAMP)
 
@@ -13,7 +16,10 @@ $(STAMP): pyproject.toml
 	touch $@
 
 run: $(STAMP)
-	$(VENV)/bin/rdml train
+	PATH="$(BIN):$$PATH" snakemake all_tables --cores all
+
+repro: $(STAMP)
+	PATH="$(BIN):$$PATH" dvc repro
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q

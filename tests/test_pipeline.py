@@ -1,0 +1,150 @@
+"""The pipeline end to end on a small synthetic study: Snakemake, DVC, tables, audit, push/pull.
+
+The tests of this file share one project directory and run in order: build, no-op repro, change a
+parameter, push/pull, audit (which corrupts a file last).
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rdml.pipeline import dvc_stages
+from rdml.plan import load_params, plan_study
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SMOKE = {
+    "build": ["smoke"],
+    "gpus": 0,
+    "studies": {
+        "smoke": {
+            "datasets": ["synthetic"],
+            "seeds": [0],
+            "metric": "final",
+            "train": {"epochs": 2, "batch_size": 64},
+            "teacher": {"arch": "cnn", "seed": 0},
+            "rdml_table": {"archs": ["mlp"], "alphas": [2.0]},
+            "kd_table": {"student": "mlp", "alphas": [1.0, 2.0], "temperature": 4.0, "beta": 0.9},
+            "pair_table": {"pairs": [["mlp", "cnn"]]},
+        }
+    },
+}
+
+
+def sh(*args, cwd, check=True):
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def scheduled_runs(cwd, *extra):
+    """Run ids a Snakemake dry run would train, read from the commands it prints."""
+    out = sh(str(BIN / "snakemake"), "all_tables", "-n", "-p", "--cores", "2", *extra, cwd=cwd).stdout
+    return set(re.findall(r"rdml pipeline run \S+ (\S+) --threads", out))
+
+
+def records(project):
+    return {p.parent.relative_to(project / "results/smoke/runs").as_posix(): json.loads(p.read_text())
+            for p in (project / "results/smoke/runs").glob("*/*/record.json")}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("project")
+    shutil.copy(REPO / "Snakefile", root)
+    shutil.copytree(REPO / "workflow", root / "workflow")
+    shutil.copytree(REPO / "src" / "rdml", root / "src" / "rdml", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "params.yaml").write_text(yaml.safe_dump(SMOKE, sort_keys=False))
+    sh(str(BIN / "dvc"), "init", "--no-scm", "-q", cwd=root)
+    shutil.copy(REPO / ".dvcignore", root)
+    sh(str(BIN / "rdml"), "pipeline", "dvc-yaml", cwd=root)
+    return root
+
+
+def test_committed_dvc_yaml_is_generated_from_params_and_matches_snakemake():
+    generated = sh(str(BIN / "rdml"), "pipeline", "dvc-yaml", "--out", "-", cwd=REPO).stdout
+    assert (REPO / "dvc.yaml").read_text() == generated, "dvc.yaml is stale: run `rdml pipeline dvc-yaml`"
+    params = load_params(REPO / "params.yaml")
+    planned = {r.id for study in params["build"] for r in plan_study(params, study)}
+    in_dvc = {stage["cmd"].split()[-1] for stage in yaml.safe_load(generated)["stages"].values()
+              if stage["cmd"].startswith("rdml pipeline run")}
+    assert planned == in_dvc == scheduled_runs(REPO)
+    assert len(planned) == 46
+
+
+def test_resources_after_the_target_works_before_it_crashes():
+    good = sh(str(BIN / "snakemake"), "all_tables", "--cores", "8", "--resources", "gpu=4", "-n", cwd=REPO, check=False)
+    bad = sh(str(BIN / "snakemake"), "--cores", "8", "--resources", "gpu=4", "all_tables", "-n", cwd=REPO, check=False)
+    assert good.returncode == 0 and bad.returncode != 0
+
+
+def test_snakemake_builds_the_tables_and_dvc_then_has_nothing_to_do(project):
+    planned = {r.id for r in plan_study(load_params(project / "params.yaml"), "smoke")}
+    assert scheduled_runs(project) == planned and len(planned) == 8
+    sh(str(BIN / "snakemake"), "all_tables", "--cores", "2", cwd=project)
+    tables = project / "results/smoke/tables"
+    for name in ("rdml_table", "kd_table", "pair_table"):
+        for suffix in ("md", "tex", "csv", "cells.json"):
+            assert (tables / f"{name}.{suffix}").is_file()
+    before = records(project)
+    assert set(before) == planned and all(r["status"] == "ok" for r in before.values())
+    assert "up to date" in sh(str(BIN / "dvc"), "status", cwd=project).stdout
+    sh(str(BIN / "dvc"), "repro", cwd=project)
+    assert records(project) == before
+    assert scheduled_runs(project) == set()
+
+
+def test_changing_one_parameter_reruns_only_the_runs_it_affects(project):
+    before = records(project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["studies"]["smoke"]["kd_table"]["temperature"] = 2.0
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    kd_runs = {k for k in before if "/kd-" in k}
+    assert scheduled_runs(project) == kd_runs
+    sh(str(BIN / "dvc"), "repro", cwd=project)
+    after = records(project)
+    retrained = {k for k in after if after[k]["started_at"] != before[k]["started_at"] or after[k]["config_sha256"] != before[k]["config_sha256"]}
+    assert retrained == kd_runs
+    assert all(after[k]["config"]["temperature"] == 2.0 for k in kd_runs)
+    cells = json.loads((project / "results/smoke/tables/kd_table.cells.json").read_text())
+    assert cells["cells"]["synthetic: α=2|Average accuracy"]["mean"] == after["synthetic/kd-mlp-from-cnn-a2-s0"]["summary"]["student_0"]["final_acc"]
+
+
+def test_dvc_push_and_pull_through_a_local_remote(project, tmp_path):
+    sh(str(BIN / "dvc"), "remote", "add", "-d", "store", str(tmp_path / "remote"), cwd=project)
+    sh(str(BIN / "dvc"), "push", cwd=project)
+    model = project / "results/smoke/runs/synthetic/teacher-cnn-s0/model.pt"
+    expected = records(project)["synthetic/teacher-cnn-s0"]["final_model"]["sha256"]
+    shutil.rmtree(project / "results/smoke/runs")
+    shutil.rmtree(project / ".dvc/cache")
+    sh(str(BIN / "dvc"), "pull", cwd=project)
+    import hashlib
+
+    assert hashlib.sha256(model.read_bytes()).hexdigest() == expected
+    assert "up to date" in sh(str(BIN / "dvc"), "status", cwd=project).stdout
+
+
+def test_audit_verifies_every_hash_and_names_a_corrupted_checkpoint(project):
+    table = "results/smoke/tables/kd_table.cells.json"
+    cell = "synthetic: α=1|Average accuracy"
+    ok = sh(str(BIN / "rdml"), "audit", table, cell, cwd=project)
+    assert "teacher run" in ok.stdout and "OK: every hash matches" in ok.stdout
+    unknown = sh(str(BIN / "rdml"), "audit", table, "nope|x", cwd=project, check=False)
+    assert unknown.returncode == 2 and "cells are" in unknown.stderr
+    model = project / "results/smoke/runs/synthetic/teacher-cnn-s0/model.pt"
+    model.chmod(0o644)
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    bad = sh(str(BIN / "rdml"), "audit", table, cell, cwd=project, check=False)
+    assert bad.returncode == 1
+    assert f"{model.relative_to(project)}: teacher checkpoint sha256 is" in bad.stdout
