@@ -7,16 +7,17 @@ both tools execute the same set of runs with the same command.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
+import torch
 import yaml
 
 from rdml.config import config_from_mapping
 from rdml.plan import RESULTS, Run, find_run, load_params, plan_study, studies_to_build
 from rdml.record import atomic_write_bytes, atomic_write_json
 from rdml.slots import acquire_gpu
+from rdml.trainer import train
 
 __all__ = ["run_planned", "metrics_of", "dvc_stages", "write_dvc_yaml", "DATA_STAGE_OUT"]
 
@@ -29,13 +30,8 @@ def run_planned(study: str, run_id: str, params_path: str = "params.yaml", threa
     params = load_params(params_path)
     run = find_run(params, study, run_id)
     gpus = params.get("gpus", "auto")
+    # CUDA reads CUDA_VISIBLE_DEVICES when it first starts, which torch delays until first use.
     slot = acquire_gpu(None if gpus == "auto" else int(gpus))
-    if threads:
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-    import torch  # after CUDA_VISIBLE_DEVICES is set
-
-    from rdml.trainer import train
-
     if threads:
         torch.set_num_threads(threads)
     keys = dict(run.keys)

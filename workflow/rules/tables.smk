@@ -12,4 +12,7 @@ rule tables:
 onsuccess:
     # Snakemake runs jobs in parallel, DVC does not: record the DVC state once, here, never per job.
     if Path("dvc.yaml").is_file() and Path(".dvc").is_dir():
-        shell("dvc commit --force --quiet")
+        try:
+            shell("dvc commit --force --quiet")
+        except Exception:
+            print("rdml: `dvc commit` failed (are all stages of dvc.yaml built? see `rdml pipeline dvc-yaml`)")
