@@ -63,6 +63,10 @@ def test_run_record_fields(tmp_path):
     assert record["environment"]["torch"] == torch.__version__ and record["environment"]["device"] == "cpu"
     assert record["started_at"] <= record["ended_at"] and record["command"] == ["test"]
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("record.json", "model.pt"):  # written through a temp file, yet readable as usual
+        assert (tmp_path / "r" / name).stat().st_mode & 0o777 == 0o666 & ~umask
     for entry in record["epochs"]:
         assert {"epoch", "lr", "lr_last_batch", "train", "test"} <= set(entry)
         assert {"loss", "acc", "entropy"} == set(entry["test"]["student_0"])

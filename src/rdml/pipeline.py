@@ -60,7 +60,7 @@ def dvc_stages(params: dict, studies: list[str]) -> dict:
             stages[f"prepare-{dataset}"] = {
                 "cmd": f"rdml pipeline prepare {dataset}",
                 "deps": [CODE_DEP],
-                "outs": [{DATA_STAGE_OUT.format(dataset=dataset): {"cache": False}}],
+                "outs": [DATA_STAGE_OUT.format(dataset=dataset)],
             }
         for run in runs:
             stages[run.stage] = _train_stage(run)

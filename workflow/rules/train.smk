@@ -14,9 +14,9 @@ rule train_run:
         data=lambda w: f"results/data/{planned(w).dataset}.json",
         teacher=lambda w: [f"results/{w.study}/runs/{planned(w).teacher}/model.pt"] if planned(w).teacher else [],
     output:
-        record="results/{study}/runs/{run}/record.json",
-        model="results/{study}/runs/{run}/model.pt",
-        metrics="results/{study}/metrics/{run}.json",
+        record="results/{study}/runs/{run,[^/]+/(?!teacher-)[^/]+}/record.json",
+        model="results/{study}/runs/{run,[^/]+/(?!teacher-)[^/]+}/model.pt",
+        metrics="results/{study}/metrics/{run,[^/]+/(?!teacher-)[^/]+}.json",
     params:
         # A change of any key this run trains with reruns exactly this run (rerun trigger "params").
         train_keys=lambda w: json.dumps(planned(w).keys, sort_keys=True),
@@ -25,3 +25,10 @@ rule train_run:
     threads: 1
     shell:
         "rdml pipeline run {wildcards.study} {wildcards.run} --threads {threads}"
+
+
+use rule train_run as pretrain_teacher with:
+    output:
+        record="results/{study}/runs/{run,[^/]+/teacher-[^/]+}/record.json",
+        model="results/{study}/runs/{run,[^/]+/teacher-[^/]+}/model.pt",
+        metrics="results/{study}/metrics/{run,[^/]+/teacher-[^/]+}.json",

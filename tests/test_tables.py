@@ -1,0 +1,89 @@
+"""Tables from fabricated run records: statistics, re-indexing, diverged runs, layouts, sidecars."""
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+from rdml.plan import plan_study
+from rdml.tables import build_tables, write_tables
+
+PARAMS = {
+    "build": ["t"],
+    "studies": {
+        "t": {
+            "datasets": ["synthetic"],
+            "seeds": [0, 1, 2],
+            "metric": "last5",
+            "teacher": {"arch": "cnn_wide"},
+            "rdml_table": {"archs": ["mlp"], "alphas": [2.0]},
+            "kd_table": {"student": "mlp", "alphas": [1.0]},
+            "pair_table": {"pairs": [["mlp", "cnn"]]},
+        }
+    },
+}
+
+
+def fabricate(root: Path, values: dict[str, list[float]], diverged: set[str] = frozenset()) -> None:
+    """A record per planned run whose students score the given last5 accuracies."""
+    for run in plan_study(PARAMS, "t"):
+        accs = values.get(run.id, [0.5] * len(run.keys["arch"]))
+        summary = {f"student_{k}": {"last5_acc": a, "final_acc": a} for k, a in enumerate(accs)}
+        record = {"status": "diverged" if run.id in diverged else "ok", "summary": summary}
+        path = root / run.directory / "record.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record))
+
+
+def test_rdml_table_reindexes_students_ascending_and_excludes_diverged(tmp_path):
+    fabricate(tmp_path, {
+        "synthetic/dml-mlp+mlp-a2-s0": [0.90, 0.80],
+        "synthetic/dml-mlp+mlp-a2-s1": [0.70, 0.95],
+        "synthetic/dml-mlp+mlp-a2-s2": [0.10, 0.11],
+        "synthetic/independent-mlp-s0": [0.6],
+        "synthetic/independent-mlp-s1": [0.7],
+        "synthetic/independent-mlp-s2": [0.8],
+    }, diverged={"synthetic/dml-mlp+mlp-a2-s2"})
+    table = {t.name: t for t in build_tables(PARAMS, "t", tmp_path)}["rdml_table"]
+    assert table.rows == ["Ind.", "DML", "RDML α=2"]
+    low, high = table.cells[("RDML α=2", "synthetic/mlp/0")], table.cells[("RDML α=2", "synthetic/mlp/1")]
+    assert low.values == [0.80, 0.70] and high.values == [0.90, 0.95]
+    assert low.diverged == high.diverged == 1 and len(low.runs) == 3
+    assert high.mean == pytest.approx(0.925) and high.std == pytest.approx(statistics.stdev([0.90, 0.95]))
+    assert table.cells[("RDML α=2", "synthetic/mlp/1")].text() == "92.50 ± 3.54 (n=2, 1 diverged)"
+    ind = table.cells[("Ind.", "synthetic/mlp/0")]
+    assert ind.text() == "70.00 ± 10.00 (n=3)" and ("Ind.", "synthetic/mlp/1") not in table.cells
+    assert table.best_row("synthetic/mlp/1") == "RDML α=2"
+    assert "**92.50 ± 3.54** (n=2, 1 diverged)" in table.markdown()
+    assert r"\textbf{92.50 $\pm$ 3.54}" in table.latex()
+
+
+def test_kd_and_pair_tables_report_differences_of_means(tmp_path):
+    fabricate(tmp_path, {
+        **{f"synthetic/independent-mlp-s{s}": [0.60] for s in range(3)},
+        **{f"synthetic/independent-cnn-s{s}": [0.70] for s in range(3)},
+        **{f"synthetic/kd-mlp-from-cnn_wide-a1-s{s}": [0.65] for s in range(3)},
+        **{f"synthetic/dml-mlp+cnn-a1-s{s}": [0.62, 0.75] for s in range(3)},
+    })
+    tables = {t.name: t for t in build_tables(PARAMS, "t", tmp_path)}
+    kd = tables["kd_table"]
+    assert kd.derived[("synthetic: α=1", "Improvement")] == pytest.approx(5.0)
+    pair = tables["pair_table"]
+    assert pair.derived[("synthetic: mlp, cnn", "DML − Ind. Net 1")] == pytest.approx(2.0)
+    assert pair.derived[("synthetic: mlp, cnn", "DML − Ind. Net 2")] == pytest.approx(5.0)
+    assert pair.cells[("synthetic: mlp, cnn", "Ind. Net 2")].mean == pytest.approx(0.70)
+
+
+def test_written_files_and_sidecar_name_every_run(tmp_path):
+    fabricate(tmp_path, {})
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(json.dumps(PARAMS))
+    written = write_tables("t", params_path, tmp_path)
+    assert {p.name for p in written} == {f"{n}.{s}" for n in ("rdml_table", "kd_table", "pair_table")
+                                         for s in ("md", "tex", "csv", "cells.json")}
+    sidecar = json.loads((tmp_path / "results/t/tables/rdml_table.cells.json").read_text())
+    cell = sidecar["cells"]["DML|synthetic/mlp/0"]
+    assert sidecar["metric"] == "last5" and cell["n"] == 3
+    assert {r["run"] for r in cell["runs"]} == {f"results/t/runs/synthetic/dml-mlp+mlp-a1-s{s}" for s in range(3)}
+    assert "mean test accuracy of the last 5 epochs" in sidecar["caption"]
