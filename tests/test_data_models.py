@@ -6,7 +6,7 @@ import torch
 
 from rdml.data import epoch_batches, load_dataset
 from rdml.losses import UNLABELLED
-from rdml.models import ARCHITECTURES, build_model
+from rdml.models import build_model
 
 
 @pytest.mark.parametrize("name", ["digits", "synthetic"])
@@ -48,7 +48,7 @@ def test_epoch_batches_cover_every_row_once_in_a_seeded_order(rows, batch):
     assert not torch.equal(torch.cat(batches), other_epoch)
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("arch", ["mlp", "cnn", "cnn_wide"])
 def test_architectures_forward_and_backward(arch):
     model = build_model(arch, (1, 8, 8), 10)
     out = model(torch.randn(4, 1, 8, 8))
@@ -58,5 +58,5 @@ def test_architectures_forward_and_backward(arch):
 
 
 def test_teacher_is_larger_than_the_students():
-    size = {a: sum(p.numel() for p in build_model(a, (1, 8, 8), 10).parameters()) for a in ARCHITECTURES}
+    size = {a: sum(p.numel() for p in build_model(a, (1, 8, 8), 10).parameters()) for a in ("mlp", "cnn", "cnn_wide")}
     assert size["cnn_wide"] > 10 * max(size["mlp"], size["cnn"])

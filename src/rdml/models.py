@@ -1,7 +1,8 @@
 """Architectures by name. Each builder takes the input shape (C, H, W) and the number of classes.
 
 The embedded default trains on 8×8 grey digits: `mlp` and `cnn` are the small students, `cnn_wide`
-is the larger teacher that gives KD something to teach.
+is the larger teacher that gives KD something to teach. The papers' CIFAR and Fashion-MNIST
+networks live in `rdml.zoo`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from torch import nn
+
+from rdml.zoo import cifar_resnet, densenet, googlenet, mobilenet, resnet, vgg, wrn
 
 __all__ = ["ARCHITECTURES", "build_model", "check_arch"]
 
@@ -48,7 +51,25 @@ def cnn_wide(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     )
 
 
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"mlp": mlp, "cnn": cnn, "cnn_wide": cnn_wide}
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    "mlp": mlp,
+    "cnn": cnn,
+    "cnn_wide": cnn_wide,
+    "resnet20": cifar_resnet.resnet20,
+    "resnet32": cifar_resnet.resnet32,
+    "resnet110": cifar_resnet.resnet110,
+    "resnet18": resnet.resnet18,
+    "resnet34": resnet.resnet34,
+    "resnet50": resnet.resnet50,
+    "resnet152": resnet.resnet152,
+    "vgg16_bn": vgg.vgg16_bn,
+    "googlenet": googlenet.googlenet,
+    "inception_v1": googlenet.inception_v1,
+    "mobilenet": mobilenet.mobilenet,
+    "wrn_28_10": wrn.wrn_28_10,
+    "wrn_20_8": wrn.wrn_20_8,
+    "densenet40_12": densenet.densenet40_12,
+}
 
 
 def check_arch(name: str) -> str:
