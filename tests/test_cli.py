@@ -21,7 +21,7 @@ def corrupt_teacher(tmp_path, teacher_dir):
 BAD = [
     (["method=distill"], "method='distill' is not allowed; allowed: dml, dml_e, independent, kd, teacher"),
     (["arch=resnet9000"], "arch='resnet9000' is not allowed; allowed: cnn, cnn_wide, densenet40_12, googlenet"),
-    (["dataset=imagenet"], "dataset='imagenet' is not allowed; allowed: digits, synthetic"),
+    (["dataset=imagenet"], "dataset='imagenet' is not allowed; allowed: cifar10, cifar100, digits, fashion_mnist, synthetic"),
     (["alpha=-0.5"], "alpha must be a real number in [0, inf], got -0.5"),
     (["alpha=nan"], "alpha must be a real number in [0, inf], got nan"),
     (["alpha=abc"], "alpha='abc' is not a valid float"),

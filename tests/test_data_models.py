@@ -20,8 +20,9 @@ def test_split_is_stratified_fixed_by_split_seed_and_standardised(name):
     train_counts = torch.bincount(a.y_train, minlength=a.num_classes).double()
     test_counts = torch.bincount(a.y_test, minlength=a.num_classes).double()
     np.testing.assert_allclose((test_counts / (train_counts + test_counts)).numpy(), 0.25, atol=0.01)
-    assert abs(a.x_train.mean().item()) < 1e-4 and abs(a.x_train.std().item() - 1) < 1e-3
-    assert a.x_train.dtype == torch.float32 and a.y_train.dtype == torch.int64
+    normalised = a.inputs(a.x_train)
+    assert abs(normalised.mean().item()) < 1e-4 and abs(normalised.std().item() - 1) < 1e-3
+    assert normalised.dtype == torch.float32 and a.y_train.dtype == torch.int64
     rows = {tuple(r.flatten().tolist()) for r in a.x_train}
     assert not any(tuple(r.flatten().tolist()) in rows for r in a.x_test[:50])  # disjoint
 

@@ -55,7 +55,7 @@ def _audit_run(root: Path, item: dict, metric: str, out) -> list[str]:
     out(f"  code              git {code['git_commit']} dirty={code['git_dirty']} src {code['src_sha256'][:16]}…")
     out(f"  data              {record['data']['name']} fingerprint {record['data']['sha256']}")
     data = load_dataset(cfg["dataset"], split_seed=cfg["split_seed"], test_fraction=cfg["test_fraction"],
-                        labelled_fraction=cfg["labelled_fraction"])
+                        labelled_fraction=cfg["labelled_fraction"], data_dir=cfg["data_dir"], normalize=cfg["normalize"])
     if data.fingerprint["sha256"] != record["data"]["sha256"]:
         problems.append(f"{record_path}: data set {cfg['dataset']} on disk no longer matches the recorded fingerprint")
     value = record["summary"][item["student"]][metric]

@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from rdml.data import DATASETS
+from rdml.augment import AUGMENTATIONS
+from rdml.data import DATASETS, NORMALIZATIONS
 from rdml.divergences import check_alpha
 from rdml.models import ARCHITECTURES
 
@@ -77,7 +78,10 @@ class TrainConfig:
     grad_clip: float = _key(0.0, "float", "clip each student's gradient norm to this; 0 = off")
     seed: int = _key(0, "int", "training seed: initialisation, batch order")
     split_seed: int = _key(0, "int", "seed of the train/test split and of the labelled subset")
-    test_fraction: float = _key(0.25, "float", "fraction of each class held out for test, in (0, 1)")
+    test_fraction: float = _key(0.25, "float", "fraction of each class held out for test, in (0, 1) (digits, synthetic)")
+    augment: str = _key("none", "str", "training augmentation: " + ", ".join(AUGMENTATIONS) + " (see rdml.augment)")
+    normalize: str = _key("dataset", "str", "per-channel normalisation: dataset (train statistics) or imagenet")
+    data_dir: str = _key("data", "str", "folder of downloaded data sets (cifar10, cifar100, fashion_mnist)")
     summary_last: list = _key([5, 10], "list[int]", "report the mean test accuracy of the last k epochs for each k")
     crash_margin: float = _key(0.05, "float", "a student at <= chance + margin after > chance + 2 margin has crashed")
     device: str = _key("auto", "str", "auto, cpu, cuda or cuda:N")
@@ -228,6 +232,8 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     _in_range("pct_start", c.pct_start, 0, 1, "a number in (0, 1)", open_low=True, open_high=True)
     _in_range("grad_clip", c.grad_clip, 0, math.inf, "a finite number >= 0 (0 = off)")
     _in_range("test_fraction", c.test_fraction, 0, 1, "a number in (0, 1)", open_low=True, open_high=True)
+    _one_of("augment", c.augment, AUGMENTATIONS)
+    _one_of("normalize", c.normalize, NORMALIZATIONS)
     if not c.summary_last or any(k < 1 for k in c.summary_last):
         raise ConfigError(f"summary_last={_show(c.summary_last)} must list window sizes >= 1")
     _in_range("crash_margin", c.crash_margin, 0, 1, "a number in [0, 1)", open_high=True)
@@ -240,8 +246,8 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
 
 
 def config_sha256(cfg: TrainConfig) -> str:
-    """Hash of everything that defines the experiment (the output directory is not part of it)."""
-    values = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "out"}
+    """Hash of everything that defines the experiment (where its output and data live are not part of it)."""
+    values = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "data_dir")}
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
 
 

@@ -2,7 +2,12 @@
 
 `digits` is the embedded default: the 1,797 8×8 handwritten digits that ship inside scikit-learn
 (`sklearn/datasets/data/digits.csv.gz`), read directly from that file so that nothing is downloaded
-and the file's sha256 can be recorded. `synthetic` is generated from a seed, for tests.
+and the file's sha256 can be recorded. `synthetic` is generated from a seed, for tests. `cifar10`,
+`cifar100` and `fashion_mnist` are read from `<data_dir>` (see rdml.vision) with their official
+train/test split, as uint8.
+
+Inputs are kept raw (uint8 pixels, or floats in [0, 1]); `Dataset.inputs` turns a batch into
+normalised floats on its device, after any augmentation, so no per-sample work happens in Python.
 """
 
 from __future__ import annotations
@@ -19,13 +24,20 @@ import torch
 from torch import Tensor
 
 from rdml.losses import UNLABELLED
+from rdml.vision import SOURCES
+from rdml.vision import read as read_vision
 
 __all__ = ["Dataset", "DATASETS", "load_dataset", "epoch_batches", "sha256_bytes", "sha256_file"]
 
 
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+NORMALIZATIONS = ("dataset", "imagenet")
+
+
 @dataclass
 class Dataset:
-    """Train and test tensors (float32 inputs, int64 labels) plus where they came from."""
+    """Raw train and test inputs (uint8, or float in [0, 1]), int64 labels, the per-channel
+    normalisation, and where the data came from."""
 
     name: str
     x_train: Tensor
@@ -33,7 +45,16 @@ class Dataset:
     x_test: Tensor
     y_test: Tensor
     num_classes: int
+    mean: Tensor = None  # per channel, applied by `inputs`
+    std: Tensor = None
     fingerprint: dict = field(default_factory=dict)
+
+    def inputs(self, x: Tensor, augment: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """A batch of raw inputs as normalised float32, augmented first if given."""
+        x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+        if augment is not None:
+            x = augment(x)
+        return (x - self.mean[:, None, None]) / self.std[:, None, None]
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -45,7 +66,7 @@ class Dataset:
         return torch.bincount(self.y_test, minlength=self.num_classes).max().item() / len(self.y_test)
 
     def to(self, device: torch.device) -> Dataset:
-        moved = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_test", "y_test")}
+        moved = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_test", "y_test", "mean", "std")}
         return Dataset(self.name, **moved, num_classes=self.num_classes, fingerprint=self.fingerprint)
 
 
@@ -72,7 +93,7 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray, dict]:
     path = _digits_file()
     with gzip.open(path, "rt") as handle:
         table = np.loadtxt(handle, delimiter=",", dtype=np.float32)
-    images = (table[:, :-1] / 16.0).reshape(-1, 1, 8, 8)
+    images = (table[:, :-1] / 16.0).reshape(-1, 1, 8, 8)  # pixels in [0, 1]
     return images, table[:, -1].astype(np.int64), {"sklearn/datasets/data/digits.csv.gz": sha256_file(path)}
 
 
@@ -85,50 +106,71 @@ def _load_synthetic(classes: int = 10, per_class: int = 80, seed: int = 1234) ->
     return images, labels, {"generated": f"synthetic(classes={classes}, per_class={per_class}, seed={seed})"}
 
 
-DATASETS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray, dict]]] = {
+TABLE_DATASETS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray, dict]]] = {
     "digits": _load_digits,
     "synthetic": _load_synthetic,
 }
+DATASETS = (*TABLE_DATASETS, *SOURCES)
 
 
-def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_fraction: float = 1.0) -> Dataset:
-    """Load `name`, split it stratified by class, standardise with train statistics, hide labels.
+def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_fraction: float = 1.0,
+                 data_dir: str | Path = "data", normalize: str = "dataset") -> Dataset:
+    """Load `name`, split it, hide labels, and set the normalisation (train statistics or ImageNet's).
 
-    The split, and the choice of labelled rows when labelled_fraction < 1, depend only on split_seed,
-    never on the training seed, so every run of a study sees the same data.
+    digits and synthetic are split stratified by class from split_seed; the vision sets keep their
+    official test set. The labelled rows (labelled_fraction < 1) are chosen per class from split_seed,
+    never from the training seed, so every run of a study sees the same data.
     """
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(sorted(DATASETS))}")
-    images, labels, files = DATASETS[name]()
+        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
     rng = np.random.default_rng(split_seed)
-    test_mask = np.zeros(len(labels), dtype=bool)
-    labelled_mask = np.zeros(len(labels), dtype=bool)
-    for cls in np.unique(labels):
-        rows = rng.permutation(np.flatnonzero(labels == cls))
-        n_test = int(round(test_fraction * len(rows)))
-        test_mask[rows[:n_test]] = True
-        train_rows = rows[n_test:]
-        labelled_mask[train_rows[: max(1, int(round(labelled_fraction * len(train_rows))))]] = True
-    train_idx, test_idx = np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
-    mean, std = images[train_idx].mean(), images[train_idx].std()
-    x = torch.from_numpy((images - mean) / std)
-    y = torch.from_numpy(labels)
-    y_train = torch.where(torch.from_numpy(labelled_mask[train_idx]), y[train_idx], torch.tensor(UNLABELLED))
-    split = {
-        "split_seed": split_seed,
-        "test_fraction": test_fraction,
+    if name in SOURCES:
+        x_train, y_train, x_test, y_test, files = read_vision(name, data_dir)
+        test_mask = np.zeros(0, dtype=bool)
+        split = {"split": "official", "train_size": len(y_train), "test_size": len(y_test)}
+    else:
+        images, labels, files = TABLE_DATASETS[name]()
+        test_mask = np.zeros(len(labels), dtype=bool)
+        for cls in np.unique(labels):
+            rows = rng.permutation(np.flatnonzero(labels == cls))
+            test_mask[rows[: int(round(test_fraction * len(rows)))]] = True
+        x, y = torch.from_numpy(images), torch.from_numpy(labels)
+        x_train, y_train, x_test, y_test = x[~test_mask], y[~test_mask], x[test_mask], y[test_mask]
+        split = {"split_seed": split_seed, "test_fraction": test_fraction, "train_size": len(y_train),
+                 "test_size": len(y_test)}
+    labelled_mask = np.zeros(len(y_train), dtype=bool)
+    train_labels = y_train.numpy()
+    for cls in np.unique(train_labels):
+        rows = rng.permutation(np.flatnonzero(train_labels == cls))
+        labelled_mask[rows[: max(1, int(round(labelled_fraction * len(rows))))]] = True
+    y_train = torch.where(torch.from_numpy(labelled_mask), y_train, torch.tensor(UNLABELLED))
+    split.update({
         "labelled_fraction": labelled_fraction,
-        "train_size": len(train_idx),
-        "test_size": len(test_idx),
-        "labelled_size": int((y_train != UNLABELLED).sum()),
+        "labelled_size": int(labelled_mask.sum()),
         "sha256": sha256_bytes(test_mask.tobytes() + labelled_mask.tobytes()),
-    }
+    })
+    mean, std = _normalisation(x_train, normalize)
     fingerprint = {
         "files": files,
         "split": split,
+        "normalize": normalize,
         "sha256": sha256_bytes(repr((sorted(files.items()), split)).encode()),
     }
-    return Dataset(name, x[train_idx], y_train, x[test_idx], y[test_idx], int(labels.max()) + 1, fingerprint)
+    classes = int(max(y_test.max(), y_train.max())) + 1
+    return Dataset(name, x_train, y_train, x_test, y_test, classes, mean, std, fingerprint)
+
+
+def _normalisation(x_train: Tensor, normalize: str) -> tuple[Tensor, Tensor]:
+    if normalize == "imagenet":
+        if x_train.shape[1] != 3:
+            raise ValueError(f"normalize=imagenet needs RGB images, got {x_train.shape[1]} channel(s)")
+        return torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+    if normalize != "dataset":
+        raise ValueError(f"normalize={normalize!r} is not allowed; allowed: {', '.join(NORMALIZATIONS)}")
+    pixels = x_train.transpose(0, 1).reshape(x_train.shape[1], -1).double()
+    if x_train.dtype == torch.uint8:
+        pixels = pixels / 255
+    return pixels.mean(1).float(), pixels.std(1).float()
 
 
 def epoch_batches(n_rows: int, batch_size: int, *, seed: int, epoch: int) -> Iterator[Tensor]:

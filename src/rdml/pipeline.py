@@ -14,6 +14,8 @@ import torch
 import yaml
 
 from rdml.config import config_from_mapping
+from rdml.data import load_dataset
+from rdml.vision import SOURCES, fetch
 from rdml.plan import RESULTS, Run, find_run, load_params, plan_study, studies_to_build
 from rdml.record import atomic_write_bytes, atomic_write_json
 from rdml.slots import acquire_gpu
@@ -98,11 +100,11 @@ def write_dvc_yaml(params_path: str = "params.yaml", out: str = "dvc.yaml", stud
     return text
 
 
-def prepare_dataset(name: str) -> dict:
-    """Load a data set once (downloading it where that applies) and write its fingerprint."""
-    from rdml.data import load_dataset
-
-    data = load_dataset(name, split_seed=0, test_fraction=0.25)
+def prepare_dataset(name: str, data_dir: str = "data") -> dict:
+    """Download a data set where that applies (checksums verified), load it once, write its fingerprint."""
+    if name in SOURCES:
+        fetch(name, data_dir)
+    data = load_dataset(name, split_seed=0, test_fraction=0.25, data_dir=data_dir)
     summary = {"name": name, "files": data.fingerprint["files"], "num_classes": data.num_classes,
                "input_shape": list(data.input_shape), "rows": len(data.y_train) + len(data.y_test)}
     path = Path(DATA_STAGE_OUT.format(dataset=name))

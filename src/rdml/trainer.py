@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from rdml.augment import augment_batch
 from rdml.config import ConfigError, TrainConfig, config_sha256, resolve
 from rdml.data import Dataset, epoch_batches, load_dataset, sha256_file
 from rdml.methods import Student, build_method, method_label
@@ -102,9 +103,11 @@ def prepare(cfg: TrainConfig) -> Prepared:
     """Resolve and validate the config, load the data and the teacher. Raises ConfigError; writes nothing."""
     cfg = resolve(cfg)
     device = pick_device(cfg.device)
-    data = load_dataset(
-        cfg.dataset, split_seed=cfg.split_seed, test_fraction=cfg.test_fraction, labelled_fraction=cfg.labelled_fraction
-    )
+    try:
+        data = load_dataset(cfg.dataset, split_seed=cfg.split_seed, test_fraction=cfg.test_fraction,
+                            labelled_fraction=cfg.labelled_fraction, data_dir=cfg.data_dir, normalize=cfg.normalize)
+    except ValueError as exc:  # a missing or corrupt data file, or a normalisation the data cannot take
+        raise ConfigError(str(exc)) from None
     teacher, teacher_info = (None, None)
     if cfg.method == "kd":
         teacher, teacher_info = load_teacher(cfg.teacher, cfg.teacher_index, data, device)
@@ -157,7 +160,7 @@ def evaluate(cohort: list[Student], data: Dataset, batch_size: int = 1024) -> di
         s.model.eval()
     log_probs = [[] for _ in cohort]
     for start in range(0, len(data.y_test), batch_size):
-        x = data.x_test[start : start + batch_size]
+        x = data.inputs(data.x_test[start : start + batch_size])
         for k, s in enumerate(cohort):
             log_probs[k].append(torch.log_softmax(s.model(x).float(), dim=-1))
     for s in cohort:
@@ -285,8 +288,10 @@ def train_epoch(method, cohort: list[Student], data: Dataset, cfg: TrainConfig, 
     lr_first = [s.optimizer.param_groups[0]["lr"] for s in cohort]
     sums: dict[str, torch.Tensor] = {}
     batches = list(epoch_batches(len(data.y_train), cfg.batch_size, seed=cfg.seed, epoch=epoch))
+    draws = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch + 500_000_000)  # augmentation only
+    augment = None if cfg.augment == "none" else partial(augment_batch, kind=cfg.augment, generator=draws)
     for rows in tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not show):
-        terms = method.train_step(data.x_train[rows], data.y_train[rows], cohort)
+        terms = method.train_step(data.inputs(data.x_train[rows], augment), data.y_train[rows], cohort)
         for k, student_terms in enumerate(terms):
             for name, value in {**student_terms, "total": sum(student_terms.values())}.items():
                 key = f"student_{k}/{name}"

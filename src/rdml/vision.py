@@ -1,0 +1,120 @@
+"""CIFAR-10, CIFAR-100 and Fashion-MNIST: download with checksum, then read the raw files as tensors.
+
+The archives, their addresses and md5 sums are torchvision's own (`torchvision.datasets`), downloaded
+and extracted with torchvision's utilities into `<data_dir>/<name>/` (DVC tracks that folder). The
+extracted files are then read directly (CIFAR python pickles, Fashion-MNIST idx files) into uint8
+tensors, so no per-sample Python runs at training time. Tests build tiny files in the same formats.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision import datasets as tv
+from torchvision.datasets.utils import download_url, extract_archive
+
+__all__ = ["SOURCES", "Source", "DataError", "fetch", "read", "md5_file"]
+
+
+class DataError(ValueError):
+    """A data file that is missing or corrupt; the message names it and its expected checksum."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Files to fetch (name → md5), where from, and the folder an archive extracts to."""
+
+    urls: tuple[str, ...]
+    files: tuple[tuple[str, str], ...]
+    extracted: str | None = None  # a directory the (single) archive unpacks into
+
+
+SOURCES: dict[str, Source] = {
+    "cifar10": Source((tv.CIFAR10.url,), ((tv.CIFAR10.filename, tv.CIFAR10.tgz_md5),), tv.CIFAR10.base_folder),
+    "cifar100": Source((tv.CIFAR100.url,), ((tv.CIFAR100.filename, tv.CIFAR100.tgz_md5),), tv.CIFAR100.base_folder),
+    "fashion_mnist": Source(tuple(tv.FashionMNIST.mirrors), tuple(tv.FashionMNIST.resources)),
+}
+
+
+def md5_file(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch(name: str, data_dir: str | Path, download: bool = True) -> Path:
+    """Make sure `<data_dir>/<name>` holds the verified files of data set `name`; returns that folder."""
+    source = SOURCES[name]
+    folder = Path(data_dir) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for filename, md5 in source.files:
+        path = folder / filename
+        if not path.is_file() and download:
+            url = source.urls[0] if source.extracted else source.urls[0] + filename
+            try:
+                download_url(url, str(folder), filename, md5=None)
+            except Exception as exc:  # network errors come in many kinds
+                path.unlink(missing_ok=True)
+                raise DataError(f"{path} is missing and could not be downloaded from {url} ({exc}); "
+                                f"place the file there by hand (expected md5 {md5})") from None
+        if not path.is_file():
+            raise DataError(f"{path} is missing (expected md5 {md5}); run `rdml pipeline prepare {name}` to download it")
+        actual = md5_file(path)
+        if actual != md5:
+            raise DataError(f"{path} is corrupt: md5 {actual}, expected {md5}; delete it and download it again")
+    if source.extracted and not (folder / source.extracted).is_dir():
+        extract_archive(str(folder / source.files[0][0]), str(folder))
+    return folder
+
+
+def read(name: str, data_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+    """uint8 images (N, C, H, W) and int64 labels of the official train and test sets, and file hashes."""
+    folder = fetch(name, data_dir, download=False)
+    files = {f"{name}/{filename}": md5 for filename, md5 in SOURCES[name].files}
+    if name == "fashion_mnist":
+        x_train, y_train = _idx_images(folder / "train-images-idx3-ubyte.gz"), _idx_labels(folder / "train-labels-idx1-ubyte.gz")
+        x_test, y_test = _idx_images(folder / "t10k-images-idx3-ubyte.gz"), _idx_labels(folder / "t10k-labels-idx1-ubyte.gz")
+    else:
+        root = folder / SOURCES[name].extracted
+        key = b"labels" if name == "cifar10" else b"fine_labels"
+        train_files = [f for f, _ in (tv.CIFAR10.train_list if name == "cifar10" else tv.CIFAR100.train_list)]
+        test_files = [f for f, _ in (tv.CIFAR10.test_list if name == "cifar10" else tv.CIFAR100.test_list)]
+        x_train, y_train = _cifar(root, train_files, key)
+        x_test, y_test = _cifar(root, test_files, key)
+    return x_train, y_train, x_test, y_test, files
+
+
+def _cifar(root: Path, names: list[str], key: bytes) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = [], []
+    for name in names:
+        with open(root / name, "rb") as handle:
+            batch = pickle.load(handle, encoding="bytes")
+        images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.extend(batch[key])
+    return torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.int64)
+
+
+def _idx(path: Path, magic: int) -> np.ndarray:
+    with gzip.open(path, "rb") as handle:
+        data = handle.read()
+    found = int.from_bytes(data[:4], "big")
+    if found != magic:
+        raise DataError(f"{path} is not an idx file of magic {magic} (found {found})")
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(data[3])]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * len(dims)).reshape(dims)
+
+
+def _idx_images(path: Path) -> torch.Tensor:
+    return torch.from_numpy(_idx(path, 2051).copy()).unsqueeze(1)
+
+
+def _idx_labels(path: Path) -> torch.Tensor:
+    return torch.from_numpy(_idx(path, 2049).astype(np.int64))
