@@ -58,9 +58,12 @@ def _audit_run(root: Path, item: dict, metric: str, out) -> list[str]:
                         labelled_fraction=cfg["labelled_fraction"], data_dir=cfg["data_dir"], normalize=cfg["normalize"])
     if data.fingerprint["sha256"] != record["data"]["sha256"]:
         problems.append(f"{record_path}: data set {cfg['dataset']} on disk no longer matches the recorded fingerprint")
-    value = record["summary"][item["student"]][metric]
+    if "epoch" in item:
+        what, value = f"accuracy at epoch {item['epoch']}", record["epochs"][item["epoch"] - 1]["test"][item["student"]]["acc"]
+    else:
+        what, value = metric, record["summary"][item["student"]][metric]
     if value != item["value"]:
-        problems.append(f"{record_path}: {item['student']} {metric} is {value}, the table used {item['value']}")
+        problems.append(f"{record_path}: {item['student']} {what} is {value}, the table used {item['value']}")
     problems += _check_file(run_dir / record["final_model"]["path"], record["final_model"]["sha256"], "checkpoint", out)
     teacher = record.get("teacher")
     if teacher:

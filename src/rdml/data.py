@@ -106,9 +106,21 @@ def _load_synthetic(classes: int = 10, per_class: int = 80, seed: int = 1234) ->
     return images, labels, {"generated": f"synthetic(classes={classes}, per_class={per_class}, seed={seed})"}
 
 
+def _tiny_images(shape: tuple[int, int, int], classes: int, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """uint8 images shaped like a real data set's, for smoke runs of its studies: noisy class prototypes."""
+    rng = np.random.default_rng(seed)
+    prototypes = rng.integers(0, 256, size=(classes, *shape))
+    labels = np.repeat(np.arange(classes), per_class)
+    images = np.clip(prototypes[labels] + rng.normal(0, 40, size=(len(labels), *shape)), 0, 255).astype(np.uint8)
+    return images, labels, {"generated": f"tiny(shape={shape}, classes={classes}, per_class={per_class}, seed={seed})"}
+
+
 TABLE_DATASETS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray, dict]]] = {
     "digits": _load_digits,
     "synthetic": _load_synthetic,
+    "tiny_cifar10": lambda: _tiny_images((3, 32, 32), 10, 8, 10),
+    "tiny_cifar100": lambda: _tiny_images((3, 32, 32), 100, 4, 100),
+    "tiny_fashion_mnist": lambda: _tiny_images((1, 28, 28), 10, 8, 28),
 }
 DATASETS = (*TABLE_DATASETS, *SOURCES)
 

@@ -9,6 +9,7 @@ so a grid is written once, in params.yaml.
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +18,14 @@ from typing import Any
 import yaml
 
 from rdml.config import FIELDS, ConfigError
+from rdml.vision import SOURCES
 
-__all__ = ["Run", "load_params", "plan_study", "find_run", "studies_to_build", "RESULTS", "metric_key"]
+__all__ = ["Run", "load_params", "with_smoke_studies", "plan_study", "find_run", "studies_to_build", "RESULTS", "metric_key"]
 
 RESULTS = "results"
 METRICS = ("final", "best", "last5", "last10")
-STUDY_KEYS = {"description", "datasets", "seeds", "metric", "train", "teacher", "rdml_table", "kd_table", "pair_table"}
+STUDY_KEYS = {"description", "paper", "datasets", "seeds", "metric", "train", "teacher", "rdml_table", "kd_table",
+              "pair_table", "kd_vs_dml_table", "methods_table", "cohort_table"}
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,26 @@ def load_params(path: str | Path = "params.yaml") -> dict:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     if not isinstance(params, dict) or not isinstance(params.get("studies"), dict):
         raise ConfigError(f"{path} must hold a mapping with a 'studies' mapping")
-    return params
+    return with_smoke_studies(params)
+
+
+def with_smoke_studies(params: dict) -> dict:
+    """Add `<study>_smoke` for every study: its tables on tiny generated data shaped like the real
+    data sets, one seed, one epoch, so that CI can put a job of every study through the pipeline."""
+    studies = dict(params["studies"])
+    for name, study in params["studies"].items():
+        if name.endswith("_smoke") or f"{name}_smoke" in studies:
+            continue
+        smoke = copy.deepcopy(study)
+        smoke["datasets"] = [f"tiny_{d}" if d in SOURCES else d for d in study["datasets"]]
+        smoke["seeds"] = study["seeds"][:1]
+        smoke["metric"] = "final"
+        smoke["train"] = {**(study.get("train") or {}), "epochs": 1}
+        smoke["train"]["batch_size"] = min(smoke["train"].get("batch_size", 64), 32)
+        if "teacher" in smoke:
+            smoke["teacher"]["train"] = {**(smoke["teacher"].get("train") or {}), "epochs": 1}
+        studies[f"{name}_smoke"] = smoke
+    return {**params, "studies": studies}
 
 
 def studies_to_build(params: dict, requested: list[str] | None = None) -> list[str]:
@@ -92,52 +114,83 @@ def _study(params: dict, name: str) -> dict:
     return study
 
 
+TABLES = ("rdml_table", "pair_table", "kd_table", "kd_vs_dml_table", "methods_table", "cohort_table")
+
+
+class _Planner:
+    """Adds each run once; the names encode what a table needs to find it again."""
+
+    def __init__(self, name: str, study: dict):
+        self.name, self.study, self.base = name, study, f"studies.{name}"
+        self.shared = dict(study.get("train") or {})
+        self.shared_params = (f"{self.base}.train",) if self.shared else ()
+        self.runs: dict[str, Run] = {}
+
+    def add(self, dataset, run_name, keys, params=(), teacher=None) -> str:
+        run = Run(self.name, dataset, run_name, {**self.shared, "dataset": dataset, **keys}, self.shared_params + params, teacher)
+        self.runs.setdefault(run.id, run)
+        return run.id
+
+    def independent(self, dataset, arch, seed) -> str:
+        return self.add(dataset, f"independent-{arch}-s{seed}", {"method": "independent", "arch": [arch], "seed": seed})
+
+    def mutual(self, dataset, archs, alpha, seed, method="dml") -> str:
+        return self.add(dataset, f"{method}-{'+'.join(archs)}-a{alpha:g}-s{seed}",
+                        {"method": method, "arch": list(archs), "alpha": float(alpha), "seed": seed})
+
+    def teacher(self, dataset, arch) -> str:
+        spec = self.study.get("teacher") or {}  # seed and training keys of teachers, when given
+        seed = spec.get("seed", 0)
+        keys = {**(spec.get("train") or {}), "method": "teacher", "arch": [arch], "seed": seed}
+        return self.add(dataset, f"teacher-{arch}-s{seed}", keys, (f"{self.base}.teacher",))
+
+    def distil(self, dataset, student, teacher_id, teacher_name, alpha, seed, table) -> str:
+        spec = self.study[table]
+        distil = {k: spec[k] for k in ("temperature", "beta") if k in spec}
+        return self.add(dataset, f"kd-{student}-from-{teacher_name}-a{alpha:g}-s{seed}",
+                        {"method": "kd", "arch": [student], "alpha": float(alpha), "seed": seed, **distil},
+                        tuple(f"{self.base}.{table}.{k}" for k in distil), teacher_id)
+
+
 def plan_study(params: dict, name: str) -> list[Run]:
     """Every run the study's tables need, each once, teachers first."""
     study = _study(params, name)
     metric_key(params, name)
-    base = f"studies.{name}"
-    shared = dict(study.get("train") or {})
-    shared_keys = (f"{base}.train",) if shared else ()
-    runs: dict[str, Run] = {}
-
-    def add(dataset: str, run_name: str, keys: dict, params: tuple[str, ...] = (), teacher: str | None = None) -> None:
-        run = Run(name, dataset, run_name, {**shared, "dataset": dataset, **keys}, shared_keys + params, teacher)
-        runs.setdefault(run.id, run)
-
+    p = _Planner(name, study)
     for dataset in study["datasets"]:
         for seed in study["seeds"]:
-            table = study.get("rdml_table")
-            if table:
+            if table := study.get("rdml_table"):
                 for arch in table["archs"]:
-                    add(dataset, f"independent-{arch}-s{seed}", {"method": "independent", "arch": [arch], "seed": seed})
+                    p.independent(dataset, arch, seed)
                     for alpha in sorted({1.0, *map(float, table["alphas"])}):
-                        add(dataset, f"dml-{arch}+{arch}-a{alpha:g}-s{seed}",
-                            {"method": "dml", "arch": [arch, arch], "alpha": alpha, "seed": seed})
-            table = study.get("pair_table")
-            if table:
+                        p.mutual(dataset, [arch, arch], alpha, seed)
+            if table := study.get("pair_table"):
                 for first, second in table["pairs"]:
-                    for arch in (first, second):
-                        add(dataset, f"independent-{arch}-s{seed}", {"method": "independent", "arch": [arch], "seed": seed})
-                    add(dataset, f"dml-{first}+{second}-a1-s{seed}",
-                        {"method": "dml", "arch": [first, second], "alpha": 1.0, "seed": seed})
-            table = study.get("kd_table")
-            if table:
-                teacher = study["teacher"]
-                teacher_id = f"{dataset}/teacher-{teacher['arch']}-s{teacher.get('seed', 0)}"
-                add(dataset, teacher_id.split("/", 1)[1],
-                    {**(teacher.get("train") or {}), "method": "teacher", "arch": [teacher["arch"]], "seed": teacher.get("seed", 0)},
-                    (f"{base}.teacher",))
-                student = table["student"]
-                add(dataset, f"independent-{student}-s{seed}", {"method": "independent", "arch": [student], "seed": seed})
-                distil = {k: table[k] for k in ("temperature", "beta") if k in table}
-                distil_params = tuple(f"{base}.kd_table.{k}" for k in distil)
-                for alpha in map(float, table["alphas"]):
-                    add(dataset, f"kd-{student}-from-{teacher['arch']}-a{alpha:g}-s{seed}",
-                        {"method": "kd", "arch": [student], "alpha": alpha, "seed": seed, **distil},
-                        distil_params, teacher_id)
-    ordered = sorted(runs.values(), key=lambda r: (r.keys["method"] != "teacher", r.id))
-    return ordered
+                    p.independent(dataset, first, seed)
+                    p.independent(dataset, second, seed)
+                    p.mutual(dataset, [first, second], 1.0, seed)
+            if table := study.get("kd_table"):
+                teacher_id = p.teacher(dataset, study["teacher"]["arch"])
+                p.independent(dataset, table["student"], seed)
+                for alpha in table["alphas"]:
+                    p.distil(dataset, table["student"], teacher_id, study["teacher"]["arch"], alpha, seed, "kd_table")
+            if table := study.get("kd_vs_dml_table"):  # DML Table 4: Net 1 pretrained alone teaches Net 2
+                for first, second in table["pairs"]:
+                    teacher_id = p.independent(dataset, first, seed)
+                    p.independent(dataset, second, seed)
+                    p.distil(dataset, second, teacher_id, f"ind-{first}", 1.0, seed, "kd_vs_dml_table")
+                    p.mutual(dataset, [first, second], 1.0, seed)
+            if table := study.get("methods_table"):  # baseline, KD from each teacher, DML
+                p.independent(dataset, table["student"], seed)
+                for arch in table["teachers"]:
+                    p.distil(dataset, table["student"], p.teacher(dataset, arch), arch, 1.0, seed, "methods_table")
+                p.mutual(dataset, [table["student"]] * table.get("students", 2), 1.0, seed)
+            if table := study.get("cohort_table"):  # DML and DML_e for each cohort size
+                for k in table["sizes"]:
+                    p.mutual(dataset, [table["arch"]] * k, 1.0, seed)
+                    if k > 2:  # with two students DML_e is DML
+                        p.mutual(dataset, [table["arch"]] * k, 1.0, seed, method="dml_e")
+    return sorted(p.runs.values(), key=lambda r: (r.keys["method"] != "teacher", r.id))
 
 
 def find_run(params: dict, study: str, run_id: str) -> Run:

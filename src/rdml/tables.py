@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,12 +26,13 @@ class Cell:
     runs: list[dict] = field(default_factory=list)  # {"run", "student", "value", "status"}
     diverged: int = 0
 
-    def add(self, run: Run, record: dict, student: str, value: float) -> None:
+    def add(self, run: Run, record: dict, student: str, value: float, epoch: int | None = None) -> None:
         if record["status"] == "diverged":
             self.diverged += 1
-        else:
+        elif not math.isnan(value):  # NaN: the epoch asked for was never reached
             self.values.append(value)
-        self.runs.append({"run": run.directory, "student": student, "value": value, "status": record["status"]})
+        entry = {"run": run.directory, "student": student, "value": value, "status": record["status"]}
+        self.runs.append(entry if epoch is None else {**entry, "epoch": epoch})
 
     @property
     def mean(self) -> float | None:
@@ -133,6 +135,15 @@ def build_tables(params: dict, study: str, root: str | Path = ".") -> list[Table
     def student_value(run_id: str, student: str) -> float:
         return records[run_id]["summary"][student][metric]
 
+    def epoch_value(run_id: str, student: str, epoch: int) -> float:
+        history = records[run_id]["epochs"]
+        return history[epoch - 1]["test"][student]["acc"] if len(history) >= epoch else math.nan
+
+    def collect(cell: Cell, run_id: str, students: list[str]) -> Cell:
+        for student in students:
+            cell.add(by_id[run_id], records[run_id], student, student_value(run_id, student))
+        return cell
+
     tables = []
     if "rdml_table" in spec:
         t = spec["rdml_table"]
@@ -159,27 +170,32 @@ def build_tables(params: dict, study: str, root: str | Path = ".") -> list[Table
     if "kd_table" in spec:
         t = spec["kd_table"]
         teacher_arch = spec["teacher"]["arch"]
+        at_epochs = t.get("at_epochs", [])
+        columns = ["Average accuracy", "Improvement"]
+        for e in at_epochs:
+            columns += [f"Average accuracy (epoch {e})", f"Improvement (epoch {e})"]
         rows, cells, derived = [], {}, {}
         for d in spec["datasets"]:
-            vanilla = Cell()
-            for seed in seeds:
-                run_id = f"{d}/independent-{t['student']}-s{seed}"
-                vanilla.add(by_id[run_id], records[run_id], "student_0", student_value(run_id, "student_0"))
-            rows.append(f"{d}: vanilla {t['student']}")
-            cells[(rows[-1], "Average accuracy")] = vanilla
+            vanilla_row = f"{d}: vanilla {t['student']}"
+            rows.append(vanilla_row)
+            runs_of = {vanilla_row: [f"{d}/independent-{t['student']}-s{seed}" for seed in seeds]}
             for alpha in map(float, t["alphas"]):
-                row = f"{d}: α={alpha:g}"
-                rows.append(row)
-                cell = cells[(row, "Average accuracy")] = Cell()
-                for seed in seeds:
-                    run_id = f"{d}/kd-{t['student']}-from-{teacher_arch}-a{alpha:g}-s{seed}"
-                    cell.add(by_id[run_id], records[run_id], "student_0", student_value(run_id, "student_0"))
-                if cell.mean is not None and vanilla.mean is not None:
-                    derived[(row, "Improvement")] = 100 * (cell.mean - vanilla.mean)
+                rows.append(f"{d}: α={alpha:g}")
+                runs_of[rows[-1]] = [f"{d}/kd-{t['student']}-from-{teacher_arch}-a{alpha:g}-s{seed}" for seed in seeds]
+            for epoch in [None, *at_epochs]:
+                suffix = "" if epoch is None else f" (epoch {epoch})"
+                for row, run_ids in runs_of.items():
+                    cell = cells[(row, "Average accuracy" + suffix)] = Cell()
+                    for run_id in run_ids:
+                        value = student_value(run_id, "student_0") if epoch is None else epoch_value(run_id, "student_0", epoch)
+                        cell.add(by_id[run_id], records[run_id], "student_0", value, epoch)
+                    vanilla = cells[(vanilla_row, "Average accuracy" + suffix)]
+                    if row != vanilla_row and cell.mean is not None and vanilla.mean is not None:
+                        derived[(row, "Improvement" + suffix)] = 100 * (cell.mean - vanilla.mean)
         tables.append(Table(
             "kd_table", f"Rényi KD, student {t['student']} from teacher {teacher_arch}: {what} (%) per α and "
-            "improvement over vanilla in points (thesis Table 3.2 layout)", rows, ["Average accuracy", "Improvement"],
-            cells, bold_columns=["Average accuracy"], derived=derived))
+            "improvement over vanilla in points (thesis Table 3.2 layout)", rows, columns,
+            cells, bold_columns=[c for c in columns if c.startswith("Average")], derived=derived))
     if "pair_table" in spec:
         rows, cells, derived = [], {}, {}
         columns = ["Ind. Net 1", "Ind. Net 2", "DML Net 1", "DML Net 2", "DML − Ind. Net 1", "DML − Ind. Net 2"]
@@ -200,6 +216,54 @@ def build_tables(params: dict, study: str, root: str | Path = ".") -> list[Table
         tables.append(Table(
             "pair_table", f"DML of network pairs: {what} (%), and DML − Ind. in points (DML Table 2 layout)",
             rows, columns, cells, derived=derived))
+    if "kd_vs_dml_table" in spec:
+        rows, cells = [], {}
+        columns = ["Ind. Net 1", "Ind. Net 2", "1 distills 2 (Net 2)", "DML Net 1", "DML Net 2"]
+        for d in spec["datasets"]:
+            for first, second in spec["kd_vs_dml_table"]["pairs"]:
+                row = f"{d}: {first} → {second}"
+                rows.append(row)
+                for seed in seeds:
+                    collect(cells.setdefault((row, "Ind. Net 1"), Cell()), f"{d}/independent-{first}-s{seed}", ["student_0"])
+                    collect(cells.setdefault((row, "Ind. Net 2"), Cell()), f"{d}/independent-{second}-s{seed}", ["student_0"])
+                    collect(cells.setdefault((row, "1 distills 2 (Net 2)"), Cell()),
+                            f"{d}/kd-{second}-from-ind-{first}-a1-s{seed}", ["student_0"])
+                    dml = f"{d}/dml-{first}+{second}-a1-s{seed}"
+                    collect(cells.setdefault((row, "DML Net 1"), Cell()), dml, ["student_0"])
+                    collect(cells.setdefault((row, "DML Net 2"), Cell()), dml, ["student_1"])
+        tables.append(Table("kd_vs_dml_table", f"Distillation from a pretrained Net 1 versus DML: {what} (%) "
+                            "(DML Table 4 layout)", rows, columns, cells, bold_columns=[]))
+    if "methods_table" in spec:
+        t = spec["methods_table"]
+        k = t.get("students", 2)
+        rows, cells = [], {}
+        for d in spec["datasets"]:
+            entries = [(f"{d}: baseline {t['student']}", "independent-{s}".format(s=t["student"]), 1)]
+            entries += [(f"{d}: KD from {arch}", f"kd-{t['student']}-from-{arch}-a1", 1) for arch in t["teachers"]]
+            entries += [(f"{d}: DML, {k} students", f"dml-{'+'.join([t['student']] * k)}-a1", k)]
+            for row, stem, students in entries:
+                rows.append(row)
+                cell = cells[(row, "Accuracy")] = Cell()
+                for seed in seeds:
+                    collect(cell, f"{d}/{stem}-s{seed}", [f"student_{i}" for i in range(students)])
+        tables.append(Table("methods_table", f"Baseline, KD and DML: {what} (%), every student of every run; "
+                            "diverged runs counted, not averaged (DML-vs-KD study layout)", rows, ["Accuracy"], cells,
+                            bold_columns=["Accuracy"]))
+    if "cohort_table" in spec:
+        t = spec["cohort_table"]
+        rows, cells = [], {}
+        for d in spec["datasets"]:
+            for k in t["sizes"]:
+                row = f"{d}: K={k}"
+                rows.append(row)
+                for seed in seeds:
+                    students = [f"student_{i}" for i in range(k)]
+                    dml = f"{d}/dml-{'+'.join([t['arch']] * k)}-a1-s{seed}"
+                    collect(cells.setdefault((row, "DML"), Cell()), dml, students)
+                    dml_e = dml.replace("/dml-", "/dml_e-") if k > 2 else dml
+                    collect(cells.setdefault((row, "DML_e"), Cell()), dml_e, students)
+        tables.append(Table("cohort_table", f"Cohort size, {t['arch']} students: {what} (%) over every student; "
+                            "with K = 2 DML_e is DML (DML §4.7–4.8 layout)", rows, ["DML", "DML_e"], cells))
     return tables
 
 

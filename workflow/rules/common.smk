@@ -2,8 +2,9 @@
 import json
 from pathlib import Path
 
-from rdml.plan import plan_study, studies_to_build
+from rdml.plan import plan_study, studies_to_build, with_smoke_studies
 
+config.update(with_smoke_studies(config))  # every study also has a <study>_smoke variant
 BUILD = studies_to_build(config)
 PLANS = {study: {run.id: run for run in plan_study(config, study)} for study in BUILD}
 SRC = sorted(str(p) for p in Path("src/rdml").rglob("*.py"))

@@ -1,0 +1,134 @@
+"""The papers' studies in params.yaml: every stated hyper-parameter in the resolved configs, the job
+counts of each full study's dry run, and one job of each study's smoke variant through the pipeline."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rdml.config import config_from_mapping, resolve
+from rdml.models import build_model
+from rdml.plan import load_params, plan_study
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PARAMS = load_params(REPO / "params.yaml")
+
+# What the papers state, written out again here (not read from params.yaml).
+RDML_PAPER = dict(optimizer="sgd", nesterov=True, momentum=0.9, lr=0.1, weight_decay=5e-4, batch_size=128, epochs=200,
+                  schedule="step", step_size=60, gamma=0.2)
+DML_PAPER = dict(optimizer="sgd", nesterov=True, momentum=0.9, lr=0.1, batch_size=64, schedule="step", step_size=60,
+                 gamma=0.1, epochs=200, augment="crop_flip_reflect")
+THESIS = dict(optimizer="sgd", lr=0.08, momentum=0.9, weight_decay=5e-4, batch_size=512, epochs=220)
+FMNIST_A = dict(optimizer="adam", lr=0.01, batch_size=1024, epochs=100, schedule="constant")
+FMNIST_B = dict(optimizer="adamw", lr=0.005, batch_size=1024, epochs=100, schedule="onecycle", pct_start=0.1)
+STATED = {
+    "rdml_table1": (RDML_PAPER, dict(metric="last10", runs=90)),
+    "rdml_table1_as_released": ({**RDML_PAPER, "schedule": "multistep", "milestones": [16, 22], "gamma": 0.2,
+                                 "augment": "crop_flip_rotate", "normalize": "imagenet"}, dict(metric="last5", runs=90)),
+    "dml_table2": (DML_PAPER, dict(runs=54)),
+    "dml_table4": (DML_PAPER, dict(runs=21)),
+    "renyi_kd_thesis": (THESIS, dict(runs=171)),
+    "dml_vs_kd_fmnist_a": (FMNIST_A, dict(runs=22)),
+    "dml_vs_kd_fmnist_b": (FMNIST_B, dict(runs=22)),
+    "dml_cohort_size": (DML_PAPER, dict(runs=15)),
+}
+
+
+def resolved(study):
+    return {run.id: resolve(config_from_mapping({**run.keys, "out": "x", **({"teacher": run.teacher} if run.teacher else {})}))
+            for run in plan_study(PARAMS, study)}
+
+
+@pytest.mark.parametrize("study", sorted(STATED))
+def test_every_stated_hyper_parameter(study):
+    stated, extra = STATED[study]
+    configs = resolved(study)
+    assert len(configs) == extra["runs"]
+    if "metric" in extra:
+        assert PARAMS["studies"][study]["metric"] == extra["metric"]
+    for run_id, cfg in configs.items():
+        for key, value in stated.items():
+            assert getattr(cfg, key) == value, (study, run_id, key)
+
+
+def test_rdml_table1_grid():
+    configs = resolved("rdml_table1")
+    assert {c.dataset for c in configs.values()} == {"cifar10", "cifar100"}
+    assert {c.arch[0] for c in configs.values()} == {"googlenet", "resnet34", "vgg16_bn"}
+    dml = [c for c in configs.values() if c.method == "dml"]
+    assert {c.alpha for c in dml} == {0.5, 1.0, 1.5, 2.0} and all(c.students == 2 for c in dml)
+    assert {c.seed for c in configs.values()} == {0, 1, 2}
+
+
+def test_dml_table2_pairs():
+    pairs = {tuple(c.arch) for c in resolved("dml_table2").values() if c.method == "dml"}
+    assert pairs == {("resnet32", "resnet32"), ("wrn_28_10", "resnet32"), ("mobilenet", "resnet32"),
+                     ("mobilenet", "mobilenet"), ("wrn_28_10", "mobilenet"), ("wrn_28_10", "wrn_28_10")}
+
+
+def test_dml_table4_teachers_are_the_independent_net_1():
+    runs = {r.id: r for r in plan_study(PARAMS, "dml_table4")}
+    kd = [r for r in runs.values() if r.keys["method"] == "kd"]
+    assert len(kd) == 6
+    for run in kd:
+        teacher = runs[run.teacher]
+        assert teacher.keys["method"] == "independent" and teacher.keys["seed"] == run.keys["seed"]
+        assert teacher.keys["arch"][0] in ("wrn_28_10", "mobilenet") and run.keys["arch"] == ["resnet32"]
+
+
+def test_renyi_kd_thesis_settings():
+    configs = resolved("renyi_kd_thesis")
+    kd = [c for c in configs.values() if c.method == "kd"]
+    assert sorted({c.alpha for c in kd}) == [0.05, 0.1, 0.25, 0.5, 0.625, 0.75, 0.875, 1, 1.25, 1.5, 2, 3.5, 5, 7.5, 10, 12.5]
+    assert all(c.temperature == 4 and c.beta == 0.9 and c.arch == ["resnet18"] for c in kd)
+    assert len({c.seed for c in kd}) == 10
+    assert [c.arch for c in configs.values() if c.method == "teacher"] == [["resnet152"]]
+    assert sum(c.method == "independent" and c.arch == ["resnet18"] for c in configs.values()) == 10
+    assert PARAMS["studies"]["renyi_kd_thesis"]["kd_table"]["at_epochs"] == [10]
+
+
+@pytest.mark.parametrize("study", ["dml_vs_kd_fmnist_a", "dml_vs_kd_fmnist_b"])
+def test_fmnist_study(study):
+    configs = resolved(study)
+    assert {c.dataset for c in configs.values()} == {"fashion_mnist"}
+    assert sorted(c.arch[0] for c in configs.values() if c.method == "teacher") == ["resnet18", "resnet50"]
+    assert all(c.arch[0] == "resnet18" for c in configs.values() if c.method != "teacher")
+    assert len({c.seed for c in configs.values()}) == 5
+
+
+def test_cohort_sizes():
+    cohorts = {(c.method, c.students) for c in resolved("dml_cohort_size").values()}
+    assert cohorts == {("dml", 2), ("dml", 3), ("dml", 4), ("dml_e", 3), ("dml_e", 4)}
+
+
+def sh(*args):
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(list(args), cwd=REPO, env=env, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("study", sorted(STATED))
+def test_dry_run_lists_every_job(study):
+    result = sh(str(BIN / "snakemake"), "all_tables", "-n", "--config", f"build=[{study}]")
+    assert result.returncode == 0, result.stderr
+    jobs = dict(re.findall(r"^(train_run|pretrain_teacher)\s+(\d+)$", result.stdout, re.M))
+    assert sum(map(int, jobs.values())) == STATED[study][1]["runs"]
+
+
+def cost(run, runs):
+    """Parameters to train for this run, its teacher's included: CI runs the cheapest job of a study."""
+    size = sum(sum(p.numel() for p in build_model(a, (3, 32, 32), 10).parameters()) for a in run.keys["arch"])
+    return size + (cost(runs[run.teacher], runs) if run.teacher else 0)
+
+
+@pytest.mark.parametrize("study", sorted(STATED))
+def test_one_job_of_each_smoke_study_runs_through_the_pipeline(study):
+    smoke = f"{study}_smoke"
+    runs = {r.id: r for r in plan_study(PARAMS, smoke)}
+    run = min(runs.values(), key=lambda r: cost(r, runs))
+    result = sh(str(BIN / "snakemake"), run.metrics, "--cores", "2", "--config", f"build=[{smoke}]")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (REPO / run.directory / "record.json").is_file()
