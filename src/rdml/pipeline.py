@@ -59,10 +59,11 @@ def dvc_stages(params: dict, studies: list[str]) -> dict:
     for study in studies:
         runs = plan_study(params, study)
         for dataset in sorted({r.dataset for r in runs}):
+            downloaded = [f"data/{dataset}"] if dataset in SOURCES else []  # the DVC-tracked data folder
             stages[f"prepare-{dataset}"] = {
                 "cmd": f"rdml pipeline prepare {dataset}",
                 "deps": [CODE_DEP],
-                "outs": [DATA_STAGE_OUT.format(dataset=dataset)],
+                "outs": [*downloaded, DATA_STAGE_OUT.format(dataset=dataset)],
             }
         for run in runs:
             stages[run.stage] = _train_stage(run)
