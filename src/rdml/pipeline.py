@@ -15,11 +15,11 @@ import yaml
 
 from rdml.config import config_from_mapping
 from rdml.data import load_dataset
-from rdml.vision import SOURCES, fetch
 from rdml.plan import RESULTS, Run, find_run, load_params, plan_study, studies_to_build
 from rdml.record import atomic_write_bytes, atomic_write_json
 from rdml.slots import acquire_gpu
 from rdml.trainer import train
+from rdml.vision import SOURCES, fetch
 
 __all__ = ["run_planned", "metrics_of", "dvc_stages", "write_dvc_yaml", "DATA_STAGE_OUT"]
 
