@@ -75,8 +75,8 @@ def idx(path, array, magic_dims):
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
 def test_cifar_download_verify_extract_read(tmp_path, monkeypatch, http, name):
     archive, arrays = cifar_archive(tmp_path, name, np.random.default_rng(0))
-    monkeypatch.setitem(vision.SOURCES, name, Source((http + archive.name,), ((archive.name, md5(archive)),),
-                                                     vision.SOURCES[name].extracted))
+    monkeypatch.setitem(vision.sources(), name, Source((http + archive.name,), ((archive.name, md5(archive)),),
+                                                     vision.sources()[name].extracted))
     data_dir = tmp_path / "data"
     fetch(name, data_dir)
     assert (data_dir / name / archive.name).read_bytes() == archive.read_bytes()
@@ -98,8 +98,8 @@ def test_fashion_mnist_idx_files(tmp_path, monkeypatch, http):
     for split in ("train", "t10k"):
         idx(server / f"{split}-images-idx3-ubyte.gz", images[split], 3)
         idx(server / f"{split}-labels-idx1-ubyte.gz", labels[split], 1)
-    files = tuple((f, md5(server / f)) for f, _ in vision.SOURCES["fashion_mnist"].files)
-    monkeypatch.setitem(vision.SOURCES, "fashion_mnist", Source((http,), files))
+    files = tuple((f, md5(server / f)) for f, _ in vision.sources()["fashion_mnist"].files)
+    monkeypatch.setitem(vision.sources(), "fashion_mnist", Source((http,), files))
     fetch("fashion_mnist", tmp_path / "data")
     data = load_dataset("fashion_mnist", split_seed=0, test_fraction=0.25, data_dir=tmp_path / "data")
     assert data.x_train.shape == (7, 1, 28, 28) and data.input_shape == (1, 28, 28)
@@ -110,7 +110,7 @@ def test_fashion_mnist_idx_files(tmp_path, monkeypatch, http):
 def test_corrupt_and_missing_files_name_the_file_and_checksum(tmp_path, monkeypatch, http):
     archive, _ = cifar_archive(tmp_path, "cifar10", np.random.default_rng(2))
     good = md5(archive)
-    monkeypatch.setitem(vision.SOURCES, "cifar10", Source((http + archive.name,), ((archive.name, good),), "cifar-10-batches-py"))
+    monkeypatch.setitem(vision.sources(), "cifar10", Source((http + archive.name,), ((archive.name, good),), "cifar-10-batches-py"))
     data_dir = tmp_path / "data"
     fetch("cifar10", data_dir)
     local = data_dir / "cifar10" / archive.name
@@ -119,7 +119,7 @@ def test_corrupt_and_missing_files_name_the_file_and_checksum(tmp_path, monkeypa
     local.write_bytes(bytes(blob))
     with pytest.raises(DataError, match=f"{local} is corrupt: md5 [0-9a-f]+, expected {good}"):
         fetch("cifar10", data_dir)
-    monkeypatch.setitem(vision.SOURCES, "cifar10", Source((http + "nowhere.tar.gz",), ((archive.name, good),), "x"))
+    monkeypatch.setitem(vision.sources(), "cifar10", Source((http + "nowhere.tar.gz",), ((archive.name, good),), "x"))
     with pytest.raises(DataError, match=f"could not be downloaded .*expected md5 {good}"):
         fetch("cifar10", tmp_path / "other")
     with pytest.raises(DataError, match=f"is missing \\(expected md5 {good}\\); run `rdml pipeline prepare cifar10`"):
@@ -128,7 +128,7 @@ def test_corrupt_and_missing_files_name_the_file_and_checksum(tmp_path, monkeypa
 
 def test_training_on_cifar_files_with_rotation_and_imagenet_normalisation(tmp_path, monkeypatch, http):
     archive, _ = cifar_archive(tmp_path, "cifar10", np.random.default_rng(3))
-    monkeypatch.setitem(vision.SOURCES, "cifar10", Source((http + archive.name,), ((archive.name, md5(archive)),), "cifar-10-batches-py"))
+    monkeypatch.setitem(vision.sources(), "cifar10", Source((http + archive.name,), ((archive.name, md5(archive)),), "cifar-10-batches-py"))
     fetch("cifar10", tmp_path / "data")
     cfg = load_config(None, ["dataset=cifar10", f"data_dir={tmp_path / 'data'}", "arch=resnet20", "method=dml", "epochs=1",
                              "batch_size=8", "augment=crop_flip_rotate", "normalize=imagenet", f"out={tmp_path / 'run'}"])

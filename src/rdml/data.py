@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from rdml.losses import UNLABELLED
-from rdml.vision import SOURCES
+from rdml.vision import VISION_DATASETS
 from rdml.vision import read as read_vision
 
 __all__ = ["Dataset", "DATASETS", "load_dataset", "epoch_batches", "sha256_bytes", "sha256_file"]
@@ -122,7 +122,7 @@ TABLE_DATASETS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray, dict]]] = {
     "tiny_cifar100": lambda: _tiny_images((3, 32, 32), 100, 4, 100),
     "tiny_fashion_mnist": lambda: _tiny_images((1, 28, 28), 10, 8, 28),
 }
-DATASETS = (*TABLE_DATASETS, *SOURCES)
+DATASETS = (*TABLE_DATASETS, *VISION_DATASETS)
 
 
 def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_fraction: float = 1.0,
@@ -136,7 +136,7 @@ def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_f
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
     rng = np.random.default_rng(split_seed)
-    if name in SOURCES:
+    if name in VISION_DATASETS:
         x_train, y_train, x_test, y_test, files = read_vision(name, data_dir)
         test_mask = np.zeros(0, dtype=bool)
         split = {"split": "official", "train_size": len(y_train), "test_size": len(y_test)}

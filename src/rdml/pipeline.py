@@ -19,7 +19,7 @@ from rdml.plan import RESULTS, Run, find_run, load_params, plan_study, studies_t
 from rdml.record import atomic_write_bytes, atomic_write_json
 from rdml.slots import acquire_gpu
 from rdml.trainer import train
-from rdml.vision import SOURCES, fetch
+from rdml.vision import VISION_DATASETS, fetch
 
 __all__ = ["run_planned", "metrics_of", "dvc_stages", "write_dvc_yaml", "DATA_STAGE_OUT"]
 
@@ -59,7 +59,7 @@ def dvc_stages(params: dict, studies: list[str]) -> dict:
     for study in studies:
         runs = plan_study(params, study)
         for dataset in sorted({r.dataset for r in runs}):
-            downloaded = [f"data/{dataset}"] if dataset in SOURCES else []  # the DVC-tracked data folder
+            downloaded = [f"data/{dataset}"] if dataset in VISION_DATASETS else []  # the DVC-tracked data folder
             stages[f"prepare-{dataset}"] = {
                 "cmd": f"rdml pipeline prepare {dataset}",
                 "deps": [CODE_DEP],
@@ -103,7 +103,7 @@ def write_dvc_yaml(params_path: str = "params.yaml", out: str = "dvc.yaml", stud
 
 def prepare_dataset(name: str, data_dir: str = "data") -> dict:
     """Download a data set where that applies (checksums verified), load it once, write its fingerprint."""
-    if name in SOURCES:
+    if name in VISION_DATASETS:
         fetch(name, data_dir)
     data = load_dataset(name, split_seed=0, test_fraction=0.25, data_dir=data_dir)
     summary = {"name": name, "files": data.fingerprint["files"], "num_classes": data.num_classes,

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from rdml.config import FIELDS, ConfigError
-from rdml.vision import SOURCES
+from rdml.vision import VISION_DATASETS
 
 __all__ = ["Run", "load_params", "with_smoke_studies", "plan_study", "find_run", "studies_to_build", "RESULTS", "metric_key"]
 
@@ -75,7 +75,7 @@ def with_smoke_studies(params: dict) -> dict:
         if name.endswith("_smoke") or f"{name}_smoke" in studies:
             continue
         smoke = copy.deepcopy(study)
-        smoke["datasets"] = [f"tiny_{d}" if d in SOURCES else d for d in study["datasets"]]
+        smoke["datasets"] = [f"tiny_{d}" if d in VISION_DATASETS else d for d in study["datasets"]]
         smoke["seeds"] = study["seeds"][:1]
         smoke["metric"] = "final"
         smoke["train"] = {**(study.get("train") or {}), "epochs": 1}

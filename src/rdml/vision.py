@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision import datasets as tv
-from torchvision.datasets.utils import download_url, extract_archive
 
-__all__ = ["SOURCES", "Source", "DataError", "fetch", "read", "md5_file"]
+__all__ = ["VISION_DATASETS", "sources", "Source", "DataError", "fetch", "read", "md5_file"]
+
+VISION_DATASETS = ("cifar10", "cifar100", "fashion_mnist")
 
 
 class DataError(ValueError):
@@ -35,11 +35,21 @@ class Source:
     extracted: str | None = None  # a directory the (single) archive unpacks into
 
 
-SOURCES: dict[str, Source] = {
-    "cifar10": Source((tv.CIFAR10.url,), ((tv.CIFAR10.filename, tv.CIFAR10.tgz_md5),), tv.CIFAR10.base_folder),
-    "cifar100": Source((tv.CIFAR100.url,), ((tv.CIFAR100.filename, tv.CIFAR100.tgz_md5),), tv.CIFAR100.base_folder),
-    "fashion_mnist": Source(tuple(tv.FashionMNIST.mirrors), tuple(tv.FashionMNIST.resources)),
-}
+_SOURCES: dict[str, Source] = {}
+
+
+def sources() -> dict[str, Source]:
+    """torchvision's addresses and checksums, imported on first use: importing torchvision costs
+    about 1.5 s, which every job on the other data sets is spared."""
+    if not _SOURCES:
+        from torchvision import datasets as tv
+
+        _SOURCES.update({
+            "cifar10": Source((tv.CIFAR10.url,), ((tv.CIFAR10.filename, tv.CIFAR10.tgz_md5),), tv.CIFAR10.base_folder),
+            "cifar100": Source((tv.CIFAR100.url,), ((tv.CIFAR100.filename, tv.CIFAR100.tgz_md5),), tv.CIFAR100.base_folder),
+            "fashion_mnist": Source(tuple(tv.FashionMNIST.mirrors), tuple(tv.FashionMNIST.resources)),
+        })
+    return _SOURCES
 
 
 def md5_file(path: Path) -> str:
@@ -52,7 +62,9 @@ def md5_file(path: Path) -> str:
 
 def fetch(name: str, data_dir: str | Path, download: bool = True) -> Path:
     """Make sure `<data_dir>/<name>` holds the verified files of data set `name`; returns that folder."""
-    source = SOURCES[name]
+    from torchvision.datasets.utils import download_url, extract_archive
+
+    source = sources()[name]
     folder = Path(data_dir) / name
     folder.mkdir(parents=True, exist_ok=True)
     for filename, md5 in source.files:
@@ -78,12 +90,14 @@ def fetch(name: str, data_dir: str | Path, download: bool = True) -> Path:
 def read(name: str, data_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
     """uint8 images (N, C, H, W) and int64 labels of the official train and test sets, and file hashes."""
     folder = fetch(name, data_dir, download=False)
-    files = {f"{name}/{filename}": md5 for filename, md5 in SOURCES[name].files}
+    files = {f"{name}/{filename}": md5 for filename, md5 in sources()[name].files}
     if name == "fashion_mnist":
         x_train, y_train = _idx_images(folder / "train-images-idx3-ubyte.gz"), _idx_labels(folder / "train-labels-idx1-ubyte.gz")
         x_test, y_test = _idx_images(folder / "t10k-images-idx3-ubyte.gz"), _idx_labels(folder / "t10k-labels-idx1-ubyte.gz")
     else:
-        root = folder / SOURCES[name].extracted
+        from torchvision import datasets as tv
+
+        root = folder / sources()[name].extracted
         key = b"labels" if name == "cifar10" else b"fine_labels"
         train_files = [f for f, _ in (tv.CIFAR10.train_list if name == "cifar10" else tv.CIFAR100.train_list)]
         test_files = [f for f, _ in (tv.CIFAR10.test_list if name == "cifar10" else tv.CIFAR100.test_list)]
