@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rdml.pipeline import dvc_stages
 from rdml.plan import load_params, plan_study
 
 REPO = Path(__file__).resolve().parents[1]

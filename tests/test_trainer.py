@@ -95,6 +95,8 @@ def test_finished_run_is_returned_not_retrained_and_other_config_refused(tmp_pat
     assert again["ended_at"] == first["ended_at"]
     with pytest.raises(ValueError, match="different configuration"):
         run(tmp_path / "r", "seed=9")
+    replaced = run(tmp_path / "r", "seed=9", replace=True)  # what the pipeline asks for
+    assert replaced["seed"] == 9 and replaced["config_sha256"] != first["config_sha256"]
 
 
 def one_batch(seed=0, rows=32):

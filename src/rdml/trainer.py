@@ -227,18 +227,19 @@ def train(cfg: TrainConfig, argv: list[str] | None = None, *, progress: bool | N
     cfg, device, data = prep.cfg, prep.device, prep.data
     run_dir = Path(cfg.out)
     record_path, checkpoint_path = run_dir / "record.json", run_dir / "checkpoint.pt"
-    for path in (record_path, checkpoint_path):
-        if path.is_file() and _config_hash_in(path) != prep.config_sha256:
-            if not replace:
-                raise ConfigError(
-                    f"out={run_dir} holds a run of a different configuration; choose another out= or remove that directory"
-                )
-            for stale in (record_path, checkpoint_path, run_dir / "model.pt"):
-                stale.unlink(missing_ok=True)
-    if record_path.is_file():
-        existing = read_json(record_path)
-        if existing.get("status") in FINISHED:
-            return existing
+    existing = read_json(record_path) if record_path.is_file() else None
+    # On the CPU: the RNG state must stay a CPU tensor; load_state_dict moves the rest where it belongs.
+    saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True) if checkpoint_path.is_file() else None
+    if any(found is not None and found.get("config_sha256") != prep.config_sha256 for found in (existing, saved)):
+        if not replace:
+            raise ConfigError(
+                f"out={run_dir} holds a run of a different configuration; choose another out= or remove that directory"
+            )
+        for stale in (record_path, checkpoint_path, run_dir / "model.pt"):
+            stale.unlink(missing_ok=True)
+        existing = saved = None
+    if existing is not None and existing.get("status") in FINISHED:
+        return existing
     run_dir.mkdir(parents=True, exist_ok=True)
 
     steps_per_epoch = sum(1 for _ in epoch_batches(len(data.y_train), cfg.batch_size, seed=0, epoch=0))
@@ -246,8 +247,8 @@ def train(cfg: TrainConfig, argv: list[str] | None = None, *, progress: bool | N
     method = build_method(cfg, prep.teacher)
     record = new_record(prep, argv)
     record["environment"].update(environment_extra or {})
-    if checkpoint_path.is_file():
-        restore_checkpoint(checkpoint_path, prep, cohort, record)
+    if saved is not None:
+        restore_checkpoint(saved, prep.device, cohort, record)
 
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=cfg.epochs, initial=len(record["epochs"]), desc=record["label"], unit="epoch", disable=not show)
@@ -355,22 +356,15 @@ def save_checkpoint(path: Path, prep: Prepared, cohort: list[Student], record: d
     })
 
 
-def _config_hash_in(path: Path) -> str | None:
-    if path.suffix == ".json":
-        return read_json(path).get("config_sha256")
-    return torch.load(path, map_location="cpu", weights_only=True).get("config_sha256")
-
-
-def restore_checkpoint(path: Path, prep: Prepared, cohort: list[Student], record: dict) -> None:
+def restore_checkpoint(state: dict, device: torch.device, cohort: list[Student], record: dict) -> None:
     """Put students, optimisers, schedules, RNG and the metrics so far back as they were saved."""
-    state = torch.load(path, map_location=prep.device, weights_only=True)
     for student, saved in zip(cohort, state["students"]):
         student.model.load_state_dict(saved["model"])
         student.optimizer.load_state_dict(saved["optimizer"])
         student.scheduler.load_state_dict(saved["scheduler"])
     torch.set_rng_state(state["rng"])
-    if prep.device.type == "cuda" and state.get("cuda_rng") is not None:
-        torch.cuda.set_rng_state(state["cuda_rng"], prep.device)
+    if device.type == "cuda" and state.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
     record.update({k: state["record"][k] for k in RESUMED_KEYS})
     record["resumed_at"].append(utc_now())
 
