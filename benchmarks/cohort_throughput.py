@@ -120,9 +120,9 @@ def rdml_path(windows: int, batches: int) -> list[float]:
 def machine() -> dict:
     import torch
 
-    from rdml.record import _cpu_name
+    from rdml.record import cpu_name
 
-    return {"cpu": _cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "device": "cuda" if torch.cuda.is_available() else "cpu",
             "python": platform.python_version()}
 

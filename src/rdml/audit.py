@@ -6,6 +6,7 @@ from pathlib import Path
 
 from rdml.config import ConfigError, TrainConfig, config_sha256
 from rdml.data import load_dataset, sha256_file
+from rdml.plan import summary_field
 from rdml.record import read_json
 
 __all__ = ["audit_cell"]
@@ -29,7 +30,7 @@ def audit_cell(table: str | Path, cell: str, root: str | Path = ".", out=print) 
     out(f"{sidecar['study']} / {sidecar['table']} / {cell}: mean {entry['mean']}, std {entry['std']}, "
         f"n={entry['n']}, diverged={entry['diverged']} (metric: {sidecar['metric']})")
     problems: list[str] = []
-    metric = {"final": "final_acc", "best": "best_acc"}.get(sidecar["metric"], f"{sidecar['metric']}_acc")
+    metric = summary_field(sidecar["metric"])
     for item in entry["runs"]:
         problems += _audit_run(Path(root), item, metric, out)
     out("OK: every hash matches the files on disk" if not problems else f"FAILED: {len(problems)} problem(s)")

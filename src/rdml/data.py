@@ -27,7 +27,7 @@ from rdml.losses import UNLABELLED
 from rdml.vision import VISION_DATASETS
 from rdml.vision import read as read_vision
 
-__all__ = ["Dataset", "DATASETS", "load_dataset", "epoch_batches", "sha256_bytes", "sha256_file"]
+__all__ = ["Dataset", "DATASETS", "load_dataset", "batch_starts", "epoch_batches", "sha256_bytes", "sha256_file"]
 
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -185,6 +185,14 @@ def _normalisation(x_train: Tensor, normalize: str) -> tuple[Tensor, Tensor]:
     return pixels.mean(1).float(), pixels.std(1).float()
 
 
+def batch_starts(n_rows: int, batch_size: int) -> list[int]:
+    """First row of every batch of an epoch; a last batch of one row joins the one before it."""
+    starts = list(range(0, n_rows, batch_size))
+    if len(starts) > 1 and n_rows - starts[-1] == 1:
+        starts.pop()
+    return starts
+
+
 def epoch_batches(n_rows: int, batch_size: int, *, seed: int, epoch: int) -> Iterator[Tensor]:
     """Row indices of each batch of one epoch, shuffled from (seed, epoch) alone.
 
@@ -193,9 +201,7 @@ def epoch_batches(n_rows: int, batch_size: int, *, seed: int, epoch: int) -> Ite
     before it, since batch norm cannot train on a single row.
     """
     order = torch.randperm(n_rows, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-    starts = list(range(0, n_rows, batch_size))
-    if len(starts) > 1 and n_rows - starts[-1] == 1:
-        starts.pop()
+    starts = batch_starts(n_rows, batch_size)
     for i, start in enumerate(starts):
         end = starts[i + 1] if i + 1 < len(starts) else n_rows
         yield order[start:end]

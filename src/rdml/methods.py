@@ -108,7 +108,7 @@ class MutualLearning:
             student.step()
             with torch.no_grad(), frozen_batch_norm_statistics(student.model):
                 current[k] = student.model(x)
-            logged.append({name: value.detach() for name, value in term.items()})
+            logged += detached([term])
         return logged
 
 

@@ -38,7 +38,7 @@ def run_planned(study: str, run_id: str, params_path: str = "params.yaml", threa
         torch.set_num_threads(threads)
     keys = dict(run.keys)
     if run.teacher:
-        keys["teacher"] = f"{RESULTS}/{study}/runs/{run.teacher}"
+        keys["teacher"] = run.teacher_directory
     cfg = config_from_mapping({**keys, "out": run.directory})
     record = train(cfg, argv=["rdml", "pipeline", "run", study, run_id], progress=False, replace=True,
                    environment_extra={"gpu_slot": slot.source})
@@ -79,7 +79,7 @@ def dvc_stages(params: dict, studies: list[str]) -> dict:
 def _train_stage(run: Run) -> dict:
     deps = [CODE_DEP, DATA_STAGE_OUT.format(dataset=run.dataset)]
     if run.teacher:
-        deps.append(f"{RESULTS}/{run.study}/runs/{run.teacher}/model.pt")
+        deps.append(f"{run.teacher_directory}/model.pt")
     stage = {"cmd": f"rdml pipeline run {run.study} {run.id}", "deps": deps}
     if run.params:
         stage["params"] = list(run.params)

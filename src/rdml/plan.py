@@ -20,7 +20,7 @@ import yaml
 from rdml.config import FIELDS, ConfigError
 from rdml.vision import VISION_DATASETS
 
-__all__ = ["Run", "load_params", "with_smoke_studies", "plan_study", "find_run", "studies_to_build", "RESULTS", "metric_key"]
+__all__ = ["Run", "load_params", "with_smoke_studies", "plan_study", "find_run", "studies_to_build", "RESULTS", "metric_key", "summary_field"]
 
 RESULTS = "results"
 METRICS = ("final", "best", "last5", "last10")
@@ -46,6 +46,10 @@ class Run:
     @property
     def directory(self) -> str:
         return f"{RESULTS}/{self.study}/runs/{self.id}"
+
+    @property
+    def teacher_directory(self) -> str | None:
+        return f"{RESULTS}/{self.study}/runs/{self.teacher}" if self.teacher else None
 
     @property
     def metrics(self) -> str:
@@ -97,7 +101,12 @@ def metric_key(params: dict, study: str) -> str:
     metric = _study(params, study).get("metric", "final")
     if metric not in METRICS:
         raise ConfigError(f"studies.{study}.metric={metric!r} is not allowed; allowed: {', '.join(METRICS)}")
-    return {"final": "final_acc", "best": "best_acc"}.get(metric, f"{metric}_acc")
+    return summary_field(metric)
+
+
+def summary_field(metric: str) -> str:
+    """The field of a run record's summary that a study metric (final, best, last5, last10) reads."""
+    return f"{metric}_acc"
 
 
 def _study(params: dict, name: str) -> dict:

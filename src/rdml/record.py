@@ -30,6 +30,7 @@ __all__ = [
     "read_json",
     "code_provenance",
     "environment",
+    "cpu_name",
     "utc_now",
 ]
 
@@ -116,7 +117,7 @@ def environment(device: torch.device) -> dict:
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "threads": torch.get_num_threads(),
         "platform": platform.platform(),
         "hostname": platform.node(),
@@ -124,7 +125,7 @@ def environment(device: torch.device) -> dict:
     }
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -118,8 +118,8 @@ class Table:
         }
 
 
-def _alpha_label(alpha: float, base: str = "RDML") -> str:
-    return "DML" if alpha == 1 else f"{base} α={alpha:g}"
+def _alpha_label(alpha: float) -> str:
+    return "DML" if alpha == 1 else f"RDML α={alpha:g}"
 
 
 def build_tables(params: dict, study: str, root: str | Path = ".") -> list[Table]:
@@ -154,16 +154,14 @@ def build_tables(params: dict, study: str, root: str | Path = ".") -> list[Table
         for d in spec["datasets"]:
             for arch in t["archs"]:
                 for seed in seeds:
-                    run_id = f"{d}/independent-{arch}-s{seed}"
-                    cells.setdefault(("Ind.", f"{d}/{arch}/0"), Cell()).add(
-                        by_id[run_id], records[run_id], "student_0", student_value(run_id, "student_0"))
+                    collect(cells.setdefault(("Ind.", f"{d}/{arch}/0"), Cell()), f"{d}/independent-{arch}-s{seed}",
+                            ["student_0"])
                     for alpha in alphas:
                         run_id = f"{d}/dml-{arch}+{arch}-a{alpha:g}-s{seed}"
                         # Students re-indexed by their value, ascending, as the RDML tables do.
                         ranked = sorted(("student_0", "student_1"), key=lambda s: student_value(run_id, s))
                         for index, student in enumerate(ranked):
-                            cells.setdefault((_alpha_label(alpha), f"{d}/{arch}/{index}"), Cell()).add(
-                                by_id[run_id], records[run_id], student, student_value(run_id, student))
+                            collect(cells.setdefault((_alpha_label(alpha), f"{d}/{arch}/{index}"), Cell()), run_id, [student])
         tables.append(Table(
             "rdml_table", f"Top-1 {what} (%), mean ± std over seeds; students re-indexed ascending "
             "(RDML Table 1 layout); column-wise best in bold", rows, columns, cells, bold_columns=columns))
@@ -206,10 +204,8 @@ def build_tables(params: dict, study: str, root: str | Path = ".") -> list[Table
                 for net, arch, student in ((1, first, "student_0"), (2, second, "student_1")):
                     ind, dml = Cell(), Cell()
                     for seed in seeds:
-                        run_id = f"{d}/independent-{arch}-s{seed}"
-                        ind.add(by_id[run_id], records[run_id], "student_0", student_value(run_id, "student_0"))
-                        run_id = f"{d}/dml-{first}+{second}-a1-s{seed}"
-                        dml.add(by_id[run_id], records[run_id], student, student_value(run_id, student))
+                        collect(ind, f"{d}/independent-{arch}-s{seed}", ["student_0"])
+                        collect(dml, f"{d}/dml-{first}+{second}-a1-s{seed}", [student])
                     cells[(row, f"Ind. Net {net}")], cells[(row, f"DML Net {net}")] = ind, dml
                     if ind.mean is not None and dml.mean is not None:
                         derived[(row, f"DML − Ind. Net {net}")] = 100 * (dml.mean - ind.mean)
@@ -238,7 +234,7 @@ def build_tables(params: dict, study: str, root: str | Path = ".") -> list[Table
         k = t.get("students", 2)
         rows, cells = [], {}
         for d in spec["datasets"]:
-            entries = [(f"{d}: baseline {t['student']}", "independent-{s}".format(s=t["student"]), 1)]
+            entries = [(f"{d}: baseline {t['student']}", f"independent-{t['student']}", 1)]
             entries += [(f"{d}: KD from {arch}", f"kd-{t['student']}-from-{arch}-a1", 1) for arch in t["teachers"]]
             entries += [(f"{d}: DML, {k} students", f"dml-{'+'.join([t['student']] * k)}-a1", k)]
             for row, stem, students in entries:

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from rdml.augment import augment_batch
 from rdml.config import ConfigError, TrainConfig, config_sha256, resolve
-from rdml.data import Dataset, epoch_batches, load_dataset, sha256_file
+from rdml.data import Dataset, batch_starts, epoch_batches, load_dataset, sha256_file
 from rdml.methods import Student, build_method, method_label
 from rdml.models import ARCHITECTURES, build_model
 from rdml.record import atomic_torch_save, atomic_write_json, code_provenance, environment, read_json, utc_now
@@ -242,7 +242,7 @@ def train(cfg: TrainConfig, argv: list[str] | None = None, *, progress: bool | N
         return existing
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    steps_per_epoch = sum(1 for _ in epoch_batches(len(data.y_train), cfg.batch_size, seed=0, epoch=0))
+    steps_per_epoch = len(batch_starts(len(data.y_train), cfg.batch_size))
     cohort = build_cohort(cfg, data, device, steps_per_epoch)
     method = build_method(cfg, prep.teacher)
     record = new_record(prep, argv)

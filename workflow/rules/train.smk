@@ -12,7 +12,7 @@ rule train_run:
     input:
         code=SRC,
         data=lambda w: f"results/data/{planned(w).dataset}.json",
-        teacher=lambda w: [f"results/{w.study}/runs/{planned(w).teacher}/model.pt"] if planned(w).teacher else [],
+        teacher=lambda w: [f"{planned(w).teacher_directory}/model.pt"] if planned(w).teacher else [],
     output:
         record="results/{study}/runs/{run,[^/]+/(?!teacher-)[^/]+}/record.json",
         model="results/{study}/runs/{run,[^/]+/(?!teacher-)[^/]+}/model.pt",
