@@ -1,11 +1,13 @@
 """DML with a pair of ResNet-32 students: rdml's training path against the released codes' loop.
 
-Both train on the same synthetic CIFAR-format data (50,000 uint8 32×32 RGB images in memory), batch
-128, SGD, the same DML loss:
+All paths train on the same synthetic CIFAR-format data (50,000 uint8 32×32 RGB images in memory),
+batch 128, SGD, the same DML loss:
 - baseline: a torchvision-style dataset behind a DataLoader applying RandomCrop(32, padding=4),
   RandomHorizontalFlip, ToTensor and Normalize to one PIL image at a time, and a Python loop over the
   students (forward all, then for each: loss, zero_grad, backward, step), as the released codes do;
-- rdml: the trainer's own path (tensor data, batched augmentation, `MutualLearning.train_step`).
+  measured with 0 and with 2 loader workers, and the faster of the two is the baseline;
+- rdml: the trainer's own path (tensor data, batched augmentation, `MutualLearning.train_step`),
+  with this device's defaults and then with each fast path of rdml.execution asked for.
 Each path runs in its own process (so peak memory is its own), one after the other in this run.
 Images per second is the median over timed windows after a warm-up.
 
@@ -34,19 +36,21 @@ def synthetic_cifar():
     return rng.integers(0, 256, (N_IMAGES, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, N_IMAGES)
 
 
-def timed(step, windows: int, batches: int) -> list[float]:
-    for _ in range(2):  # warm-up
+def timed(step, windows: int, batches: int) -> dict:
+    started = time.perf_counter()
+    for _ in range(2):  # warm-up (and compilation, where asked for)
         step()
+    warm_up = time.perf_counter() - started
     rates = []
     for _ in range(windows):
         start = time.perf_counter()
         for _ in range(batches):
             step()
         rates.append(batches * BATCH / (time.perf_counter() - start))
-    return rates
+    return {"rates": rates, "warm_up_seconds": warm_up}
 
 
-def baseline(windows: int, batches: int) -> list[float]:
+def baseline(windows: int, batches: int, workers: int) -> dict:
     import torch
     import torch.nn.functional as F
     from PIL import Image
@@ -69,13 +73,15 @@ def baseline(windows: int, batches: int) -> list[float]:
         def __getitem__(self, i):
             return self.transform(Image.fromarray(images[i])), int(labels[i])
 
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(SEED)
-    loader = iter(torch.utils.data.DataLoader(CifarLike(), batch_size=BATCH, shuffle=True, num_workers=0))
-    models = [build_model("resnet32", (3, 32, 32), 10) for _ in range(2)]
+    loader = iter(torch.utils.data.DataLoader(CifarLike(), batch_size=BATCH, shuffle=True, num_workers=workers,
+                                              pin_memory=device.type == "cuda", persistent_workers=workers > 0))
+    models = [build_model("resnet32", (3, 32, 32), 10).to(device) for _ in range(2)]
     optimizers = [torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4) for m in models]
 
     def step():
-        x, y = next(loader)
+        x, y = (t.to(device, non_blocking=True) for t in next(loader))
         outputs = [m(x) for m in models]
         for k, (model, optimizer) in enumerate(zip(models, optimizers)):
             peer = outputs[1 - k].detach()
@@ -88,23 +94,24 @@ def baseline(windows: int, batches: int) -> list[float]:
     return timed(step, windows, batches)
 
 
-def rdml_path(windows: int, batches: int) -> list[float]:
+def rdml_path(windows: int, batches: int, keys: list[str]) -> dict:
     import torch
 
     from rdml.augment import augment_batch
     from rdml.config import load_config, resolve
     from rdml.data import Dataset, epoch_batches
     from rdml.methods import build_method
-    from rdml.trainer import build_cohort, pick_device
+    from rdml.trainer import build_cohort, prepare
 
     images, labels = synthetic_cifar()
     cfg = resolve(load_config(None, ["method=dml", "arch=resnet32", f"batch_size={BATCH}", "lr=0.1", "augment=crop_flip",
-                                     "schedule=constant", "dataset=synthetic", "out=unused"]))
-    device = pick_device(cfg.device)
+                                     "schedule=constant", "dataset=synthetic", "out=unused", *keys]))
+    execution = prepare(cfg).execution  # this device's choices, and a clear error for what it cannot run
+    device = execution.device
     x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
     data = Dataset("synthetic_cifar", x, torch.from_numpy(labels), x[:0], torch.from_numpy(labels[:0]), 10,
                    torch.tensor((0.4914, 0.4822, 0.4465)), torch.tensor((0.2470, 0.2435, 0.2616))).to(device)
-    cohort = build_cohort(cfg, data, device, steps_per_epoch=N_IMAGES // BATCH)
+    cohort = build_cohort(cfg, data, execution, steps_per_epoch=N_IMAGES // BATCH)
     method = build_method(cfg)
     draws = torch.Generator().manual_seed(SEED)
     batches_of_epoch = iter(epoch_batches(N_IMAGES, BATCH, seed=SEED, epoch=1))
@@ -114,7 +121,7 @@ def rdml_path(windows: int, batches: int) -> list[float]:
         method.train_step(data.inputs(data.x_train[rows], lambda b: augment_batch(b, cfg.augment, draws)),
                           data.y_train[rows], cohort)
 
-    return timed(step, windows, batches)
+    return {**timed(step, windows, batches), "execution": execution.describe()}
 
 
 def machine() -> dict:
@@ -127,10 +134,36 @@ def machine() -> dict:
             "python": platform.python_version()}
 
 
-def child(path: str, windows: int, batches: int) -> None:
-    rates = {"baseline": baseline, "rdml": rdml_path}[path](windows, batches)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"rates": rates, "peak_rss_mb": peak_mb, "machine": machine()}))
+# name: (path, its arguments). The first two are the baseline; the faster of them is the reference.
+PATHS = {
+    "baseline, 0 loader workers": ("baseline", ["0"]),
+    "baseline, 2 loader workers": ("baseline", ["2"]),
+    "rdml, this device's defaults": ("rdml", []),
+    "rdml, channels_last": ("rdml", ["memory_format=channels_last"]),
+    "rdml, fused students": ("rdml", ["fuse_students=true"]),
+    "rdml, bf16 autocast + channels_last": ("rdml", ["precision=bf16", "memory_format=channels_last"]),
+    "rdml, compile + channels_last": ("rdml", ["compile=true", "memory_format=channels_last"]),
+}
+
+
+def child(path: str, args: list[str], windows: int, batches: int) -> None:
+    import torch
+
+    result = baseline(windows, batches, int(args[0])) if path == "baseline" else rdml_path(windows, batches, args)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if torch.cuda.is_available():
+        result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    print(json.dumps({**result, "machine": machine()}))
+
+
+def measure(name: str, windows: int, batches: int) -> dict:
+    path, args = PATHS[name]
+    done = subprocess.run([sys.executable, __file__, "--child", path, *args, "--windows", str(windows),
+                           "--batches", str(batches)], capture_output=True, text=True)
+    if done.returncode != 0:  # e.g. bf16 on a device without it: reported, not fatal
+        return {"error": (done.stderr.strip().splitlines() or ["exit status " + str(done.returncode)])[-1]}
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return {**result, "images_per_second": statistics.median(result["rates"])}
 
 
 def main() -> None:
@@ -138,26 +171,29 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=5)
     parser.add_argument("--batches", type=int, default=4, help="batches per timed window")
     parser.add_argument("--out", help="also write the results as JSON here")
-    parser.add_argument("--child", choices=["baseline", "rdml"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(args.child, args.windows, args.batches)
-    results = {}
-    for path in ("baseline", "rdml"):
-        out = subprocess.run([sys.executable, __file__, "--child", path, "--windows", str(args.windows),
-                              "--batches", str(args.batches)], capture_output=True, text=True, check=True).stdout
-        results[path] = json.loads(out.strip().splitlines()[-1])
-        results[path]["images_per_second"] = statistics.median(results[path]["rates"])
-    ratio = results["rdml"]["images_per_second"] / results["baseline"]["images_per_second"]
-    print(f"machine: {results['rdml']['machine']}")
-    print(f"{'path':10s} {'images/s':>10s} {'peak RSS MB':>12s}")
-    for path in ("baseline", "rdml"):
-        r = results[path]
-        print(f"{path:10s} {r['images_per_second']:10.1f} {r['peak_rss_mb']:12.0f}")
-    print(f"ratio rdml / baseline: {ratio:.2f}")
+        return child(args.child[0], args.child[1:], args.windows, args.batches)
+    results = {name: measure(name, args.windows, args.batches) for name in PATHS}
+    reference = max((r for name, r in results.items() if name.startswith("baseline")),
+                    key=lambda r: r["images_per_second"])["images_per_second"]
+    machine_info = next(r["machine"] for r in results.values() if "machine" in r)
+    print(f"machine: {machine_info}")
+    print(f"{'path':40s} {'images/s':>9s} {'ratio':>6s} {'warm-up s':>9s} {'peak RSS MB':>11s}")
+    for name, r in results.items():
+        if "error" in r:
+            print(f"{name:40s} not run here: {r['error']}")
+            continue
+        r["ratio_to_baseline"] = r["images_per_second"] / reference
+        print(f"{name:40s} {r['images_per_second']:9.1f} {r['ratio_to_baseline']:6.2f} {r['warm_up_seconds']:9.1f} "
+              f"{r['peak_rss_mb']:11.0f}")
     if args.out:
+        body = {"paths": results, "baseline_images_per_second": reference, "machine": machine_info,
+                "windows": args.windows, "batches_per_window": args.batches, "batch_size": BATCH,
+                "when": time.strftime("%Y-%m-%d %H:%M:%S")}
         with open(args.out, "w") as handle:
-            json.dump({**results, "ratio": ratio, "when": time.strftime("%Y-%m-%d %H:%M:%S")}, handle, indent=1)
+            json.dump(body, handle, indent=1)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from conftest import run
 from rdml.config import load_config, resolve
 from rdml.data import load_dataset, sha256_file
-from rdml.methods import MutualLearning, Student
+from rdml.methods import Cohort, MutualLearning, Student
 from rdml.models import build_model
 from rdml.record import source_tree_sha256
 from rdml.trainer import find_divergence, make_optimizer, make_scheduler
@@ -111,7 +111,7 @@ def make_cohort(cfg, data):
         model = build_model(arch, data.input_shape, data.num_classes)
         opt = make_optimizer(cfg, model.parameters())
         cohort.append(Student(model, opt, make_scheduler(cfg, opt, 1)))
-    return cohort
+    return Cohort(cohort)
 
 
 def test_sequential_update_is_dml_algorithm_1():

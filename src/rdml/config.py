@@ -20,6 +20,7 @@ import yaml
 from rdml.augment import AUGMENTATIONS
 from rdml.data import DATASETS, NORMALIZATIONS
 from rdml.divergences import check_alpha
+from rdml.execution import MEMORY_FORMATS, PRECISIONS
 from rdml.models import ARCHITECTURES
 
 __all__ = ["ConfigError", "TrainConfig", "METHODS", "load_config", "config_from_mapping", "resolve", "config_sha256", "describe_keys"]
@@ -85,6 +86,10 @@ class TrainConfig:
     summary_last: list = _key([5, 10], "list[int]", "report the mean test accuracy of the last k epochs for each k")
     crash_margin: float = _key(0.05, "float", "a student at <= chance + margin after > chance + 2 margin has crashed")
     device: str = _key("auto", "str", "auto, cpu, cuda or cuda:N")
+    precision: str = _key("auto", "str", "fp32, bf16 (autocast of the forward passes) or auto: bf16 on a CUDA device that has it, else fp32")
+    memory_format: str = _key("auto", "str", "contiguous, channels_last or auto: channels_last on CUDA, contiguous on the CPU")
+    compile: bool = _key(False, "bool", "torch.compile each model (pays off on long runs; the first batches wait for it)")
+    fuse_students: bool = _key(False, "bool", "one vmapped forward for a cohort of one architecture (see rdml.execution)")
     out: str | None = _key(None, "str", "run directory; default runs/<method>-<dataset>-<arch>-a<alpha>-s<seed>-<hash>")
 
 
@@ -239,6 +244,8 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     _in_range("crash_margin", c.crash_margin, 0, 1, "a number in [0, 1)", open_high=True)
     if c.device not in ("auto", "cpu", "cuda") and not (c.device.startswith("cuda:") and c.device[5:].isdigit()):
         raise ConfigError(f"device={c.device!r} is not allowed; allowed: auto, cpu, cuda, cuda:N")
+    _one_of("precision", c.precision, PRECISIONS)
+    _one_of("memory_format", c.memory_format, MEMORY_FORMATS)
     if c.out is None:
         archs = "+".join(sorted(set(c.arch)))
         c.out = str(Path("runs") / f"{c.method}-{c.dataset}-{archs}-a{c.alpha:g}-s{c.seed}-{config_sha256(c)[:8]}")

@@ -9,6 +9,7 @@ interleaves updates and re-predictions as DML Algorithm 1 does.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +18,7 @@ from torch import Tensor, nn
 from rdml.config import TrainConfig
 from rdml.losses import kd_terms, mutual_terms, supervised_cross_entropy
 
-__all__ = ["Student", "METHOD_CLASSES", "build_method", "method_label"]
+__all__ = ["Student", "Cohort", "METHOD_CLASSES", "build_method", "method_label"]
 
 
 @dataclass
@@ -26,11 +27,26 @@ class Student:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     grad_clip: float = 0.0
+    run: Callable[[Tensor], Tensor] | None = None  # the model as it runs on the device (rdml.execution)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return (self.run or self.model)(x)
 
     def step(self) -> None:
         if self.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
+
+
+class Cohort(list):
+    """The students, and when they are fused, one forward pass that predicts for all of them."""
+
+    def __init__(self, students, fused: Callable[[Tensor], list[Tensor]] | None = None):
+        super().__init__(students)
+        self.fused = fused
+
+    def predict(self, x: Tensor) -> list[Tensor]:
+        return self.fused(x) if self.fused else [s(x) for s in self]
 
 
 def update_together(cohort: list[Student], terms: list[dict[str, Tensor]]) -> None:
@@ -51,8 +67,8 @@ class Independent:
     def __init__(self, cfg: TrainConfig, teacher: nn.Module | None = None):
         self.cfg = cfg
 
-    def train_step(self, x: Tensor, y: Tensor, cohort: list[Student]) -> list[dict[str, Tensor]]:
-        terms = [{"ce": supervised_cross_entropy(s.model(x), y)} for s in cohort]
+    def train_step(self, x: Tensor, y: Tensor, cohort: Cohort) -> list[dict[str, Tensor]]:
+        terms = [{"ce": supervised_cross_entropy(logits, y)} for logits in cohort.predict(x)]
         update_together(cohort, terms)
         return detached(terms)
 
@@ -60,18 +76,18 @@ class Independent:
 class Distillation:
     """Each student from a frozen teacher in eval mode: (1−β)·CE + β·T²/α·D_α(P_t^T‖Q_s^T)."""
 
-    def __init__(self, cfg: TrainConfig, teacher: nn.Module | None = None):
+    def __init__(self, cfg: TrainConfig, teacher: Callable[[Tensor], Tensor] | None = None):
         if teacher is None:
             raise ValueError("kd needs a teacher model")
-        self.cfg, self.teacher = cfg, teacher.eval().requires_grad_(False)
+        self.cfg, self.teacher = cfg, teacher
 
-    def train_step(self, x: Tensor, y: Tensor, cohort: list[Student]) -> list[dict[str, Tensor]]:
+    def train_step(self, x: Tensor, y: Tensor, cohort: Cohort) -> list[dict[str, Tensor]]:
         with torch.no_grad():
             teacher_logits = self.teacher(x)
         c = self.cfg
         terms = [
-            kd_terms(s.model(x), teacher_logits, y, alpha=c.alpha, temperature=c.temperature, beta=c.beta)
-            for s in cohort
+            kd_terms(logits, teacher_logits, y, alpha=c.alpha, temperature=c.temperature, beta=c.beta)
+            for logits in cohort.predict(x)
         ]
         update_together(cohort, terms)
         return detached(terms)
@@ -91,14 +107,15 @@ class MutualLearning:
             logits, y, alpha=c.alpha, temperature=c.temperature, weight=c.mimic_weight, ensemble=self.ensemble
         )
 
-    def train_step(self, x: Tensor, y: Tensor, cohort: list[Student]) -> list[dict[str, Tensor]]:
-        logits = [s.model(x) for s in cohort]
+    def train_step(self, x: Tensor, y: Tensor, cohort: Cohort) -> list[dict[str, Tensor]]:
         if self.cfg.update_order == "simultaneous":
-            terms = self.terms(logits, y)
+            terms = self.terms(cohort.predict(x), y)
             update_together(cohort, terms)
             return detached(terms)
         # DML Algorithm 1: student k steps on the latest predictions of its peers, then its own
-        # predictions on this batch are recomputed before the next student's loss.
+        # predictions on this batch are recomputed before the next student's loss. Each student
+        # predicts on its own (never fused), so each backward pass has a graph of its own.
+        logits = [s(x) for s in cohort]
         current = [l.detach() for l in logits]
         logged = []
         for k, student in enumerate(cohort):
@@ -107,7 +124,7 @@ class MutualLearning:
             sum(term.values()).backward()
             student.step()
             with torch.no_grad(), frozen_batch_norm_statistics(student.model):
-                current[k] = student.model(x)
+                current[k] = student(x)
             logged += detached([term])
         return logged
 

@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 from rdml.augment import augment_batch
 from rdml.config import ConfigError, TrainConfig, config_sha256, resolve
 from rdml.data import Dataset, batch_starts, epoch_batches, load_dataset, sha256_file
-from rdml.methods import Student, build_method, method_label
+from rdml.execution import Execution, ExecutionError, choose_execution
+from rdml.methods import Cohort, Student, build_method, method_label
 from rdml.models import ARCHITECTURES, build_model
 from rdml.record import atomic_torch_save, atomic_write_json, code_provenance, environment, read_json, utc_now
 
@@ -42,6 +43,7 @@ class Prepared:
     cfg: TrainConfig
     config_sha256: str
     device: torch.device
+    execution: Execution
     data: Dataset
     teacher: nn.Module | None
     teacher_info: dict | None
@@ -104,6 +106,10 @@ def prepare(cfg: TrainConfig) -> Prepared:
     cfg = resolve(cfg)
     device = pick_device(cfg.device)
     try:
+        execution = choose_execution(device, cfg.precision, cfg.memory_format, cfg.compile, cfg.fuse_students, cfg.arch)
+    except ExecutionError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
         data = load_dataset(cfg.dataset, split_seed=cfg.split_seed, test_fraction=cfg.test_fraction,
                             labelled_fraction=cfg.labelled_fraction, data_dir=cfg.data_dir, normalize=cfg.normalize)
     except ValueError as exc:  # a missing or corrupt data file, or a normalisation the data cannot take
@@ -111,17 +117,22 @@ def prepare(cfg: TrainConfig) -> Prepared:
     teacher, teacher_info = (None, None)
     if cfg.method == "kd":
         teacher, teacher_info = load_teacher(cfg.teacher, cfg.teacher_index, data, device)
-    return Prepared(cfg, config_sha256(cfg), device, data.to(device), teacher, teacher_info)
+    return Prepared(cfg, config_sha256(cfg), device, execution, data.to(device), teacher, teacher_info)
 
 
-def build_cohort(cfg: TrainConfig, data: Dataset, device: torch.device, steps_per_epoch: int) -> list[Student]:
+def build_cohort(cfg: TrainConfig, data: Dataset, execution: Execution, steps_per_epoch: int) -> Cohort:
     torch.manual_seed(cfg.seed)
-    cohort = []
+    students = []
     for arch in cfg.arch:
-        model = build_model(arch, data.input_shape, data.num_classes).to(device)
+        model = build_model(arch, data.input_shape, data.num_classes).to(execution.device)
         optimizer = make_optimizer(cfg, model.parameters())
-        cohort.append(Student(model, optimizer, make_scheduler(cfg, optimizer, steps_per_epoch), cfg.grad_clip))
-    return cohort
+        students.append(Student(model, optimizer, make_scheduler(cfg, optimizer, steps_per_epoch), cfg.grad_clip,
+                                run=None if execution.fuse_students else execution.runner(model)))
+    fused = execution.fused_runner([s.model for s in students]) if execution.fuse_students else None
+    if fused:
+        for s in students:  # sequential DML re-predicts one student at a time
+            s.run = execution.runner(s.model)
+    return Cohort(students, fused)
 
 
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
@@ -154,15 +165,14 @@ def make_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
 
 
 @torch.no_grad()
-def evaluate(cohort: list[Student], data: Dataset, batch_size: int = 1024) -> dict:
+def evaluate(cohort: Cohort, data: Dataset, batch_size: int = 1024) -> dict:
     """Test loss, accuracy and mean prediction entropy per student and for the cohort's mean prediction."""
     for s in cohort:
         s.model.eval()
     log_probs = [[] for _ in cohort]
     for start in range(0, len(data.y_test), batch_size):
-        x = data.inputs(data.x_test[start : start + batch_size])
-        for k, s in enumerate(cohort):
-            log_probs[k].append(torch.log_softmax(s.model(x).float(), dim=-1))
+        for k, logits in enumerate(cohort.predict(data.inputs(data.x_test[start : start + batch_size]))):
+            log_probs[k].append(torch.log_softmax(logits.float(), dim=-1))
     for s in cohort:
         s.model.train()
     per_student = [torch.cat(lp) for lp in log_probs]
@@ -224,7 +234,7 @@ def train(cfg: TrainConfig, argv: list[str] | None = None, *, progress: bool | N
     A run directory holding another configuration is refused, or with `replace` emptied of it first.
     """
     prep = prepare(cfg)
-    cfg, device, data = prep.cfg, prep.device, prep.data
+    cfg, data = prep.cfg, prep.data
     run_dir = Path(cfg.out)
     record_path, checkpoint_path = run_dir / "record.json", run_dir / "checkpoint.pt"
     existing = read_json(record_path) if record_path.is_file() else None
@@ -243,8 +253,9 @@ def train(cfg: TrainConfig, argv: list[str] | None = None, *, progress: bool | N
     run_dir.mkdir(parents=True, exist_ok=True)
 
     steps_per_epoch = len(batch_starts(len(data.y_train), cfg.batch_size))
-    cohort = build_cohort(cfg, data, device, steps_per_epoch)
-    method = build_method(cfg, prep.teacher)
+    cohort = build_cohort(cfg, data, prep.execution, steps_per_epoch)
+    teacher = prep.execution.runner(prep.teacher.requires_grad_(False)) if prep.teacher is not None else None
+    method = build_method(cfg, teacher)
     record = new_record(prep, argv)
     record["environment"].update(environment_extra or {})
     if saved is not None:
@@ -283,7 +294,7 @@ def train(cfg: TrainConfig, argv: list[str] | None = None, *, progress: bool | N
     return record
 
 
-def train_epoch(method, cohort: list[Student], data: Dataset, cfg: TrainConfig, epoch: int, show: bool) -> dict:
+def train_epoch(method, cohort: Cohort, data: Dataset, cfg: TrainConfig, epoch: int, show: bool) -> dict:
     """One pass over the training rows, then the test metrics: the epoch's entry of the record."""
     per_batch_schedule = cfg.schedule == "onecycle"
     lr_first = [s.optimizer.param_groups[0]["lr"] for s in cohort]
@@ -329,7 +340,7 @@ def new_record(prep: Prepared, argv: list[str] | None) -> dict:
         "data": {"name": data.name, "num_classes": data.num_classes, "input_shape": list(data.input_shape),
                  "chance_acc": data.chance_accuracy, **data.fingerprint},
         "teacher": prep.teacher_info,
-        "environment": environment(prep.device),
+        "environment": {**environment(prep.device), **prep.execution.describe()},
         "command": list(sys.argv if argv is None else argv),
         "started_at": utc_now(),
         "resumed_at": [],

@@ -1,0 +1,114 @@
+"""How the students run on the device: precision, memory layout, compilation, fused cohorts.
+
+The defaults follow the device. On CUDA: bf16 autocast (where the GPU has it) and channels_last, the
+fast path of its tensor cores. On the CPU: float32 in the default layout, so a CPU run gives the
+reference numerics. A user may still ask for bf16 or channels_last on a CPU with native bf16
+(AVX512-BF16 / AMX), where they measured faster (benchmarks/README.md); `compile` and
+`fuse_students` are asked for, never chosen. The run record says what ran.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+__all__ = ["Execution", "choose_execution", "PRECISIONS", "MEMORY_FORMATS", "ExecutionError"]
+
+PRECISIONS = ("auto", "fp32", "bf16")
+MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
+
+
+class ExecutionError(ValueError):
+    """A precision, layout or fusion this device or cohort cannot run; the message names it."""
+
+
+@dataclass(frozen=True)
+class Execution:
+    device: torch.device
+    precision: str  # fp32 | bf16
+    memory_format: str  # contiguous | channels_last
+    compile: bool
+    fuse_students: bool
+
+    def runner(self, model: nn.Module) -> Callable[[Tensor], Tensor]:
+        """`model` as it runs here: input in the chosen layout, forward in the chosen precision, float32 logits."""
+        if self.memory_format == "channels_last":
+            model.to(memory_format=torch.channels_last)
+        forward = torch.compile(model) if self.compile else model
+        if self.precision == "fp32" and self.memory_format == "contiguous":
+            return forward  # the reference path, untouched
+        return lambda x: self._in_precision(forward, self._laid_out(x))
+
+    def fused_runner(self, models: list[nn.Module]) -> Callable[[Tensor], list[Tensor]]:
+        """One vmapped forward of K same-architecture students, each on its own weights and statistics.
+
+        The weights are stacked from the students' own parameters on every call, so gradients, optimisers
+        and checkpoints stay per student; batch-norm statistics updated in the stack are copied back.
+        """
+        for model in models:
+            if self.memory_format == "channels_last":
+                model.to(memory_format=torch.channels_last)
+        template = copy.deepcopy(models[0]).to("meta")
+
+        def one(params, buffers, x):
+            return functional_call(template, (params, buffers), (x,))
+
+        batched = vmap(one, in_dims=(0, 0, None), randomness="different")
+
+        def forward(x: Tensor) -> list[Tensor]:
+            template.train(models[0].training)
+            named = [dict(m.named_parameters()) for m in models]
+            params = {name: torch.stack([n[name] for n in named]) for name in named[0]}
+            owned = [dict(m.named_buffers()) for m in models]
+            buffers = {name: torch.stack([b[name] for b in owned]) for name in owned[0]}
+            logits = self._in_precision(lambda inputs: batched(params, buffers, inputs), self._laid_out(x))
+            if template.training:
+                with torch.no_grad():
+                    for name, stacked in buffers.items():
+                        for k, b in enumerate(owned):
+                            b[name].copy_(stacked[k])
+            return list(logits.unbind(0))
+
+        return forward
+
+    def describe(self) -> dict:
+        return {"precision": self.precision, "memory_format": self.memory_format, "compile": self.compile,
+                "fuse_students": self.fuse_students}
+
+    def _laid_out(self, x: Tensor) -> Tensor:
+        if self.memory_format == "channels_last" and x.dim() == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _in_precision(self, forward: Callable, x: Tensor):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            out = forward(x)
+        return out.float()
+
+
+def choose_execution(device: torch.device, precision: str, memory_format: str, compile: bool, fuse_students: bool,
+                     archs: list[str]) -> Execution:
+    """Resolve `auto` for this device and refuse what it cannot run, before any work starts."""
+    cuda = device.type == "cuda"
+    bf16_native = torch.cuda.is_bf16_supported() if cuda else bf16_cpu()
+    if precision == "auto":
+        precision = "bf16" if cuda and bf16_native else "fp32"
+    elif precision == "bf16" and not bf16_native:
+        where = torch.cuda.get_device_name(device) if cuda else "this CPU (no AVX512-BF16 or AMX)"
+        raise ExecutionError(f"precision=bf16: {where} has no native bf16; allowed here: fp32, auto")
+    if memory_format == "auto":
+        memory_format = "channels_last" if cuda else "contiguous"
+    if fuse_students and len(set(archs)) != 1:
+        raise ExecutionError(f"fuse_students=true needs one architecture for every student, got {','.join(archs)}")
+    if fuse_students and compile:
+        raise ExecutionError("compile=true with fuse_students=true is not supported; choose one")
+    return Execution(device, precision, memory_format, compile, fuse_students)
+
+
+def bf16_cpu() -> bool:
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
