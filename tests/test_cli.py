@@ -63,6 +63,11 @@ def test_config_file_then_overrides(tmp_path):
     cfg = resolve(load_config(path, ["alpha=2", "seed=4"]))
     assert (cfg.method, cfg.alpha, cfg.arch, cfg.milestones, cfg.nesterov, cfg.seed, cfg.students) == (
         "dml", 2.0, ["mlp", "cnn"], [2, 4], False, 4, 2)
+    (tmp_path / "nulls.yaml").write_text("teacher: null\ntemperature: ~\n")
+    assert (load_config(tmp_path / "nulls.yaml").teacher, load_config(tmp_path / "nulls.yaml").temperature) == (None, None)
+    (tmp_path / "null_epochs.yaml").write_text("epochs: null\n")
+    with pytest.raises(ValueError, match="epochs=None is not a valid int"):
+        load_config(tmp_path / "null_epochs.yaml")
     (tmp_path / "bad.yaml").write_text("alhpa: 2\n")
     with pytest.raises(ValueError, match="unknown key 'alhpa'; did you mean alpha"):
         load_config(tmp_path / "bad.yaml")

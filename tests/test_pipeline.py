@@ -4,6 +4,7 @@ The tests of this file share one project directory and run in order: build, no-o
 parameter, push/pull, audit (which corrupts a file last).
 """
 
+import copy
 import json
 import os
 import re
@@ -13,9 +14,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
-from rdml.plan import load_params, plan_study
+from rdml.config import ConfigError, config_from_mapping
+from rdml.pipeline import run_planned
+from rdml.plan import load_params, plan_jobs, plan_study
+from rdml.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -45,8 +50,8 @@ def sh(*args, cwd, check=True):
     return result
 
 
-def scheduled_runs(cwd, *extra):
-    """Run ids a Snakemake dry run would train, read from the commands it prints."""
+def scheduled_jobs(cwd, *extra):
+    """Job ids a Snakemake dry run would train, read from the commands it prints."""
     out = sh(str(BIN / "snakemake"), "all_tables", "-n", "-p", "--cores", "2", *extra, cwd=cwd).stdout
     return set(re.findall(r"rdml pipeline run \S+ (\S+) --threads", out))
 
@@ -73,11 +78,11 @@ def test_committed_dvc_yaml_is_generated_from_params_and_matches_snakemake():
     generated = sh(str(BIN / "rdml"), "pipeline", "dvc-yaml", "--out", "-", cwd=REPO).stdout
     assert (REPO / "dvc.yaml").read_text() == generated, "dvc.yaml is stale: run `rdml pipeline dvc-yaml`"
     params = load_params(REPO / "params.yaml")
-    planned = {r.id for study in params["build"] for r in plan_study(params, study)}
+    jobs = [job for study in params["build"] for job in plan_jobs(params, study)]
     in_dvc = {stage["cmd"].split()[-1] for stage in yaml.safe_load(generated)["stages"].values()
               if stage["cmd"].startswith("rdml pipeline run")}
-    assert planned == in_dvc == scheduled_runs(REPO)
-    assert len(planned) == 46
+    assert {job.id for job in jobs} == in_dvc == scheduled_jobs(REPO)
+    assert len(jobs) == 16 and sum(len(job.runs) for job in jobs) == 46  # 3 seeds per job, one teacher
 
 
 def test_resources_after_the_target_works_before_it_crashes():
@@ -88,7 +93,7 @@ def test_resources_after_the_target_works_before_it_crashes():
 
 def test_snakemake_builds_the_tables_and_dvc_then_has_nothing_to_do(project):
     planned = {r.id for r in plan_study(load_params(project / "params.yaml"), "smoke")}
-    assert scheduled_runs(project) == planned and len(planned) == 8
+    assert scheduled_jobs(project) == planned and len(planned) == 8  # one seed: a job is a run
     sh(str(BIN / "snakemake"), "all_tables", "--cores", "2", cwd=project)
     tables = project / "results/smoke/tables"
     for name in ("rdml_table", "kd_table", "pair_table"):
@@ -99,7 +104,7 @@ def test_snakemake_builds_the_tables_and_dvc_then_has_nothing_to_do(project):
     assert "up to date" in sh(str(BIN / "dvc"), "status", cwd=project).stdout
     sh(str(BIN / "dvc"), "repro", cwd=project)
     assert records(project) == before
-    assert scheduled_runs(project) == set()
+    assert scheduled_jobs(project) == set()
 
 
 def test_changing_one_parameter_reruns_only_the_runs_it_affects(project):
@@ -108,7 +113,7 @@ def test_changing_one_parameter_reruns_only_the_runs_it_affects(project):
     params["studies"]["smoke"]["kd_table"]["temperature"] = 2.0
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     kd_runs = {k for k in before if "/kd-" in k}
-    assert scheduled_runs(project) == kd_runs
+    assert scheduled_jobs(project) == kd_runs
     sh(str(BIN / "dvc"), "repro", cwd=project)
     after = records(project)
     retrained = {k for k in after if after[k]["started_at"] != before[k]["started_at"] or after[k]["config_sha256"] != before[k]["config_sha256"]}
@@ -147,3 +152,38 @@ def test_audit_verifies_every_hash_and_names_a_corrupted_checkpoint(project):
     bad = sh(str(BIN / "rdml"), "audit", table, cell, cwd=project, check=False)
     assert bad.returncode == 1
     assert f"{model.relative_to(project)}: teacher checkpoint sha256 is" in bad.stdout
+
+
+def test_jobs_group_the_seeds_of_one_configuration():
+    params = copy.deepcopy(SMOKE)
+    params["studies"]["smoke"].update(seeds=[2, 0, 1], seeds_per_job=2)
+    jobs = plan_jobs(params, "smoke")
+    assert jobs[0].id == "synthetic/teacher-cnn-s0" and len(jobs[0].runs) == 1  # one teacher, first
+    by_id = {job.id: [run.id for run in job.runs] for job in jobs}
+    assert by_id["synthetic/kd-mlp-from-cnn-a2-s0+1"] == ["synthetic/kd-mlp-from-cnn-a2-s0", "synthetic/kd-mlp-from-cnn-a2-s1"]
+    assert by_id["synthetic/kd-mlp-from-cnn-a2-s2"] == ["synthetic/kd-mlp-from-cnn-a2-s2"]
+    assert sorted(r for runs in by_id.values() for r in runs) == sorted(r.id for r in plan_study(params, "smoke"))
+    params["studies"]["smoke"]["seeds_per_job"] = 0
+    with pytest.raises(ConfigError, match="studies.smoke.seeds_per_job=0 is not allowed; it must be an integer >= 1"):
+        plan_jobs(params, "smoke")
+
+
+def test_each_run_of_a_job_is_what_it_would_be_alone(tmp_path, monkeypatch):
+    """Runs that share a process do not share state: seed 1 after seed 0 equals seed 1 alone, bit for bit."""
+    params = copy.deepcopy(SMOKE)
+    study = params["studies"]["smoke"]
+    study.update(seeds=[0, 1], seeds_per_job=2)
+    for table in ("kd_table", "pair_table"):
+        del study[table]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    records = run_planned("smoke", "synthetic/dml-mlp+mlp-a2-s0+1", threads=1)
+    assert [r["seed"] for r in records] == [0, 1]
+    job = json.loads((tmp_path / "results/smoke/jobs/synthetic/dml-mlp+mlp-a2-s0+1.json").read_text())
+    run_dir = tmp_path / "results/smoke/runs/synthetic/dml-mlp+mlp-a2-s1"
+    assert job["runs"]["synthetic/dml-mlp+mlp-a2-s1"]["model_sha256"] == records[1]["final_model"]["sha256"]
+    alone = train(config_from_mapping({**records[1]["config"], "out": str(tmp_path / "alone")}), progress=False)
+    assert alone["epochs"] == records[1]["epochs"]
+    together, single = (torch.load(d / "model.pt", weights_only=True)["states"] for d in (run_dir, tmp_path / "alone"))
+    for a, b in zip(together, single):
+        assert all(torch.equal(a[k], b[k]) for k in a)

@@ -11,7 +11,7 @@ import pytest
 
 from rdml.config import config_from_mapping, resolve
 from rdml.models import build_model
-from rdml.plan import load_params, plan_study
+from rdml.plan import load_params, plan_jobs, plan_study
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -114,7 +114,7 @@ def sh(*args):
 def test_dry_run_lists_every_job(study):
     result = sh(str(BIN / "snakemake"), "all_tables", "-n", "--config", f"build=[{study}]")
     assert result.returncode == 0, result.stderr
-    jobs = dict(re.findall(r"^(train_run|pretrain_teacher)\s+(\d+)$", result.stdout, re.M))
+    jobs = dict(re.findall(r"^(train_job|pretrain_teacher)\s+(\d+)$", result.stdout, re.M))
     assert sum(map(int, jobs.values())) == STATED[study][1]["runs"]
 
 
@@ -129,6 +129,7 @@ def test_one_job_of_each_smoke_study_runs_through_the_pipeline(study):
     smoke = f"{study}_smoke"
     runs = {r.id: r for r in plan_study(PARAMS, smoke)}
     run = min(runs.values(), key=lambda r: cost(r, runs))
-    result = sh(str(BIN / "snakemake"), run.metrics, "--cores", "2", "--config", f"build=[{smoke}]")
+    job = next(job for job in plan_jobs(PARAMS, smoke) if run in job.runs)
+    result = sh(str(BIN / "snakemake"), job.file, "--cores", "2", "--config", f"build=[{smoke}]")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (REPO / run.directory / "record.json").is_file()

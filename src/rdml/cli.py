@@ -9,7 +9,7 @@ import sys
 from rdml.audit import audit_cell
 from rdml.config import METHODS, ConfigError, describe_keys, load_config
 from rdml.pipeline import prepare_dataset, run_planned, write_dvc_yaml
-from rdml.plan import load_params, plan_study
+from rdml.plan import load_params, plan_jobs
 from rdml.tables import write_tables
 from rdml.trainer import train
 
@@ -42,16 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     pipeline = commands.add_parser("pipeline", help="what Snakemake and DVC call (see workflow/)")
     steps = pipeline.add_subparsers(dest="step", required=True)
-    run = steps.add_parser("run", help="train one planned run of a study on one GPU slot")
+    run = steps.add_parser("run", help="train the runs of one planned job of a study on one GPU slot")
     run.add_argument("study")
-    run.add_argument("run_id", metavar="run")
+    run.add_argument("job_id", metavar="job")
     run.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     prepare = steps.add_parser("prepare", help="load a data set once and write its fingerprint")
     prepare.add_argument("dataset")
     dvc = steps.add_parser("dvc-yaml", help="write dvc.yaml from params.yaml")
     dvc.add_argument("--out", default="dvc.yaml", help="file to write, - for stdout")
     dvc.add_argument("--study", action="append", help="study to include (default: params.yaml's build list)")
-    runs = steps.add_parser("runs", help="list the run ids of a study")
+    runs = steps.add_parser("runs", help="list the jobs of a study, each with its run ids")
     runs.add_argument("study")
     for sub in (run, dvc, runs):
         sub.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
@@ -98,15 +98,15 @@ def _train(args, argv) -> int:
 
 def _pipeline(args) -> int:
     if args.step == "run":
-        record = run_planned(args.study, args.run_id, args.params, threads=args.threads)
-        print(f"{record['config']['out']}: {record['status']}")
+        for record in run_planned(args.study, args.job_id, args.params, threads=args.threads):
+            print(f"{record['config']['out']}: {record['status']}")
     elif args.step == "prepare":
         print(json.dumps(prepare_dataset(args.dataset), indent=1))
     elif args.step == "dvc-yaml":
         write_dvc_yaml(args.params, args.out, args.study)
     else:
-        for run in plan_study(load_params(args.params), args.study):
-            print(run.id)
+        for job in plan_jobs(load_params(args.params), args.study):
+            print(job.id, *(run.id for run in job.runs), sep="\t")
     return 0
 
 

@@ -118,7 +118,7 @@ def _coerce(name: str, value: Any) -> Any:
     kind = FIELDS[name].metadata["kind"]
     nullable = FIELDS[name].default is None
     try:
-        if isinstance(value, str) and value.strip().lower() in ("none", "null", "") and nullable:
+        if nullable and (value is None or isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
             return None
         if kind == "str":
             if not isinstance(value, str):

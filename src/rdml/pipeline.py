@@ -1,8 +1,8 @@
-"""What Snakemake and DVC call: one planned run, and the DVC stages generated from the plan.
+"""What Snakemake and DVC call: one planned job, and the DVC stages generated from the plan.
 
-`rdml pipeline run STUDY RUN` trains one run of params.yaml on one GPU slot and writes its metrics
-file; `rdml pipeline dvc-yaml` writes dvc.yaml with one stage per run of the studies to build, so
-both tools execute the same set of runs with the same command.
+`rdml pipeline run STUDY JOB` trains the runs of one job of params.yaml on one GPU slot, writes each
+run's metrics file and then the job file; `rdml pipeline dvc-yaml` writes dvc.yaml with one stage per
+job of the studies to build, so both tools execute the same jobs with the same command.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import yaml
 
 from rdml.config import config_from_mapping
 from rdml.data import load_dataset
-from rdml.plan import RESULTS, Run, find_run, load_params, plan_study, studies_to_build
+from rdml.plan import RESULTS, Job, Run, find_job, load_params, plan_jobs, plan_study, studies_to_build
 from rdml.record import atomic_write_bytes, atomic_write_json
 from rdml.slots import acquire_gpu
 from rdml.trainer import train
@@ -27,24 +27,40 @@ CODE_DEP = "src/rdml"
 DATA_STAGE_OUT = RESULTS + "/data/{dataset}.json"
 
 
-def run_planned(study: str, run_id: str, params_path: str = "params.yaml", threads: int | None = None) -> dict:
-    """Train run `run_id` of `study` as params.yaml defines it; returns its record."""
+def run_planned(study: str, job_id: str, params_path: str = "params.yaml", threads: int | None = None) -> list[dict]:
+    """Train the runs of job `job_id` of `study` as params.yaml defines them; returns their records.
+
+    A job runs because its outputs are missing or out of date, so each run trains anew; only an
+    interrupted run's checkpoint (same configuration) is resumed.
+    """
     params = load_params(params_path)
-    run = find_run(params, study, run_id)
+    job = find_job(params, study, job_id)
     gpus = params.get("gpus", "auto")
     # CUDA reads CUDA_VISIBLE_DEVICES when it first starts, which torch delays until first use.
     slot = acquire_gpu(None if gpus == "auto" else int(gpus))
     if threads:
         torch.set_num_threads(threads)
+    records = [_train_run(run, slot.source) for run in job.runs]
+    atomic_write_json(job.file, {
+        "study": study,
+        "job": job.id,
+        "runs": {run.id: {"status": r["status"], "config_sha256": r["config_sha256"], "model_sha256": r["final_model"]["sha256"]}
+                 for run, r in zip(job.runs, records)},
+    })
+    slot.release()
+    return records
+
+
+def _train_run(run: Run, gpu_slot: str) -> dict:
+    for stale in ("record.json", "model.pt"):
+        (Path(run.directory) / stale).unlink(missing_ok=True)
     keys = dict(run.keys)
     if run.teacher:
         keys["teacher"] = run.teacher_directory
     cfg = config_from_mapping({**keys, "out": run.directory})
-    record = train(cfg, argv=["rdml", "pipeline", "run", study, run_id], progress=False, replace=True,
-                   environment_extra={"gpu_slot": slot.source})
-    Path(run.metrics).parent.mkdir(parents=True, exist_ok=True)
+    record = train(cfg, argv=["rdml", "pipeline", "run", run.study, run.id], progress=False, replace=True,
+                   environment_extra={"gpu_slot": gpu_slot})
     atomic_write_json(run.metrics, metrics_of(record))
-    slot.release()
     return record
 
 
@@ -58,6 +74,7 @@ def dvc_stages(params: dict, studies: list[str]) -> dict:
     stages: dict[str, dict] = {}
     for study in studies:
         runs = plan_study(params, study)
+        teacher_directories = {r.id: r.directory for r in runs}
         for dataset in sorted({r.dataset for r in runs}):
             downloaded = [f"data/{dataset}"] if dataset in VISION_DATASETS else []  # the DVC-tracked data folder
             stages[f"prepare-{dataset}"] = {
@@ -65,8 +82,8 @@ def dvc_stages(params: dict, studies: list[str]) -> dict:
                 "deps": [CODE_DEP],
                 "outs": [*downloaded, DATA_STAGE_OUT.format(dataset=dataset)],
             }
-        for run in runs:
-            stages[run.stage] = _train_stage(run)
+        for job in plan_jobs(params, study):
+            stages[job.stage] = _train_stage(job, teacher_directories)
         stages[f"tables-{study}"] = {
             "cmd": f"rdml tables {study}",
             "deps": [CODE_DEP, *(r.directory for r in runs)],
@@ -76,15 +93,14 @@ def dvc_stages(params: dict, studies: list[str]) -> dict:
     return stages
 
 
-def _train_stage(run: Run) -> dict:
-    deps = [CODE_DEP, DATA_STAGE_OUT.format(dataset=run.dataset)]
-    if run.teacher:
-        deps.append(f"{run.teacher_directory}/model.pt")
-    stage = {"cmd": f"rdml pipeline run {run.study} {run.id}", "deps": deps}
-    if run.params:
-        stage["params"] = list(run.params)
-    stage["outs"] = [run.directory]
-    stage["metrics"] = [{run.metrics: {"cache": False}}]
+def _train_stage(job: Job, directories: dict[str, str]) -> dict:
+    deps = [CODE_DEP, DATA_STAGE_OUT.format(dataset=job.dataset)]
+    deps += [f"{directories[teacher]}/model.pt" for teacher in job.teachers]
+    stage = {"cmd": f"rdml pipeline run {job.study} {job.id}", "deps": deps}
+    if job.params:
+        stage["params"] = job.params
+    stage["outs"] = [*(run.directory for run in job.runs), {job.file: {"cache": False}}]
+    stage["metrics"] = [{run.metrics: {"cache": False}} for run in job.runs]
     return stage
 
 

@@ -41,6 +41,7 @@ os.umask(_UMASK)
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the file should be readable like any other

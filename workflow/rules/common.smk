@@ -2,19 +2,20 @@
 import json
 from pathlib import Path
 
-from rdml.plan import plan_study, studies_to_build, with_smoke_studies
+from rdml.plan import plan_jobs, studies_to_build, with_smoke_studies
 
 config.update(with_smoke_studies(config))  # every study also has a <study>_smoke variant
 BUILD = studies_to_build(config)
-PLANS = {study: {run.id: run for run in plan_study(config, study)} for study in BUILD}
+JOBS = {study: {job.id: job for job in plan_jobs(config, study)} for study in BUILD}
+JOB_OF = {study: {run.id: job for job in jobs.values() for run in job.runs} for study, jobs in JOBS.items()}
 SRC = sorted(str(p) for p in Path("src/rdml").rglob("*.py"))
 
 
 wildcard_constraints:
     study="[^/]+",
     dataset="[^/]+",
-    run="[^/]+/[^/]+",
+    job="[^/]+/[^/]+",
 
 
 def planned(wildcards):
-    return PLANS[wildcards.study][wildcards.run]
+    return JOBS[wildcards.study][wildcards.job]

@@ -1,6 +1,6 @@
 rule tables:
     input:
-        lambda w: [run.metrics for run in PLANS[w.study].values()],
+        lambda w: [job.file for job in JOBS[w.study].values()],
     output:
         directory("results/{study}/tables"),
     params:

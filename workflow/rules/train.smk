@@ -7,28 +7,24 @@ rule prepare_data:
         "rdml pipeline prepare {wildcards.dataset}"
 
 
-rule train_run:
-    """One run of a study on one GPU slot (CPU where there is none)."""
+rule train_job:
+    """The runs of one job (one run, or several seeds of one configuration) on one GPU slot (CPU where there is none)."""
     input:
         code=SRC,
         data=lambda w: f"results/data/{planned(w).dataset}.json",
-        teacher=lambda w: [f"{planned(w).teacher_directory}/model.pt"] if planned(w).teacher else [],
+        teachers=lambda w: [JOB_OF[w.study][teacher].file for teacher in planned(w).teachers],
     output:
-        record="results/{study}/runs/{run,[^/]+/(?!teacher-)[^/]+}/record.json",
-        model="results/{study}/runs/{run,[^/]+/(?!teacher-)[^/]+}/model.pt",
-        metrics="results/{study}/metrics/{run,[^/]+/(?!teacher-)[^/]+}.json",
+        "results/{study}/jobs/{job,[^/]+/(?!teacher-)[^/]+}.json",
     params:
-        # A change of any key this run trains with reruns exactly this run (rerun trigger "params").
-        train_keys=lambda w: json.dumps(planned(w).keys, sort_keys=True),
+        # A change of any key these runs train with reruns exactly this job (rerun trigger "params").
+        train_keys=lambda w: json.dumps([run.keys for run in planned(w).runs], sort_keys=True),
     resources:
         gpu=1,
     threads: 1
     shell:
-        "rdml pipeline run {wildcards.study} {wildcards.run} --threads {threads}"
+        "rdml pipeline run {wildcards.study} {wildcards.job} --threads {threads}"
 
 
-use rule train_run as pretrain_teacher with:
+use rule train_job as pretrain_teacher with:
     output:
-        record="results/{study}/runs/{run,[^/]+/teacher-[^/]+}/record.json",
-        model="results/{study}/runs/{run,[^/]+/teacher-[^/]+}/model.pt",
-        metrics="results/{study}/metrics/{run,[^/]+/teacher-[^/]+}.json",
+        "results/{study}/jobs/{job,[^/]+/teacher-[^/]+}.json",
