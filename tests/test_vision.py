@@ -90,6 +90,26 @@ def test_cifar_download_verify_extract_read(tmp_path, monkeypatch, http, name):
     assert data.fingerprint["split"]["split"] == "official"
 
 
+def test_prepared_tensor_cache_is_loaded_and_a_stale_one_ignored(tmp_path, monkeypatch, http):
+    archive, arrays = cifar_archive(tmp_path, "cifar10", np.random.default_rng(4))
+    monkeypatch.setitem(vision.sources(), "cifar10", Source((http + archive.name,), ((archive.name, md5(archive)),),
+                                                           "cifar-10-batches-py"))
+    data_dir = tmp_path / "data"
+    fetch("cifar10", data_dir)
+    decoded = vision.read("cifar10", data_dir)
+    cache = vision.write_tensor_cache("cifar10", data_dir)
+    batch = data_dir / "cifar10/cifar-10-batches-py/data_batch_1"
+    raw = batch.read_bytes()
+    batch.unlink()  # decoding would now fail: what comes back is the cache
+    cached = vision.read("cifar10", data_dir)
+    assert all(torch.equal(a, b) for a, b in zip(decoded[:4], cached[:4])) and cached[4] == decoded[4]
+    torch.save({**torch.load(cache, weights_only=True), "files": {"cifar10/other.tar.gz": "0" * 32}}, cache)
+    with pytest.raises(FileNotFoundError, match="data_batch_1"):
+        vision.read("cifar10", data_dir)  # made from other files: not used
+    batch.write_bytes(raw)
+    assert torch.equal(vision.read("cifar10", data_dir)[0], decoded[0])
+
+
 def test_fashion_mnist_idx_files(tmp_path, monkeypatch, http):
     rng = np.random.default_rng(1)
     server = tmp_path / "server"

@@ -3,7 +3,9 @@
 The archives, their addresses and md5 sums are torchvision's own (`torchvision.datasets`), downloaded
 and extracted with torchvision's utilities into `<data_dir>/<name>/` (DVC tracks that folder). The
 extracted files are then read directly (CIFAR python pickles, Fashion-MNIST idx files) into uint8
-tensors, so no per-sample Python runs at training time. Tests build tiny files in the same formats.
+tensors, so no per-sample Python runs at training time. `rdml pipeline prepare` also saves those
+tensors once as `<data_dir>/<name>/rdml-tensors.pt`, which each training job then loads instead
+of decoding the raw files (and importing torchvision) again. Tests build tiny files in the same formats.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["VISION_DATASETS", "sources", "Source", "DataError", "fetch", "read", "md5_file"]
+__all__ = ["VISION_DATASETS", "DataError", "Source", "fetch", "md5_file", "read", "sources", "write_tensor_cache"]
 
 VISION_DATASETS = ("cifar10", "cifar100", "fashion_mnist")
+TENSOR_CACHE = "rdml-tensors.pt"
+SPLITS = ("x_train", "y_train", "x_test", "y_test")
 
 
 class DataError(ValueError):
@@ -88,22 +92,45 @@ def fetch(name: str, data_dir: str | Path, download: bool = True) -> Path:
 
 
 def read(name: str, data_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
-    """uint8 images (N, C, H, W) and int64 labels of the official train and test sets, and file hashes."""
+    """uint8 images (N, C, H, W) and int64 labels of the official train and test sets, and file hashes.
+
+    The files are verified first; their tensors come from the cache when it was made from these files.
+    """
     folder = fetch(name, data_dir, download=False)
-    files = {f"{name}/{filename}": md5 for filename, md5 in sources()[name].files}
+    files = _file_hashes(name)
+    cache = folder / TENSOR_CACHE
+    if cache.is_file():
+        saved = torch.load(cache, weights_only=True)
+        if saved.get("files") == files:
+            return (*(saved[k] for k in SPLITS), files)
+    return (*_decode(name, folder), files)
+
+
+def write_tensor_cache(name: str, data_dir: str | Path) -> Path:
+    """Decode the verified files once into the tensor file that `read` loads from then on."""
+    folder = fetch(name, data_dir, download=False)
+    from rdml.record import atomic_torch_save
+
+    atomic_torch_save(folder / TENSOR_CACHE, {"files": _file_hashes(name), **dict(zip(SPLITS, _decode(name, folder)))})
+    return folder / TENSOR_CACHE
+
+
+def _file_hashes(name: str) -> dict[str, str]:
+    return {f"{name}/{filename}": md5 for filename, md5 in sources()[name].files}
+
+
+def _decode(name: str, folder: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     if name == "fashion_mnist":
         x_train, y_train = _idx_images(folder / "train-images-idx3-ubyte.gz"), _idx_labels(folder / "train-labels-idx1-ubyte.gz")
         x_test, y_test = _idx_images(folder / "t10k-images-idx3-ubyte.gz"), _idx_labels(folder / "t10k-labels-idx1-ubyte.gz")
-    else:
-        from torchvision import datasets as tv
+        return x_train, y_train, x_test, y_test
+    from torchvision import datasets as tv
 
-        root = folder / sources()[name].extracted
-        key = b"labels" if name == "cifar10" else b"fine_labels"
-        train_files = [f for f, _ in (tv.CIFAR10.train_list if name == "cifar10" else tv.CIFAR100.train_list)]
-        test_files = [f for f, _ in (tv.CIFAR10.test_list if name == "cifar10" else tv.CIFAR100.test_list)]
-        x_train, y_train = _cifar(root, train_files, key)
-        x_test, y_test = _cifar(root, test_files, key)
-    return x_train, y_train, x_test, y_test, files
+    root = folder / sources()[name].extracted
+    key = b"labels" if name == "cifar10" else b"fine_labels"
+    train_files = [f for f, _ in (tv.CIFAR10.train_list if name == "cifar10" else tv.CIFAR100.train_list)]
+    test_files = [f for f, _ in (tv.CIFAR10.test_list if name == "cifar10" else tv.CIFAR100.test_list)]
+    return (*_cifar(root, train_files, key), *_cifar(root, test_files, key))
 
 
 def _cifar(root: Path, names: list[str], key: bytes) -> tuple[torch.Tensor, torch.Tensor]:
