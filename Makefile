@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 BIN    := $(CURDIR)/$(VENV)/bin
 
-.PHONY: run test setup repro
+.PHONY: run test setup repro bench
 
 setup: $(STAMP)
 
@@ -23,3 +23,9 @@ repro: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
+
+# The README's Performance figures, measured side by side on this machine (a few minutes);
+# each script writes its JSON into benchmarks/results/.
+bench: $(STAMP)
+	$(VENV)/bin/python benchmarks/cohort_throughput.py
+	$(VENV)/bin/python benchmarks/pipeline_efficiency.py

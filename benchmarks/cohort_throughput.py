@@ -25,8 +25,10 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 N_IMAGES, BATCH, SEED = 50_000, 128, 0
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def synthetic_cifar():
@@ -170,7 +172,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--windows", type=int, default=5)
     parser.add_argument("--batches", type=int, default=4, help="batches per timed window")
-    parser.add_argument("--out", help="also write the results as JSON here")
+    parser.add_argument("--out", help="where to write the results as JSON (default: benchmarks/results/cohort_throughput_<device>.json)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -188,12 +190,12 @@ def main() -> None:
         r["ratio_to_baseline"] = r["images_per_second"] / reference
         print(f"{name:40s} {r['images_per_second']:9.1f} {r['ratio_to_baseline']:6.2f} {r['warm_up_seconds']:9.1f} "
               f"{r['peak_rss_mb']:11.0f}")
-    if args.out:
-        body = {"paths": results, "baseline_images_per_second": reference, "machine": machine_info,
-                "windows": args.windows, "batches_per_window": args.batches, "batch_size": BATCH,
-                "when": time.strftime("%Y-%m-%d %H:%M:%S")}
-        with open(args.out, "w") as handle:
-            json.dump(body, handle, indent=1)
+    body = {"paths": results, "baseline_images_per_second": reference, "machine": machine_info,
+            "windows": args.windows, "batches_per_window": args.batches, "batch_size": BATCH,
+            "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+    out = Path(args.out or RESULTS / f"cohort_throughput_{machine_info['device']}.json")
+    out.write_text(json.dumps(body, indent=1) + "\n")
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":

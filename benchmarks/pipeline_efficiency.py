@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cores", type=int, default=os.cpu_count())
-    parser.add_argument("--out", help="also write the results as JSON here")
+    parser.add_argument("--out", help="where to write the results as JSON (default: benchmarks/results/pipeline_efficiency_<device>.json)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rdml-pipeline-") as scratch:
         clone = Path(scratch) / "rdml"
@@ -39,7 +39,11 @@ def main() -> None:
         wall = time.perf_counter() - started
         records = [json.loads(p.read_text()) for p in sorted((clone / "results").glob("*/runs/*/*/record.json"))]
     training = sum(sum(r["epoch_seconds"]) for r in records)
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     result = {
+        "device": device,
         "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip(),
         "cores": args.cores,
         "runs": len(records),
@@ -50,8 +54,9 @@ def main() -> None:
     }
     print(f"{len(records)} runs on {args.cores} cores: wall {wall:.1f} s, training loops {training:.1f} s, "
           f"efficiency {training / wall:.2f}")
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"pipeline_efficiency_{device}.json")
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":
