@@ -34,10 +34,13 @@ def main() -> None:
         bin_dir = str(Path(sys.executable).parent)
         env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"], "PYTHONPATH": str(clone / "src")}
         started = time.perf_counter()
-        subprocess.run(["snakemake", "all_tables", "--cores", str(args.cores), "--quiet", "all"], cwd=clone, env=env,
-                       check=True)
+        done = subprocess.run(["snakemake", "all_tables", "--cores", str(args.cores)], cwd=clone, env=env,
+                              capture_output=True, text=True)
         wall = time.perf_counter() - started
+        if done.returncode != 0:
+            sys.exit(f"snakemake failed ({done.returncode}):\n{done.stderr[-3000:]}")
         records = [json.loads(p.read_text()) for p in sorted((clone / "results").glob("*/runs/*/*/record.json"))]
+        jobs = len(list((clone / "results").glob("*/jobs/*/*.json")))
     training = sum(sum(r["epoch_seconds"]) for r in records)
     import torch
 
@@ -47,12 +50,13 @@ def main() -> None:
         "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip(),
         "cores": args.cores,
         "runs": len(records),
+        "jobs": jobs,
         "wall_seconds": wall,
         "training_seconds": training,
         "efficiency": training / wall,
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    print(f"{len(records)} runs on {args.cores} cores: wall {wall:.1f} s, training loops {training:.1f} s, "
+    print(f"{len(records)} runs in {jobs} jobs on {args.cores} cores: wall {wall:.1f} s, training loops {training:.1f} s, "
           f"efficiency {training / wall:.2f}")
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"pipeline_efficiency_{device}.json")
     out.write_text(json.dumps(result, indent=1) + "\n")
