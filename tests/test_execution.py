@@ -42,7 +42,11 @@ def test_cpu_defaults_are_the_float32_reference_and_recorded(tmp_path):
     ["fuse_students=true", "method=dml_e", "students=3"],
 ])
 def test_fast_paths_give_the_reference_run(tmp_path, fast):
-    """Same losses, accuracies, weights and batch-norm statistics as the unfused float32 run."""
+    """Same losses, accuracies, weights and batch-norm statistics as the unfused float32 run.
+
+    Summation order differs between the paths, and 38 SGD steps amplify it: with one thread, fused
+    channels_last weights end up to 1e-4 from the reference (1e-6 with two), hence atol=5e-4, still far
+    below what a missed update or a batch-norm statistic left behind would change."""
     extra = [o for o in fast if o.startswith(("update_order", "method", "students"))]
     reference = run(tmp_path / "reference", *COHORT, *extra)
     other = run(tmp_path / "fast", *COHORT, *fast)
@@ -51,7 +55,7 @@ def test_fast_paths_give_the_reference_run(tmp_path, fast):
     for a, b in zip(weights(tmp_path / "reference"), weights(tmp_path / "fast")):
         assert a.keys() == b.keys()
         for name in a:
-            assert torch.allclose(a[name], b[name], rtol=1e-4, atol=1e-5), name
+            assert torch.allclose(a[name], b[name], rtol=1e-4, atol=5e-4), name
     assert any("running_mean" in name for name in a)
 
 

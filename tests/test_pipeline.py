@@ -179,6 +179,7 @@ def test_each_run_of_a_job_is_what_it_would_be_alone(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     records = run_planned("smoke", "synthetic/dml-mlp+mlp-a2-s0+1", threads=1)
     assert [r["seed"] for r in records] == [0, 1]
+    assert records[1]["command"] == ["rdml", "pipeline", "run", "smoke", "synthetic/dml-mlp+mlp-a2-s0+1"]
     job = json.loads((tmp_path / "results/smoke/jobs/synthetic/dml-mlp+mlp-a2-s0+1.json").read_text())
     run_dir = tmp_path / "results/smoke/runs/synthetic/dml-mlp+mlp-a2-s1"
     assert job["runs"]["synthetic/dml-mlp+mlp-a2-s1"]["model_sha256"] == records[1]["final_model"]["sha256"]

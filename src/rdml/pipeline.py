@@ -40,7 +40,8 @@ def run_planned(study: str, job_id: str, params_path: str = "params.yaml", threa
     slot = acquire_gpu(None if gpus == "auto" else int(gpus))
     if threads:
         torch.set_num_threads(threads)
-    records = [_train_run(run, slot.source) for run in job.runs]
+    command = ["rdml", "pipeline", "run", study, job.id]
+    records = [_train_run(run, command, slot.source) for run in job.runs]
     atomic_write_json(job.file, {
         "study": study,
         "job": job.id,
@@ -51,14 +52,14 @@ def run_planned(study: str, job_id: str, params_path: str = "params.yaml", threa
     return records
 
 
-def _train_run(run: Run, gpu_slot: str) -> dict:
+def _train_run(run: Run, command: list[str], gpu_slot: str) -> dict:
     for stale in ("record.json", "model.pt"):
         (Path(run.directory) / stale).unlink(missing_ok=True)
     keys = dict(run.keys)
     if run.teacher:
         keys["teacher"] = run.teacher_directory
     cfg = config_from_mapping({**keys, "out": run.directory})
-    record = train(cfg, argv=["rdml", "pipeline", "run", run.study, run.id], progress=False, replace=True,
+    record = train(cfg, argv=command, progress=False, replace=True,
                    environment_extra={"gpu_slot": gpu_slot})
     atomic_write_json(run.metrics, metrics_of(record))
     return record
@@ -70,11 +71,10 @@ def metrics_of(record: dict) -> dict:
 
 
 def dvc_stages(params: dict, studies: list[str]) -> dict:
-    """dvc.yaml's stages: prepare each data set, train each run, build each study's tables."""
+    """dvc.yaml's stages: prepare each data set, train each job, build each study's tables."""
     stages: dict[str, dict] = {}
     for study in studies:
         runs = plan_study(params, study)
-        teacher_directories = {r.id: r.directory for r in runs}
         for dataset in sorted({r.dataset for r in runs}):
             downloaded = [f"data/{dataset}"] if dataset in VISION_DATASETS else []  # the DVC-tracked data folder
             stages[f"prepare-{dataset}"] = {
@@ -83,7 +83,7 @@ def dvc_stages(params: dict, studies: list[str]) -> dict:
                 "outs": [*downloaded, DATA_STAGE_OUT.format(dataset=dataset)],
             }
         for job in plan_jobs(params, study):
-            stages[job.stage] = _train_stage(job, teacher_directories)
+            stages[job.stage] = _train_stage(job)
         stages[f"tables-{study}"] = {
             "cmd": f"rdml tables {study}",
             "deps": [CODE_DEP, *(r.directory for r in runs)],
@@ -93,9 +93,9 @@ def dvc_stages(params: dict, studies: list[str]) -> dict:
     return stages
 
 
-def _train_stage(job: Job, directories: dict[str, str]) -> dict:
+def _train_stage(job: Job) -> dict:
     deps = [CODE_DEP, DATA_STAGE_OUT.format(dataset=job.dataset)]
-    deps += [f"{directories[teacher]}/model.pt" for teacher in job.teachers]
+    deps += sorted({f"{run.teacher_directory}/model.pt" for run in job.runs if run.teacher})
     stage = {"cmd": f"rdml pipeline run {job.study} {job.id}", "deps": deps}
     if job.params:
         stage["params"] = job.params

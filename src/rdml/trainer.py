@@ -127,12 +127,8 @@ def build_cohort(cfg: TrainConfig, data: Dataset, execution: Execution, steps_pe
         model = build_model(arch, data.input_shape, data.num_classes).to(execution.device)
         optimizer = make_optimizer(cfg, model.parameters())
         students.append(Student(model, optimizer, make_scheduler(cfg, optimizer, steps_per_epoch), cfg.grad_clip,
-                                run=None if execution.fuse_students else execution.runner(model)))
-    fused = execution.fused_runner([s.model for s in students]) if execution.fuse_students else None
-    if fused:
-        for s in students:  # sequential DML re-predicts one student at a time
-            s.run = execution.runner(s.model)
-    return Cohort(students, fused)
+                                run=execution.runner(model)))  # fused or not, sequential DML re-predicts one at a time
+    return Cohort(students, execution.fused_runner([s.model for s in students]) if execution.fuse_students else None)
 
 
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
