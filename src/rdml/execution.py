@@ -37,9 +37,7 @@ class Execution:
 
     def runner(self, model: nn.Module) -> Callable[[Tensor], Tensor]:
         """`model` as it runs here: input in the chosen layout, forward in the chosen precision, float32 logits."""
-        if self.memory_format == "channels_last":
-            model.to(memory_format=torch.channels_last)
-        forward = torch.compile(model) if self.compile else model
+        forward = torch.compile(self._placed(model)) if self.compile else self._placed(model)
         if self.precision == "fp32" and self.memory_format == "contiguous":
             return forward  # the reference path, untouched
         return lambda x: self._in_precision(forward, self._laid_out(x))
@@ -50,10 +48,9 @@ class Execution:
         The weights are stacked from the students' own parameters on every call, so gradients, optimisers
         and checkpoints stay per student; batch-norm statistics updated in the stack are copied back.
         """
-        for model in models:
-            if self.memory_format == "channels_last":
-                model.to(memory_format=torch.channels_last)
-        template = copy.deepcopy(models[0]).to("meta")
+        template = copy.deepcopy(self._placed(models[0])).to("meta")
+        named = [dict(self._placed(m).named_parameters()) for m in models]  # the same tensors for the whole run
+        owned = [dict(m.named_buffers()) for m in models]
 
         def one(params, buffers, x):
             return functional_call(template, (params, buffers), (x,))
@@ -62,9 +59,7 @@ class Execution:
 
         def forward(x: Tensor) -> list[Tensor]:
             template.train(models[0].training)
-            named = [dict(m.named_parameters()) for m in models]
             params = {name: torch.stack([n[name] for n in named]) for name in named[0]}
-            owned = [dict(m.named_buffers()) for m in models]
             buffers = {name: torch.stack([b[name] for b in owned]) for name in owned[0]}
             logits = self._in_precision(lambda inputs: batched(params, buffers, inputs), self._laid_out(x))
             if template.training:
@@ -79,6 +74,9 @@ class Execution:
     def describe(self) -> dict:
         return {"precision": self.precision, "memory_format": self.memory_format, "compile": self.compile,
                 "fuse_students": self.fuse_students}
+
+    def _placed(self, model: nn.Module) -> nn.Module:
+        return model.to(memory_format=torch.channels_last) if self.memory_format == "channels_last" else model
 
     def _laid_out(self, x: Tensor) -> Tensor:
         if self.memory_format == "channels_last" and x.dim() == 4:

@@ -19,7 +19,7 @@ from rdml.plan import RESULTS, Job, Run, find_job, load_params, plan_jobs, plan_
 from rdml.record import atomic_write_bytes, atomic_write_json
 from rdml.slots import acquire_gpu
 from rdml.trainer import train
-from rdml.vision import VISION_DATASETS, fetch, write_tensor_cache
+from rdml.vision import VISION_DATASETS, write_tensor_cache
 
 __all__ = ["run_planned", "metrics_of", "dvc_stages", "write_dvc_yaml", "DATA_STAGE_OUT"]
 
@@ -120,7 +120,6 @@ def write_dvc_yaml(params_path: str = "params.yaml", out: str = "dvc.yaml", stud
 def prepare_dataset(name: str, data_dir: str = "data") -> dict:
     """Download a data set where that applies (checksums verified), load it once, write its fingerprint."""
     if name in VISION_DATASETS:
-        fetch(name, data_dir)
         write_tensor_cache(name, data_dir)
     data = load_dataset(name, split_seed=0, test_fraction=0.25, data_dir=data_dir)
     summary = {"name": name, "files": data.fingerprint["files"], "num_classes": data.num_classes,

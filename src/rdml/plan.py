@@ -57,6 +57,11 @@ class Run:
     def metrics(self) -> str:
         return f"{RESULTS}/{self.study}/metrics/{self.id}.json"
 
+    @property
+    def configuration(self) -> str:
+        """The name without its seed: what the runs of one job share."""
+        return self.name.rsplit("-s", 1)[0]
+
 
 @dataclass(frozen=True)
 class Job:
@@ -72,8 +77,7 @@ class Job:
     @property
     def id(self) -> str:
         first = self.runs[0]
-        stem = first.name.rsplit("-s", 1)[0]
-        return f"{first.dataset}/{stem}-s{'+'.join(str(r.keys['seed']) for r in self.runs)}"
+        return f"{first.dataset}/{first.configuration}-s{'+'.join(str(r.keys['seed']) for r in self.runs)}"
 
     @property
     def file(self) -> str:
@@ -246,7 +250,7 @@ def plan_jobs(params: dict, name: str) -> list[Job]:
         raise ConfigError(f"studies.{name}.seeds_per_job={per_job!r} is not allowed; it must be an integer >= 1")
     configurations: dict[tuple[str, str], list[Run]] = {}
     for run in plan_study(params, name):
-        configurations.setdefault((run.dataset, run.name.rsplit("-s", 1)[0]), []).append(run)
+        configurations.setdefault((run.dataset, run.configuration), []).append(run)
     jobs = []
     for runs in configurations.values():
         runs.sort(key=lambda r: r.keys["seed"])

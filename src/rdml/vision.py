@@ -107,8 +107,8 @@ def read(name: str, data_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor, t
 
 
 def write_tensor_cache(name: str, data_dir: str | Path) -> Path:
-    """Decode the verified files once into the tensor file that `read` loads from then on."""
-    folder = fetch(name, data_dir, download=False)
+    """Fetch and verify the files, and decode them once into the tensor file that `read` loads from then on."""
+    folder = fetch(name, data_dir)
     from rdml.record import atomic_torch_save
 
     atomic_torch_save(folder / TENSOR_CACHE, {"files": _file_hashes(name), **dict(zip(SPLITS, _decode(name, folder)))})
