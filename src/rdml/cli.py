@@ -1,4 +1,7 @@
-"""Command line: `rdml train`, `rdml pipeline …` (Snakemake and DVC), `rdml tables`, `rdml audit`."""
+"""Command line: `rdml train`, `rdml pipeline …` (Snakemake and DVC), `rdml tables`, `rdml audit`.
+
+Each verb imports what it runs when it runs: `rdml --help` and `rdml train --help` never import torch.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +9,9 @@ import argparse
 import json
 import sys
 
-from rdml.audit import audit_cell
-from rdml.config import METHODS, ConfigError, describe_keys, load_config
-from rdml.pipeline import prepare_dataset, run_planned, write_dvc_yaml
-from rdml.plan import load_params, plan_jobs
-from rdml.tables import write_tables
-from rdml.trainer import train
+from rdml.keys import ConfigError
 
-TRAIN_HELP = f"""\
-Train one run. With no config file it trains the embedded default (DML on the digits data that ship
-with scikit-learn). A config file is a YAML mapping of the same keys; key=value overrides it.
-
-methods:
-{chr(10).join(f"  {name:12s} {text}" for name, text in METHODS.items())}
-
-keys (key=default [type]):
-{describe_keys()}
-
+EXAMPLES = """\
 examples:
   rdml train                                   DML, two mlp students, alpha=1
   rdml train alpha=1.5                         RDML with alpha = 1.5
@@ -31,22 +20,41 @@ examples:
 """
 
 
+def train_help() -> str:
+    from rdml.config import describe_keys
+    from rdml.methods import METHODS
+
+    methods = "\n".join(f"  {name:12s} {method.description}" for name, method in METHODS.items())
+    return (
+        "Train one run. With no config file it trains the embedded default (DML on the digits data that ship\n"
+        "with scikit-learn). A config file is a YAML mapping of the same keys; key=value overrides it.\n\n"
+        f"methods:\n{methods}\n\nkeys (key=default [type]):\n{describe_keys()}\n\n{EXAMPLES}"
+    )
+
+
+class _TrainHelp(argparse.RawDescriptionHelpFormatter):
+    """Builds the long key listing only when `rdml train --help` asks for it."""
+
+    def add_text(self, text):
+        super().add_text(train_help() if text == "TRAIN_HELP" else text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rdml", description="Reproducible knowledge distillation: DML, RDML, KD, Rényi KD.")
     commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser(
-        "train", help="train one run", description=TRAIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    train = commands.add_parser("train", help="train one run", description="TRAIN_HELP", formatter_class=_TrainHelp)
     train.add_argument("items", nargs="*", metavar="[CONFIG] key=value", help="an optional config file, then overrides")
     train.add_argument("--progress", choices=["auto", "on", "off"], default="auto", help="progress bar (auto: on a terminal)")
 
     pipeline = commands.add_parser("pipeline", help="what Snakemake and DVC call (see workflow/)")
     steps = pipeline.add_subparsers(dest="step", required=True)
-    run = steps.add_parser("run", help="train the runs of one planned job of a study on one GPU slot")
+    run = steps.add_parser("run", help="train the runs of one job of a study on one GPU slot")
     run.add_argument("study")
     run.add_argument("job_id", metavar="job")
+    run.add_argument("--spec", help="the job as JSON, as Snakemake planned it (default: plan it from --params)")
+    run.add_argument("--gpus", default=None, help="GPU slots to choose from: auto or a number (default: params.yaml's gpus)")
     run.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    prepare = steps.add_parser("prepare", help="load a data set once and write its fingerprint")
+    prepare = steps.add_parser("prepare", help="download (where that applies) and load a data set once, write its stamp")
     prepare.add_argument("dataset")
     dvc = steps.add_parser("dvc-yaml", help="write dvc.yaml from params.yaml")
     dvc.add_argument("--out", default="dvc.yaml", help="file to write, - for stdout")
@@ -74,9 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "pipeline":
             return _pipeline(args)
         if args.command == "tables":
+            from rdml.study.tables import write_tables
+
             for path in write_tables(args.study, args.params):
                 print(path)
             return 0
+        from rdml.study.audit import audit_cell
+
         return 1 if audit_cell(args.table, args.cell) else 0
     except ConfigError as exc:
         print(f"rdml: error: {exc}", file=sys.stderr)
@@ -84,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args, argv) -> int:
+    from rdml.config import load_config
+    from rdml.train.loop import train
+
     config_file = None
     overrides = list(args.items)
     if overrides and "=" not in overrides[0]:
@@ -97,12 +112,28 @@ def _train(args, argv) -> int:
 
 
 def _pipeline(args) -> int:
+    from rdml.study.params import load_params
+    from rdml.study.plan import find_job, plan_jobs
+
     if args.step == "run":
-        for record in run_planned(args.study, args.job_id, args.params, threads=args.threads):
+        from rdml.study.jobs import run_job
+
+        if args.spec:
+            spec = json.loads(args.spec)
+            if (spec.get("study"), spec.get("job")) != (args.study, args.job_id):
+                raise ConfigError(f"--spec describes job {spec.get('job')!r} of {spec.get('study')!r}, not {args.job_id!r} of {args.study!r}")
+        else:
+            spec = find_job(load_params(args.params), args.study, args.job_id).spec()
+        gpus = args.gpus if args.gpus is not None else load_params(args.params).get("gpus", "auto")
+        for record in run_job(spec, gpus, threads=args.threads):
             print(f"{record['config']['out']}: {record['status']}")
     elif args.step == "prepare":
+        from rdml.study.jobs import prepare_dataset
+
         print(json.dumps(prepare_dataset(args.dataset), indent=1))
     elif args.step == "dvc-yaml":
+        from rdml.study.dvc import write_dvc_yaml
+
         write_dvc_yaml(args.params, args.out, args.study)
     else:
         for job in plan_jobs(load_params(args.params), args.study):

@@ -1,4 +1,5 @@
-"""One flat training configuration: typed keys, `key=value` parsing, per-method defaults, validation.
+"""One flat training configuration: the shared keys here, each method's own keys from its module,
+`key=value` parsing, per-method defaults, validation, and the run's identity hash. Torch-free.
 
 Every check runs before any data is loaded or any file is written, and every error names the bad
 key, its value and what is allowed.
@@ -11,144 +12,125 @@ import difflib
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from rdml.augment import AUGMENTATIONS
-from rdml.data import DATASETS, NORMALIZATIONS
-from rdml.divergences import check_alpha
-from rdml.execution import MEMORY_FORMATS, PRECISIONS
-from rdml.models import ARCHITECTURES
+from rdml.data.catalog import DATASETS, KINDS
+from rdml.keys import ConfigError, Key, at_least, in_range, one_of, real_in_range, show
+from rdml.methods import METHODS
+from rdml.models.catalog import ARCHITECTURES
 
-__all__ = ["ConfigError", "TrainConfig", "METHODS", "load_config", "config_from_mapping", "resolve", "config_sha256", "describe_keys"]
+__all__ = ["ConfigError", "TrainConfig", "KEYS", "load_config", "config_from_mapping", "resolve", "config_sha256",
+           "describe_keys", "config_values"]
 
-METHODS = {
-    "independent": "each student trained alone on cross-entropy (the papers' Ind. / vanilla)",
-    "teacher": "an independent run of the teacher architecture; its model.pt is a KD teacher",
-    "kd": "KD from a frozen teacher: Hinton KD at alpha=1, Rényi KD otherwise (thesis eqs. 1.15-1.16)",
-    "dml": "deep mutual learning: DML at alpha=1, RDML otherwise (DML eq. 10, RDML eq. 3.3)",
-    "dml_e": "DML with the average of the other students as one teacher (DML eq. 11)",
-}
-MUTUAL_METHODS = ("dml", "dml_e")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle")
-UPDATE_ORDERS = ("simultaneous", "sequential")
-DEFAULT_ARCH = {"teacher": "cnn_wide"}  # every other method: "mlp"
+PRECISIONS = ("auto", "fp32", "bf16")
+MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
+INF = math.inf
 
 
-class ConfigError(ValueError):
-    """A configuration value that is not allowed; the message names it and what is allowed."""
+def _finite(name: str, low: float, what: str, **bounds: bool):
+    return lambda v: in_range(name, v, low, INF, what, open_high=True, **bounds)
 
 
-def _key(default: Any, kind: str, help: str) -> Any:
-    factory = (lambda: list(default)) if isinstance(default, list) else None
-    if factory:
-        return field(default_factory=factory, metadata={"kind": kind, "help": help})
-    return field(default=default, metadata={"kind": kind, "help": help})
+def _unit(name: str, what: str, **bounds: bool):
+    return lambda v: in_range(name, v, 0, 1, what, **bounds)
 
 
-@dataclass
-class TrainConfig:
-    method: str = _key("dml", "str", "one of: " + ", ".join(METHODS))
-    dataset: str = _key("digits", "str", "one of: " + ", ".join(DATASETS))
-    arch: list | None = _key(None, "list[str]", "architecture, or one per student (comma-separated); default mlp (cnn_wide for teacher)")
-    students: int | None = _key(None, "int", "cohort size K; default 2 for dml/dml_e, else 1 (or the number of archs)")
-    alpha: float = _key(1.0, "float", "Rényi order in [0, inf] (kd: in (0, inf)); 1 = KL, i.e. DML and Hinton KD")
-    temperature: float | None = _key(None, "float", "softmax temperature of the mimicry term; default 4 for kd, else 1")
-    beta: float = _key(0.9, "float", "kd: weight of the distillation term, (1-beta) on cross-entropy")
-    mimic_weight: float = _key(1.0, "float", "dml/dml_e: weight on the mimicry term")
-    update_order: str = _key("simultaneous", "str", "simultaneous (all students from the same predictions) or sequential (DML Algorithm 1)")
-    labelled_fraction: float = _key(1.0, "float", "fraction of training rows with labels, in (0, 1]; < 1 is semi-supervised (DML 3.4)")
-    teacher: str | None = _key(None, "str", "kd: teacher run directory or model.pt file")
-    teacher_index: int = _key(0, "int", "kd: which model of the teacher checkpoint to use")
-    epochs: int = _key(30, "int", "number of epochs, >= 1")
-    batch_size: int = _key(64, "int", "batch size, >= 1")
-    optimizer: str = _key("sgd", "str", "one of: " + ", ".join(OPTIMIZERS))
-    lr: float = _key(0.05, "float", "learning rate (onecycle: the peak)")
-    momentum: float = _key(0.9, "float", "sgd momentum")
-    nesterov: bool = _key(True, "bool", "sgd Nesterov momentum")
-    weight_decay: float = _key(5e-4, "float", "weight decay (decoupled for adamw)")
-    schedule: str = _key("cosine", "str", "one of: " + ", ".join(SCHEDULES))
-    step_size: int = _key(60, "int", "step schedule: epochs between decays")
-    gamma: float = _key(0.2, "float", "step/multistep schedule: decay factor")
-    milestones: list = _key([], "list[int]", "multistep schedule: epochs at which lr is multiplied by gamma")
-    pct_start: float = _key(0.1, "float", "onecycle: fraction of training spent rising to the peak lr")
-    grad_clip: float = _key(0.0, "float", "clip each student's gradient norm to this; 0 = off")
-    seed: int = _key(0, "int", "training seed: initialisation, batch order")
-    split_seed: int = _key(0, "int", "seed of the train/test split and of the labelled subset")
-    test_fraction: float = _key(0.25, "float", "fraction of each class held out for test, in (0, 1) (digits, synthetic)")
-    augment: str = _key("none", "str", "training augmentation: " + ", ".join(AUGMENTATIONS) + " (see rdml.augment)")
-    normalize: str = _key("dataset", "str", "per-channel normalisation: dataset (train statistics) or imagenet")
-    data_dir: str = _key("data", "str", "folder of downloaded data sets (cifar10, cifar100, fashion_mnist)")
-    summary_last: list = _key([5, 10], "list[int]", "report the mean test accuracy of the last k epochs for each k")
-    crash_margin: float = _key(0.05, "float", "a student at <= chance + margin after > chance + 2 margin has crashed")
-    device: str = _key("auto", "str", "auto, cpu, cuda or cuda:N")
-    precision: str = _key("auto", "str", "fp32, bf16 (autocast of the forward passes) or auto: bf16 on a CUDA device that has it, else fp32")
-    memory_format: str = _key("auto", "str", "contiguous, channels_last or auto: channels_last on CUDA, contiguous on the CPU")
-    compile: bool = _key(False, "bool", "torch.compile each model (pays off on long runs; the first batches wait for it)")
-    fuse_students: bool = _key(False, "bool", "one vmapped forward for a cohort of one architecture (see rdml.execution)")
-    out: str | None = _key(None, "str", "run directory; default runs/<method>-<dataset>-<arch>-a<alpha>-s<seed>-<hash>")
+WHAT = (
+    Key("method", "dml", "str", "one of: " + ", ".join(METHODS), check=lambda v: METHODS[v]),
+    Key("dataset", "digits", "str", "one of: " + ", ".join(DATASETS), check=lambda v: DATASETS[v]),
+    Key("arch", None, "list[str]", "architecture, or one per student (comma-separated); default mlp (cnn_wide for teacher)"),
+    Key("students", None, "int", "cohort size K; default 2 for dml/dml_e, else 1 (or the number of archs)"),
+    Key("alpha", 1.0, "float", "Rényi order in [0, inf] (kd: in (0, inf)); 1 = KL, i.e. DML and Hinton KD"),
+    Key("temperature", None, "float", "softmax temperature of the mimicry term; default 4 for kd, else 1"),
+)
+HOW = (
+    Key("labelled_fraction", 1.0, "float", "fraction of training rows with labels, in (0, 1]; < 1 is semi-supervised (DML 3.4)",
+        check=_unit("labelled_fraction", "a number in (0, 1]", open_low=True)),
+    Key("epochs", 30, "int", "number of epochs, >= 1", check=lambda v: at_least("epochs", v, 1)),
+    Key("batch_size", 64, "int", "batch size, >= 1", check=lambda v: at_least("batch_size", v, 1)),
+    Key("optimizer", "sgd", "str", "one of: " + ", ".join(OPTIMIZERS), check=lambda v: one_of("optimizer", v, OPTIMIZERS)),
+    Key("lr", 0.05, "float", "learning rate (onecycle: the peak)", check=_finite("lr", 0, "a finite number > 0", open_low=True)),
+    Key("momentum", 0.9, "float", "sgd momentum", check=_unit("momentum", "a number in [0, 1)", open_high=True)),
+    Key("nesterov", True, "bool", "sgd Nesterov momentum"),
+    Key("weight_decay", 5e-4, "float", "weight decay (decoupled for adamw)", check=_finite("weight_decay", 0, "a finite number >= 0")),
+    Key("schedule", "cosine", "str", "one of: " + ", ".join(SCHEDULES), check=lambda v: one_of("schedule", v, SCHEDULES)),
+    Key("step_size", 60, "int", "step schedule: epochs between decays", check=lambda v: at_least("step_size", v, 1)),
+    Key("gamma", 0.2, "float", "step/multistep schedule: decay factor", check=_finite("gamma", 0, "a finite number > 0", open_low=True)),
+    Key("milestones", [], "list[int]", "multistep schedule: epochs at which lr is multiplied by gamma"),
+    Key("pct_start", 0.1, "float", "onecycle: fraction of training spent rising to the peak lr",
+        check=_unit("pct_start", "a number in (0, 1)", open_low=True, open_high=True)),
+    Key("grad_clip", 0.0, "float", "clip each student's gradient norm to this; 0 = off",
+        check=_finite("grad_clip", 0, "a finite number >= 0 (0 = off)")),
+    Key("seed", 0, "int", "training seed: initialisation, batch order"),
+    Key("split_seed", 0, "int", "seed of the train/test split and of the labelled subset"),
+    Key("test_fraction", 0.25, "float", "fraction of each class held out for test, in (0, 1) (data sets without an official split)",
+        check=_unit("test_fraction", "a number in (0, 1)", open_low=True, open_high=True)),
+    Key("augment", "none", "str", "training augmentation of the data set's kind (images: "
+        + ", ".join(KINDS["images"].augmentations) + "; see rdml.data.augment)"),
+    Key("normalize", "dataset", "str", "per-channel normalisation: dataset (train statistics) or imagenet"),
+    Key("data_dir", "data", "str", "folder of downloaded data sets (cifar10, cifar100, fashion_mnist)"),
+    Key("summary_last", [5, 10], "list[int]", "report the mean test accuracy of the last k epochs for each k"),
+    Key("crash_margin", 0.05, "float", "a student at <= chance + margin after > chance + 2 margin has crashed",
+        check=_unit("crash_margin", "a number in [0, 1)", open_high=True)),
+    Key("device", "auto", "str", "auto, cpu, cuda or cuda:N"),
+    Key("precision", "auto", "str", "fp32, bf16 (autocast of the forward passes) or auto: bf16 on a CUDA device that has it, else fp32",
+        check=lambda v: one_of("precision", v, PRECISIONS)),
+    Key("memory_format", "auto", "str", "contiguous, channels_last or auto: channels_last on CUDA, contiguous on the CPU",
+        check=lambda v: one_of("memory_format", v, MEMORY_FORMATS)),
+    Key("compile", False, "bool", "torch.compile each model (pays off on long runs; the first batches wait for it)"),
+    Key("fuse_students", False, "bool", "one vmapped forward for a cohort of one architecture (see rdml.train.execution)"),
+    Key("out", None, "str", "run directory; default runs/<method>-<dataset>-<arch>-a<alpha>-s<seed>-<hash>"),
+)
 
 
-FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+def _method_keys() -> list[Key]:
+    keys: dict[str, Key] = {}
+    for method in METHODS.items():
+        for key in method[1].keys:
+            if keys.setdefault(key.name, key) is not key:
+                raise ValueError(f"key {key.name!r} is declared by two methods")
+    return list(keys.values())
+
+
+KEYS: dict[str, Key] = {k.name: k for k in (*WHAT, *_method_keys(), *HOW)}
+FIELDS = KEYS  # the name earlier versions exported
+
+# The keys of format rdml.run/1. A key added since counts in a run's identity only when it is set to
+# something other than its default, so adding a key never changes the hash of an existing run.
+IDENTITY_V1 = frozenset({
+    "method", "dataset", "arch", "students", "alpha", "temperature", "beta", "mimic_weight", "update_order",
+    "labelled_fraction", "teacher", "teacher_index", "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov",
+    "weight_decay", "schedule", "step_size", "gamma", "milestones", "pct_start", "grad_clip", "seed", "split_seed",
+    "test_fraction", "augment", "normalize", "summary_last", "crash_margin", "device", "precision", "memory_format",
+    "compile", "fuse_students"})
+NOT_IDENTITY = ("out", "data_dir")  # where a run's output and data live
+
+
+def _field(key: Key) -> tuple[str, Any, dataclasses.Field]:
+    if isinstance(key.default, list):
+        return key.name, Any, dataclasses.field(default_factory=lambda d=key.default: list(d))
+    return key.name, Any, dataclasses.field(default=key.default)
+
+
+TrainConfig = dataclasses.make_dataclass("TrainConfig", [_field(k) for k in KEYS.values()])
+TrainConfig.__doc__ = "Every `rdml train` key (see `rdml train --help`); resolved by `resolve`."
+TrainConfig.__module__ = __name__
 
 
 def describe_keys() -> str:
     """The `--help` listing: every key, its type, its default and what it does."""
-    lines = []
-    for name, f in FIELDS.items():
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        lines.append(f"  {name}={_show(default)}  [{f.metadata['kind']}]\n      {f.metadata['help']}")
-    return "\n".join(lines)
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, list):
-        return ",".join(map(str, value))
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def _coerce(name: str, value: Any) -> Any:
-    """Turn a command-line string or a YAML value into the key's type."""
-    kind = FIELDS[name].metadata["kind"]
-    nullable = FIELDS[name].default is None
-    try:
-        if nullable and (value is None or isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
-            return None
-        if kind == "str":
-            if not isinstance(value, str):
-                raise ValueError
-            return value
-        if kind == "bool":
-            if isinstance(value, bool):
-                return value
-            lowered = str(value).strip().lower()
-            if lowered not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError
-            return lowered in ("true", "1", "yes")
-        if kind == "int":
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            return int(value)
-        if kind == "float":
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        items = value if isinstance(value, list) else [v for v in str(value).split(",") if v.strip()]
-        element = kind[len("list[") : -1]
-        return [str(v).strip() if element == "str" else int(v) for v in items]
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name}={value!r} is not a valid {kind}") from None
+    return "\n".join(f"  {k.name}={show(k.default)}  [{k.kind}]\n      {k.help}" for k in KEYS.values())
 
 
 def _check_known(name: str) -> None:
-    if name not in FIELDS:
-        close = difflib.get_close_matches(name, FIELDS, n=3)
+    if name not in KEYS:
+        close = difflib.get_close_matches(name, KEYS, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"unknown key {name!r}{hint} (see `rdml train --help` for the keys)")
 
@@ -174,102 +156,71 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return config_from_mapping(values)
 
 
-def config_from_mapping(values: dict[str, Any]) -> TrainConfig:
+def config_from_mapping(values: Mapping[str, Any]) -> TrainConfig:
     """Typed config from a mapping of keys to strings or YAML values, unresolved."""
     typed = {}
     for name, value in values.items():
         _check_known(str(name))
-        typed[str(name)] = _coerce(str(name), value)
+        typed[str(name)] = KEYS[str(name)].parse(value)
     return TrainConfig(**typed)
 
 
 def resolve(cfg: TrainConfig) -> TrainConfig:
     """Fill per-method defaults and validate every key; returns a new, fully explicit config."""
     c = dataclasses.replace(cfg, arch=list(cfg.arch) if cfg.arch else None, milestones=list(cfg.milestones))
-    _one_of("method", c.method, METHODS)
-    _one_of("dataset", c.dataset, DATASETS)
+    method = METHODS[c.method]
+    kind = KINDS[DATASETS[c.dataset].spec.kind]
+    for key in KEYS.values():
+        if key.check is not None and getattr(c, key.name) is not None:
+            key.check(getattr(c, key.name))
     if not c.arch:
-        c.arch = [DEFAULT_ARCH.get(c.method, "mlp")]
+        c.arch = list(method.defaults["arch"])
     for name in c.arch:
-        _one_of("arch", name, ARCHITECTURES)
+        architecture = ARCHITECTURES[name]
+        if kind.name not in architecture.kinds:
+            raise ConfigError(f"arch={name} takes {', '.join(architecture.kinds)}, but dataset {c.dataset} holds {kind.name}")
     if c.students is None:
-        c.students = len(c.arch) if len(c.arch) > 1 else (2 if c.method in MUTUAL_METHODS else 1)
-    _at_least("students", c.students, 1)
-    if c.method in MUTUAL_METHODS and c.students < 2:
-        raise ConfigError(f"students={c.students}: method {c.method} needs a cohort of K >= 2 students")
+        c.students = len(c.arch) if len(c.arch) > 1 else max(1, method.min_students)
+    at_least("students", c.students, 1)
+    if c.students < method.min_students:
+        raise ConfigError(f"students={c.students}: method {c.method} needs a cohort of K >= {method.min_students} students")
     if len(c.arch) not in (1, c.students):
         raise ConfigError(f"arch={','.join(c.arch)} names {len(c.arch)} architectures for students={c.students}: give one, or one per student")
     if len(c.arch) == 1:
         c.arch = c.arch * c.students
-    try:
-        c.alpha = check_alpha(c.alpha)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    if c.method == "kd" and c.alpha in (0.0, math.inf):
-        raise ConfigError(f"alpha={c.alpha}: kd scales its divergence by T^2/alpha, so alpha must be in (0, inf)")
+    c.alpha = real_in_range("alpha", c.alpha, 0, INF, "a real number in [0, inf]")  # as rdml.core.divergences.check_alpha
     if c.temperature is None:
-        c.temperature = 4.0 if c.method == "kd" else 1.0
-    _in_range("temperature", c.temperature, 0, math.inf, "a finite number > 0", open_low=True)
-    _in_range("beta", c.beta, 0, 1, "a number in [0, 1]")
-    _in_range("mimic_weight", c.mimic_weight, 0, math.inf, "a finite number >= 0")
-    _one_of("update_order", c.update_order, UPDATE_ORDERS)
-    _in_range("labelled_fraction", c.labelled_fraction, 0, 1, "a number in (0, 1]", open_low=True)
-    if c.method == "kd" and not c.teacher:
-        raise ConfigError("method kd needs teacher=<teacher run directory or model.pt>")
-    if c.method != "kd" and c.teacher:
-        raise ConfigError(f"teacher={c.teacher} is only used by method kd, not {c.method}")
-    _at_least("teacher_index", c.teacher_index, 0)
-    _at_least("epochs", c.epochs, 1)
-    _at_least("batch_size", c.batch_size, 1)
-    _one_of("optimizer", c.optimizer, OPTIMIZERS)
-    _in_range("lr", c.lr, 0, math.inf, "a finite number > 0", open_low=True)
-    _in_range("momentum", c.momentum, 0, 1, "a number in [0, 1)", open_high=True)
+        c.temperature = method.defaults["temperature"]
+    in_range("temperature", c.temperature, 0, INF, "a finite number > 0", open_low=True, open_high=True)
+    if c.teacher and not method.uses_teacher:
+        raise ConfigError(f"teacher={c.teacher} is only used by a method that distils from a teacher, not {c.method}")
+    method.check(c)
     if c.nesterov and c.optimizer == "sgd" and c.momentum == 0:
         raise ConfigError("nesterov=true needs momentum > 0 (or set nesterov=false)")
-    _in_range("weight_decay", c.weight_decay, 0, math.inf, "a finite number >= 0")
-    _one_of("schedule", c.schedule, SCHEDULES)
-    _at_least("step_size", c.step_size, 1)
-    _in_range("gamma", c.gamma, 0, math.inf, "a finite number > 0", open_low=True)
     if c.schedule == "multistep" and not c.milestones:
         raise ConfigError("schedule=multistep needs milestones=<epoch,epoch,...>")
     if any(m < 1 for m in c.milestones) or c.milestones != sorted(set(c.milestones)):
-        raise ConfigError(f"milestones={_show(c.milestones)} must be increasing epochs >= 1")
-    _in_range("pct_start", c.pct_start, 0, 1, "a number in (0, 1)", open_low=True, open_high=True)
-    _in_range("grad_clip", c.grad_clip, 0, math.inf, "a finite number >= 0 (0 = off)")
-    _in_range("test_fraction", c.test_fraction, 0, 1, "a number in (0, 1)", open_low=True, open_high=True)
-    _one_of("augment", c.augment, AUGMENTATIONS)
-    _one_of("normalize", c.normalize, NORMALIZATIONS)
+        raise ConfigError(f"milestones={show(c.milestones)} must be increasing epochs >= 1")
+    one_of("augment", c.augment, kind.augmentations)
+    one_of("normalize", c.normalize, kind.normalizations)
     if not c.summary_last or any(k < 1 for k in c.summary_last):
-        raise ConfigError(f"summary_last={_show(c.summary_last)} must list window sizes >= 1")
-    _in_range("crash_margin", c.crash_margin, 0, 1, "a number in [0, 1)", open_high=True)
+        raise ConfigError(f"summary_last={show(c.summary_last)} must list window sizes >= 1")
     if c.device not in ("auto", "cpu", "cuda") and not (c.device.startswith("cuda:") and c.device[5:].isdigit()):
         raise ConfigError(f"device={c.device!r} is not allowed; allowed: auto, cpu, cuda, cuda:N")
-    _one_of("precision", c.precision, PRECISIONS)
-    _one_of("memory_format", c.memory_format, MEMORY_FORMATS)
     if c.out is None:
         archs = "+".join(sorted(set(c.arch)))
         c.out = str(Path("runs") / f"{c.method}-{c.dataset}-{archs}-a{c.alpha:g}-s{c.seed}-{config_sha256(c)[:8]}")
     return c
 
 
-def config_sha256(cfg: TrainConfig) -> str:
-    """Hash of everything that defines the experiment (where its output and data live are not part of it)."""
-    values = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "data_dir")}
-    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+def config_values(cfg: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
 
 
-def _one_of(name: str, value: Any, allowed) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{name}={value!r} is not allowed; allowed: {', '.join(sorted(allowed))}")
-
-
-def _at_least(name: str, value: int, low: int) -> None:
-    if value < low:
-        raise ConfigError(f"{name}={value} must be >= {low}")
-
-
-def _in_range(name, value, low, high, allowed, *, open_low=False, open_high=False) -> None:
-    ok = not math.isnan(value) and (value > low if open_low else value >= low)
-    ok = ok and (value < high if open_high or high == math.inf else value <= high)
-    if not ok:
-        raise ConfigError(f"{name}={value} is not allowed; it must be {allowed}")
+def config_sha256(cfg: TrainConfig | Mapping[str, Any]) -> str:
+    """Hash of everything that defines the experiment: the keys of rdml.run/1, and any later key that is
+    not at its default. Takes a config or a record's stored mapping, whichever version wrote it."""
+    values = config_values(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
+    identity = {k: v for k, v in values.items() if k not in NOT_IDENTITY
+                and (k in IDENTITY_V1 or k not in KEYS or v != KEYS[k].default)}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()

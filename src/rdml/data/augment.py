@@ -17,9 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["AUGMENTATIONS", "augment_batch", "random_crop", "random_flip", "random_rotate"]
+__all__ = ["augment_batch", "random_crop", "random_flip", "random_rotate"]
 
-AUGMENTATIONS = ("none", "crop_flip", "crop_flip_reflect", "crop_flip_rotate")
 PADDING = 4
 DEGREES = 15.0
 
@@ -53,7 +52,8 @@ def random_rotate(x: Tensor, degrees: float, generator: torch.Generator) -> Tens
 
 
 def augment_batch(x: Tensor, kind: str, generator: torch.Generator) -> Tensor:
-    """Augment a float batch (N, C, H, W) of [0, 1] pixels before normalisation."""
+    """Augment a float batch (N, C, H, W) of [0, 1] pixels before normalisation; `kind` is one of the
+    image kind's augmentations in rdml.data.catalog."""
     if kind == "none":
         return x
     mode = "reflect" if kind == "crop_flip_reflect" else "constant"

@@ -1,20 +1,15 @@
 """Data sets held as tensors, with a fixed recorded split and a fingerprint of the files they come from.
 
-`digits` is the embedded default: the 1,797 8×8 handwritten digits that ship inside scikit-learn
-(`sklearn/datasets/data/digits.csv.gz`), read directly from that file so that nothing is downloaded
-and the file's sha256 can be recorded. `synthetic` is generated from a seed, for tests. `cifar10`,
-`cifar100` and `fashion_mnist` are read from `<data_dir>` (see rdml.vision) with their official
-train/test split, as uint8.
-
-Inputs are kept raw (uint8 pixels, or floats in [0, 1]); `Dataset.inputs` turns a batch into
-normalised floats on its device, after any augmentation, so no per-sample work happens in Python.
+A source module (see rdml.data.catalog) reads raw inputs (uint8 pixels, or floats in [0, 1]) and
+labels; `load_dataset` splits them (stratified from `split_seed`, unless the source has an official
+test set), hides labels for semi-supervised runs, and fixes the normalisation. `Dataset.inputs` turns
+a batch into normalised floats on its device, after any augmentation, so no per-sample work happens
+in Python.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import importlib.util
+import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,15 +18,26 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rdml.losses import UNLABELLED
-from rdml.vision import VISION_DATASETS
-from rdml.vision import read as read_vision
+from rdml.core.losses import UNLABELLED
+from rdml.data.catalog import DATASETS, KINDS, DataSpec
+from rdml.io import sha256_bytes
+from rdml.keys import ConfigError, one_of
 
-__all__ = ["Dataset", "DATASETS", "load_dataset", "batch_starts", "epoch_batches", "sha256_bytes", "sha256_file"]
+__all__ = ["Dataset", "RawData", "load_dataset", "batch_starts", "epoch_batches"]
 
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-NORMALIZATIONS = ("dataset", "imagenet")
+
+
+@dataclass
+class RawData:
+    """What a source module reads: inputs, labels and file hashes; the test set where it is official."""
+
+    x: Tensor
+    y: Tensor
+    files: dict
+    x_test: Tensor | None = None
+    y_test: Tensor | None = None
 
 
 @dataclass
@@ -44,7 +50,7 @@ class Dataset:
     y_train: Tensor  # UNLABELLED (−1) on rows hidden for semi-supervised training
     x_test: Tensor
     y_test: Tensor
-    num_classes: int
+    spec: DataSpec
     mean: Tensor = None  # per channel, applied by `inputs`
     std: Tensor = None
     fingerprint: dict = field(default_factory=dict)
@@ -57,8 +63,8 @@ class Dataset:
         return (x - self.mean[:, None, None]) / self.std[:, None, None]
 
     @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.x_train.shape[1:])
+    def num_classes(self) -> int:
+        return self.spec.num_classes
 
     @property
     def chance_accuracy(self) -> float:
@@ -67,62 +73,7 @@ class Dataset:
 
     def to(self, device: torch.device) -> Dataset:
         moved = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_test", "y_test", "mean", "std")}
-        return Dataset(self.name, **moved, num_classes=self.num_classes, fingerprint=self.fingerprint)
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _digits_file() -> Path:
-    spec = importlib.util.find_spec("sklearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the digits data set ships with scikit-learn, which is not installed")
-    return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
-
-
-def _load_digits() -> tuple[np.ndarray, np.ndarray, dict]:
-    path = _digits_file()
-    with gzip.open(path, "rt") as handle:
-        table = np.loadtxt(handle, delimiter=",", dtype=np.float32)
-    images = (table[:, :-1] / 16.0).reshape(-1, 1, 8, 8)  # pixels in [0, 1]
-    return images, table[:, -1].astype(np.int64), {"sklearn/datasets/data/digits.csv.gz": sha256_file(path)}
-
-
-def _load_synthetic(classes: int = 10, per_class: int = 80, seed: int = 1234) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Noisy copies of one random 8×8 prototype per class: learnable, not trivially separable."""
-    rng = np.random.default_rng(seed)
-    prototypes = rng.normal(size=(classes, 1, 8, 8)).astype(np.float32)
-    labels = np.repeat(np.arange(classes), per_class)
-    images = prototypes[labels] + 1.5 * rng.normal(size=(len(labels), 1, 8, 8)).astype(np.float32)
-    return images, labels, {"generated": f"synthetic(classes={classes}, per_class={per_class}, seed={seed})"}
-
-
-def _tiny_images(shape: tuple[int, int, int], classes: int, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    """uint8 images shaped like a real data set's, for smoke runs of its studies: noisy class prototypes."""
-    rng = np.random.default_rng(seed)
-    prototypes = rng.integers(0, 256, size=(classes, *shape))
-    labels = np.repeat(np.arange(classes), per_class)
-    images = np.clip(prototypes[labels] + rng.normal(0, 40, size=(len(labels), *shape)), 0, 255).astype(np.uint8)
-    return images, labels, {"generated": f"tiny(shape={shape}, classes={classes}, per_class={per_class}, seed={seed})"}
-
-
-TABLE_DATASETS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray, dict]]] = {
-    "digits": _load_digits,
-    "synthetic": _load_synthetic,
-    "tiny_cifar10": lambda: _tiny_images((3, 32, 32), 10, 8, 10),
-    "tiny_cifar100": lambda: _tiny_images((3, 32, 32), 100, 4, 100),
-    "tiny_fashion_mnist": lambda: _tiny_images((1, 28, 28), 10, 8, 28),
-}
-DATASETS = (*TABLE_DATASETS, *VISION_DATASETS)
+        return Dataset(self.name, **moved, spec=self.spec, fingerprint=self.fingerprint)
 
 
 def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_fraction: float = 1.0,
@@ -133,20 +84,22 @@ def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_f
     official test set. The labelled rows (labelled_fraction < 1) are chosen per class from split_seed,
     never from the training seed, so every run of a study sees the same data.
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+    source = DATASETS[name]
+    one_of("normalize", normalize, KINDS[source.spec.kind].normalizations)
     rng = np.random.default_rng(split_seed)
-    if name in VISION_DATASETS:
-        x_train, y_train, x_test, y_test, files = read_vision(name, data_dir)
+    raw = importlib.import_module(f"rdml.data.{source.module}").load(name, data_dir)
+    files = raw.files
+    if source.official_split:
+        x_train, y_train, x_test, y_test = raw.x, raw.y, raw.x_test, raw.y_test
         test_mask = np.zeros(0, dtype=bool)
         split = {"split": "official", "train_size": len(y_train), "test_size": len(y_test)}
     else:
-        images, labels, files = TABLE_DATASETS[name]()
+        labels = raw.y.numpy()
         test_mask = np.zeros(len(labels), dtype=bool)
         for cls in np.unique(labels):
             rows = rng.permutation(np.flatnonzero(labels == cls))
             test_mask[rows[: int(round(test_fraction * len(rows)))]] = True
-        x, y = torch.from_numpy(images), torch.from_numpy(labels)
+        x, y = raw.x, raw.y
         x_train, y_train, x_test, y_test = x[~test_mask], y[~test_mask], x[test_mask], y[test_mask]
         split = {"split_seed": split_seed, "test_fraction": test_fraction, "train_size": len(y_train),
                  "test_size": len(y_test)}
@@ -168,17 +121,14 @@ def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_f
         "normalize": normalize,
         "sha256": sha256_bytes(repr((sorted(files.items()), split)).encode()),
     }
-    classes = int(max(y_test.max(), y_train.max())) + 1
-    return Dataset(name, x_train, y_train, x_test, y_test, classes, mean, std, fingerprint)
+    return Dataset(name, x_train, y_train, x_test, y_test, source.spec, mean, std, fingerprint)
 
 
 def _normalisation(x_train: Tensor, normalize: str) -> tuple[Tensor, Tensor]:
     if normalize == "imagenet":
         if x_train.shape[1] != 3:
-            raise ValueError(f"normalize=imagenet needs RGB images, got {x_train.shape[1]} channel(s)")
+            raise ConfigError(f"normalize=imagenet needs RGB images, got {x_train.shape[1]} channel(s)")
         return torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
-    if normalize != "dataset":
-        raise ValueError(f"normalize={normalize!r} is not allowed; allowed: {', '.join(NORMALIZATIONS)}")
     pixels = x_train.transpose(0, 1).reshape(x_train.shape[1], -1).double()
     if x_train.dtype == torch.uint8:
         pixels = pixels / 255

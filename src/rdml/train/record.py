@@ -1,79 +1,20 @@
-"""Run records: what produced a run (code, data, environment) and atomic writes of its files.
-
-A reader never sees a half-written record, checkpoint or model: each is written to a temporary file
-in the same directory, flushed to disk, then renamed over the target.
-"""
+"""What produced a run, for its record: the code (git commit, dirty flag, source hash) and the
+environment (python, torch, device, threads, host)."""
 
 from __future__ import annotations
 
 import hashlib
-import io
-import json
-import os
 import platform
 import subprocess
 import sys
-import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import torch
 
 import rdml
-from rdml.data import sha256_file
+from rdml.io import sha256_file
 
-__all__ = [
-    "atomic_write_bytes",
-    "atomic_write_json",
-    "atomic_torch_save",
-    "read_json",
-    "code_provenance",
-    "environment",
-    "cpu_name",
-    "utc_now",
-]
-
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the file should be readable like any other
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: str | Path, value: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(value, indent=1, ensure_ascii=False) + "\n").encode())
-
-
-def atomic_torch_save(path: str | Path, value: Any) -> str:
-    """Save with torch.save atomically; returns the sha256 of the bytes written."""
-    buffer = io.BytesIO()
-    torch.save(value, buffer)
-    data = buffer.getvalue()
-    atomic_write_bytes(path, data)
-    return hashlib.sha256(data).hexdigest()
-
-
-def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+__all__ = ["code_provenance", "environment", "cpu_name", "source_tree_sha256"]
 
 
 def package_dir() -> Path:

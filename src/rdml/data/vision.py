@@ -19,14 +19,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["VISION_DATASETS", "DataError", "Source", "fetch", "md5_file", "read", "sources", "write_tensor_cache"]
+from rdml.data.base import RawData
+from rdml.io import atomic_torch_save
+from rdml.keys import ConfigError
 
-VISION_DATASETS = ("cifar10", "cifar100", "fashion_mnist")
+__all__ = ["DataError", "Source", "fetch", "md5_file", "load", "prepare", "sources"]
+
 TENSOR_CACHE = "rdml-tensors.pt"
 SPLITS = ("x_train", "y_train", "x_test", "y_test")
 
 
-class DataError(ValueError):
+class DataError(ConfigError):
     """A data file that is missing or corrupt; the message names it and its expected checksum."""
 
 
@@ -91,7 +94,7 @@ def fetch(name: str, data_dir: str | Path, download: bool = True) -> Path:
     return folder
 
 
-def read(name: str, data_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+def load(name: str, data_dir: str | Path) -> RawData:
     """uint8 images (N, C, H, W) and int64 labels of the official train and test sets, and file hashes.
 
     The files are verified first; their tensors come from the cache when it was made from these files.
@@ -102,15 +105,17 @@ def read(name: str, data_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor, t
     if cache.is_file():
         saved = torch.load(cache, weights_only=True)
         if saved.get("files") == files:
-            return (*(saved[k] for k in SPLITS), files)
-    return (*_decode(name, folder), files)
+            return _raw(*(saved[k] for k in SPLITS), files)
+    return _raw(*_decode(name, folder), files)
 
 
-def write_tensor_cache(name: str, data_dir: str | Path) -> Path:
-    """Fetch and verify the files, and decode them once into the tensor file that `read` loads from then on."""
+def _raw(x_train, y_train, x_test, y_test, files) -> RawData:
+    return RawData(x_train, y_train, files, x_test, y_test)
+
+
+def prepare(name: str, data_dir: str | Path) -> Path:
+    """Fetch and verify the files, and decode them once into the tensor file that `load` reads from then on."""
     folder = fetch(name, data_dir)
-    from rdml.record import atomic_torch_save
-
     atomic_torch_save(folder / TENSOR_CACHE, {"files": _file_hashes(name), **dict(zip(SPLITS, _decode(name, folder)))})
     return folder / TENSOR_CACHE
 

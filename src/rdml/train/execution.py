@@ -17,13 +17,12 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-__all__ = ["Execution", "choose_execution", "PRECISIONS", "MEMORY_FORMATS", "ExecutionError"]
+from rdml.keys import ConfigError
 
-PRECISIONS = ("auto", "fp32", "bf16")
-MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
+__all__ = ["Execution", "choose_execution", "ExecutionError"]
 
 
-class ExecutionError(ValueError):
+class ExecutionError(ConfigError):
     """A precision, layout or fusion this device or cohort cannot run; the message names it."""
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rdml.config import ConfigError, TrainConfig, config_sha256
-from rdml.data import load_dataset, sha256_file
-from rdml.plan import summary_field
-from rdml.record import read_json
+from rdml.config import KEYS, ConfigError, config_sha256
+from rdml.data.base import load_dataset
+from rdml.io import read_json, sha256_file
+from rdml.study.params import summary_field
 
 __all__ = ["audit_cell"]
 
@@ -48,15 +48,16 @@ def _audit_run(root: Path, item: dict, metric: str, out) -> list[str]:
     problems = []
     cfg = record["config"]
     out(f"run {item['run']} ({item['student']}, {record['label']}, seed {record['seed']}, status {record['status']})")
-    recomputed = config_sha256(TrainConfig(**cfg))
+    recomputed = config_sha256(cfg)  # the stored mapping, whichever rdml version wrote it
     out(f"  config sha256     {record['config_sha256']}")
     if recomputed != record["config_sha256"]:
         problems.append(f"{record_path}: config does not hash to its recorded config_sha256")
     code = record["code"]
     out(f"  code              git {code['git_commit']} dirty={code['git_dirty']} src {code['src_sha256'][:16]}…")
     out(f"  data              {record['data']['name']} fingerprint {record['data']['sha256']}")
-    data = load_dataset(cfg["dataset"], split_seed=cfg["split_seed"], test_fraction=cfg["test_fraction"],
-                        labelled_fraction=cfg["labelled_fraction"], data_dir=cfg["data_dir"], normalize=cfg["normalize"])
+    data_keys = {k: cfg.get(k, KEYS[k].default) for k in ("split_seed", "test_fraction", "labelled_fraction", "data_dir",
+                                                          "normalize")}
+    data = load_dataset(cfg["dataset"], **data_keys)
     if data.fingerprint["sha256"] != record["data"]["sha256"]:
         problems.append(f"{record_path}: data set {cfg['dataset']} on disk no longer matches the recorded fingerprint")
     if "epoch" in item:

@@ -1,0 +1,63 @@
+"""Every data set rdml knows, its kind and the spec that models are built from; torch-free, so that
+configs and study plans are checked without importing torch.
+
+A kind says which augmentations and normalisations its inputs take (images: the batched crops and
+flips of rdml.data.augment, per-channel normalisation). A spec is what an architecture needs to know
+about its input. A source names the module that reads it: `<module>.load(name, data_dir)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rdml.registry import Registry
+
+__all__ = ["Kind", "DataSpec", "DataSource", "KINDS", "DATASETS", "downloaded"]
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    augmentations: tuple[str, ...]
+    normalizations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a model is built from. Images: `input_shape` is (C, H, W)."""
+
+    kind: str
+    num_classes: int
+    input_shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class DataSource:
+    name: str
+    spec: DataSpec
+    module: str  # rdml.data.<module>.load(name, data_dir) reads it
+    downloaded: bool = False  # fetched by `rdml pipeline prepare` into <data_dir>/<name>, a DVC output
+    official_split: bool = False  # otherwise split stratified by class from split_seed
+    smoke: str | None = None  # a tiny generated stand-in of the same spec, for `<study>_smoke`
+
+
+KINDS: Registry[Kind] = Registry("data kind")
+KINDS.add("images", Kind("images", ("none", "crop_flip", "crop_flip_reflect", "crop_flip_rotate"), ("dataset", "imagenet")))
+
+DATASETS: Registry[DataSource] = Registry("dataset")
+
+
+def _images(name: str, module: str, classes: int, shape: tuple[int, int, int], **flags) -> None:
+    DATASETS.add(name, DataSource(name, DataSpec("images", classes, shape), module, **flags))
+
+
+_images("digits", "digits", 10, (1, 8, 8))  # embedded: ships inside scikit-learn
+_images("synthetic", "generated", 10, (1, 8, 8))
+for _name, _classes, _shape in (("cifar10", 10, (3, 32, 32)), ("cifar100", 100, (3, 32, 32)), ("fashion_mnist", 10, (1, 28, 28))):
+    _images(f"tiny_{_name}", "generated", _classes, _shape)
+    _images(_name, "vision", _classes, _shape, downloaded=True, official_split=True, smoke=f"tiny_{_name}")
+
+
+def downloaded() -> list[str]:
+    """Data sets that the pipeline downloads (and DVC tracks) before any job trains on them."""
+    return [name for name, source in DATASETS.items() if source.downloaded]

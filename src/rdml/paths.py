@@ -1,0 +1,35 @@
+"""Where the pipeline writes, spelled once: `results/<study>/{runs,jobs,metrics,tables}` and
+`results/data/<dataset>.json`. Paths are relative to the project root."""
+
+from __future__ import annotations
+
+__all__ = ["RESULTS", "run_dir", "job_file", "metrics_file", "tables_dir", "data_stamp", "data_folder"]
+
+RESULTS = "results"
+
+
+def run_dir(study: str, run_id: str) -> str:
+    return f"{RESULTS}/{study}/runs/{run_id}"
+
+
+def job_file(study: str, job_id: str) -> str:
+    """Written last by a job, once every run of it has finished: what Snakemake waits for."""
+    return f"{RESULTS}/{study}/jobs/{job_id}.json"
+
+
+def metrics_file(study: str, run_id: str) -> str:
+    return f"{RESULTS}/{study}/metrics/{run_id}.json"
+
+
+def tables_dir(study: str) -> str:
+    return f"{RESULTS}/{study}/tables"
+
+
+def data_stamp(dataset: str) -> str:
+    """The prepare step's output for a data set: its files' hashes, what training jobs depend on."""
+    return f"{RESULTS}/data/{dataset}.json"
+
+
+def data_folder(dataset: str, data_dir: str = "data") -> str:
+    """Where a downloaded data set lives (a DVC output)."""
+    return f"{data_dir}/{dataset}"

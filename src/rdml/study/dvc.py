@@ -1,0 +1,64 @@
+"""dvc.yaml generated from the plan: one stage per data set, per job and per study's tables, with the
+same commands Snakemake runs and the code each one depends on (rdml.study.dependencies)."""
+
+from __future__ import annotations
+
+import sys
+
+import yaml
+
+from rdml import paths
+from rdml.data.catalog import DATASETS
+from rdml.io import atomic_write_bytes
+from rdml.study.dependencies import DATA_CODE, REPORTING_CODE, TRAINING_CODE, code_paths
+from rdml.study.params import load_params, studies_to_build
+from rdml.study.plan import plan_jobs, plan_study
+from rdml.study.runs import Job
+
+__all__ = ["dvc_stages", "write_dvc_yaml"]
+
+
+def dvc_stages(params: dict, studies: list[str]) -> dict:
+    stages: dict[str, dict] = {}
+    for study in studies:
+        runs = plan_study(params, study)
+        for dataset in sorted({r.dataset for r in runs}):
+            downloaded = [paths.data_folder(dataset)] if DATASETS[dataset].downloaded else []  # DVC-tracked data
+            stages[f"prepare-{dataset}"] = {
+                "cmd": f"rdml pipeline prepare {dataset}",
+                "deps": code_paths(DATA_CODE),
+                "outs": [*downloaded, paths.data_stamp(dataset)],
+            }
+        for job in plan_jobs(params, study):
+            stages[job.stage] = _train_stage(job)
+        stages[f"tables-{study}"] = {
+            "cmd": f"rdml tables {study}",
+            "deps": [*code_paths(REPORTING_CODE), *(r.directory for r in runs)],
+            "params": [f"studies.{study}"],
+            "outs": [paths.tables_dir(study)],
+        }
+    return stages
+
+
+def _train_stage(job: Job) -> dict:
+    deps = [*code_paths(TRAINING_CODE), paths.data_stamp(job.dataset)]
+    deps += [f"{teacher.directory}/model.pt" for teacher in job.teachers]
+    stage = {"cmd": f"rdml pipeline run {job.study} {job.id}", "deps": deps}
+    if job.params:
+        stage["params"] = job.params
+    stage["outs"] = [*(run.directory for run in job.runs), {job.file: {"cache": False}}]
+    stage["metrics"] = [{run.metrics: {"cache": False}} for run in job.runs]
+    return stage
+
+
+def write_dvc_yaml(params_path: str = "params.yaml", out: str = "dvc.yaml", studies: list[str] | None = None) -> str:
+    params = load_params(params_path)
+    body = {"stages": dvc_stages(params, studies_to_build(params, studies))}
+    text = "# Generated from params.yaml by `rdml pipeline dvc-yaml`; do not edit by hand.\n" + yaml.safe_dump(
+        body, sort_keys=False, width=200
+    )
+    if out == "-":
+        sys.stdout.write(text)
+    else:
+        atomic_write_bytes(out, text.encode())
+    return text

@@ -1,0 +1,76 @@
+"""What Snakemake and DVC call: train the runs of one job, and prepare a data set.
+
+`rdml pipeline run STUDY JOB` trains the runs of one job on one GPU slot, writes each run's metrics
+file and then the job file. Snakemake hands it the job exactly as its DAG planned it (`--spec`,
+planned from Snakemake's config, overrides included); DVC, which has no overrides, lets it plan the
+job from params.yaml.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from rdml import paths
+from rdml.config import config_from_mapping
+from rdml.data.base import load_dataset
+from rdml.data.catalog import DATASETS
+from rdml.io import atomic_write_json
+from rdml.study.slots import acquire_gpu
+from rdml.train.loop import train
+
+__all__ = ["run_job", "metrics_of", "prepare_dataset"]
+
+
+def run_job(spec: dict, gpus: int | str = "auto", threads: int | None = None) -> list[dict]:
+    """Train the runs of a job spec (rdml.study.runs.Job.spec) one after the other; returns their records.
+
+    A job runs because its outputs are missing or out of date, so each run trains anew; only an
+    interrupted run's checkpoint (same configuration) is resumed.
+    """
+    study, job_id = spec["study"], spec["job"]
+    # CUDA reads CUDA_VISIBLE_DEVICES when it first starts, which torch delays until first use.
+    slot = acquire_gpu(None if gpus == "auto" else int(gpus))
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        command = ["rdml", "pipeline", "run", study, job_id]
+        records = {run_id: _train_run(study, run_id, keys, command, slot.source) for run_id, keys in spec["runs"].items()}
+        atomic_write_json(paths.job_file(study, job_id), {
+            "study": study,
+            "job": job_id,
+            "runs": {run_id: {"status": r["status"], "config_sha256": r["config_sha256"], "model_sha256": r["final_model"]["sha256"]}
+                     for run_id, r in records.items()},
+        })
+    finally:
+        slot.release()
+    return list(records.values())
+
+
+def _train_run(study: str, run_id: str, keys: dict, command: list[str], gpu_slot: str) -> dict:
+    for stale in ("record.json", "model.pt"):
+        (Path(keys["out"]) / stale).unlink(missing_ok=True)
+    record = train(config_from_mapping(keys), argv=command, progress=False, replace=True,
+                   environment_extra={"gpu_slot": gpu_slot})
+    atomic_write_json(paths.metrics_file(study, run_id), metrics_of(record))
+    return record
+
+
+def metrics_of(record: dict) -> dict:
+    """The DVC metrics of a run: status and the summary accuracies."""
+    return {"status": record["status"], "label": record["label"], **(record["summary"] or {})}
+
+
+def prepare_dataset(name: str, data_dir: str = "data") -> dict:
+    """Download a data set where that applies (checksums verified), load it once, write its stamp."""
+    source = DATASETS[name]
+    if source.downloaded:
+        import importlib
+
+        importlib.import_module(f"rdml.data.{source.module}").prepare(name, data_dir)
+    data = load_dataset(name, split_seed=0, test_fraction=0.25, data_dir=data_dir)
+    summary = {"name": name, "files": data.fingerprint["files"], "num_classes": data.num_classes,
+               "input_shape": list(data.spec.input_shape), "rows": len(data.y_train) + len(data.y_test)}
+    atomic_write_json(paths.data_stamp(name), summary)
+    return summary

@@ -1,0 +1,12 @@
+"""Table layouts, one module each, registered in `LAYOUTS` under the params.yaml key that asks for
+them. A layout is a function `(plan, spec) -> TableSpec`: `plan` builds the study's runs
+(rdml.study.plan.StudyPlan), `spec` is the table's section of params.yaml.
+
+Adding a layout: a module here registered with `@LAYOUTS.register("<key>_table")`, imported below,
+and its section in workflow/schemas/params.schema.yaml.
+"""
+
+from rdml.study.layouts import cohort, kd, kd_vs_dml, methods, pair, rdml  # noqa: F401  (registers them)
+from rdml.study.layouts.base import LAYOUTS, Derived, Entry, TableSpec
+
+__all__ = ["LAYOUTS", "Entry", "Derived", "TableSpec"]

@@ -1,0 +1,52 @@
+"""What a table layout declares: its rows and columns, and for every cell the runs and students it
+reads. The planner trains exactly the runs the cells name (and their teachers); the table builder
+fills the cells from their records. So a layout is the one place that says which runs a table needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rdml.registry import Registry
+
+__all__ = ["Entry", "Derived", "TableSpec", "LAYOUTS"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Students of one run that go into a row's cell(s).
+
+    Unranked: every student's value goes into `columns[0]`. Ranked: the students are sorted by their
+    value, ascending, and the i-th goes into `columns[i]` (the RDML tables' re-indexing).
+    `epoch`: the accuracy at that epoch instead of the study's metric.
+    """
+
+    row: str
+    columns: tuple[str, ...]
+    run: object  # rdml.study.runs.Run
+    students: tuple[str, ...] = ("student_0",)
+    ranked: bool = False
+    epoch: int | None = None
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A cell that is a difference of two cells' means, in points: minuend − subtrahend."""
+
+    row: str
+    column: str
+    minuend: tuple[str, str]
+    subtrahend: tuple[str, str]
+
+
+@dataclass
+class TableSpec:
+    name: str
+    caption: str  # "{what}" is replaced by what the study's metric is
+    rows: list[str]
+    columns: list[str]
+    entries: list[Entry]
+    derived: list[Derived] = field(default_factory=list)
+    bold_columns: list[str] = field(default_factory=list)  # column-wise best is set in bold
+
+
+LAYOUTS: Registry = Registry("table layout")

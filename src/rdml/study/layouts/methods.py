@@ -1,0 +1,22 @@
+"""DML-vs-KD study layout: the baseline student, KD from each teacher, and DML of K students; every
+student of every run in one cell, diverged runs counted, not averaged."""
+
+from rdml.study.layouts.base import LAYOUTS, Entry, TableSpec
+
+
+@LAYOUTS.register("methods_table")
+def methods_table(plan, spec: dict) -> TableSpec:
+    student, k = spec["student"], spec.get("students", 2)
+    rows, entries = [], []
+    for d in plan.datasets:
+        named = [(f"{d}: baseline {student}", lambda seed: plan.independent(d, student, seed))]
+        named += [(f"{d}: KD from {arch}", lambda seed, t=plan.teacher(d, arch): plan.distil(d, student, t, 1.0, seed, "methods_table"))
+                  for arch in spec["teachers"]]
+        named += [(f"{d}: DML, {k} students", lambda seed: plan.mutual(d, [student] * k, 1.0, seed))]
+        for row, run_of in named:
+            rows.append(row)
+            for seed in plan.seeds:
+                run = run_of(seed)
+                entries.append(Entry(row, ("Accuracy",), run, run.students))
+    return TableSpec("methods_table", "Baseline, KD and DML: {what} (%), every student of every run; diverged runs "
+                     "counted, not averaged (DML-vs-KD study layout)", rows, ["Accuracy"], entries, bold_columns=["Accuracy"])

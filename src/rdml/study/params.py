@@ -1,0 +1,90 @@
+"""params.yaml: its studies, checked, and the `<study>_smoke` variant of each."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+
+from rdml.config import KEYS
+from rdml.data.catalog import DATASETS
+from rdml.keys import ConfigError, one_of
+
+__all__ = ["load_params", "with_smoke_studies", "studies_to_build", "study_spec", "metric_of", "summary_field",
+           "METRICS", "STUDY_KEYS", "RUN_FIELDS"]
+
+METRICS = ("final", "best", "last5", "last10")
+STUDY_KEYS = {"description", "paper", "datasets", "seeds", "seeds_per_job", "metric", "train", "teacher"}
+RUN_FIELDS = ("out", "method", "dataset", "seed", "arch", "alpha", "teacher", "students")  # set by the tables, per run
+
+
+def load_params(path: str | Path = "params.yaml") -> dict:
+    try:
+        params = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    if not isinstance(params, dict) or not isinstance(params.get("studies"), dict):
+        raise ConfigError(f"{path} must hold a mapping with a 'studies' mapping")
+    return with_smoke_studies(params)
+
+
+def with_smoke_studies(params: dict) -> dict:
+    """Add `<study>_smoke` for every study: its tables on tiny generated data shaped like the real
+    data sets, one seed, one epoch, so that CI can put a job of every study through the pipeline."""
+    studies = dict(params["studies"])
+    for name, study in params["studies"].items():
+        if name.endswith("_smoke") or f"{name}_smoke" in studies:
+            continue
+        smoke = copy.deepcopy(study)
+        smoke["datasets"] = [DATASETS[d].smoke or d if d in DATASETS else d for d in study["datasets"]]
+        smoke["seeds"] = study["seeds"][:1]
+        smoke["metric"] = "final"
+        smoke["train"] = {**(study.get("train") or {}), "epochs": 1}
+        smoke["train"]["batch_size"] = min(smoke["train"].get("batch_size", 64), 32)
+        if "teacher" in smoke:
+            smoke["teacher"]["train"] = {**(smoke["teacher"].get("train") or {}), "epochs": 1}
+        studies[f"{name}_smoke"] = smoke
+    return {**params, "studies": studies}
+
+
+def studies_to_build(params: dict, requested: list[str] | None = None) -> list[str]:
+    names = list(requested or params.get("build") or [])
+    for name in names:
+        study_spec(params, name)
+    return names
+
+
+def study_spec(params: dict, name: str) -> dict:
+    """The study's section of params.yaml, its keys checked (table sections by their layouts)."""
+    from rdml.study.layouts import LAYOUTS
+
+    studies = params["studies"]
+    if name not in studies:
+        raise ConfigError(f"study {name!r} is not in params.yaml; allowed: {', '.join(sorted(studies))}")
+    study = studies[name]
+    allowed = STUDY_KEYS | set(LAYOUTS)
+    unknown = set(study) - allowed
+    if unknown:
+        raise ConfigError(f"studies.{name}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
+    for section, keys in (("train", study.get("train")), ("teacher.train", (study.get("teacher") or {}).get("train"))):
+        for key in keys or {}:
+            if key not in KEYS or key in RUN_FIELDS:
+                raise ConfigError(f"studies.{name}.{section}.{key} is not a shared training key (see `rdml train --help`)")
+    for dataset in study["datasets"]:
+        DATASETS[dataset]
+    per_job = study.get("seeds_per_job", 1)
+    if not isinstance(per_job, int) or isinstance(per_job, bool) or per_job < 1:
+        raise ConfigError(f"studies.{name}.seeds_per_job={per_job!r} is not allowed; it must be an integer >= 1")
+    one_of(f"studies.{name}.metric", study.get("metric", "final"), METRICS)
+    return study
+
+
+def metric_of(params: dict, study: str) -> str:
+    """The study's metric (final, best, last5, last10)."""
+    return study_spec(params, study).get("metric", "final")
+
+
+def summary_field(metric: str) -> str:
+    """The field of a run record's summary that a study metric (final, best, last5, last10) reads."""
+    return f"{metric}_acc"

@@ -1,0 +1,101 @@
+"""Studies in params.yaml → the runs and jobs that Snakemake and DVC both execute.
+
+A study names its data sets, seeds, shared training keys, teacher, and the tables it wants; each
+table's layout (rdml.study.layouts) names the runs its cells read, and the study's runs are exactly
+those and their teachers, each once (the Ind. runs of an architecture serve the RDML table, the pair
+table and the KD baseline alike). Snakemake (`workflow/`), the DVC stages and the table builder all
+plan through here, so a grid is written once, in params.yaml. `plan_jobs` groups the runs into the
+jobs both tools execute: one run each, or with `seeds_per_job` several seeds of one configuration.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rdml.keys import ConfigError
+from rdml.study.layouts import LAYOUTS, TableSpec
+from rdml.study.params import study_spec
+from rdml.study.runs import Job, Run
+
+__all__ = ["StudyPlan", "plan_tables", "plan_study", "plan_jobs", "find_job"]
+
+
+class StudyPlan:
+    """Builds the runs of one study: the study's shared keys, plus what each kind of run adds."""
+
+    def __init__(self, name: str, study: dict):
+        self.name, self.study, self.base = name, study, f"studies.{name}"
+        self.datasets: list[str] = list(study["datasets"])
+        self.seeds: list[int] = list(study["seeds"])
+        self.shared = dict(study.get("train") or {})
+        self.shared_params = (f"{self.base}.train",) if self.shared else ()
+
+    def run(self, dataset: str, method: str, archs, seed: int, alpha: float | None = None, teacher: Run | None = None,
+            keys: dict[str, Any] | None = None, params: tuple[str, ...] = ()) -> Run:
+        options = json.dumps({**self.shared, **(keys or {})}, sort_keys=True)
+        return Run(self.name, dataset, method, tuple(archs), seed, None if alpha is None else float(alpha), teacher,
+                   options, self.shared_params + tuple(params))
+
+    def independent(self, dataset: str, arch: str, seed: int) -> Run:
+        return self.run(dataset, "independent", [arch], seed)
+
+    def mutual(self, dataset: str, archs, alpha: float, seed: int, method: str = "dml") -> Run:
+        return self.run(dataset, method, archs, seed, alpha)
+
+    def teacher(self, dataset: str, arch: str) -> Run:
+        """The study's pretrained teacher of `arch`: `teacher.seed` and `teacher.train` keys, when given."""
+        spec = self.study.get("teacher") or {}
+        return self.run(dataset, "teacher", [arch], spec.get("seed", 0), keys=spec.get("train") or {},
+                        params=(f"{self.base}.teacher",))
+
+    def distil(self, dataset: str, student: str, teacher: Run, alpha: float, seed: int, table: str) -> Run:
+        """KD of `student` from `teacher`, with the temperature and β the table's section sets."""
+        spec = self.study[table]
+        keys = {k: spec[k] for k in ("temperature", "beta") if k in spec}
+        return self.run(dataset, "kd", [student], seed, alpha, teacher, keys, tuple(f"{self.base}.{table}.{k}" for k in keys))
+
+
+def plan_tables(params: dict, name: str) -> list[TableSpec]:
+    """The study's tables, in the order params.yaml names them."""
+    study = study_spec(params, name)
+    plan = StudyPlan(name, study)
+    return [LAYOUTS[key](plan, study[key]) for key in study if key in LAYOUTS]
+
+
+def plan_study(params: dict, name: str) -> list[Run]:
+    """Every run the study's tables read, and their teachers, each once; teachers first."""
+    runs: dict[str, Run] = {}
+
+    def add(run: Run) -> None:
+        if run.teacher:
+            add(run.teacher)
+        if runs.setdefault(run.id, run) != run:
+            raise ConfigError(f"studies.{name}: run {run.id} is planned twice with different keys "
+                              f"({runs[run.id].keys} and {run.keys})")
+
+    for table in plan_tables(params, name):
+        for entry in table.entries:
+            add(entry.run)
+    teachers = {r.teacher.id for r in runs.values() if r.teacher}
+    return sorted(runs.values(), key=lambda r: (r.id not in teachers, r.id))
+
+
+def plan_jobs(params: dict, name: str) -> list[Job]:
+    """The study's runs in jobs of up to `seeds_per_job` seeds of one configuration, teachers' jobs first."""
+    per_job = study_spec(params, name).get("seeds_per_job", 1)
+    configurations: dict[tuple[str, str], list[Run]] = {}
+    for run in plan_study(params, name):
+        configurations.setdefault((run.dataset, run.configuration), []).append(run)
+    jobs = []
+    for runs in configurations.values():
+        runs.sort(key=lambda r: r.seed)
+        jobs += [Job(name, tuple(runs[i : i + per_job])) for i in range(0, len(runs), per_job)]
+    return jobs
+
+
+def find_job(params: dict, study: str, job_id: str) -> Job:
+    for job in plan_jobs(params, study):
+        if job.id == job_id:
+            return job
+    raise ConfigError(f"job {job_id!r} is not part of study {study!r} in params.yaml (see `rdml pipeline runs {study}`)")

@@ -1,0 +1,121 @@
+"""A run's identity, defined once: the study, data set, method, architectures, α, seed, teacher and
+every other training key. Its id, directory, metrics file and the name of its configuration all
+follow from these fields; tables, jobs, DVC stages and the audit select runs by them."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from rdml import paths
+from rdml.methods import METHODS
+
+__all__ = ["Run", "Job"]
+
+
+@dataclass(frozen=True)
+class Run:
+    study: str
+    dataset: str
+    method: str
+    archs: tuple[str, ...]
+    seed: int
+    alpha: float | None = None  # None: a method that takes no α (its default applies)
+    teacher: Run | None = None
+    options: str = "{}"  # every other `rdml train` key of the run, as sorted JSON
+    params: tuple[str, ...] = field(default=(), compare=False)  # params.yaml keys whose values it uses
+
+    @cached_property
+    def keys(self) -> dict[str, Any]:
+        """The `rdml train` keys of the run, its teacher excepted (see `train_keys`)."""
+        keys = {**json.loads(self.options), "dataset": self.dataset, "method": self.method, "arch": list(self.archs),
+                "seed": self.seed}
+        return keys if self.alpha is None else {**keys, "alpha": self.alpha}
+
+    def train_keys(self) -> dict[str, Any]:
+        """Everything `rdml train` needs to train this run where the pipeline keeps it."""
+        teacher = {"teacher": self.teacher.directory} if self.teacher else {}
+        return {**self.keys, **teacher, "out": self.directory}
+
+    @property
+    def configuration(self) -> str:
+        """The name without its seed: what the runs of one job share."""
+        name = f"{self.method}-{'+'.join(self.archs)}"
+        if self.teacher:
+            name += f"-from-{self.teacher.as_teacher}"
+        return name if self.alpha is None else f"{name}-a{self.alpha:g}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.configuration}-s{self.seed}"
+
+    @property
+    def as_teacher(self) -> str:
+        tag = METHODS[self.method].tag
+        tag = self.method if tag is None else tag
+        return "-".join(filter(None, (tag, "+".join(self.archs))))
+
+    @property
+    def id(self) -> str:
+        return f"{self.dataset}/{self.name}"
+
+    @property
+    def label(self) -> str:
+        return METHODS[self.method].label(1.0 if self.alpha is None else self.alpha)
+
+    @property
+    def students(self) -> tuple[str, ...]:
+        return tuple(f"student_{k}" for k in range(len(self.archs)))
+
+    @property
+    def directory(self) -> str:
+        return paths.run_dir(self.study, self.id)
+
+    @property
+    def metrics(self) -> str:
+        return paths.metrics_file(self.study, self.id)
+
+
+@dataclass(frozen=True)
+class Job:
+    """Runs of one configuration that differ only in their seed, trained one after the other in one process.
+
+    Each job starts Python and torch once (about 3 s here, more than a whole run of the digits study),
+    so small runs gain from sharing a job; a job is the unit Snakemake and DVC schedule and rerun.
+    """
+
+    study: str
+    runs: tuple[Run, ...]
+
+    @property
+    def id(self) -> str:
+        first = self.runs[0]
+        return f"{first.dataset}/{first.configuration}-s{'+'.join(str(r.seed) for r in self.runs)}"
+
+    @property
+    def file(self) -> str:
+        return paths.job_file(self.study, self.id)
+
+    @property
+    def dataset(self) -> str:
+        return self.runs[0].dataset
+
+    @property
+    def teachers(self) -> list[Run]:
+        return sorted({r.teacher for r in self.runs if r.teacher}, key=lambda r: r.id)
+
+    @property
+    def params(self) -> list[str]:
+        return sorted({p for r in self.runs for p in r.params})
+
+    @property
+    def stage(self) -> str:
+        """A DVC stage name: letters, digits, '-' and '_' only."""
+        return re.sub(r"[^A-Za-z0-9_-]", "_", f"train-{self.study}-{self.id.replace('/', '-')}")
+
+    def spec(self) -> dict:
+        """What the job trains, exactly as planned: handed to `rdml pipeline run` by Snakemake."""
+        return {"study": self.study, "job": self.id, "runs": {r.id: r.train_keys() for r in self.runs}}

@@ -1,0 +1,183 @@
+"""Paper-style tables of a study, in Markdown, LaTeX and CSV, each with a sidecar of its cells' runs.
+
+What each table holds comes from its layout (rdml.study.layouts); this module fills and writes it.
+
+Every cell is the mean ± sample standard deviation over seeds of the study's metric (final, best or
+mean of the last k epochs), with the number of seeds; diverged runs are left out of the mean and
+counted in the cell. `<table>.cells.json` maps each cell to the runs it was computed from.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rdml import paths
+from rdml.io import atomic_write_bytes, atomic_write_json, read_json
+from rdml.study.layouts import Entry
+from rdml.study.params import load_params, metric_of, summary_field
+from rdml.study.plan import plan_tables
+from rdml.study.runs import Run
+
+__all__ = ["Cell", "Table", "build_tables", "write_tables"]
+
+
+@dataclass
+class Cell:
+    values: list[float] = field(default_factory=list)
+    runs: list[dict] = field(default_factory=list)  # {"run", "student", "value", "status"}
+    diverged: int = 0
+
+    def add(self, run: Run, record: dict, student: str, value: float, epoch: int | None = None) -> None:
+        if record["status"] == "diverged":
+            self.diverged += 1
+        elif not math.isnan(value):  # NaN: the epoch asked for was never reached
+            self.values.append(value)
+        entry = {"run": run.directory, "student": student, "value": value, "status": record["status"]}
+        self.runs.append(entry if epoch is None else {**entry, "epoch": epoch})
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.values) if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        return statistics.stdev(self.values) if len(self.values) > 1 else (0.0 if self.values else None)
+
+    def text(self, bold: bool = False, latex: bool = False) -> str:
+        if not self.runs:
+            return ""
+        pm = r"$\pm$" if latex else "±"
+        value = "—" if self.mean is None else f"{100 * self.mean:.2f} {pm} {100 * self.std:.2f}"
+        if bold and self.mean is not None:
+            value = rf"\textbf{{{value}}}" if latex else f"**{value}**"
+        note = f"n={len(self.values)}" + (f", {self.diverged} diverged" if self.diverged else "")
+        return f"{value} ({note})"
+
+    def sidecar(self) -> dict:
+        return {"mean": self.mean, "std": self.std, "n": len(self.values), "diverged": self.diverged, "runs": self.runs}
+
+
+@dataclass
+class Table:
+    name: str
+    caption: str
+    rows: list[str]
+    columns: list[str]
+    cells: dict[tuple[str, str], Cell]
+    bold_columns: list[str] = field(default_factory=list)  # column-wise best is set in bold
+    derived: dict[tuple[str, str], float] = field(default_factory=dict)  # differences of means, in points
+
+    def best_row(self, column: str) -> str | None:
+        means = [(c.mean, row) for row in self.rows if (c := self.cells.get((row, column))) and c.mean is not None]
+        return max(means)[1] if means else None
+
+    def grid(self, latex: bool = False) -> list[list[str]]:
+        best = {col: self.best_row(col) for col in self.bold_columns}
+        out = []
+        for row in self.rows:
+            line = [row]
+            for col in self.columns:
+                if (row, col) in self.derived:
+                    line.append(f"{self.derived[(row, col)]:+.2f}")
+                else:
+                    cell = self.cells.get((row, col))
+                    line.append(cell.text(bold=best.get(col) == row, latex=latex) if cell else "")
+            out.append(line)
+        return out
+
+    def markdown(self) -> str:
+        head = ["", *self.columns]
+        lines = [f"**{self.caption}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(line) + " |" for line in self.grid()]
+        return "\n".join(lines) + "\n"
+
+    def latex(self) -> str:
+        escape = lambda s: s.replace("_", r"\_").replace("%", r"\%").replace("α", r"$\alpha$").replace("−", "-")
+        lines = [r"\begin{table}", r"\centering", rf"\caption{{{escape(self.caption)}}}",
+                 r"\begin{tabular}{l" + "c" * len(self.columns) + "}", r"\toprule",
+                 " & ".join(["", *map(escape, self.columns)]) + r" \\", r"\midrule"]
+        lines += [" & ".join(escape(v) if i == 0 else v for i, v in enumerate(line)) + r" \\" for line in self.grid(latex=True)]
+        lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+        return "\n".join(lines) + "\n"
+
+    def csv(self) -> str:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["row", "column", "mean", "std", "n", "diverged"])
+        for row in self.rows:
+            for col in self.columns:
+                if (row, col) in self.derived:
+                    writer.writerow([row, col, self.derived[(row, col)] / 100, "", "", ""])
+                elif (cell := self.cells.get((row, col))) and cell.runs:
+                    writer.writerow([row, col, cell.mean, cell.std, len(cell.values), cell.diverged])
+        return buffer.getvalue()
+
+    def sidecar(self, study: str, metric: str) -> dict:
+        return {
+            "table": self.name, "study": study, "metric": metric, "caption": self.caption,
+            "cells": {f"{row}|{col}": cell.sidecar() for (row, col), cell in self.cells.items() if cell.runs},
+        }
+
+
+def build_tables(params: dict, study: str, root: str | Path = ".") -> list[Table]:
+    """Every table of the study, its cells filled from the run records under `root`."""
+    metric = summary_field(metric_of(params, study))
+    what = {"final_acc": "final test accuracy", "best_acc": "best test accuracy"}.get(
+        metric, f"mean test accuracy of the last {metric[4:-4]} epochs")
+    records: dict[str, dict] = {}
+
+    def record_of(run: Run) -> dict:
+        if run.id not in records:
+            records[run.id] = read_json(Path(root) / run.directory / "record.json")
+        return records[run.id]
+
+    def value(entry: Entry, record: dict, student: str) -> float:
+        if entry.epoch is None:
+            return record["summary"][student][metric]
+        history = record["epochs"]  # NaN: the epoch asked for was never reached
+        return history[entry.epoch - 1]["test"][student]["acc"] if len(history) >= entry.epoch else math.nan
+
+    tables = []
+    for spec in plan_tables(params, study):
+        cells: dict[tuple[str, str], Cell] = {}
+        for entry in spec.entries:
+            record = record_of(entry.run)
+            values = [(student, value(entry, record, student)) for student in entry.students]
+            if entry.ranked:  # the i-th lowest student goes into the i-th column
+                placed = [(column, [pair]) for column, pair in zip(entry.columns, sorted(values, key=lambda p: p[1]))]
+            else:
+                placed = [(entry.columns[0], values)]
+            for column, pairs in placed:
+                cell = cells.setdefault((entry.row, column), Cell())
+                for student, v in pairs:
+                    cell.add(entry.run, record, student, v, entry.epoch)
+        derived = {}
+        for d in spec.derived:
+            minuend, subtrahend = cells.get(d.minuend), cells.get(d.subtrahend)
+            if minuend and subtrahend and minuend.mean is not None and subtrahend.mean is not None:
+                derived[(d.row, d.column)] = 100 * (minuend.mean - subtrahend.mean)
+        tables.append(Table(spec.name, spec.caption.replace("{what}", what), spec.rows, spec.columns, cells,
+                            spec.bold_columns, derived))
+    return tables
+
+
+def write_tables(study: str, params_path: str = "params.yaml", root: str | Path = ".") -> list[Path]:
+    """Write every table of the study to results/<study>/tables/; returns the files written."""
+    params = load_params(params_path)
+    out = Path(root) / paths.tables_dir(study)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    metric = metric_of(params, study)
+    for table in build_tables(params, study, root):
+        for suffix, text in (("md", table.markdown()), ("tex", table.latex()), ("csv", table.csv())):
+            path = out / f"{table.name}.{suffix}"
+            atomic_write_bytes(path, text.encode())
+            written.append(path)
+        atomic_write_json(out / f"{table.name}.cells.json", table.sidecar(study, metric))
+        written.append(out / f"{table.name}.cells.json")
+    return written

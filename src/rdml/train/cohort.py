@@ -1,0 +1,56 @@
+"""The students of a run: each model with its optimiser, schedule and gradient clipping, and the
+cohort's forward pass (one per student, or one vmapped pass when the students are fused)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from rdml.data.base import Dataset
+from rdml.models import build_model
+from rdml.train.execution import Execution
+from rdml.train.optim import make_optimizer, make_scheduler
+
+__all__ = ["Student", "Cohort", "build_cohort"]
+
+
+@dataclass
+class Student:
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    grad_clip: float = 0.0
+    run: Callable[[Tensor], Tensor] | None = None  # the model as it runs on the device (rdml.train.execution)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return (self.run or self.model)(x)
+
+    def step(self) -> None:
+        if self.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+
+
+class Cohort(list):
+    """The students, and when they are fused, one forward pass that predicts for all of them."""
+
+    def __init__(self, students, fused: Callable[[Tensor], list[Tensor]] | None = None):
+        super().__init__(students)
+        self.fused = fused
+
+    def predict(self, x: Tensor) -> list[Tensor]:
+        return self.fused(x) if self.fused else [s(x) for s in self]
+
+
+def build_cohort(cfg, data: Dataset, execution: Execution, steps_per_epoch: int) -> Cohort:
+    torch.manual_seed(cfg.seed)
+    students = []
+    for arch in cfg.arch:
+        model = build_model(arch, data.spec).to(execution.device)
+        optimizer = make_optimizer(cfg, model.parameters())
+        students.append(Student(model, optimizer, make_scheduler(cfg, optimizer, steps_per_epoch), cfg.grad_clip,
+                                run=execution.runner(model)))  # fused or not, sequential DML re-predicts one at a time
+    return Cohort(students, execution.fused_runner([s.model for s in students]) if execution.fuse_students else None)

@@ -1,0 +1,80 @@
+"""Test metrics per epoch, the run's summary, and divergence detection."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from rdml.data.base import Dataset
+
+__all__ = ["evaluate", "summarise", "find_divergence"]
+
+
+@torch.no_grad()
+def evaluate(cohort, data: Dataset, extra: dict[str, Callable] | None = None, batch_size: int = 1024) -> dict:
+    """Test loss, accuracy and mean prediction entropy per student, for the cohort's mean prediction,
+    and for any extra model a method names (evaluated in eval mode like the students)."""
+    models = [s.model for s in cohort] + [m for m in (extra or {}).values() if isinstance(m, torch.nn.Module)]
+    for m in models:
+        m.eval()
+    log_probs = [[] for _ in cohort]
+    extra_log_probs = {name: [] for name in extra or {}}
+    for start in range(0, len(data.y_test), batch_size):
+        x = data.inputs(data.x_test[start : start + batch_size])
+        for k, logits in enumerate(cohort.predict(x)):
+            log_probs[k].append(torch.log_softmax(logits.float(), dim=-1))
+        for name, model in (extra or {}).items():
+            extra_log_probs[name].append(torch.log_softmax(model(x).float(), dim=-1))
+    for m in models:
+        m.train()
+    per_student = [torch.cat(lp) for lp in log_probs]
+    results = {f"student_{k}": _scores(lp, data.y_test) for k, lp in enumerate(per_student)}
+    if len(cohort) > 1:
+        ensemble = torch.logsumexp(torch.stack(per_student), dim=0) - math.log(len(cohort))
+        results["ensemble"] = _scores(ensemble, data.y_test)
+    for name, lp in extra_log_probs.items():
+        results[name] = _scores(torch.cat(lp), data.y_test)
+    return results
+
+
+def _scores(log_probs: torch.Tensor, labels: torch.Tensor) -> dict:
+    return {
+        "loss": torch.nn.functional.nll_loss(log_probs, labels).item(),
+        "acc": (log_probs.argmax(-1) == labels).sum().item() / len(labels),
+        "entropy": -(log_probs.exp() * log_probs).sum(-1).mean().item(),
+    }
+
+
+def summarise(epochs: list[dict], windows: list[int]) -> dict:
+    """Final, best and mean-of-last-k test accuracy per student and for the ensemble."""
+    summary = {}
+    for name in epochs[-1]["test"]:
+        accs = [e["test"][name]["acc"] for e in epochs]
+        best = max(range(len(accs)), key=accs.__getitem__)
+        entry = {"final_acc": accs[-1], "final_loss": epochs[-1]["test"][name]["loss"], "best_acc": accs[best], "best_epoch": best + 1}
+        for k in windows:
+            entry[f"last{k}_acc"] = sum(accs[-k:]) / k if len(accs) >= k else None
+        summary[name] = entry
+    return summary
+
+
+def find_divergence(epochs: list[dict], chance: float, margin: float) -> dict | None:
+    """A non-finite training loss, or a student back at chance accuracy after having been above it."""
+    last = epochs[-1]
+    bad = sorted(k for k, v in last["train"].items() if not math.isfinite(v))
+    if bad:
+        return {"epoch": last["epoch"], "reason": f"non-finite training loss ({', '.join(bad)})", "stopped": True}
+    for name, scores in last["test"].items():
+        if not name.startswith("student_"):
+            continue
+        previous_best = max((e["test"][name]["acc"] for e in epochs[:-1]), default=0.0)
+        if previous_best > chance + 2 * margin and scores["acc"] <= chance + margin:
+            return {
+                "epoch": last["epoch"],
+                "reason": f"{name} fell back to chance accuracy ({scores['acc']:.4f} <= {chance:.4f} + {margin}) "
+                f"after reaching {previous_best:.4f}",
+                "stopped": False,  # a crashed student stays in the cohort, as in the DML-vs-KD study
+            }
+    return None

@@ -1,0 +1,156 @@
+"""The training loop: prepare (validate everything), train with per-epoch checkpoints, record.
+
+Run directory:
+  record.json     provenance, per-epoch metrics, summary and status (rewritten atomically each epoch)
+  checkpoint.pt   resume state, rewritten atomically each epoch, removed once the run has finished
+  model.pt        final weights of every student (a KD teacher is read from here)
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from rdml.config import ConfigError, TrainConfig, config_values
+from rdml.data.augment import augment_batch
+from rdml.data.base import Dataset, batch_starts, epoch_batches
+from rdml.io import atomic_write_json, read_json, utc_now
+from rdml.methods import METHODS
+from rdml.train.checkpoint import restore_checkpoint, save_checkpoint, save_model
+from rdml.train.cohort import Cohort, build_cohort
+from rdml.train.evaluate import evaluate, find_divergence, summarise
+from rdml.train.prepare import Prepared, prepare
+from rdml.train.record import code_provenance, environment
+
+__all__ = ["train", "RECORD_FORMAT"]
+
+RECORD_FORMAT = "rdml.run/1"
+FINISHED = ("ok", "diverged")
+
+
+def train(cfg: TrainConfig, argv: list[str] | None = None, *, progress: bool | None = None, replace: bool = False,
+          environment_extra: dict | None = None) -> dict:
+    """Run (or resume, or return the finished record of) the configured training; returns the record.
+
+    A run directory holding another configuration is refused, or with `replace` emptied of it first.
+    """
+    prep = prepare(cfg)
+    cfg, data = prep.cfg, prep.data
+    run_dir = Path(cfg.out)
+    record_path, checkpoint_path = run_dir / "record.json", run_dir / "checkpoint.pt"
+    existing = read_json(record_path) if record_path.is_file() else None
+    # On the CPU: the RNG state must stay a CPU tensor; load_state_dict moves the rest where it belongs.
+    saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True) if checkpoint_path.is_file() else None
+    if any(found is not None and found.get("config_sha256") != prep.config_sha256 for found in (existing, saved)):
+        if not replace:
+            raise ConfigError(
+                f"out={run_dir} holds a run of a different configuration; choose another out= or remove that directory"
+            )
+        for stale in (record_path, checkpoint_path, run_dir / "model.pt"):
+            stale.unlink(missing_ok=True)
+        existing = saved = None
+    if existing is not None and existing.get("status") in FINISHED:
+        return existing
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    steps_per_epoch = len(batch_starts(len(data.y_train), cfg.batch_size))
+    cohort = build_cohort(cfg, data, prep.execution, steps_per_epoch)
+    teacher = prep.execution.runner(prep.teacher.requires_grad_(False)) if prep.teacher is not None else None
+    method = METHODS[cfg.method](cfg, teacher)
+    record = new_record(prep, argv)
+    record["environment"].update(environment_extra or {})
+    if saved is not None:
+        restore_checkpoint(saved, prep.device, cohort, method, record)
+
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=cfg.epochs, initial=len(record["epochs"]), desc=record["label"], unit="epoch", disable=not show)
+    for epoch in range(len(record["epochs"]) + 1, cfg.epochs + 1):
+        if record["diverged"] and record["diverged"]["stopped"]:
+            break
+        started = time.perf_counter()
+        entry = train_epoch(method, cohort, data, cfg, epoch, show)
+        record["epochs"].append(entry)
+        record["epoch_seconds"].append(time.perf_counter() - started)
+        record["diverged"] = record["diverged"] or find_divergence(record["epochs"], data.chance_accuracy, cfg.crash_margin)
+        record["summary"] = summarise(record["epochs"], cfg.summary_last)
+        save_checkpoint(checkpoint_path, prep.config_sha256, prep.device, cohort, method, record)
+        atomic_write_json(record_path, record)
+        bar.update(1)
+        (bar.write if show else partial(print, file=sys.stderr))(_epoch_line(entry, cfg.epochs))
+    bar.close()
+
+    record["final_model"] = {"path": "model.pt", "sha256": save_model(run_dir / "model.pt", data, cfg.arch, cohort)}
+    record["status"] = "diverged" if record["diverged"] else "ok"
+    record["ended_at"] = utc_now()
+    atomic_write_json(record_path, record)
+    checkpoint_path.unlink(missing_ok=True)
+    return record
+
+
+def train_epoch(method, cohort: Cohort, data: Dataset, cfg: TrainConfig, epoch: int, show: bool) -> dict:
+    """One pass over the training rows, then the test metrics: the epoch's entry of the record."""
+    per_batch_schedule = cfg.schedule == "onecycle"
+    lr_first = [s.optimizer.param_groups[0]["lr"] for s in cohort]
+    sums: dict[str, torch.Tensor] = {}
+    batches = list(epoch_batches(len(data.y_train), cfg.batch_size, seed=cfg.seed, epoch=epoch))
+    draws = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch + 500_000_000)  # augmentation only
+    augment = None if cfg.augment == "none" else partial(augment_batch, kind=cfg.augment, generator=draws)
+    for rows in tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not show):
+        terms = method.train_step(data.inputs(data.x_train[rows], augment), data.y_train[rows], cohort)
+        for k, student_terms in enumerate(terms):
+            for name, value in {**student_terms, "total": sum(student_terms.values())}.items():
+                key = f"student_{k}/{name}"
+                sums[key] = sums.get(key, 0.0) + value
+        if per_batch_schedule:
+            for s in cohort:
+                s.scheduler.step()
+    lr_last = [s.optimizer.param_groups[0]["lr"] for s in cohort]
+    if not per_batch_schedule:
+        for s in cohort:
+            s.scheduler.step()
+    return {
+        "epoch": epoch,
+        "lr": lr_first,
+        "lr_last_batch": lr_last,
+        "train": {k: float(v) / len(batches) for k, v in sums.items()},
+        "test": evaluate(cohort, data, method.extra_models()),
+    }
+
+
+def new_record(prep: Prepared, argv: list[str] | None) -> dict:
+    cfg, data = prep.cfg, prep.data
+    return {
+        "format": RECORD_FORMAT,
+        "status": "running",
+        "label": METHODS[cfg.method].label(cfg.alpha),
+        "method": cfg.method,
+        "alpha": cfg.alpha,
+        "seed": cfg.seed,
+        "archs": cfg.arch,
+        "config_sha256": prep.config_sha256,
+        "config": config_values(cfg),
+        "code": code_provenance(),
+        "data": {"name": data.name, "num_classes": data.num_classes, "input_shape": list(data.spec.input_shape),
+                 "chance_acc": data.chance_accuracy, **data.fingerprint},
+        "teacher": prep.teacher_info,
+        "environment": {**environment(prep.device), **prep.execution.describe()},
+        "command": list(sys.argv if argv is None else argv),
+        "started_at": utc_now(),
+        "resumed_at": [],
+        "ended_at": None,
+        "diverged": None,
+        "final_model": None,
+        "epochs": [],
+        "epoch_seconds": [],
+        "summary": None,
+    }
+
+
+def _epoch_line(entry: dict, epochs: int) -> str:
+    accs = " ".join(f"{name}={scores['acc']:.4f}" for name, scores in entry["test"].items())
+    return f"epoch {entry['epoch']}/{epochs} lr={entry['lr'][0]:.4g} test acc: {accs}"
