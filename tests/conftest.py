@@ -1,7 +1,12 @@
+from pathlib import Path
+
 import pytest
 
 from rdml.config import load_config
-from rdml.trainer import train
+from rdml.train.loop import train
+
+REPO = Path(__file__).resolve().parents[1]
+REPOSITORY_STATE = ("results", ".snakemake", "data", "dvc.lock")  # what `make run` writes; tests never touch it
 
 
 def run(out, *overrides, **kwargs):
@@ -15,3 +20,23 @@ def teacher_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("teacher") / "run"
     run(out, "method=teacher", "epochs=4")
     return out
+
+
+def repository_state() -> dict:
+    state = {}
+    for name in REPOSITORY_STATE:
+        path = REPO / name
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
+        state.update({str(f.relative_to(REPO)): (f.stat().st_size, f.stat().st_mtime_ns) for f in files})
+    return state
+
+
+@pytest.fixture(scope="session", autouse=True)
+def repository_state_untouched():
+    """The suite works in temporary directories: the repository's results/, .snakemake/, data/ and
+    dvc.lock are the same after it as before (so `make run` and `make test` work in either order)."""
+    before = repository_state()
+    yield
+    after = repository_state()
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"the tests changed the repository's own files: {changed[:10]}"

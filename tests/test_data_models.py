@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from rdml.data import epoch_batches, load_dataset
+from rdml.data.base import epoch_batches, load_dataset
+from rdml.data.catalog import DataSpec
 from rdml.losses import UNLABELLED
 from rdml.models import build_model
 
@@ -51,7 +52,7 @@ def test_epoch_batches_cover_every_row_once_in_a_seeded_order(rows, batch):
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn", "cnn_wide"])
 def test_architectures_forward_and_backward(arch):
-    model = build_model(arch, (1, 8, 8), 10)
+    model = build_model(arch, DataSpec("images", 10, (1, 8, 8)))
     out = model(torch.randn(4, 1, 8, 8))
     assert out.shape == (4, 10)
     out.sum().backward()
@@ -59,5 +60,5 @@ def test_architectures_forward_and_backward(arch):
 
 
 def test_teacher_is_larger_than_the_students():
-    size = {a: sum(p.numel() for p in build_model(a, (1, 8, 8), 10).parameters()) for a in ("mlp", "cnn", "cnn_wide")}
+    size = {a: sum(p.numel() for p in build_model(a, DataSpec("images", 10, (1, 8, 8))).parameters()) for a in ("mlp", "cnn", "cnn_wide")}
     assert size["cnn_wide"] > 10 * max(size["mlp"], size["cnn"])

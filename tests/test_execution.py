@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from conftest import run
-from rdml import execution
+from rdml.train import execution
 from rdml.config import ConfigError, load_config
-from rdml.data import load_dataset
-from rdml.trainer import prepare
+from rdml.data.base import load_dataset
+from rdml.train.prepare import prepare
 
 COHORT = ["method=dml", "arch=cnn", "epochs=2", "batch_size=32", "lr=0.1"]
 

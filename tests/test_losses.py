@@ -74,7 +74,7 @@ def test_kd_teacher_gets_no_gradient_and_student_gradient_is_eq_1_17():
         (dict(alpha=1.0, temperature=0.0, beta=0.5), "temperature"),
         (dict(alpha=1.0, temperature=-1.0, beta=0.5), "temperature"),
         (dict(alpha=1.0, temperature=math.nan, beta=0.5), "temperature"),
-        (dict(alpha=1.0, temperature=4.0, beta=1.5), r"beta must be a number in \[0, 1\]"),
+        (dict(alpha=1.0, temperature=4.0, beta=1.5), r"beta=1.5 is not allowed; it must be a number in \[0, 1\]"),
         (dict(alpha=1.0, temperature=4.0, beta=-0.1), "beta"),
         (dict(alpha=-1.0, temperature=4.0, beta=0.5), "alpha"),
         (dict(alpha=0.0, temperature=4.0, beta=0.5), r"T\^2/alpha"),

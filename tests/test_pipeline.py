@@ -1,7 +1,8 @@
 """The pipeline end to end on a small synthetic study: Snakemake, DVC, tables, audit, push/pull.
 
-The tests of this file share one project directory and run in order: build, no-op repro, change a
-parameter, push/pull, audit (which corrupts a file last).
+Every test works in a copy of the project in a temporary directory, never in the repository's own
+results/, .snakemake/ or dvc.lock. The tests that share the `project` directory run in order: build,
+no-op repro, code edits, change a parameter, push/pull, audit (which corrupts a file last).
 """
 
 import copy
@@ -18,9 +19,10 @@ import torch
 import yaml
 
 from rdml.config import ConfigError, config_from_mapping
-from rdml.pipeline import run_planned
-from rdml.plan import load_params, plan_jobs, plan_study
-from rdml.trainer import train
+from rdml.study.jobs import run_job
+from rdml.study.params import load_params
+from rdml.study.plan import find_job, plan_jobs, plan_study
+from rdml.train.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -50,10 +52,27 @@ def sh(*args, cwd, check=True):
     return result
 
 
+def scheduled(cwd, *extra):
+    """The commands a Snakemake dry run would run."""
+    return sh(str(BIN / "snakemake"), "all_tables", "-n", "-p", "--cores", "2", *extra, cwd=cwd).stdout
+
+
 def scheduled_jobs(cwd, *extra):
     """Job ids a Snakemake dry run would train, read from the commands it prints."""
-    out = sh(str(BIN / "snakemake"), "all_tables", "-n", "-p", "--cores", "2", *extra, cwd=cwd).stdout
-    return set(re.findall(r"rdml pipeline run \S+ (\S+) --threads", out))
+    return set(re.findall(r"rdml pipeline run \S+ (\S+) --gpus", scheduled(cwd, *extra)))
+
+
+def make_project(root: Path, params: dict | None = None) -> Path:
+    """A copy of the workflow and the source it depends on, with `params` (default: the repository's)."""
+    shutil.copy(REPO / "Snakefile", root)
+    shutil.copytree(REPO / "workflow", root / "workflow")
+    shutil.copytree(REPO / "src" / "rdml", root / "src" / "rdml", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / ".dvcignore", root)
+    if params is None:
+        shutil.copy(REPO / "params.yaml", root)
+    else:
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return root
 
 
 def records(project):
@@ -63,31 +82,28 @@ def records(project):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("project")
-    shutil.copy(REPO / "Snakefile", root)
-    shutil.copytree(REPO / "workflow", root / "workflow")
-    shutil.copytree(REPO / "src" / "rdml", root / "src" / "rdml", ignore=shutil.ignore_patterns("__pycache__"))
-    (root / "params.yaml").write_text(yaml.safe_dump(SMOKE, sort_keys=False))
+    root = make_project(tmp_path_factory.mktemp("project"), SMOKE)
     sh(str(BIN / "dvc"), "init", "--no-scm", "-q", cwd=root)
     shutil.copy(REPO / ".dvcignore", root)
     sh(str(BIN / "rdml"), "pipeline", "dvc-yaml", cwd=root)
     return root
 
 
-def test_committed_dvc_yaml_is_generated_from_params_and_matches_snakemake():
+def test_committed_dvc_yaml_is_generated_from_params_and_matches_snakemake(tmp_path):
     generated = sh(str(BIN / "rdml"), "pipeline", "dvc-yaml", "--out", "-", cwd=REPO).stdout
     assert (REPO / "dvc.yaml").read_text() == generated, "dvc.yaml is stale: run `rdml pipeline dvc-yaml`"
     params = load_params(REPO / "params.yaml")
     jobs = [job for study in params["build"] for job in plan_jobs(params, study)]
     in_dvc = {stage["cmd"].split()[-1] for stage in yaml.safe_load(generated)["stages"].values()
               if stage["cmd"].startswith("rdml pipeline run")}
-    assert {job.id for job in jobs} == in_dvc == scheduled_jobs(REPO)
+    assert {job.id for job in jobs} == in_dvc == scheduled_jobs(make_project(tmp_path))
     assert len(jobs) == 16 and sum(len(job.runs) for job in jobs) == 46  # 3 seeds per job, one teacher
 
 
-def test_resources_after_the_target_works_before_it_crashes():
-    good = sh(str(BIN / "snakemake"), "all_tables", "--cores", "8", "--resources", "gpu=4", "-n", cwd=REPO, check=False)
-    bad = sh(str(BIN / "snakemake"), "--cores", "8", "--resources", "gpu=4", "all_tables", "-n", cwd=REPO, check=False)
+def test_resources_after_the_target_works_before_it_crashes(tmp_path):
+    project = make_project(tmp_path)
+    good = sh(str(BIN / "snakemake"), "all_tables", "--cores", "8", "--resources", "gpu=4", "-n", cwd=project, check=False)
+    bad = sh(str(BIN / "snakemake"), "--cores", "8", "--resources", "gpu=4", "all_tables", "-n", cwd=project, check=False)
     assert good.returncode == 0 and bad.returncode != 0
 
 
@@ -105,6 +121,37 @@ def test_snakemake_builds_the_tables_and_dvc_then_has_nothing_to_do(project):
     sh(str(BIN / "dvc"), "repro", cwd=project)
     assert records(project) == before
     assert scheduled_jobs(project) == set()
+
+
+def edited(path: Path, line: str):
+    """A context in which `path` has `line` appended; the file's own bytes come back afterwards."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def context():
+        original = path.read_bytes()
+        path.write_bytes(original + line.encode())
+        try:
+            yield
+        finally:
+            path.write_bytes(original)
+
+    return context()
+
+
+def test_a_table_code_edit_retrains_nothing_and_a_loss_edit_retrains_every_job(project):
+    jobs = {job.id for job in plan_jobs(load_params(project / "params.yaml"), "smoke")}
+    with edited(project / "src/rdml/study/tables.py", "# a comment\n"):
+        commands = scheduled(project)
+        assert scheduled_jobs(project) == set() and "rdml tables smoke" in commands
+        stale = sh(str(BIN / "dvc"), "status", cwd=project).stdout
+        assert "tables-smoke" in stale and "train-" not in stale and "prepare-" not in stale
+    with edited(project / "src/rdml/core/losses.py", "# a comment\n"):
+        assert scheduled_jobs(project) == jobs
+        stale = sh(str(BIN / "dvc"), "status", cwd=project).stdout
+        assert {stage for stage in re.findall(r"^(train-\S+):", stale, re.M)} == {
+            job.stage for job in plan_jobs(load_params(project / "params.yaml"), "smoke")}
+    assert scheduled_jobs(project) == set() and "up to date" in sh(str(BIN / "dvc"), "status", cwd=project).stdout
 
 
 def test_changing_one_parameter_reruns_only_the_runs_it_affects(project):
@@ -177,7 +224,7 @@ def test_each_run_of_a_job_is_what_it_would_be_alone(tmp_path, monkeypatch):
         del study[table]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)
-    records = run_planned("smoke", "synthetic/dml-mlp+mlp-a2-s0+1", threads=1)
+    records = run_job(find_job(load_params("params.yaml"), "smoke", "synthetic/dml-mlp+mlp-a2-s0+1").spec(), gpus=0, threads=1)
     assert [r["seed"] for r in records] == [0, 1]
     assert records[1]["command"] == ["rdml", "pipeline", "run", "smoke", "synthetic/dml-mlp+mlp-a2-s0+1"]
     job = json.loads((tmp_path / "results/smoke/jobs/synthetic/dml-mlp+mlp-a2-s0+1.json").read_text())
@@ -188,3 +235,28 @@ def test_each_run_of_a_job_is_what_it_would_be_alone(tmp_path, monkeypatch):
     together, single = (torch.load(d / "model.pt", weights_only=True)["states"] for d in (run_dir, tmp_path / "alone"))
     for a, b in zip(together, single):
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_snakemake_overrides_reach_the_jobs(tmp_path, monkeypatch):
+    """One source of truth at run time: the job trains what the DAG planned from Snakemake's config,
+    overrides included: `--config gpus=2` reaches the job, a `--configfile` with another grid runs."""
+    params = copy.deepcopy(SMOKE)
+    study = params["studies"]["smoke"]
+    study.update(train={"epochs": 1, "batch_size": 64}, rdml_table={"archs": ["mlp"], "alphas": []})
+    for table in ("kd_table", "pair_table"):
+        del study[table]
+    del study["teacher"]
+    (tmp_path / "project").mkdir()
+    project = make_project(tmp_path / "project", params)
+    other = copy.deepcopy(params)
+    other["studies"]["smoke"]["seeds"] = [7]
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(other))
+    monkeypatch.setenv("RDML_LOCK_DIR", str(tmp_path / "locks"))
+    sh(str(BIN / "snakemake"), "all_tables", "--cores", "1", "--configfile", str(tmp_path / "other.yaml"),
+       "--config", "gpus=2", cwd=project)
+    runs = sorted((project / "results/smoke/runs/synthetic").iterdir())
+    assert [r.name for r in runs] == ["dml-mlp+mlp-a1-s7", "independent-mlp-s7"]  # params.yaml says seed 0
+    for run in runs:
+        record = json.loads((run / "record.json").read_text())
+        assert record["environment"]["gpu_slot"].startswith("slot ") and "of 2" in record["environment"]["gpu_slot"]
+        assert record["config"]["epochs"] == 1 and record["seed"] == 7

@@ -6,11 +6,11 @@ import subprocess
 import sys
 import time
 
-from rdml.slots import acquire_gpu
+from rdml.study.slots import acquire_gpu
 
 HOLDER = """
 import json, os, sys, time
-from rdml.slots import acquire_gpu
+from rdml.study.slots import acquire_gpu
 slot = acquire_gpu({n}, {lock_dir!r}, poll_seconds=0.01, timeout=60)
 start = time.time()
 time.sleep({hold})

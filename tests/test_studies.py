@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 from rdml.config import config_from_mapping, resolve
+from rdml.data.catalog import DataSpec
 from rdml.models import build_model
-from rdml.plan import load_params, plan_jobs, plan_study
+from rdml.study.params import load_params
+from rdml.study.plan import plan_jobs, plan_study
+from test_pipeline import make_project
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -39,8 +42,7 @@ STATED = {
 
 
 def resolved(study):
-    return {run.id: resolve(config_from_mapping({**run.keys, "out": "x", **({"teacher": run.teacher} if run.teacher else {})}))
-            for run in plan_study(PARAMS, study)}
+    return {run.id: resolve(config_from_mapping(run.train_keys())) for run in plan_study(PARAMS, study)}
 
 
 @pytest.mark.parametrize("study", sorted(STATED))
@@ -75,7 +77,7 @@ def test_dml_table4_teachers_are_the_independent_net_1():
     kd = [r for r in runs.values() if r.keys["method"] == "kd"]
     assert len(kd) == 6
     for run in kd:
-        teacher = runs[run.teacher]
+        teacher = runs[run.teacher.id]
         assert teacher.keys["method"] == "independent" and teacher.keys["seed"] == run.keys["seed"]
         assert teacher.keys["arch"][0] in ("wrn_28_10", "mobilenet") and run.keys["arch"] == ["resnet32"]
 
@@ -105,31 +107,36 @@ def test_cohort_sizes():
     assert cohorts == {("dml", 2), ("dml", 3), ("dml", 4), ("dml_e", 3), ("dml_e", 4)}
 
 
-def sh(*args):
+def sh(*args, cwd):
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(list(args), cwd=REPO, env=env, capture_output=True, text=True)
+    return subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    return make_project(tmp_path_factory.mktemp("studies"))
 
 
 @pytest.mark.parametrize("study", sorted(STATED))
-def test_dry_run_lists_every_job(study):
-    result = sh(str(BIN / "snakemake"), "all_tables", "-n", "--config", f"build=[{study}]")
+def test_dry_run_lists_every_job(study, project):
+    result = sh(str(BIN / "snakemake"), "all_tables", "-n", "--config", f"build=[{study}]", cwd=project)
     assert result.returncode == 0, result.stderr
-    jobs = dict(re.findall(r"^(train_job|pretrain_teacher)\s+(\d+)$", result.stdout, re.M))
+    jobs = dict(re.findall(r"^(train_job)\s+(\d+)$", result.stdout, re.M))
     assert sum(map(int, jobs.values())) == STATED[study][1]["runs"]
 
 
 def cost(run, runs):
     """Parameters to train for this run, its teacher's included: CI runs the cheapest job of a study."""
-    size = sum(sum(p.numel() for p in build_model(a, (3, 32, 32), 10).parameters()) for a in run.keys["arch"])
-    return size + (cost(runs[run.teacher], runs) if run.teacher else 0)
+    size = sum(sum(p.numel() for p in build_model(a, DataSpec("images", 10, (3, 32, 32))).parameters()) for a in run.keys["arch"])
+    return size + (cost(run.teacher, runs) if run.teacher else 0)
 
 
 @pytest.mark.parametrize("study", sorted(STATED))
-def test_one_job_of_each_smoke_study_runs_through_the_pipeline(study):
+def test_one_job_of_each_smoke_study_runs_through_the_pipeline(study, project):
     smoke = f"{study}_smoke"
     runs = {r.id: r for r in plan_study(PARAMS, smoke)}
     run = min(runs.values(), key=lambda r: cost(r, runs))
     job = next(job for job in plan_jobs(PARAMS, smoke) if run in job.runs)
-    result = sh(str(BIN / "snakemake"), job.file, "--cores", "2", "--config", f"build=[{smoke}]")
+    result = sh(str(BIN / "snakemake"), job.file, "--cores", "2", "--config", f"build=[{smoke}]", cwd=project)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert (REPO / run.directory / "record.json").is_file()
+    assert (project / run.directory / "record.json").is_file()

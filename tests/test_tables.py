@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rdml.plan import plan_study
-from rdml.tables import build_tables, write_tables
+from rdml.study.plan import plan_study
+from rdml.study.tables import build_tables, write_tables
 
 PARAMS = {
     "build": ["t"],
@@ -28,7 +28,7 @@ PARAMS = {
 def fabricate(root: Path, values: dict[str, list[float]], diverged: set[str] = frozenset()) -> None:
     """A record per planned run whose students score the given last5 accuracies."""
     for run in plan_study(PARAMS, "t"):
-        accs = values.get(run.id, [0.5] * len(run.keys["arch"]))
+        accs = values.get(run.id, [0.5] * len(run.archs))
         summary = {f"student_{k}": {"last5_acc": a, "final_acc": a} for k, a in enumerate(accs)}
         record = {"status": "diverged" if run.id in diverged else "ok", "summary": summary}
         path = root / run.directory / "record.json"

@@ -16,11 +16,14 @@ import torch.nn.functional as F
 
 from conftest import run
 from rdml.config import load_config, resolve
-from rdml.data import load_dataset, sha256_file
-from rdml.methods import Cohort, MutualLearning, Student
+from rdml.data.base import load_dataset
+from rdml.io import sha256_file
+from rdml.methods.dml import MutualLearning
 from rdml.models import build_model
-from rdml.record import source_tree_sha256
-from rdml.trainer import find_divergence, make_optimizer, make_scheduler
+from rdml.train.cohort import Cohort, Student
+from rdml.train.evaluate import find_divergence
+from rdml.train.optim import make_optimizer, make_scheduler
+from rdml.train.record import source_tree_sha256
 
 
 def test_every_method_trains_and_records(tmp_path, teacher_dir):
@@ -108,7 +111,7 @@ def make_cohort(cfg, data):
     torch.manual_seed(cfg.seed)
     cohort = []
     for arch in cfg.arch:
-        model = build_model(arch, data.input_shape, data.num_classes)
+        model = build_model(arch, data.spec)
         opt = make_optimizer(cfg, model.parameters())
         cohort.append(Student(model, opt, make_scheduler(cfg, opt, 1)))
     return Cohort(cohort)
@@ -239,3 +242,69 @@ def test_sigkill_then_same_command_resumes_to_identical_metrics(tmp_path):
     want = torch.load(tmp_path / "ref" / "model.pt", weights_only=True)["states"]
     for a, b in zip(got, want):
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+class AveragedStudent:
+    """A test method with state of its own: Ind. training plus a running average of student 0's
+    weights, evaluated beside the students (as a method with a hybrid or EMA model would be)."""
+
+    @staticmethod
+    def make():
+        import copy as copy_module
+
+        from rdml.methods.independent import Independent
+
+        class Averaged(Independent):
+            name = "averaged_test"
+
+            def __init__(self, cfg, teacher=None):
+                super().__init__(cfg, teacher)
+                self.average, self.steps = None, 0
+
+            def train_step(self, x, y, cohort):
+                terms = super().train_step(x, y, cohort)
+                if self.average is None:
+                    self.average = copy_module.deepcopy(cohort[0].model).requires_grad_(False)
+                self.steps += 1
+                with torch.no_grad():
+                    for a, p in zip(self.average.parameters(), cohort[0].model.parameters()):
+                        a.mul_(1 - 1 / self.steps).add_(p / self.steps)
+                return terms
+
+            def state_dict(self):
+                return {"steps": self.steps, "average": self.average.state_dict()}
+
+            def load_state_dict(self, state):
+                self.steps = state["steps"]
+                self.average = build_model("mlp", load_dataset("synthetic", split_seed=0, test_fraction=0.25).spec)
+                self.average.load_state_dict(state["average"])
+                self.average.requires_grad_(False)
+
+            def extra_models(self):
+                return {"average": self.average}
+
+        return Averaged
+
+
+def test_a_method_state_is_checkpointed_and_resumes_bit_identically(tmp_path, monkeypatch):
+    from rdml.methods import METHODS
+    from rdml.train import loop
+
+    monkeypatch.setitem(METHODS._items, "averaged_test", AveragedStudent.make())
+    whole = run(tmp_path / "whole", "method=averaged_test", "arch=mlp")
+    assert "average" in whole["epochs"][-1]["test"] and whole["epochs"][0]["test"]["average"] != whole["epochs"][0]["test"]["student_0"]
+
+    saves = []
+    real_save = loop.save_checkpoint
+
+    def save_then_crash(*args):
+        real_save(*args)
+        saves.append(1)
+        if len(saves) == 1:
+            raise KeyboardInterrupt  # killed right after the first epoch's checkpoint
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut", "method=averaged_test", "arch=mlp")
+    resumed = run(tmp_path / "cut", "method=averaged_test", "arch=mlp")
+    assert len(resumed["resumed_at"]) == 1 and resumed["epochs"] == whole["epochs"]

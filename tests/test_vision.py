@@ -16,12 +16,12 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from rdml import vision
-from rdml.augment import augment_batch, random_crop, random_flip, random_rotate
 from rdml.config import load_config
-from rdml.data import load_dataset
-from rdml.trainer import train
-from rdml.vision import DataError, Source, fetch
+from rdml.data import vision
+from rdml.data.augment import augment_batch, random_crop, random_flip, random_rotate
+from rdml.data.base import load_dataset
+from rdml.data.vision import DataError, Source, fetch
+from rdml.train.loop import train
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
@@ -96,18 +96,19 @@ def test_prepared_tensor_cache_is_loaded_and_a_stale_one_ignored(tmp_path, monke
                                                            "cifar-10-batches-py"))
     data_dir = tmp_path / "data"
     fetch("cifar10", data_dir)
-    decoded = vision.read("cifar10", data_dir)
-    cache = vision.write_tensor_cache("cifar10", data_dir)
+    decoded = vision.load("cifar10", data_dir)
+    cache = vision.prepare("cifar10", data_dir)
     batch = data_dir / "cifar10/cifar-10-batches-py/data_batch_1"
     raw = batch.read_bytes()
     batch.unlink()  # decoding would now fail: what comes back is the cache
-    cached = vision.read("cifar10", data_dir)
-    assert all(torch.equal(a, b) for a, b in zip(decoded[:4], cached[:4])) and cached[4] == decoded[4]
+    cached = vision.load("cifar10", data_dir)
+    assert all(torch.equal(getattr(decoded, k), getattr(cached, k)) for k in ("x", "y", "x_test", "y_test"))
+    assert cached.files == decoded.files
     torch.save({**torch.load(cache, weights_only=True), "files": {"cifar10/other.tar.gz": "0" * 32}}, cache)
     with pytest.raises(FileNotFoundError, match="data_batch_1"):
-        vision.read("cifar10", data_dir)  # made from other files: not used
+        vision.load("cifar10", data_dir)  # made from other files: not used
     batch.write_bytes(raw)
-    assert torch.equal(vision.read("cifar10", data_dir)[0], decoded[0])
+    assert torch.equal(vision.load("cifar10", data_dir).x, decoded.x)
 
 
 def test_fashion_mnist_idx_files(tmp_path, monkeypatch, http):
@@ -122,7 +123,7 @@ def test_fashion_mnist_idx_files(tmp_path, monkeypatch, http):
     monkeypatch.setitem(vision.sources(), "fashion_mnist", Source((http,), files))
     fetch("fashion_mnist", tmp_path / "data")
     data = load_dataset("fashion_mnist", split_seed=0, test_fraction=0.25, data_dir=tmp_path / "data")
-    assert data.x_train.shape == (7, 1, 28, 28) and data.input_shape == (1, 28, 28)
+    assert data.x_train.shape == (7, 1, 28, 28) and data.spec.input_shape == (1, 28, 28)
     assert torch.equal(data.x_test[:, 0], torch.from_numpy(images["t10k"].astype(np.uint8)))
     assert data.y_train.tolist() == labels["train"].tolist()
 

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from rdml.data.catalog import DataSpec
 from rdml.models import build_model
 
 ZOO = ["resnet20", "resnet32", "resnet110", "resnet18", "resnet34", "resnet50", "resnet152", "vgg16_bn",
@@ -10,7 +11,7 @@ ZOO = ["resnet20", "resnet32", "resnet110", "resnet18", "resnet34", "resnet50", 
 
 
 def millions(arch, input_shape=(3, 32, 32), classes=100):
-    return sum(p.numel() for p in build_model(arch, input_shape, classes).parameters()) / 1e6
+    return sum(p.numel() for p in build_model(arch, DataSpec("images", classes, input_shape)).parameters()) / 1e6
 
 
 @pytest.mark.parametrize("arch,paper", [("resnet32", 0.5), ("mobilenet", 3.3), ("wrn_28_10", 36.5)])
@@ -33,7 +34,7 @@ def test_other_published_counts(arch, published):
 
 @pytest.mark.parametrize("arch", ZOO)
 def test_forward_backward(arch):
-    model = build_model(arch, (3, 32, 32), 10)
+    model = build_model(arch, DataSpec("images", 10, (3, 32, 32)))
     out = model(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 10)
     out.square().mean().backward()
@@ -42,12 +43,12 @@ def test_forward_backward(arch):
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
 def test_grey_28x28_for_fashion_mnist(arch):
-    model = build_model(arch, (1, 28, 28), 10)
+    model = build_model(arch, DataSpec("images", 10, (1, 28, 28)))
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
 
 def test_no_batch_norm_takes_a_channel_count_as_eps():
     """The pytorch-cifar100 GoogLeNet bug (BatchNorm2d(n, n3x3) sets eps to a channel count)."""
     for arch in ("googlenet", "inception_v1"):
-        norms = [m for m in build_model(arch, (3, 32, 32), 10).modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        norms = [m for m in build_model(arch, DataSpec("images", 10, (3, 32, 32))).modules() if isinstance(m, torch.nn.BatchNorm2d)]
         assert norms and all(m.eps == 1e-5 for m in norms)

@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     tables = commands.add_parser("tables", help="write a study's tables (Markdown, LaTeX, CSV, cell sidecars)")
     tables.add_argument("study")
     tables.add_argument("--params", default="params.yaml")
+    tables.add_argument("--spec", help="the study's section as JSON, as Snakemake planned it (default: read --params)")
 
     audit = commands.add_parser("audit", help="show and verify the provenance of one table cell")
     audit.add_argument("table", help="a table file or its .cells.json sidecar")
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "tables":
             from rdml.study.tables import write_tables
 
-            for path in write_tables(args.study, args.params):
+            for path in write_tables(args.study, args.params, spec=json.loads(args.spec) if args.spec else None):
                 print(path)
             return 0
         from rdml.study.audit import audit_cell

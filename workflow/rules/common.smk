@@ -1,14 +1,19 @@
-# The plan of every study, from params.yaml through rdml.plan (the same code dvc.yaml is written by).
+# The plan of every study, from Snakemake's config (params.yaml, with any --config / --configfile
+# overrides) through rdml.study.plan, the same code dvc.yaml is written by. Planning never imports torch.
 import json
 from pathlib import Path
 
-from rdml.plan import plan_jobs, studies_to_build, with_smoke_studies
+from rdml.study.dependencies import DATA_CODE, REPORTING_CODE, TRAINING_CODE, code_sha256
+from rdml.study.params import studies_to_build, with_smoke_studies
+from rdml.study.plan import plan_jobs
 
 config.update(with_smoke_studies(config))  # every study also has a <study>_smoke variant
 BUILD = studies_to_build(config)
 JOBS = {study: {job.id: job for job in plan_jobs(config, study)} for study in BUILD}
 JOB_OF = {study: {run.id: job for job in jobs.values() for run in job.runs} for study, jobs in JOBS.items()}
-SRC = sorted(str(p) for p in Path("src/rdml").rglob("*.py"))
+GPUS = config.get("gpus", "auto")
+# What can change a result, by content: a table-code edit retrains nothing, a loss edit every job.
+CODE = {"data": code_sha256(DATA_CODE), "training": code_sha256(TRAINING_CODE), "reporting": code_sha256(REPORTING_CODE)}
 
 
 wildcard_constraints:

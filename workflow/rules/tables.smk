@@ -4,9 +4,10 @@ rule tables:
     output:
         directory("results/{study}/tables"),
     params:
-        metric=lambda w: config["studies"][w.study].get("metric", "final"),
+        spec=lambda w: json.dumps(config["studies"][w.study], sort_keys=True),
+        code=CODE["reporting"],
     shell:
-        "rdml tables {wildcards.study}"
+        "rdml tables {wildcards.study:q} --spec {params.spec:q}"
 
 
 onsuccess:

@@ -1,30 +1,29 @@
 rule prepare_data:
-    input:
-        SRC,
     output:
         "results/data/{dataset}.json",
+    params:
+        code=CODE["data"],
     shell:
-        "rdml pipeline prepare {wildcards.dataset}"
+        "rdml pipeline prepare {wildcards.dataset:q}"
 
 
 rule train_job:
-    """The runs of one job (one run, or several seeds of one configuration) on one GPU slot (CPU where there is none)."""
+    """The runs of one job (one run, or several seeds of one configuration) on one GPU slot (CPU where there is none).
+
+    The job trains exactly what this DAG planned (`--spec`), so --config and --configfile reach it.
+    A change of any key its runs train with (or of the training code) reruns exactly this job.
+    """
     input:
-        code=SRC,
         data=lambda w: f"results/data/{planned(w).dataset}.json",
-        teachers=lambda w: [JOB_OF[w.study][teacher].file for teacher in planned(w).teachers],
+        teachers=lambda w: sorted({JOB_OF[w.study][teacher.id].file for teacher in planned(w).teachers}),
     output:
-        "results/{study}/jobs/{job,[^/]+/(?!teacher-)[^/]+}.json",
+        "results/{study}/jobs/{job}.json",
     params:
-        # A change of any key these runs train with reruns exactly this job (rerun trigger "params").
-        train_keys=lambda w: json.dumps([run.keys for run in planned(w).runs], sort_keys=True),
+        spec=lambda w: json.dumps(planned(w).spec(), sort_keys=True),
+        gpus=GPUS,
+        code=CODE["training"],
     resources:
         gpu=1,
     threads: 1
     shell:
-        "rdml pipeline run {wildcards.study} {wildcards.job} --threads {threads}"
-
-
-use rule train_job as pretrain_teacher with:
-    output:
-        "results/{study}/jobs/{job,[^/]+/teacher-[^/]+}.json",
+        "rdml pipeline run {wildcards.study:q} {wildcards.job:q} --gpus {params.gpus:q} --threads {threads} --spec {params.spec:q}"

@@ -166,9 +166,12 @@ def build_tables(params: dict, study: str, root: str | Path = ".") -> list[Table
     return tables
 
 
-def write_tables(study: str, params_path: str = "params.yaml", root: str | Path = ".") -> list[Path]:
-    """Write every table of the study to results/<study>/tables/; returns the files written."""
-    params = load_params(params_path)
+def write_tables(study: str, params_path: str = "params.yaml", root: str | Path = ".", spec: dict | None = None) -> list[Path]:
+    """Write every table of the study to results/<study>/tables/; returns the files written.
+
+    `spec`: the study's section as Snakemake planned it (overrides included); else read from params.yaml.
+    """
+    params = {"studies": {study: spec}} if spec is not None else load_params(params_path)
     out = Path(root) / paths.tables_dir(study)
     out.mkdir(parents=True, exist_ok=True)
     written = []

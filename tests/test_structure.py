@@ -1,0 +1,196 @@
+"""The package's structure: layers import only downward and never in a loop, planning and `--help`
+never import torch, every registry is consistent, a run's identity survives new keys and old records."""
+
+import ast
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import rdml
+from rdml.config import KEYS, config_from_mapping, config_sha256, resolve
+from rdml.data.catalog import DATASETS, KINDS
+from rdml.keys import ConfigError, Key
+from rdml.methods import METHODS, Method
+from rdml.models.catalog import ARCHITECTURES
+from rdml.study.audit import audit_cell
+from rdml.study.layouts import LAYOUTS
+
+PACKAGE = Path(rdml.__file__).parent
+REPO = Path(__file__).resolve().parents[1]
+# Bottom to top. A module may import its own layer (within its own package) and any layer below.
+LAYERS = [
+    {"rdml", "rdml.keys", "rdml.registry", "rdml.io", "rdml.paths"},
+    {"rdml.core", "rdml.divergences", "rdml.losses"},
+    {"rdml.data"},
+    {"rdml.models"},
+    {"rdml.methods"},
+    {"rdml.config"},
+    {"rdml.train"},
+    {"rdml.study"},
+    {"rdml.cli"},
+]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer_of(module: str) -> tuple[int, str]:
+    for rank, names in enumerate(LAYERS):
+        for name in sorted(names, key=len, reverse=True):
+            if module == name or module.startswith(name + "."):
+                return rank, name
+    raise AssertionError(f"{module} is in no layer of this test: add it")
+
+
+def imports(path: Path, top_level_only: bool = False) -> set[str]:
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else ast.walk(tree)
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("rdml"):
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names if (PACKAGE.parent / f"{node.module}.{a.name}".replace(".", "/")).with_suffix(".py").is_file())
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("rdml"))
+    return found
+
+
+MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def test_every_import_runs_down_the_layers():
+    wrong = []
+    for module, path in MODULES.items():
+        rank, home = layer_of(module)
+        for target in imports(path):
+            target_rank, target_home = layer_of(target)
+            if target_rank > rank or (target_rank == rank and target_home != home and rank > 0):
+                wrong.append(f"{module} imports {target}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_import_loop():
+    graph = {m: {t for t in imports(p, top_level_only=True) if t in MODULES and t != m} for m, p in MODULES.items()}
+    state: dict[str, int] = {}
+
+    def visit(node, trail):
+        state[node] = 1
+        for target in graph[node]:
+            if state.get(target) == 1:
+                raise AssertionError("import loop: " + " → ".join([*trail[trail.index(target):], target]))
+            if target not in state:
+                visit(target, [*trail, target])
+        state[node] = 2
+
+    for module in graph:
+        if module not in state:
+            visit(module, [module])
+
+
+PROBE = "import sys; {code}; print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))"
+
+
+@pytest.mark.parametrize("code", [
+    "import rdml.study.plan, rdml.study.dvc, rdml.study.dependencies, rdml.config",
+    "from rdml.cli import main\ntry: main(['--help'])\nexcept SystemExit: pass",
+    "from rdml.cli import main\ntry: main(['train', '--help'])\nexcept SystemExit: pass",
+])
+def test_planning_and_help_do_not_import_torch(code):
+    result = subprocess.run([sys.executable, "-c", PROBE.format(code=code).replace("; ", "\n", 1)],
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_registries_are_consistent():
+    for name, method in METHODS.items():
+        assert issubclass(method, Method) and method.name == name and method.description
+        assert isinstance(method.label(1.0), str) and isinstance(method.label(1.5), str)
+        assert method.min_students >= 1 and set(method.defaults) >= {"arch", "temperature"}
+        for key in method.keys:
+            assert KEYS[key.name] is key
+    for name, key in KEYS.items():
+        assert isinstance(key, Key) and key.name == name and key.help
+        if key.check is not None and key.default is not None:
+            key.check(key.default)  # every default passes its own check
+    for name, source in DATASETS.items():
+        assert source.name == name and source.spec.kind in KINDS
+        module = __import__(f"rdml.data.{source.module}", fromlist=["load"])
+        assert callable(module.load) and (not source.downloaded or callable(module.prepare))
+        assert source.smoke is None or DATASETS[source.smoke].spec == source.spec
+    for name, arch in ARCHITECTURES.items():
+        module, function = arch.builder.split(":")
+        assert arch.name == name and callable(getattr(__import__(f"rdml.models.{module}", fromlist=[function]), function))
+        assert set(arch.kinds) <= set(KINDS)
+    schema = yaml.safe_load((REPO / "workflow/schemas/params.schema.yaml").read_text())
+    assert set(LAYOUTS) == {k for k in schema["properties"]["studies"]["additionalProperties"]["properties"] if k.endswith("_table")}
+
+
+@pytest.mark.parametrize("registry,name,what", [(METHODS, "distill", "method"), (DATASETS, "imagenet", "dataset"),
+                                                (ARCHITECTURES, "resnet9000", "arch"), (LAYOUTS, "nope_table", "table layout")])
+def test_unknown_names_are_refused_with_the_allowed_ones(registry, name, what):
+    with pytest.raises(ConfigError, match=f"{what}='{name}' is not allowed; allowed: " + ", ".join(sorted(registry))):
+        registry[name]
+
+
+@pytest.mark.parametrize("name", ["synthetic", "tiny_cifar10", "tiny_fashion_mnist"])
+def test_generated_data_fits_its_declared_spec(name):
+    from rdml.data.base import load_dataset
+
+    data = load_dataset(name, split_seed=0, test_fraction=0.25)
+    spec = DATASETS[name].spec
+    assert tuple(data.x_train.shape[1:]) == spec.input_shape
+    assert int(max(data.y_train.max(), data.y_test.max())) + 1 == spec.num_classes
+
+
+def test_a_new_key_at_its_default_keeps_every_run_identity(monkeypatch):
+    values = {k: v for k, v in vars(resolve(config_from_mapping({"dataset": "synthetic"}))).items()}
+    before = config_sha256(values)
+    monkeypatch.setitem(KEYS, "future_key", Key("future_key", 0, "int", "a key a later rdml adds"))
+    assert config_sha256({**values, "future_key": 0}) == before
+    assert config_sha256({**values, "future_key": 3}) != before
+
+
+def legacy_project(tmp_path: Path, config_extra: dict | None = None) -> Path:
+    """The run written by rdml before the layered package (tests/fixtures/legacy_run), in a table sidecar."""
+    run = "results/legacy/runs/synthetic/dml-mlp+mlp-a1-s0"
+    shutil.copytree(Path(__file__).parent / "fixtures/legacy_run", tmp_path / run)
+    record = json.loads((tmp_path / run / "record.json").read_text())
+    if config_extra:
+        record["config"].update(config_extra)
+        record["config_sha256"] = config_sha256(record["config"])
+        (tmp_path / run / "record.json").write_text(json.dumps(record))
+    value = record["summary"]["student_0"]["final_acc"]
+    sidecar = {"table": "t", "study": "legacy", "metric": "final", "caption": "",
+               "cells": {"DML|x": {"mean": value, "std": 0.0, "n": 1, "diverged": 0,
+                                   "runs": [{"run": run, "student": "student_0", "value": value, "status": "ok"}]}}}
+    (tmp_path / "t.cells.json").write_text(json.dumps(sidecar))
+    return tmp_path
+
+
+def test_a_record_of_the_earlier_layout_still_audits(tmp_path):
+    root = legacy_project(tmp_path)
+    assert json.loads((root / "results/legacy/runs/synthetic/dml-mlp+mlp-a1-s0/record.json").read_text())["code"]["git_commit"].startswith("c9bde29")
+    lines = []
+    assert audit_cell(root / "t.cells.json", "DML|x", root, out=lines.append) == []
+    assert lines[-1] == "OK: every hash matches the files on disk"
+
+
+def test_a_record_with_a_key_this_version_does_not_know_audits(tmp_path):
+    root = legacy_project(tmp_path, {"future_key": 3})
+    assert audit_cell(root / "t.cells.json", "DML|x", root, out=lambda _: None) == []
+
+
+def test_a_tampered_legacy_record_fails_the_audit(tmp_path):
+    root = legacy_project(tmp_path)
+    path = root / "results/legacy/runs/synthetic/dml-mlp+mlp-a1-s0/record.json"
+    record = json.loads(path.read_text())
+    record["config"]["lr"] = 0.5
+    path.write_text(json.dumps(record))
+    assert any("config does not hash" in p for p in audit_cell(root / "t.cells.json", "DML|x", root, out=lambda _: None))
