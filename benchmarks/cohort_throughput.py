@@ -7,7 +7,7 @@ batch 128, SGD, the same DML loss:
   students (forward all, then for each: loss, zero_grad, backward, step), as the released codes do;
   measured with 0 and with 2 loader workers, and the faster of the two is the baseline;
 - rdml: the trainer's own path (tensor data, batched augmentation, `MutualLearning.train_step`),
-  with this device's defaults and then with each fast path of rdml.execution asked for.
+  with this device's defaults and then with each fast path of rdml.train.execution asked for.
 Each path runs in its own process (so peak memory is its own), one after the other in this run.
 Images per second is the median over timed windows after a warm-up.
 
@@ -58,6 +58,7 @@ def baseline(windows: int, batches: int, workers: int) -> dict:
     from PIL import Image
     from torchvision import transforms
 
+    from rdml.data.catalog import DataSpec
     from rdml.models import build_model
 
     images, labels = synthetic_cifar()
@@ -79,7 +80,7 @@ def baseline(windows: int, batches: int, workers: int) -> dict:
     torch.manual_seed(SEED)
     loader = iter(torch.utils.data.DataLoader(CifarLike(), batch_size=BATCH, shuffle=True, num_workers=workers,
                                               pin_memory=device.type == "cuda", persistent_workers=workers > 0))
-    models = [build_model("resnet32", (3, 32, 32), 10).to(device) for _ in range(2)]
+    models = [build_model("resnet32", DataSpec("images", 10, (3, 32, 32))).to(device) for _ in range(2)]
     optimizers = [torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4) for m in models]
 
     def step():
@@ -99,11 +100,13 @@ def baseline(windows: int, batches: int, workers: int) -> dict:
 def rdml_path(windows: int, batches: int, keys: list[str]) -> dict:
     import torch
 
-    from rdml.augment import augment_batch
     from rdml.config import load_config, resolve
-    from rdml.data import Dataset, epoch_batches
-    from rdml.methods import build_method
-    from rdml.trainer import build_cohort, prepare
+    from rdml.data.augment import augment_batch
+    from rdml.data.base import Dataset, epoch_batches
+    from rdml.data.catalog import DataSpec
+    from rdml.methods import METHODS
+    from rdml.train.cohort import build_cohort
+    from rdml.train.prepare import prepare
 
     images, labels = synthetic_cifar()
     cfg = resolve(load_config(None, ["method=dml", "arch=resnet32", f"batch_size={BATCH}", "lr=0.1", "augment=crop_flip",
@@ -111,10 +114,10 @@ def rdml_path(windows: int, batches: int, keys: list[str]) -> dict:
     execution = prepare(cfg).execution  # this device's choices, and a clear error for what it cannot run
     device = execution.device
     x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
-    data = Dataset("synthetic_cifar", x, torch.from_numpy(labels), x[:0], torch.from_numpy(labels[:0]), 10,
+    data = Dataset("synthetic_cifar", x, torch.from_numpy(labels), x[:0], torch.from_numpy(labels[:0]), DataSpec("images", 10, (3, 32, 32)),
                    torch.tensor((0.4914, 0.4822, 0.4465)), torch.tensor((0.2470, 0.2435, 0.2616))).to(device)
     cohort = build_cohort(cfg, data, execution, steps_per_epoch=N_IMAGES // BATCH)
-    method = build_method(cfg)
+    method = METHODS[cfg.method](cfg)
     draws = torch.Generator().manual_seed(SEED)
     batches_of_epoch = iter(epoch_batches(N_IMAGES, BATCH, seed=SEED, epoch=1))
 
@@ -129,7 +132,7 @@ def rdml_path(windows: int, batches: int, keys: list[str]) -> dict:
 def machine() -> dict:
     import torch
 
-    from rdml.record import cpu_name
+    from rdml.train.record import cpu_name
 
     return {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "device": "cuda" if torch.cuda.is_available() else "cpu",

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from rdml.cli import main
-from rdml.config import FIELDS, load_config, resolve
+from rdml.config import KEYS, load_config, resolve
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_per_method_defaults():
 def test_help_lists_every_key():
     result = subprocess.run([sys.executable, "-m", "rdml.cli", "train", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
-    for name in FIELDS:
+    for name in KEYS:
         assert f"  {name}=" in result.stdout
 
 

@@ -99,7 +99,6 @@ def _method_keys() -> list[Key]:
 
 
 KEYS: dict[str, Key] = {k.name: k for k in (*WHAT, *_method_keys(), *HOW)}
-FIELDS = KEYS  # the name earlier versions exported
 
 # The keys of format rdml.run/1. A key added since counts in a run's identity only when it is set to
 # something other than its default, so adding a key never changes the hash of an existing run.

@@ -10,6 +10,7 @@ import yaml
 from rdml.config import KEYS
 from rdml.data.catalog import DATASETS
 from rdml.keys import ConfigError, one_of
+from rdml.study.layouts import LAYOUTS
 
 __all__ = ["load_params", "with_smoke_studies", "studies_to_build", "study_spec", "metric_of", "summary_field",
            "METRICS", "STUDY_KEYS", "RUN_FIELDS"]
@@ -57,8 +58,6 @@ def studies_to_build(params: dict, requested: list[str] | None = None) -> list[s
 
 def study_spec(params: dict, name: str) -> dict:
     """The study's section of params.yaml, its keys checked (table sections by their layouts)."""
-    from rdml.study.layouts import LAYOUTS
-
     studies = params["studies"]
     if name not in studies:
         raise ConfigError(f"study {name!r} is not in params.yaml; allowed: {', '.join(sorted(studies))}")
