@@ -19,4 +19,4 @@ include: "workflow/rules/tables.smk"
 rule all_tables:
     default_target: True
     input:
-        expand("results/{study}/tables", study=BUILD),
+        [paths.tables_dir(study) for study in BUILD],

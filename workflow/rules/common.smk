@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+from rdml import paths
 from rdml.study.dependencies import DATA_CODE, REPORTING_CODE, TRAINING_CODE, code_sha256
 from rdml.study.params import studies_to_build, with_smoke_studies
 from rdml.study.plan import plan_jobs

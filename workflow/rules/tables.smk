@@ -2,7 +2,7 @@ rule tables:
     input:
         lambda w: [job.file for job in JOBS[w.study].values()],
     output:
-        directory("results/{study}/tables"),
+        directory(paths.tables_dir("{study}")),
     params:
         spec=lambda w: json.dumps(config["studies"][w.study], sort_keys=True),
         code=CODE["reporting"],

@@ -1,6 +1,6 @@
 rule prepare_data:
     output:
-        "results/data/{dataset}.json",
+        paths.data_stamp("{dataset}"),
     params:
         code=CODE["data"],
     shell:
@@ -14,10 +14,10 @@ rule train_job:
     A change of any key its runs train with (or of the training code) reruns exactly this job.
     """
     input:
-        data=lambda w: f"results/data/{planned(w).dataset}.json",
+        data=lambda w: paths.data_stamp(planned(w).dataset),
         teachers=lambda w: sorted({JOB_OF[w.study][teacher.id].file for teacher in planned(w).teachers}),
     output:
-        "results/{study}/jobs/{job}.json",
+        paths.job_file("{study}", "{job}"),
     params:
         spec=lambda w: json.dumps(planned(w).spec(), sort_keys=True),
         gpus=GPUS,
