@@ -16,6 +16,7 @@ Method modules import torch inside the functions that train, never at import tim
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 from rdml.keys import Key
@@ -24,7 +25,7 @@ from rdml.registry import Registry
 __all__ = ["Method", "METHODS", "update_together", "detached"]
 
 
-class Method:
+class Method(ABC):
     name: str = ""
     description: str = ""
     keys: tuple[Key, ...] = ()
@@ -41,11 +42,13 @@ class Method:
         """Refuse (ConfigError) a resolved config this method cannot train, beyond each key's own check."""
 
     @classmethod
+    @abstractmethod
     def label(cls, alpha: float) -> str:
-        raise NotImplementedError
+        """The row name a paper's table gives a run of this method at order α."""
 
+    @abstractmethod
     def train_step(self, x, y, cohort) -> list[dict]:
-        raise NotImplementedError
+        """Update the students on one batch; each student's named loss terms, detached."""
 
     def state_dict(self) -> dict:
         """The method's own state between steps (not the students'), saved in every checkpoint."""
