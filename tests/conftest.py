@@ -10,9 +10,9 @@ REPOSITORY_STATE = ("results", ".snakemake", "data", "dvc.lock")  # what `make r
 
 
 def run(out, *overrides, **kwargs):
-    """Train in this process on the synthetic data; returns the run record."""
-    cfg = load_config(None, ["dataset=synthetic", "epochs=3", f"out={out}", *overrides])
-    return train(cfg, argv=["test"], progress=False, **kwargs)
+    """Train in this process on the synthetic data, 3 epochs unless an override says otherwise."""
+    keys = dict(item.split("=", 1) for item in ["dataset=synthetic", "epochs=3", f"out={out}", *overrides])
+    return train(load_config(None, [f"{k}={v}" for k, v in keys.items()]), argv=["test"], progress=False, **kwargs)
 
 
 @pytest.fixture(scope="session")

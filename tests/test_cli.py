@@ -1,6 +1,7 @@
 """`rdml train`: bad input fails before any work with a message naming the value; the happy path prints."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -8,14 +9,40 @@ import pytest
 
 from rdml.cli import main
 from rdml.config import KEYS, load_config, resolve
+from rdml.train.integrity import seal
+
+
+def teacher_copy(teacher_dir, where, edit_record=None, edit_model=None):
+    """A copy of the teacher run with its record or weights changed behind rdml's back."""
+    shutil.copytree(teacher_dir, where)
+    if edit_record:
+        (where / "record.json").write_text(edit_record((where / "record.json").read_text()))
+    if edit_model:
+        (where / "model.pt").write_bytes(edit_model((where / "model.pt").read_bytes()))
+    return where
+
+
+def diverged(text):
+    record = json.loads(text)
+    record["status"] = "diverged"
+    return json.dumps(seal(record))
+
+
+def flipped(data):
+    data = bytearray(data)
+    data[len(data) // 2] ^= 0xFF
+    return bytes(data)
 
 
 @pytest.fixture
-def corrupt_teacher(tmp_path, teacher_dir):
-    path = tmp_path / "broken.pt"
-    data = bytearray((teacher_dir / "model.pt").read_bytes())
-    path.write_bytes(bytes(data[: len(data) // 2]))
-    return path
+def teachers(tmp_path, teacher_dir):
+    return {
+        "CORRUPT": teacher_copy(teacher_dir, tmp_path / "truncated", edit_model=lambda d: d[: len(d) // 2]),
+        "FLIPPED": teacher_copy(teacher_dir, tmp_path / "flipped", edit_model=flipped),
+        "BADRECORD": teacher_copy(teacher_dir, tmp_path / "badrecord", edit_record=lambda t: t[: len(t) // 2]),
+        "DIVERGED": teacher_copy(teacher_dir, tmp_path / "diverged", edit_record=diverged),
+        "TEACHER": teacher_dir,
+    }
 
 
 BAD = [
@@ -33,7 +60,14 @@ BAD = [
     (["arch=mlp,cnn,mlp", "students=2"], "names 3 architectures for students=2"),
     (["method=kd"], "method kd needs teacher="),
     (["method=kd", "teacher=/nonexistent/run"], "teacher=/nonexistent/run: no teacher checkpoint at /nonexistent/run"),
-    (["method=kd", "teacher=CORRUPT"], "is not a readable checkpoint"),
+    (["method=kd", "teacher=CORRUPT"], "is not the"),
+    (["method=kd", "teacher=FLIPPED"], "is not the"),  # one flipped byte in the teacher's weights
+    (["method=kd", "teacher=BADRECORD"], "is not a readable run record"),
+    (["method=kd", "teacher=DIVERGED"], "its run finished 'diverged', not 'ok'"),
+    (["seed=99999999999999999999999"], "seed=99999999999999999999999 is not allowed; it must be an integer in [0, 4294967295]"),
+    (["split_seed=-1"], "split_seed=-1 is not allowed; it must be an integer in [0, 4294967295]"),
+    (["test_fraction=0.001"], "test_fraction=0.001 leaves no test rows in dataset synthetic"),
+    (["alpha=1.5", "alpha=2"], "alpha is given twice (alpha=1.5, alpha=2); give it once"),
     (["method=kd", "teacher=TEACHER", "teacher_index=1"], "teacher_index=1: "),
     (["method=kd", "teacher=TEACHER", "dataset=digits"], "trained on dataset 'synthetic', but this run uses 'digits'"),
     (["epoch=3"], "unknown key 'epoch'; did you mean epochs"),
@@ -46,11 +80,12 @@ BAD = [
 
 
 @pytest.mark.parametrize("args,message", BAD)
-def test_bad_input_fails_before_work_and_names_the_value(tmp_path, teacher_dir, corrupt_teacher, capsys, args, message):
-    args = [a.replace("TEACHER", str(teacher_dir)).replace("CORRUPT", str(corrupt_teacher)) for a in args]
+def test_bad_input_fails_before_work_and_names_the_value(tmp_path, teachers, capsys, args, message):
+    for name, where in teachers.items():
+        args = [a.replace(f"={name}", f"={where}") for a in args]
     out = tmp_path / "run"
-    code = main(["train", "dataset=synthetic", *args, f"out={out}"] if "dataset=digits" not in args
-                else ["train", *args, f"out={out}"])
+    dataset = [] if any(a.startswith("dataset=") for a in args) else ["dataset=synthetic"]
+    code = main(["train", *dataset, *args, f"out={out}"])
     assert code == 2
     err = capsys.readouterr().err
     assert message in err, err

@@ -5,6 +5,7 @@ results/, .snakemake/ or dvc.lock. The tests that share the `project` directory 
 no-op repro, code edits, change a parameter, push/pull, audit (which corrupts a file last).
 """
 
+import contextlib
 import copy
 import json
 import os
@@ -12,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -168,6 +170,84 @@ def test_changing_one_parameter_reruns_only_the_runs_it_affects(project):
     assert all(after[k]["config"]["temperature"] == 2.0 for k in kd_runs)
     cells = json.loads((project / "results/smoke/tables/kd_table.cells.json").read_text())
     assert cells["cells"]["synthetic: α=2|Average accuracy"]["mean"] == after["synthetic/kd-mlp-from-cnn-a2-s0"]["summary"]["student_0"]["final_acc"]
+
+
+@contextlib.contextmanager
+def params_edited(project: Path, edit):
+    """params.yaml changed by `edit` for the duration; the original comes back afterwards."""
+    path = project / "params.yaml"
+    original = path.read_text()
+    params = yaml.safe_load(original)
+    edit(params["studies"]["smoke"])
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        yield
+    finally:
+        path.write_text(original)
+
+
+def files_of(project: Path) -> dict:
+    return {p: p.read_bytes() for p in (project / "results/smoke").rglob("*") if p.is_file() and p.name != ".rdml.lock"}
+
+
+def test_a_bad_value_in_params_is_refused_at_plan_time_and_destroys_nothing(project):
+    before = files_of(project)
+    with params_edited(project, lambda s: s["train"].update(lr=-0.1)):
+        dry = sh(str(BIN / "snakemake"), "all_tables", "-n", cwd=project, check=False)
+        assert dry.returncode != 0 and "lr=-0.1 is not allowed" in dry.stdout + dry.stderr
+        generate = sh(str(BIN / "rdml"), "pipeline", "dvc-yaml", "--out", "-", cwd=project, check=False)
+        assert generate.returncode == 2 and "lr=-0.1 is not allowed" in generate.stderr
+        assert sh(str(BIN / "dvc"), "repro", cwd=project, check=False).returncode != 0
+    assert files_of(project) == before  # the teacher and every run survived, byte for byte
+
+
+def test_a_name_that_reaches_a_shell_is_validated(project):
+    with params_edited(project, lambda s: s["rdml_table"].update(archs=["x||touch PWNED;#"])):
+        dry = sh(str(BIN / "snakemake"), "all_tables", "-n", "-p", cwd=project, check=False)
+        assert dry.returncode != 0 and "arch='x||touch PWNED;#' is not allowed" in dry.stdout + dry.stderr
+        assert sh(str(BIN / "rdml"), "pipeline", "dvc-yaml", "--out", "-", cwd=project, check=False).returncode == 2
+    assert not (project / "PWNED").exists()
+
+
+def test_a_run_deleted_on_disk_is_rebuilt(project):
+    sh(str(BIN / "snakemake"), "all_tables", "--cores", "2", cwd=project)  # Snakemake catches up with `dvc repro` above
+    before = records(project)
+    shutil.rmtree(project / "results/smoke/runs/synthetic/independent-mlp-s0")
+    sh(str(BIN / "snakemake"), "all_tables", "--cores", "2", cwd=project)
+    after = records(project)
+    assert after["synthetic/independent-mlp-s0"]["epochs"] == before["synthetic/independent-mlp-s0"]["epochs"]
+    assert {k for k in after if after[k]["started_at"] != before[k]["started_at"]} == {"synthetic/independent-mlp-s0"}
+    assert scheduled_jobs(project) == set() and (project / "results/smoke/tables/rdml_table.md").is_file()
+
+
+def test_jobs_die_with_a_killed_snakemake_and_the_rerun_finishes(tmp_path):
+    params = copy.deepcopy(SMOKE)
+    study = params["studies"]["smoke"]
+    study.update(train={"epochs": 400}, rdml_table={"archs": ["cnn"], "alphas": []})
+    for key in ("kd_table", "pair_table", "teacher"):
+        del study[key]
+    (tmp_path / "p").mkdir()
+    project = make_project(tmp_path / "p", params)
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    snakemake = subprocess.Popen([str(BIN / "snakemake"), "all_tables", "--cores", "2"], cwd=project, env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    jobs = lambda: subprocess.run(["pgrep", "-f", f"rdml pipeline run smoke"], capture_output=True, text=True).stdout.split()
+    deadline = time.monotonic() + 60
+    while not jobs() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert jobs(), "no training job started"
+    time.sleep(2)
+    snakemake.kill()
+    snakemake.wait()
+    deadline = time.monotonic() + 20
+    while jobs() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not jobs(), "training jobs outlived Snakemake"
+    params["studies"]["smoke"]["train"]["epochs"] = 1
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(str(BIN / "snakemake"), "--unlock", cwd=project)  # Snakemake's own lock is left by a SIGKILL
+    sh(str(BIN / "snakemake"), "all_tables", "--cores", "2", cwd=project)
+    assert (project / "results/smoke/tables/rdml_table.md").is_file()
 
 
 def test_dvc_push_and_pull_through_a_local_remote(project, tmp_path):

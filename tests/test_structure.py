@@ -194,3 +194,28 @@ def test_a_tampered_legacy_record_fails_the_audit(tmp_path):
     record["config"]["lr"] = 0.5
     path.write_text(json.dumps(record))
     assert any("config does not hash" in p for p in audit_cell(root / "t.cells.json", "DML|x", root, out=lambda _: None))
+
+
+def test_the_audit_catches_forged_numbers_and_damaged_files(tmp_path):
+    root = legacy_project(tmp_path)
+    path = root / "results/legacy/runs/synthetic/dml-mlp+mlp-a1-s0/record.json"
+    sidecar = root / "t.cells.json"
+    audit = lambda **kw: audit_cell(sidecar, "DML|x", root, out=lambda _: None, **kw)
+    assert audit(evaluate=True) == []  # the saved model evaluates to the recorded accuracies
+    record = json.loads(path.read_text())
+    forged = json.loads(json.dumps(record))
+    forged["epochs"][-1]["test"]["student_0"]["acc"] = 0.99  # epoch, summary and sidecar forged alike
+    forged["summary"]["student_0"].update(final_acc=0.99, best_acc=0.99)
+    path.write_text(json.dumps(forged))
+    cells = json.loads(sidecar.read_text())
+    cells["cells"]["DML|x"]["runs"][0]["value"] = 0.99
+    sidecar.write_text(json.dumps(cells))
+    assert audit() == []  # consistent numbers, and a record of rdml.run/1 has no hash of its own …
+    assert any("evaluates to accuracy" in p for p in audit(evaluate=True))  # … but the model does not say 0.99
+    path.write_text(json.dumps({**record, "summary": forged["summary"]}))
+    assert any("summary does not follow from the recorded epochs" in p for p in audit())
+    path.write_text(path.read_text()[:100])
+    assert any("is not a readable run record" in p for p in audit())
+    sidecar.write_text(sidecar.read_text()[:50])
+    with pytest.raises(ConfigError, match="is not a readable table sidecar"):
+        audit()

@@ -1,6 +1,7 @@
 """Tables from fabricated run records: statistics, re-indexing, diverged runs, layouts, sidecars."""
 
 import json
+import re
 import statistics
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import pytest
 
 from rdml.study.plan import plan_study
 from rdml.study.tables import build_tables, write_tables
+from rdml.train.integrity import summarise, write_record
 
 PARAMS = {
     "build": ["t"],
@@ -26,14 +28,13 @@ PARAMS = {
 
 
 def fabricate(root: Path, values: dict[str, list[float]], diverged: set[str] = frozenset()) -> None:
-    """A record per planned run whose students score the given last5 accuracies."""
+    """A sealed record per planned run whose students score the given accuracies in each of 5 epochs."""
     for run in plan_study(PARAMS, "t"):
         accs = values.get(run.id, [0.5] * len(run.archs))
-        summary = {f"student_{k}": {"last5_acc": a, "final_acc": a} for k, a in enumerate(accs)}
-        record = {"status": "diverged" if run.id in diverged else "ok", "summary": summary}
-        path = root / run.directory / "record.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record))
+        epochs = [{"test": {f"student_{k}": {"acc": a, "loss": 1.0} for k, a in enumerate(accs)}} for _ in range(5)]
+        record = {"status": "diverged" if run.id in diverged else "ok", "config": {"summary_last": [5]},
+                  "epochs": epochs, "summary": summarise(epochs, [5])}
+        write_record(root / run.directory / "record.json", record)
 
 
 def test_rdml_table_reindexes_students_ascending_and_excludes_diverged(tmp_path):
@@ -87,3 +88,24 @@ def test_written_files_and_sidecar_name_every_run(tmp_path):
     assert sidecar["metric"] == "last5" and cell["n"] == 3
     assert {r["run"] for r in cell["runs"]} == {f"results/t/runs/synthetic/dml-mlp+mlp-a1-s{s}" for s in range(3)}
     assert "mean test accuracy of the last 5 epochs" in sidecar["caption"]
+
+
+@pytest.mark.parametrize("forge", ["one epoch", "summary and epochs alike", "unfinished"])
+def test_no_table_is_built_from_a_forged_or_unfinished_record(tmp_path, forge):
+    from rdml.keys import ConfigError
+
+    fabricate(tmp_path, {})
+    run = next(r for r in plan_study(PARAMS, "t") if r.method == "dml")
+    path = tmp_path / run.directory / "record.json"
+    record = json.loads(path.read_text())
+    record["epochs"][-1]["test"]["student_0"]["acc"] = 0.99
+    if forge == "summary and epochs alike":  # consistent, but not sealed by rdml
+        record["summary"] = summarise(record["epochs"], [5])
+    if forge == "unfinished":
+        record = {**json.loads(path.read_text()), "status": "running"}
+        write_record(path, record)
+    else:
+        path.write_text(json.dumps(record))
+    message = "has not finished" if forge == "unfinished" else re.escape(f"{path}: the record does not hash")
+    with pytest.raises(ConfigError, match=message):
+        build_tables(PARAMS, "t", tmp_path)

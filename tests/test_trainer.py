@@ -4,6 +4,7 @@ import copy
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -308,3 +309,97 @@ def test_a_method_state_is_checkpointed_and_resumes_bit_identically(tmp_path, mo
         run(tmp_path / "cut", "method=averaged_test", "arch=mlp")
     resumed = run(tmp_path / "cut", "method=averaged_test", "arch=mlp")
     assert len(resumed["resumed_at"]) == 1 and resumed["epochs"] == whole["epochs"]
+
+
+# ---- Nothing lost, nothing forged: faults and tamperings of one run directory ----
+
+def test_a_kill_while_the_final_model_is_written_resumes_to_the_whole_run(tmp_path, monkeypatch):
+    from rdml.train import loop
+
+    whole = run(tmp_path / "whole")
+    monkeypatch.setattr(loop, "save_model", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut")  # every epoch checkpointed, killed before model.pt and the final record
+    (tmp_path / "cut" / ".model.pt.x1.tmp").write_bytes(b"half a model")  # what a kill inside the write leaves
+    monkeypatch.undo()
+    resumed = run(tmp_path / "cut")
+    assert resumed["status"] == "ok" and resumed["summary"] == whole["summary"] and resumed["epochs"] == whole["epochs"]
+    assert not list((tmp_path / "cut").glob("*.tmp")) and not list((tmp_path / "cut").glob(".*.tmp"))
+
+
+def damaged_checkpoint(tmp_path, how):
+    from rdml.train import loop
+
+    calls = []
+    real = loop.save_checkpoint
+
+    def save_then_crash(*args):
+        real(*args)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loop, "save_checkpoint", save_then_crash)
+        with pytest.raises(KeyboardInterrupt):
+            run(tmp_path / "r")
+    path = tmp_path / "r" / "checkpoint.pt"
+    data = path.read_bytes()
+    path.write_bytes({"flipped": lambda d: d[:-2000] + bytes([d[-2000] ^ 1]) + d[-1999:], "truncated": lambda d: d[: len(d) // 3],
+                      "empty": lambda d: b""}[how](data))
+    return tmp_path / "r"
+
+
+@pytest.mark.parametrize("how", ["flipped", "truncated", "empty"])
+def test_a_damaged_checkpoint_is_refused_with_a_hint_and_replaced_on_request(tmp_path, how):
+    run_dir = damaged_checkpoint(tmp_path, how)
+    with pytest.raises(ValueError, match=f"remove {run_dir / 'checkpoint.pt'} to train the run from its first epoch"):
+        run(run_dir)
+    assert run(run_dir, replace=True)["epochs"] == run(tmp_path / "clean")["epochs"]
+
+
+@pytest.mark.parametrize("damage", ["deleted", "flipped"])
+def test_a_finished_run_whose_model_changed_is_reported_not_returned(tmp_path, damage):
+    first = run(tmp_path / "r")
+    model = tmp_path / "r" / "model.pt"
+    if damage == "deleted":
+        model.unlink()
+    else:
+        data = bytearray(model.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        model.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="files no longer match its record"):
+        run(tmp_path / "r")
+    again = run(tmp_path / "r", replace=True)
+    assert again["epochs"] == first["epochs"] and sha256_file(model) == first["final_model"]["sha256"]
+
+
+@pytest.mark.parametrize("setup,message", [
+    (lambda d: d.write_text("not a directory"), "is a file, not a run directory"),
+    (lambda d: (d.mkdir(), (d / "model.pt").write_bytes(b"my own weights")), "holds files rdml did not write (model.pt without a record.json)"),
+    (lambda d: (d.mkdir(), (d / "notes.txt").write_text("mine")), "holds files rdml did not write (notes.txt)"),
+    (lambda d: (d.mkdir(), (d / "checkpoint.pt").write_bytes(b"my own checkpoint")), "is not a readable checkpoint"),
+    (lambda d: (d.mkdir(), (d / "record.json").write_text('{"status": "ok", "con')), "is not a readable run record"),
+])
+def test_an_out_that_is_not_rdml_s_is_refused_and_left_as_it_was(tmp_path, setup, message):
+    out = tmp_path / "r"
+    setup(out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()} if out.is_dir() else out.read_bytes()
+    with pytest.raises(ValueError, match=re.escape(message)):
+        run(out)
+    assert ({p.name: p.read_bytes() for p in out.iterdir() if p.name != ".rdml.lock"} if out.is_dir() else out.read_bytes()) == before
+
+
+def test_an_out_where_nothing_can_be_written_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="out=/proc/rdml-run: cannot write there"):
+        run("/proc/rdml-run")
+
+
+def test_two_commands_into_one_out_take_turns(tmp_path):
+    args = ["dataset=synthetic", "epochs=3", f"out={tmp_path / 'r'}"]
+    procs = [subprocess.Popen([sys.executable, "-m", "rdml.cli", "train", "--progress", "off", *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"}) for _ in range(2)]
+    outputs = [json.loads(p.communicate(timeout=300)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs) and outputs[0] == outputs[1]
+    record = json.loads((tmp_path / "r" / "record.json").read_text())
+    assert record["resumed_at"] == [] and len(record["epochs"]) == 3  # trained once, then returned

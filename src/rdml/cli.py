@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="show and verify the provenance of one table cell")
     audit.add_argument("table", help="a table file or its .cells.json sidecar")
     audit.add_argument("cell", help='"row|column", as listed in the sidecar')
+    audit.add_argument("--evaluate", action="store_true", help="also evaluate each saved model on the test split again")
     return parser
 
 
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from rdml.study.audit import audit_cell
 
-        return 1 if audit_cell(args.table, args.cell) else 0
+        return 1 if audit_cell(args.table, args.cell, evaluate=args.evaluate) else 0
     except ConfigError as exc:
         print(f"rdml: error: {exc}", file=sys.stderr)
         return 2
@@ -117,6 +118,9 @@ def _pipeline(args) -> int:
     from rdml.study.plan import find_job, plan_jobs
 
     if args.step == "run":
+        from rdml.study.slots import die_with_parent
+
+        die_with_parent()  # first, before the seconds of importing torch
         from rdml.study.jobs import run_job
 
         if args.spec:

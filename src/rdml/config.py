@@ -37,6 +37,13 @@ def _finite(name: str, low: float, what: str, **bounds: bool):
     return lambda v: in_range(name, v, low, INF, what, open_high=True, **bounds)
 
 
+MAX_SEED = 2**32 - 1  # torch's generators take seed · 1,000,003 + epoch, which must stay below 2**63
+
+
+def _seed(name: str, value: int) -> None:
+    in_range(name, value, 0, MAX_SEED, f"an integer in [0, {MAX_SEED}]")
+
+
 def _unit(name: str, what: str, **bounds: bool):
     return lambda v: in_range(name, v, 0, 1, what, **bounds)
 
@@ -67,8 +74,8 @@ HOW = (
         check=_unit("pct_start", "a number in (0, 1)", open_low=True, open_high=True)),
     Key("grad_clip", 0.0, "float", "clip each student's gradient norm to this; 0 = off",
         check=_finite("grad_clip", 0, "a finite number >= 0 (0 = off)")),
-    Key("seed", 0, "int", "training seed: initialisation, batch order"),
-    Key("split_seed", 0, "int", "seed of the train/test split and of the labelled subset"),
+    Key("seed", 0, "int", "training seed: initialisation, batch order", check=lambda v: _seed("seed", v)),
+    Key("split_seed", 0, "int", "seed of the train/test split and of the labelled subset", check=lambda v: _seed("split_seed", v)),
     Key("test_fraction", 0.25, "float", "fraction of each class held out for test, in (0, 1) (data sets without an official split)",
         check=_unit("test_fraction", "a number in (0, 1)", open_low=True, open_high=True)),
     Key("augment", "none", "str", "training augmentation of the data set's kind (images: "
@@ -147,11 +154,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping of key: value")
         values.update(loaded)
+    given: dict[str, str] = {}
     for item in overrides:
         name, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"expected key=value, got {item!r}")
-        values[name.strip()] = value
+        name = name.strip()
+        if name in given:
+            raise ConfigError(f"{name} is given twice ({given[name]}, {item}); give it once")
+        given[name] = item
+        values[name] = value
     return config_from_mapping(values)
 
 

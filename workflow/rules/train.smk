@@ -26,4 +26,5 @@ rule train_job:
         gpu=1,
     threads: 1
     shell:
-        "rdml pipeline run {wildcards.study:q} {wildcards.job:q} --gpus {params.gpus:q} --threads {threads} --spec {params.spec:q}"
+        # exec: the job's parent is Snakemake itself, and the job ends when Snakemake dies.
+        "exec rdml pipeline run {wildcards.study:q} {wildcards.job:q} --gpus {params.gpus:q} --threads {threads} --spec {params.spec:q}"

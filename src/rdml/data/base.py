@@ -99,6 +99,9 @@ def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_f
         for cls in np.unique(labels):
             rows = rng.permutation(np.flatnonzero(labels == cls))
             test_mask[rows[: int(round(test_fraction * len(rows)))]] = True
+        if test_mask.all() or not test_mask.any():
+            raise ConfigError(f"test_fraction={test_fraction} leaves {'no training' if test_mask.all() else 'no test'} rows "
+                              f"in dataset {name} ({len(labels)} rows); choose a fraction in (0, 1) that keeps both")
         x, y = raw.x, raw.y
         x_train, y_train, x_test, y_test = x[~test_mask], y[~test_mask], x[test_mask], y[test_mask]
         split = {"split_seed": split_seed, "test_fraction": test_fraction, "train_size": len(y_train),

@@ -1,4 +1,9 @@
-"""`rdml audit TABLE CELL`: the chain behind one number of a table, every hash checked on disk."""
+"""`rdml audit TABLE CELL`: the chain behind one number of a table, every hash checked on disk.
+
+For each run behind the cell: the record's own hash, its summary re-derived from its epochs, its
+config hash, data fingerprint, weights and teacher, and with `evaluate` the saved model evaluated
+again on the test split. A damaged file is a problem reported, never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,12 @@ from rdml.config import KEYS, ConfigError, config_sha256
 from rdml.data.base import load_dataset
 from rdml.io import read_json, sha256_file
 from rdml.study.params import summary_field
+from rdml.train.integrity import read_record, record_problems
 
 __all__ = ["audit_cell"]
 
 
-def audit_cell(table: str | Path, cell: str, root: str | Path = ".", out=print) -> list[str]:
+def audit_cell(table: str | Path, cell: str, root: str | Path = ".", out=print, evaluate: bool = False) -> list[str]:
     """Print the provenance of `cell` ("row|column") of a table sidecar; returns the problems found.
 
     A missing sidecar or an unknown cell is a ConfigError (bad input), not an audit failure.
@@ -22,7 +28,12 @@ def audit_cell(table: str | Path, cell: str, root: str | Path = ".", out=print) 
         sidecar_path = sidecar_path.with_suffix(".cells.json") if sidecar_path.suffix else Path(f"{table}.cells.json")
     if not sidecar_path.is_file():
         raise ConfigError(f"no table sidecar at {sidecar_path}")
-    sidecar = read_json(sidecar_path)
+    try:
+        sidecar = read_json(sidecar_path)
+        sidecar["cells"], sidecar["study"], sidecar["table"], sidecar["metric"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{sidecar_path} is not a readable table sidecar ({type(exc).__name__}: {exc}); "
+                          "rebuild the tables (`rdml tables <study>`)") from None
     if cell not in sidecar["cells"]:
         known = "\n  ".join(sorted(sidecar["cells"]))
         raise ConfigError(f"cell {cell!r} is not in {sidecar_path}; cells are:\n  {known}")
@@ -32,20 +43,30 @@ def audit_cell(table: str | Path, cell: str, root: str | Path = ".", out=print) 
     problems: list[str] = []
     metric = summary_field(sidecar["metric"])
     for item in entry["runs"]:
-        problems += _audit_run(Path(root), item, metric, out)
+        problems += _audit_run(Path(root), item, metric, out, evaluate)
     out("OK: every hash matches the files on disk" if not problems else f"FAILED: {len(problems)} problem(s)")
     for problem in problems:
         out(f"  - {problem}")
     return problems
 
 
-def _audit_run(root: Path, item: dict, metric: str, out) -> list[str]:
+def _audit_run(root: Path, item: dict, metric: str, out, evaluate: bool) -> list[str]:
     run_dir = root / item["run"]
     record_path = run_dir / "record.json"
     if not record_path.is_file():
         return [f"{run_dir}: record.json is missing"]
-    record = read_json(record_path)
-    problems = []
+    try:
+        record = read_record(record_path)
+    except ConfigError as exc:
+        return [str(exc)]
+    try:
+        return _audit_record(root, run_dir, record_path, record, item, metric, out, evaluate)
+    except (KeyError, TypeError, IndexError, ValueError) as exc:
+        return [f"{record_path}: a field the audit needs is missing or malformed ({type(exc).__name__}: {exc})"]
+
+
+def _audit_record(root, run_dir, record_path, record, item, metric, out, evaluate) -> list[str]:
+    problems = record_problems(record, record_path)
     cfg = record["config"]
     out(f"run {item['run']} ({item['student']}, {record['label']}, seed {record['seed']}, status {record['status']})")
     recomputed = config_sha256(cfg)  # the stored mapping, whichever rdml version wrote it
@@ -66,7 +87,10 @@ def _audit_run(root: Path, item: dict, metric: str, out) -> list[str]:
         what, value = metric, record["summary"][item["student"]][metric]
     if value != item["value"]:
         problems.append(f"{record_path}: {item['student']} {what} is {value}, the table used {item['value']}")
-    problems += _check_file(run_dir / record["final_model"]["path"], record["final_model"]["sha256"], "checkpoint", out)
+    model_problems = _check_file(run_dir / record["final_model"]["path"], record["final_model"]["sha256"], "checkpoint", out)
+    problems += model_problems
+    if evaluate and not model_problems:
+        problems += _evaluated(run_dir / record["final_model"]["path"], record, data, out)
     teacher = record.get("teacher")
     if teacher:
         problems += _check_file(Path(teacher["path"]) if Path(teacher["path"]).is_absolute() else root / teacher["path"],
@@ -87,3 +111,29 @@ def _check_file(path: Path, expected: str, what: str, out) -> list[str]:
     actual = sha256_file(path)
     out(f"  {what:17s} {path} sha256 {actual} {'ok' if actual == expected else 'MISMATCH'}")
     return [] if actual == expected else [f"{path}: {what} sha256 is {actual}, recorded {expected}"]
+
+
+def _evaluated(model_file: Path, record: dict, data, out) -> list[str]:
+    """Evaluate the saved students on the test split again (float32 on the CPU) and compare with the
+    record's last epoch; float paths may differ by one test example, no more."""
+    import torch
+
+    from rdml.models import build_model
+    from rdml.train.cohort import Cohort, Student
+    from rdml.train.evaluate import evaluate
+
+    saved = torch.load(model_file, map_location="cpu", weights_only=True)
+    models = []
+    for arch, state in zip(saved["archs"], saved["states"]):
+        model = build_model(arch, data.spec)
+        model.load_state_dict(state)
+        models.append(model)
+    scores = evaluate(Cohort([Student(m, None, None) for m in models]), data)
+    tolerance = 1 / len(data.y_test) + 1e-12
+    problems = []
+    for name, recorded in record["epochs"][-1]["test"].items():
+        if name in scores and abs(scores[name]["acc"] - recorded["acc"]) > tolerance:
+            problems.append(f"{model_file}: {name} evaluates to accuracy {scores[name]['acc']}, its record says {recorded['acc']}")
+    evaluated = ", ".join(f"{name} {score['acc']:.4f}" for name, score in scores.items())
+    out(f"  evaluated         {evaluated}")
+    return problems

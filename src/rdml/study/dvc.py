@@ -3,6 +3,7 @@ same commands Snakemake runs and the code each one depends on (rdml.study.depend
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 import yaml
@@ -25,14 +26,14 @@ def dvc_stages(params: dict, studies: list[str]) -> dict:
         for dataset in sorted({r.dataset for r in runs}):
             downloaded = [paths.data_folder(dataset)] if DATASETS[dataset].downloaded else []  # DVC-tracked data
             stages[f"prepare-{dataset}"] = {
-                "cmd": f"rdml pipeline prepare {dataset}",
+                "cmd": f"rdml pipeline prepare {shlex.quote(dataset)}",
                 "deps": code_paths(DATA_CODE),
                 "outs": [*downloaded, paths.data_stamp(dataset)],
             }
         for job in plan_jobs(params, study):
             stages[job.stage] = _train_stage(job)
         stages[f"tables-{study}"] = {
-            "cmd": f"rdml tables {study}",
+            "cmd": f"rdml tables {shlex.quote(study)}",
             "deps": [*code_paths(REPORTING_CODE), *(r.directory for r in runs)],
             "params": [f"studies.{study}"],
             "outs": [paths.tables_dir(study)],
@@ -43,11 +44,13 @@ def dvc_stages(params: dict, studies: list[str]) -> dict:
 def _train_stage(job: Job) -> dict:
     deps = [*code_paths(TRAINING_CODE), paths.data_stamp(job.dataset)]
     deps += [f"{teacher.directory}/model.pt" for teacher in job.teachers]
-    stage = {"cmd": f"rdml pipeline run {job.study} {job.id}", "deps": deps}
+    stage = {"cmd": f"rdml pipeline run {shlex.quote(job.study)} {shlex.quote(job.id)}", "deps": deps}
     if job.params:
         stage["params"] = job.params
-    stage["outs"] = [*(run.directory for run in job.runs), {job.file: {"cache": False}}]
-    stage["metrics"] = [{run.metrics: {"cache": False}} for run in job.runs]
+    # persist: DVC keeps the outputs while the command runs, which validates the whole job before it
+    # replaces anything, so a bad value in params.yaml cannot destroy trained runs.
+    stage["outs"] = [*({run.directory: {"persist": True}} for run in job.runs), {job.file: {"cache": False, "persist": True}}]
+    stage["metrics"] = [{run.metrics: {"cache": False, "persist": True}} for run in job.runs]
     return stage
 
 

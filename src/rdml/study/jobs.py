@@ -8,12 +8,10 @@ job from params.yaml.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from rdml import paths
-from rdml.config import config_from_mapping
+from rdml.config import config_from_mapping, resolve
 from rdml.data.base import load_dataset
 from rdml.data.catalog import DATASETS
 from rdml.io import atomic_write_json
@@ -30,13 +28,16 @@ def run_job(spec: dict, gpus: int | str = "auto", threads: int | None = None) ->
     interrupted run's checkpoint (same configuration) is resumed.
     """
     study, job_id = spec["study"], spec["job"]
+    configs = {run_id: config_from_mapping(keys) for run_id, keys in spec["runs"].items()}
+    for cfg in configs.values():
+        resolve(cfg)  # every run of the job is valid before any file of any run is touched
     # CUDA reads CUDA_VISIBLE_DEVICES when it first starts, which torch delays until first use.
     slot = acquire_gpu(None if gpus == "auto" else int(gpus))
     try:
         if threads:
             torch.set_num_threads(threads)
         command = ["rdml", "pipeline", "run", study, job_id]
-        records = {run_id: _train_run(study, run_id, keys, command, slot.source) for run_id, keys in spec["runs"].items()}
+        records = {run_id: _train_run(study, run_id, cfg, command, slot.source) for run_id, cfg in configs.items()}
         atomic_write_json(paths.job_file(study, job_id), {
             "study": study,
             "job": job_id,
@@ -48,11 +49,10 @@ def run_job(spec: dict, gpus: int | str = "auto", threads: int | None = None) ->
     return list(records.values())
 
 
-def _train_run(study: str, run_id: str, keys: dict, command: list[str], gpu_slot: str) -> dict:
-    for stale in ("record.json", "model.pt"):
-        (Path(keys["out"]) / stale).unlink(missing_ok=True)
-    record = train(config_from_mapping(keys), argv=command, progress=False, replace=True,
-                   environment_extra={"gpu_slot": gpu_slot})
+def _train_run(study: str, run_id: str, cfg, command: list[str], gpu_slot: str) -> dict:
+    """The job runs because something it depends on changed: train anew, unless an interrupted run of
+    the same configuration can resume; replace what is stale or damaged only once all is validated."""
+    record = train(cfg, argv=command, progress=False, replace=True, retrain=True, environment_extra={"gpu_slot": gpu_slot})
     atomic_write_json(paths.metrics_file(study, run_id), metrics_of(record))
     return record
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import yaml
@@ -61,6 +62,8 @@ def study_spec(params: dict, name: str) -> dict:
     studies = params["studies"]
     if name not in studies:
         raise ConfigError(f"study {name!r} is not in params.yaml; allowed: {', '.join(sorted(studies))}")
+    if not re.fullmatch(r"[A-Za-z0-9_]+", name):  # it names folders and reaches shell commands
+        raise ConfigError(f"study name {name!r} is not allowed; use letters, digits and _ only")
     study = studies[name]
     allowed = STUDY_KEYS | set(LAYOUTS)
     unknown = set(study) - allowed

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rdml.config import config_from_mapping, resolve
 from rdml.keys import ConfigError
 from rdml.study.layouts import LAYOUTS, TableSpec
 from rdml.study.params import study_spec
@@ -77,6 +78,11 @@ def plan_study(params: dict, name: str) -> list[Run]:
     for table in plan_tables(params, name):
         for entry in table.entries:
             add(entry.run)
+    for run in runs.values():  # every run's config resolves at plan time, before any job starts
+        try:
+            resolve(config_from_mapping(run.train_keys()))
+        except ConfigError as exc:
+            raise ConfigError(f"studies.{name}: run {run.id}: {exc}") from None
     teachers = {r.teacher.id for r in runs.values() if r.teacher}
     return sorted(runs.values(), key=lambda r: (r.id not in teachers, r.id))
 

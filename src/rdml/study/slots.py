@@ -9,15 +9,18 @@ CUDA_VISIBLE_DEVICES is already set) the job keeps what it was given; with no GP
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import os
+import signal
+import sys
 import shutil
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Slot", "acquire_gpu", "count_gpus", "DEFAULT_LOCK_DIR"]
+__all__ = ["Slot", "acquire_gpu", "count_gpus", "die_with_parent", "DEFAULT_LOCK_DIR"]
 
 DEFAULT_LOCK_DIR = Path(os.environ.get("RDML_LOCK_DIR", "/tmp/rdml-gpu-locks"))
 
@@ -34,6 +37,20 @@ class Slot:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+
+def die_with_parent() -> None:
+    """Linux: end this job when the process that started it (Snakemake, which execs the job) dies, even
+    by SIGKILL, instead of training on as an orphan; if it already died while this one started, end now."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def count_gpus() -> int:

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rdml import paths
-from rdml.io import atomic_write_bytes, atomic_write_json, read_json
+from rdml.io import atomic_write_bytes, atomic_write_json
+from rdml.keys import ConfigError
 from rdml.study.layouts import Entry
 from rdml.study.params import load_params, metric_of, summary_field
 from rdml.study.plan import plan_tables
 from rdml.study.runs import Run
+from rdml.train.integrity import read_record, record_problems
 
 __all__ = ["Cell", "Table", "build_tables", "write_tables"]
 
@@ -132,8 +134,18 @@ def build_tables(params: dict, study: str, root: str | Path = ".") -> list[Table
     records: dict[str, dict] = {}
 
     def record_of(run: Run) -> dict:
+        """The run's record, refused when it is damaged, edited outside rdml or not finished."""
         if run.id not in records:
-            records[run.id] = read_json(Path(root) / run.directory / "record.json")
+            path = Path(root) / run.directory / "record.json"
+            if not path.is_file():
+                raise ConfigError(f"{path} is missing: run {run.id} of study {study} has no record (rerun the pipeline)")
+            record = read_record(path)
+            problems = record_problems(record, path)
+            if record["status"] not in ("ok", "diverged"):
+                problems.append(f"{path}: the run has not finished (status {record['status']!r})")
+            if problems:
+                raise ConfigError("no table is written from a record that does not hold: " + "; ".join(problems))
+            records[run.id] = record
         return records[run.id]
 
     def value(entry: Entry, record: dict, student: str) -> float:

@@ -1,24 +1,29 @@
 """The files a run leaves: `checkpoint.pt` (resume state: students, optimisers, schedules, the
 method's own state, RNG, metrics so far) and `model.pt` (final weights of every student, what a KD
-teacher is read from). Both are written atomically."""
+teacher is read from). Both are written atomically; the checkpoint carries the sha256 of its own
+content, so a damaged one is refused instead of resuming to other numbers, and a teacher is accepted
+only when its weights are the ones its finished `ok` record names."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import io
+
 import torch
 from torch import nn
 
 from rdml.data.base import Dataset
-from rdml.io import atomic_torch_save, read_json, sha256_file, utc_now
+from rdml.io import atomic_torch_save, sha256_bytes, sha256_file, utc_now
 from rdml.keys import ConfigError
 from rdml.models import ARCHITECTURES, build_model
+from rdml.train.integrity import read_record, record_problems
 
-__all__ = ["MODEL_FORMAT", "CHECKPOINT_FORMAT", "RESUMED_KEYS", "save_model", "save_checkpoint", "restore_checkpoint",
-           "load_teacher"]
+__all__ = ["MODEL_FORMAT", "CHECKPOINT_FORMAT", "RESUMED_KEYS", "save_model", "save_checkpoint", "read_checkpoint",
+           "restore_checkpoint", "load_teacher"]
 
 MODEL_FORMAT = "rdml.models/1"
-CHECKPOINT_FORMAT = "rdml.checkpoint/1"
+CHECKPOINT_FORMAT = "rdml.checkpoint/2"  # /1 had no digest of its content
 RESUMED_KEYS = ("started_at", "resumed_at", "epochs", "epoch_seconds", "diverged")
 
 
@@ -35,9 +40,8 @@ def save_model(path: Path, data: Dataset, archs: list[str], cohort) -> str:
 
 
 def save_checkpoint(path: Path, config_sha256: str, device: torch.device, cohort, method, record: dict) -> None:
-    atomic_torch_save(path, {
-        "format": CHECKPOINT_FORMAT,
-        "config_sha256": config_sha256,
+    payload = io.BytesIO()
+    torch.save({
         "students": [
             {"model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(), "scheduler": s.scheduler.state_dict()}
             for s in cohort
@@ -46,7 +50,26 @@ def save_checkpoint(path: Path, config_sha256: str, device: torch.device, cohort
         "rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         "record": {k: record[k] for k in RESUMED_KEYS},
-    })
+    }, payload)
+    data = payload.getvalue()
+    atomic_torch_save(path, {"format": CHECKPOINT_FORMAT, "config_sha256": config_sha256, "sha256": sha256_bytes(data),
+                             "payload": data})
+
+
+def read_checkpoint(path: Path) -> dict:
+    """The resume state saved in `path` with its config hash, or a ConfigError that names the file,
+    what is wrong and what to do (a damaged checkpoint must not resume to other numbers)."""
+    hint = f"remove {path} to train the run from its first epoch"
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)  # the RNG state must stay on the CPU
+    except Exception as exc:  # torch raises many kinds for a damaged file
+        raise ConfigError(f"{path} is not a readable checkpoint ({type(exc).__name__}); {hint}") from None
+    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(f"{path} is not an rdml checkpoint of format {CHECKPOINT_FORMAT}; {hint}")
+    if sha256_bytes(saved["payload"]) != saved["sha256"]:
+        raise ConfigError(f"{path} is damaged (its content does not hash to its recorded sha256); {hint}")
+    state = torch.load(io.BytesIO(saved["payload"]), map_location="cpu", weights_only=True)
+    return {**state, "config_sha256": saved["config_sha256"]}
 
 
 def restore_checkpoint(state: dict, device: torch.device, cohort, method, record: dict) -> None:
@@ -70,6 +93,21 @@ def load_teacher(path: str, index: int, data: Dataset, device: torch.device) -> 
         file = file / "model.pt"
     if not file.is_file():
         raise ConfigError(f"teacher={path}: no teacher checkpoint at {file}")
+    run_record = file.parent / "record.json"
+    if not run_record.is_file():
+        raise ConfigError(f"teacher={path}: no run record beside {file}; a teacher must be an rdml run (its record names its weights)")
+    try:
+        record = read_record(run_record)
+    except ConfigError as exc:
+        raise ConfigError(f"teacher={path}: {exc}") from None
+    if record["status"] != "ok":
+        raise ConfigError(f"teacher={path}: its run finished {record['status']!r}, not 'ok'; only a finished, healthy run teaches")
+    problems = record_problems(record, run_record)
+    sha = sha256_file(file)
+    if (record.get("final_model") or {}).get("sha256") != sha:
+        problems.append(f"{file}: sha256 {sha} is not the {(record.get('final_model') or {}).get('sha256')} its record names")
+    if problems:
+        raise ConfigError(f"teacher={path}: " + "; ".join(problems))
     try:
         saved = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a damaged file
@@ -93,13 +131,12 @@ def load_teacher(path: str, index: int, data: Dataset, device: torch.device) -> 
         model.load_state_dict(saved["states"][index])
     except RuntimeError as exc:
         raise ConfigError(f"teacher={path}: weights do not fit {archs[index]} ({exc})") from None
-    run_record = file.parent / "record.json"
     info = {
         "path": str(file),
-        "sha256": sha256_file(file),
+        "sha256": sha,
         "index": index,
         "arch": archs[index],
         "dataset": saved.get("dataset"),
-        "run_config_sha256": read_json(run_record).get("config_sha256") if run_record.is_file() else None,
+        "run_config_sha256": record.get("config_sha256"),
     }
     return model.to(device).eval(), info

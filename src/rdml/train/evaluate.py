@@ -9,7 +9,7 @@ import torch
 
 from rdml.data.base import Dataset
 
-__all__ = ["evaluate", "summarise", "find_divergence"]
+__all__ = ["evaluate", "find_divergence"]
 
 
 @torch.no_grad()
@@ -45,19 +45,6 @@ def _scores(log_probs: torch.Tensor, labels: torch.Tensor) -> dict:
         "acc": (log_probs.argmax(-1) == labels).sum().item() / len(labels),
         "entropy": -(log_probs.exp() * log_probs).sum(-1).mean().item(),
     }
-
-
-def summarise(epochs: list[dict], windows: list[int]) -> dict:
-    """Final, best and mean-of-last-k test accuracy per student and for the ensemble."""
-    summary = {}
-    for name in epochs[-1]["test"]:
-        accs = [e["test"][name]["acc"] for e in epochs]
-        best = max(range(len(accs)), key=accs.__getitem__)
-        entry = {"final_acc": accs[-1], "final_loss": epochs[-1]["test"][name]["loss"], "best_acc": accs[best], "best_epoch": best + 1}
-        for k in windows:
-            entry[f"last{k}_acc"] = sum(accs[-k:]) / k if len(accs) >= k else None
-        summary[name] = entry
-    return summary
 
 
 def find_divergence(epochs: list[dict], chance: float, margin: float) -> dict | None:

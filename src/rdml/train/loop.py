@@ -8,6 +8,7 @@ Run directory:
 
 from __future__ import annotations
 
+import fcntl
 import sys
 import time
 from functools import partial
@@ -19,44 +20,87 @@ from tqdm.auto import tqdm
 from rdml.config import ConfigError, TrainConfig, config_values
 from rdml.data.augment import augment_batch
 from rdml.data.base import Dataset, batch_starts, epoch_batches
-from rdml.io import atomic_write_json, read_json, utc_now
+from rdml.io import sha256_file, utc_now
 from rdml.methods import METHODS
-from rdml.train.checkpoint import restore_checkpoint, save_checkpoint, save_model
+from rdml.train.checkpoint import read_checkpoint, restore_checkpoint, save_checkpoint, save_model
 from rdml.train.cohort import Cohort, build_cohort
-from rdml.train.evaluate import evaluate, find_divergence, summarise
+from rdml.train.evaluate import evaluate, find_divergence
+from rdml.train.integrity import FINISHED, read_record, record_problems, summarise, write_record
 from rdml.train.prepare import Prepared, prepare
 from rdml.train.record import code_provenance, environment
 
 __all__ = ["train", "RECORD_FORMAT"]
 
 RECORD_FORMAT = "rdml.run/1"
-FINISHED = ("ok", "diverged")
+RUN_FILES = ("record.json", "checkpoint.pt", "model.pt")
+LOCK = ".rdml.lock"
 
 
 def train(cfg: TrainConfig, argv: list[str] | None = None, *, progress: bool | None = None, replace: bool = False,
-          environment_extra: dict | None = None) -> dict:
+          retrain: bool = False, environment_extra: dict | None = None) -> dict:
     """Run (or resume, or return the finished record of) the configured training; returns the record.
 
-    A run directory holding another configuration is refused, or with `replace` emptied of it first.
+    Everything is validated before the run directory is touched. The directory is rdml's: one holding
+    files rdml did not write is refused, and one command at a time works in it (a lock the kernel
+    drops when its holder dies). A finished run is returned only if its files still match its record.
+    `replace`: a run of another configuration, or damaged files, are replaced instead of refused.
+    `retrain`: a finished run is trained again (the pipeline reruns a job because something changed).
     """
     prep = prepare(cfg)
-    cfg, data = prep.cfg, prep.data
+    cfg = prep.cfg
     run_dir = Path(cfg.out)
-    record_path, checkpoint_path = run_dir / "record.json", run_dir / "checkpoint.pt"
-    existing = read_json(record_path) if record_path.is_file() else None
-    # On the CPU: the RNG state must stay a CPU tensor; load_state_dict moves the rest where it belongs.
-    saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True) if checkpoint_path.is_file() else None
+    check_run_directory(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(run_dir / LOCK, "a")
+    except OSError as exc:
+        raise ConfigError(f"out={run_dir}: cannot write there ({exc.strerror})") from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent commands into one out= take turns
+        for stale in run_dir.glob(".*.tmp"):  # left by a kill inside an atomic write
+            stale.unlink(missing_ok=True)
+        return _train_locked(prep, run_dir, argv, progress, replace, retrain, environment_extra)
+
+
+def check_run_directory(run_dir: Path) -> None:
+    """Refuse an out= that is a file, or a directory holding anything rdml did not write."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"out={run_dir} is a file, not a run directory")
+    if not run_dir.is_dir():
+        return
+    foreign = sorted(p.name for p in run_dir.iterdir() if p.name not in (*RUN_FILES, LOCK) and not p.name.endswith(".tmp"))
+    if foreign or ((run_dir / "model.pt").exists() and not (run_dir / "record.json").exists()):
+        what = ", ".join(foreign) or "model.pt without a record.json"
+        raise ConfigError(f"out={run_dir} holds files rdml did not write ({what}); choose another out= or empty it")
+
+
+def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, retrain: bool, environment_extra) -> dict:
+    cfg, data = prep.cfg, prep.data
+    record_path, checkpoint_path, model_path = (run_dir / name for name in RUN_FILES)
+    try:
+        existing = read_record(record_path) if record_path.is_file() else None
+        saved = read_checkpoint(checkpoint_path) if checkpoint_path.is_file() else None
+    except ConfigError:
+        if not replace:
+            raise
+        existing = saved = None
     if any(found is not None and found.get("config_sha256") != prep.config_sha256 for found in (existing, saved)):
         if not replace:
             raise ConfigError(
                 f"out={run_dir} holds a run of a different configuration; choose another out= or remove that directory"
             )
-        for stale in (record_path, checkpoint_path, run_dir / "model.pt"):
-            stale.unlink(missing_ok=True)
         existing = saved = None
     if existing is not None and existing.get("status") in FINISHED:
-        return existing
-    run_dir.mkdir(parents=True, exist_ok=True)
+        problems = finished_run_problems(run_dir, existing)
+        if not problems and not retrain:
+            return existing
+        if problems and not replace:
+            raise ConfigError(f"out={run_dir} holds a finished run whose files no longer match its record: "
+                              + "; ".join(problems) + "; remove the directory to train the run again")
+        existing = saved = None
+    if existing is None and saved is None:
+        for stale in (record_path, checkpoint_path, model_path):
+            stale.unlink(missing_ok=True)
 
     steps_per_epoch = len(batch_starts(len(data.y_train), cfg.batch_size))
     cohort = build_cohort(cfg, data, prep.execution, steps_per_epoch)
@@ -66,6 +110,8 @@ def train(cfg: TrainConfig, argv: list[str] | None = None, *, progress: bool | N
     record["environment"].update(environment_extra or {})
     if saved is not None:
         restore_checkpoint(saved, prep.device, cohort, method, record)
+        if record["epochs"]:  # killed after an epoch's checkpoint, perhaps before its record
+            record["summary"] = summarise(record["epochs"], cfg.summary_last)
 
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=cfg.epochs, initial=len(record["epochs"]), desc=record["label"], unit="epoch", disable=not show)
@@ -79,17 +125,28 @@ def train(cfg: TrainConfig, argv: list[str] | None = None, *, progress: bool | N
         record["diverged"] = record["diverged"] or find_divergence(record["epochs"], data.chance_accuracy, cfg.crash_margin)
         record["summary"] = summarise(record["epochs"], cfg.summary_last)
         save_checkpoint(checkpoint_path, prep.config_sha256, prep.device, cohort, method, record)
-        atomic_write_json(record_path, record)
+        write_record(record_path, record)
         bar.update(1)
         (bar.write if show else partial(print, file=sys.stderr))(_epoch_line(entry, cfg.epochs))
     bar.close()
 
-    record["final_model"] = {"path": "model.pt", "sha256": save_model(run_dir / "model.pt", data, cfg.arch, cohort)}
+    record["final_model"] = {"path": "model.pt", "sha256": save_model(model_path, data, cfg.arch, cohort)}
     record["status"] = "diverged" if record["diverged"] else "ok"
     record["ended_at"] = utc_now()
-    atomic_write_json(record_path, record)
+    write_record(record_path, record)
     checkpoint_path.unlink(missing_ok=True)
     return record
+
+
+def finished_run_problems(run_dir: Path, record: dict) -> list[str]:
+    """What no longer matches in a finished run directory: the record itself, or its model file."""
+    problems = record_problems(record, run_dir / "record.json")
+    model = run_dir / ((record.get("final_model") or {}).get("path") or "model.pt")
+    if not model.is_file():
+        problems.append(f"{model} is missing")
+    elif sha256_file(model) != (record.get("final_model") or {}).get("sha256"):
+        problems.append(f"{model} does not hash to the sha256 its record names")
+    return problems
 
 
 def train_epoch(method, cohort: Cohort, data: Dataset, cfg: TrainConfig, epoch: int, show: bool) -> dict:

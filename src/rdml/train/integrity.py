@@ -1,0 +1,82 @@
+"""A run record's integrity: its own hash, and a summary that must follow from its epochs. Torch-free,
+so that tables and the audit check records without importing torch.
+
+`record_sha256` is the sha256 of the record's canonical JSON without that field. It catches an edit
+made without rdml (a forged or damaged number); it is not a signature, so the audit can also re-derive
+the summary from the epochs and re-evaluate the saved model (`rdml audit --evaluate`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+from rdml.io import atomic_write_json
+from rdml.keys import ConfigError
+
+__all__ = ["summarise", "seal", "write_record", "read_record", "record_problems"]
+
+FINISHED = ("ok", "diverged")
+
+
+def summarise(epochs: list[dict], windows: list[int]) -> dict:
+    """Final, best and mean-of-last-k test accuracy per model (students, ensemble, extra models)."""
+    summary = {}
+    for name in epochs[-1]["test"]:
+        accs = [e["test"][name]["acc"] for e in epochs]
+        best = max(range(len(accs)), key=accs.__getitem__)
+        entry = {"final_acc": accs[-1], "final_loss": epochs[-1]["test"][name]["loss"], "best_acc": accs[best], "best_epoch": best + 1}
+        for k in windows:
+            entry[f"last{k}_acc"] = sum(accs[-k:]) / k if len(accs) >= k else None
+        summary[name] = entry
+    return summary
+
+
+def _digest(record: dict) -> str:
+    body = {k: v for k, v in record.items() if k != "record_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def seal(record: dict) -> dict:
+    record["record_sha256"] = _digest(record)
+    return record
+
+
+def write_record(path: str | Path, record: dict) -> None:
+    atomic_write_json(path, seal(record))
+
+
+def read_record(path: str | Path) -> dict:
+    """A record.json, or a ConfigError naming the file when it is not a readable record."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path} is not a readable run record ({type(exc).__name__}: {exc}); "
+                          "remove it (or its run directory) to train that run again") from None
+    if not isinstance(record, dict) or "config" not in record or "status" not in record:
+        raise ConfigError(f"{path} is not an rdml run record")
+    return record
+
+
+def record_problems(record: dict, path: str | Path) -> list[str]:
+    """What does not hold in a record: its own hash (records of rdml.run/1 before hashing have none),
+    a finished run's summary against its epochs."""
+    problems = []
+    if "record_sha256" in record and record["record_sha256"] != _digest(record):
+        problems.append(f"{path}: the record does not hash to its record_sha256 (edited outside rdml?)")
+    if record.get("status") in FINISHED:
+        epochs = record.get("epochs") or []
+        windows = record.get("config", {}).get("summary_last", [5, 10])
+        if not epochs or record.get("summary") is None or not _same(summarise(epochs, windows), record["summary"]):
+            problems.append(f"{path}: the summary does not follow from the recorded epochs")
+    return problems
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    return a == b
