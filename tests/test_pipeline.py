@@ -201,6 +201,13 @@ def test_a_bad_value_in_params_is_refused_at_plan_time_and_destroys_nothing(proj
     assert files_of(project) == before  # the teacher and every run survived, byte for byte
 
 
+def test_a_misspelt_study_key_is_refused_at_plan_time():
+    params = copy.deepcopy(SMOKE)
+    params["studies"]["smoke"]["rdml_tabel"] = params["studies"]["smoke"].pop("rdml_table")
+    with pytest.raises(ConfigError, match="studies.smoke: unknown key.s. rdml_tabel; allowed: "):
+        plan_study(params, "smoke")
+
+
 def test_a_name_that_reaches_a_shell_is_validated(project):
     with params_edited(project, lambda s: s["rdml_table"].update(archs=["x||touch PWNED;#"])):
         dry = sh(str(BIN / "snakemake"), "all_tables", "-n", "-p", cwd=project, check=False)

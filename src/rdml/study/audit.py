@@ -98,9 +98,16 @@ def _audit_record(root, run_dir, record_path, record, item, metric, out, evaluat
         teacher_record = (root / teacher["path"]).parent / "record.json"
         out(f"  teacher run       {teacher_record.parent} (config {teacher['run_config_sha256']})")
         if not teacher_record.is_file():
-            problems.append(f"{teacher_record}: the teacher's run record is missing")
-        elif read_json(teacher_record)["config_sha256"] != teacher["run_config_sha256"]:
+            return problems + [f"{teacher_record}: the teacher's run record is missing"]
+        try:
+            own = read_record(teacher_record)
+        except ConfigError as exc:
+            return problems + [str(exc)]
+        problems += record_problems(own, teacher_record)
+        if own["config_sha256"] != teacher["run_config_sha256"]:
             problems.append(f"{teacher_record}: the teacher run there is not the one that taught this run")
+        if (own.get("final_model") or {}).get("sha256") != teacher["sha256"]:
+            problems.append(f"{teacher_record}: the teacher's own record names other weights than the ones that taught this run")
     return problems
 
 
