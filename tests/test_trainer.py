@@ -287,26 +287,32 @@ class AveragedStudent:
         return Averaged
 
 
+def killed_after_checkpoint(epoch: int, train) -> None:
+    """Call `train()`, killed right after the given epoch's checkpoint (KeyboardInterrupt stands in)."""
+    from rdml.train import loop
+
+    real, saved = loop.save_checkpoint, []
+
+    def save_then_die(*args):
+        real(*args)
+        saved.append(epoch)
+        if len(saved) == epoch:
+            raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loop, "save_checkpoint", save_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            train()
+
+
 def test_a_method_state_is_checkpointed_and_resumes_bit_identically(tmp_path, monkeypatch):
     from rdml.methods import METHODS
-    from rdml.train import loop
 
     monkeypatch.setitem(METHODS._items, "averaged_test", AveragedStudent.make())
     whole = run(tmp_path / "whole", "method=averaged_test", "arch=mlp")
     assert "average" in whole["epochs"][-1]["test"] and whole["epochs"][0]["test"]["average"] != whole["epochs"][0]["test"]["student_0"]
 
-    saves = []
-    real_save = loop.save_checkpoint
-
-    def save_then_crash(*args):
-        real_save(*args)
-        saves.append(1)
-        if len(saves) == 1:
-            raise KeyboardInterrupt  # killed right after the first epoch's checkpoint
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        run(tmp_path / "cut", "method=averaged_test", "arch=mlp")
+    killed_after_checkpoint(1, lambda: run(tmp_path / "cut", "method=averaged_test", "arch=mlp"))
     resumed = run(tmp_path / "cut", "method=averaged_test", "arch=mlp")
     assert len(resumed["resumed_at"]) == 1 and resumed["epochs"] == whole["epochs"]
 
@@ -328,21 +334,7 @@ def test_a_kill_while_the_final_model_is_written_resumes_to_the_whole_run(tmp_pa
 
 
 def damaged_checkpoint(tmp_path, how):
-    from rdml.train import loop
-
-    calls = []
-    real = loop.save_checkpoint
-
-    def save_then_crash(*args):
-        real(*args)
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(loop, "save_checkpoint", save_then_crash)
-        with pytest.raises(KeyboardInterrupt):
-            run(tmp_path / "r")
+    killed_after_checkpoint(2, lambda: run(tmp_path / "r"))
     path = tmp_path / "r" / "checkpoint.pt"
     data = path.read_bytes()
     path.write_bytes({"flipped": lambda d: d[:-2000] + bytes([d[-2000] ^ 1]) + d[-1999:], "truncated": lambda d: d[: len(d) // 3],
