@@ -208,6 +208,24 @@ def test_a_misspelt_study_key_is_refused_at_plan_time():
         plan_study(params, "smoke")
 
 
+@pytest.mark.parametrize("edit,message", [
+    (lambda s: s["kd_table"].update(temprature=1.0), "studies.smoke.kd_table: unknown key(s) temprature; allowed: student"),
+    (lambda s: s["teacher"].update(seeed=5), "studies.smoke.teacher: unknown key(s) seeed; allowed: arch, seed, train"),
+    (lambda s: s.update(metric="last5"), "metric=last5 needs summary_last to hold 5 and epochs >= 5"),
+])
+def test_a_study_that_cannot_give_its_tables_is_refused_at_plan_time(edit, message):
+    params = copy.deepcopy(SMOKE)
+    edit(params["studies"]["smoke"])
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        plan_study(params, "smoke")
+
+
+def test_a_bad_gpus_value_is_refused(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**SMOKE, "gpus": "two"}))
+    with pytest.raises(ConfigError, match="gpus='two' is not allowed; allowed: auto or an integer >= 0"):
+        load_params(tmp_path / "params.yaml")
+
+
 def test_a_name_that_reaches_a_shell_is_validated(project):
     with params_edited(project, lambda s: s["rdml_table"].update(archs=["x||touch PWNED;#"])):
         dry = sh(str(BIN / "snakemake"), "all_tables", "-n", "-p", cwd=project, check=False)

@@ -24,7 +24,7 @@ PACKAGE = Path(rdml.__file__).parent
 REPO = Path(__file__).resolve().parents[1]
 # Bottom to top. A module may import its own layer (within its own package) and any layer below.
 LAYERS = [
-    {"rdml", "rdml.keys", "rdml.registry", "rdml.io", "rdml.paths"},
+    {"rdml", "rdml.keys", "rdml.registry", "rdml.io", "rdml.paths", "rdml.code"},
     {"rdml.core", "rdml.divergences", "rdml.losses"},
     {"rdml.data"},
     {"rdml.models"},
@@ -98,7 +98,7 @@ PROBE = "import sys; {code}; print(sorted(m for m in sys.modules if m == 'torch'
 
 
 @pytest.mark.parametrize("code", [
-    "import rdml.study.plan, rdml.study.dvc, rdml.study.dependencies, rdml.config",
+    "import rdml.study.plan, rdml.study.dvc, rdml.code, rdml.config",
     "from rdml.cli import main\ntry: main(['--help'])\nexcept SystemExit: pass",
     "from rdml.cli import main\ntry: main(['train', '--help'])\nexcept SystemExit: pass",
 ])
@@ -184,6 +184,14 @@ def test_a_record_of_the_earlier_layout_still_audits(tmp_path):
 
 def test_a_record_with_a_key_this_version_does_not_know_audits(tmp_path):
     root = legacy_project(tmp_path, {"future_key": 3})
+    assert audit_cell(root / "t.cells.json", "DML|x", root, out=lambda _: None) == []
+
+
+def test_an_epoch_cell_of_a_run_that_stopped_earlier_audits(tmp_path):
+    root = legacy_project(tmp_path)
+    cells = json.loads((root / "t.cells.json").read_text())
+    cells["cells"]["DML|x"]["runs"][0].update(epoch=25, value=float("nan"))  # the table's NaN: never reached
+    (root / "t.cells.json").write_text(json.dumps(cells))
     assert audit_cell(root / "t.cells.json", "DML|x", root, out=lambda _: None) == []
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from rdml.config import config_from_mapping, config_sha256, resolve
 from rdml.study.plan import plan_study
 from rdml.study.tables import build_tables, write_tables
 from rdml.train.integrity import summarise, write_record
@@ -32,8 +33,9 @@ def fabricate(root: Path, values: dict[str, list[float]], diverged: set[str] = f
     for run in plan_study(PARAMS, "t"):
         accs = values.get(run.id, [0.5] * len(run.archs))
         epochs = [{"test": {f"student_{k}": {"acc": a, "loss": 1.0} for k, a in enumerate(accs)}} for _ in range(5)]
-        record = {"status": "diverged" if run.id in diverged else "ok", "config": {"summary_last": [5]},
-                  "epochs": epochs, "summary": summarise(epochs, [5])}
+        record = {"format": "rdml.run/2", "status": "diverged" if run.id in diverged else "ok",
+                  "config_sha256": config_sha256(resolve(config_from_mapping(run.train_keys()))),
+                  "config": {"summary_last": [5]}, "epochs": epochs, "summary": summarise(epochs, [5])}
         write_record(root / run.directory / "record.json", record)
 
 
@@ -90,7 +92,7 @@ def test_written_files_and_sidecar_name_every_run(tmp_path):
     assert "mean test accuracy of the last 5 epochs" in sidecar["caption"]
 
 
-@pytest.mark.parametrize("forge", ["one epoch", "summary and epochs alike", "unfinished"])
+@pytest.mark.parametrize("forge", ["one epoch", "summary and epochs alike", "unfinished", "seal removed", "other keys"])
 def test_no_table_is_built_from_a_forged_or_unfinished_record(tmp_path, forge):
     from rdml.keys import ConfigError
 
@@ -101,11 +103,30 @@ def test_no_table_is_built_from_a_forged_or_unfinished_record(tmp_path, forge):
     record["epochs"][-1]["test"]["student_0"]["acc"] = 0.99
     if forge == "summary and epochs alike":  # consistent, but not sealed by rdml
         record["summary"] = summarise(record["epochs"], [5])
+    original = json.loads(path.read_text())
     if forge == "unfinished":
-        record = {**json.loads(path.read_text()), "status": "running"}
-        write_record(path, record)
+        write_record(path, {**original, "status": "running"})
+    elif forge == "seal removed":  # passed off as a record of the format before seals
+        record["summary"] = summarise(record["epochs"], [5])
+        path.write_text(json.dumps({k: v for k, v in {**record, "format": "rdml.run/1"}.items() if k != "record_sha256"}))
+    elif forge == "other keys":  # a genuine record, but of a run trained before the study's keys changed
+        write_record(path, {**original, "config_sha256": "0" * 64})
     else:
         path.write_text(json.dumps(record))
-    message = "has not finished" if forge == "unfinished" else re.escape(f"{path}: the record does not hash")
+    message = {"unfinished": "has not finished", "seal removed": "an unsealed record of rdml.run/1",
+               "other keys": "trained with other keys than the study now plans"}.get(forge, re.escape(f"{path}: the record does not hash"))
     with pytest.raises(ConfigError, match=message):
         build_tables(PARAMS, "t", tmp_path)
+
+
+def test_a_run_that_diverged_before_the_metric_window_is_counted_not_a_crash(tmp_path):
+    fabricate(tmp_path, {})
+    run = next(r for r in plan_study(PARAMS, "t") if r.method == "dml" and r.alpha == 2.0 and r.seed == 0)
+    path = tmp_path / run.directory / "record.json"
+    record = json.loads(path.read_text())
+    record["epochs"] = record["epochs"][:2]  # stopped by a NaN loss at epoch 2: no mean of the last 5
+    record.update(status="diverged", summary=summarise(record["epochs"], [5]))
+    write_record(path, record)
+    table = {t.name: t for t in build_tables(PARAMS, "t", tmp_path)}["rdml_table"]
+    cell = table.cells[("RDML α=2", "synthetic/mlp/0")]
+    assert cell.diverged == 1 and cell.values == [0.5, 0.5] and [r["value"] for r in cell.runs][0] is None

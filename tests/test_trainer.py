@@ -395,3 +395,15 @@ def test_two_commands_into_one_out_take_turns(tmp_path):
     assert all(p.returncode == 0 for p in procs) and outputs[0] == outputs[1]
     record = json.loads((tmp_path / "r" / "record.json").read_text())
     assert record["resumed_at"] == [] and len(record["epochs"]) == 3  # trained once, then returned
+
+
+def test_an_interrupted_run_resumes_only_under_the_teacher_it_started_with(tmp_path):
+    teacher = tmp_path / "teacher"
+    run(teacher, "method=teacher", "arch=cnn", "epochs=2")
+    kd = ("method=kd", f"teacher={teacher}", "arch=mlp")
+    killed_after_checkpoint(1, lambda: run(tmp_path / "kd", *kd))
+    run(teacher, "method=teacher", "arch=cnn", "epochs=2", "seed=1", replace=True)  # retrained in place
+    with pytest.raises(ValueError, match="under another teacher, training code or execution"):
+        run(tmp_path / "kd", *kd)
+    restarted = run(tmp_path / "kd", *kd, replace=True)
+    assert restarted["resumed_at"] == [] and restarted["teacher"]["sha256"] == sha256_file(teacher / "model.pt")

@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--spec", help="the job as JSON, as Snakemake planned it (default: plan it from --params)")
     run.add_argument("--gpus", default=None, help="GPU slots to choose from: auto or a number (default: params.yaml's gpus)")
     run.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    run.add_argument("--die-with-parent", action="store_true", help="end when the process that started this one dies "
+                     "(what Snakemake's jobs ask for)")
     prepare = steps.add_parser("prepare", help="download (where that applies) and load a data set once, write its stamp")
     prepare.add_argument("dataset")
     dvc = steps.add_parser("dvc-yaml", help="write dvc.yaml from params.yaml")
@@ -86,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "tables":
             from rdml.study.tables import write_tables
 
-            for path in write_tables(args.study, args.params, spec=json.loads(args.spec) if args.spec else None):
+            spec = _json_argument("--spec", args.spec, dict) if args.spec else None
+            for path in write_tables(args.study, args.params, spec=spec):
                 print(path)
             return 0
         from rdml.study.audit import audit_cell
@@ -95,6 +98,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"rdml: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _json_argument(option: str, text: str, kind: type):
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{option} is not valid JSON ({exc})") from None
+    if not isinstance(value, kind):
+        raise ConfigError(f"{option} must be a JSON {kind.__name__}, got {type(value).__name__}")
+    return value
 
 
 def _train(args, argv) -> int:
@@ -118,14 +131,15 @@ def _pipeline(args) -> int:
     from rdml.study.plan import find_job, plan_jobs
 
     if args.step == "run":
-        from rdml.study.slots import die_with_parent
+        if args.die_with_parent:
+            from rdml.study.slots import die_with_parent
 
-        die_with_parent()  # first, before the seconds of importing torch
+            die_with_parent()  # first, before the seconds of importing torch
         from rdml.study.jobs import run_job
 
         if args.spec:
-            spec = json.loads(args.spec)
-            if (spec.get("study"), spec.get("job")) != (args.study, args.job_id):
+            spec = _json_argument("--spec", args.spec, dict)
+            if (spec.get("study"), spec.get("job")) != (args.study, args.job_id) or not isinstance(spec.get("runs"), dict):
                 raise ConfigError(f"--spec describes job {spec.get('job')!r} of {spec.get('study')!r}, not {args.job_id!r} of {args.study!r}")
         else:
             spec = find_job(load_params(args.params), args.study, args.job_id).spec()

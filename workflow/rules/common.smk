@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from rdml import paths
-from rdml.study.dependencies import DATA_CODE, REPORTING_CODE, TRAINING_CODE, code_sha256
-from rdml.study.params import studies_to_build, with_smoke_studies
+from rdml.code import DATA_CODE, REPORTING_CODE, SOURCE, TRAINING_CODE, code_sha256
+from rdml.study.params import load_params, studies_to_build, with_smoke_studies
 from rdml.study.plan import plan_jobs
 
 config.update(with_smoke_studies(config))  # every study also has a <study>_smoke variant
@@ -16,16 +16,25 @@ JOBS = {study: {job.id: job for job in plan_jobs(config, study)} for study in BU
 JOB_OF = {study: {run.id: job for job in jobs.values() for run in job.runs} for study, jobs in JOBS.items()}
 GPUS = config.get("gpus", "auto")
 # What can change a result, by content: a table-code edit retrains nothing, a loss edit every job.
-CODE = {"data": code_sha256(DATA_CODE), "training": code_sha256(TRAINING_CODE), "reporting": code_sha256(REPORTING_CODE)}
+CODE = {part: code_sha256(parts, SOURCE) for part, parts in
+        (("data", DATA_CODE), ("training", TRAINING_CODE), ("reporting", REPORTING_CODE))}
 
 
 # A job file vouches for its runs, and the tables for every job. When a run is gone from disk (record
-# or weights), its job file and its study's tables are stale: they are removed here, so that Snakemake
-# rebuilds the run and then the tables (it would not rerun a job for a missing intermediate file).
+# or weights), its job file and its study's tables are stale: a run of the workflow removes them, so
+# that Snakemake rebuilds the run and then the tables (it would not rerun a job for a missing
+# intermediate file). A dry run, --unlock, --list and the like only say so.
+_ONLY_LOOKING = {"--dry-run", "--dryrun", "--unlock", "--list", "--list-target-rules", "--summary", "--detailed-summary",
+                 "--dag", "--rulegraph", "--filegraph", "--lint", "--cleanup-metadata", "--delete-all-output"}
+_LOOKING = any(a in _ONLY_LOOKING or (a.startswith("-") and not a.startswith("--") and "n" in a[1:]) for a in sys.argv[1:])
 for _study, _jobs in JOBS.items():
     for _job in _jobs.values():
         if Path(_job.file).is_file() and not all(
                 (Path(run.directory) / name).is_file() for run in _job.runs for name in ("record.json", "model.pt")):
+            if _LOOKING or not workflow.is_main_process:
+                print(f"rdml: a run of job {_job.id} is missing on disk; `snakemake all_tables` rebuilds it and the "
+                      f"tables of {_study}", file=sys.stderr)
+                continue
             print(f"rdml: a run of job {_job.id} is missing on disk: {_job.file} and the tables of {_study} "
                   "removed, so that both are rebuilt", file=sys.stderr)
             Path(_job.file).unlink()

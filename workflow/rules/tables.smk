@@ -11,8 +11,11 @@ rule tables:
 
 
 onsuccess:
-    # Snakemake runs jobs in parallel, DVC does not: record the DVC state once, here, never per job.
-    if Path("dvc.yaml").is_file() and Path(".dvc").is_dir():
+    # Snakemake runs jobs in parallel, DVC does not: record the DVC state once, here, never per job,
+    # and only when what ran is what params.yaml says (not under --config / --configfile overrides).
+    if Path("dvc.yaml").is_file() and Path(".dvc").is_dir() and load_params("params.yaml") != config:
+        print("rdml: Snakemake ran with overrides of params.yaml; dvc.lock is left as it was")
+    elif Path("dvc.yaml").is_file() and Path(".dvc").is_dir():
         try:
             shell("dvc commit --force --quiet")
         except Exception:

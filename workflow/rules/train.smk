@@ -27,4 +27,4 @@ rule train_job:
     threads: 1
     shell:
         # exec: the job's parent is Snakemake itself, and the job ends when Snakemake dies.
-        "exec rdml pipeline run {wildcards.study:q} {wildcards.job:q} --gpus {params.gpus:q} --threads {threads} --spec {params.spec:q}"
+        "exec rdml pipeline run {wildcards.study:q} {wildcards.job:q} --gpus {params.gpus:q} --threads {threads} --die-with-parent --spec {params.spec:q}"

@@ -7,13 +7,14 @@ again on the test split. A damaged file is a problem reported, never a traceback
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from rdml.config import KEYS, ConfigError, config_sha256
 from rdml.data.base import load_dataset
 from rdml.io import read_json, sha256_file
 from rdml.study.params import summary_field
-from rdml.train.integrity import read_record, record_problems
+from rdml.train.integrity import read_record, record_problems, sealed
 
 __all__ = ["audit_cell"]
 
@@ -59,14 +60,20 @@ def _audit_run(root: Path, item: dict, metric: str, out, evaluate: bool) -> list
         record = read_record(record_path)
     except ConfigError as exc:
         return [str(exc)]
-    try:
-        return _audit_record(root, run_dir, record_path, record, item, metric, out, evaluate)
-    except (KeyError, TypeError, IndexError, ValueError) as exc:
-        return [f"{record_path}: a field the audit needs is missing or malformed ({type(exc).__name__}: {exc})"]
-
-
-def _audit_record(root, run_dir, record_path, record, item, metric, out, evaluate) -> list[str]:
     problems = record_problems(record, record_path)
+    try:
+        _audit_record(root, run_dir, record_path, record, item, metric, out, evaluate, problems)
+    except ConfigError as exc:  # the data set is missing or damaged on disk
+        problems.append(f"{record_path}: {exc}")
+    except (KeyError, TypeError, IndexError, ValueError) as exc:
+        problems.append(f"{record_path}: a field the audit needs is missing or malformed ({type(exc).__name__}: {exc})")
+    return problems
+
+
+def _audit_record(root, run_dir, record_path, record, item, metric, out, evaluate, problems: list[str]) -> None:
+    if not sealed(record):
+        out(f"  note              an unsealed {record.get('format')} record: its numbers are checked against its "
+            "epochs and, with --evaluate, its weights")
     cfg = record["config"]
     out(f"run {item['run']} ({item['student']}, {record['label']}, seed {record['seed']}, status {record['status']})")
     recomputed = config_sha256(cfg)  # the stored mapping, whichever rdml version wrote it
@@ -81,11 +88,13 @@ def _audit_record(root, run_dir, record_path, record, item, metric, out, evaluat
     data = load_dataset(cfg["dataset"], **data_keys)
     if data.fingerprint["sha256"] != record["data"]["sha256"]:
         problems.append(f"{record_path}: data set {cfg['dataset']} on disk no longer matches the recorded fingerprint")
-    if "epoch" in item:
-        what, value = f"accuracy at epoch {item['epoch']}", record["epochs"][item["epoch"] - 1]["test"][item["student"]]["acc"]
+    if "epoch" in item:  # an epoch the run never reached was NaN in the table
+        epochs = record["epochs"]
+        value = epochs[item["epoch"] - 1]["test"][item["student"]]["acc"] if len(epochs) >= item["epoch"] else math.nan
+        what = f"accuracy at epoch {item['epoch']}"
     else:
         what, value = metric, record["summary"][item["student"]][metric]
-    if value != item["value"]:
+    if value != item["value"] and not (_missing(value) and _missing(item["value"])):
         problems.append(f"{record_path}: {item['student']} {what} is {value}, the table used {item['value']}")
     model_problems = _check_file(run_dir / record["final_model"]["path"], record["final_model"]["sha256"], "checkpoint", out)
     problems += model_problems
@@ -98,17 +107,22 @@ def _audit_record(root, run_dir, record_path, record, item, metric, out, evaluat
         teacher_record = (root / teacher["path"]).parent / "record.json"
         out(f"  teacher run       {teacher_record.parent} (config {teacher['run_config_sha256']})")
         if not teacher_record.is_file():
-            return problems + [f"{teacher_record}: the teacher's run record is missing"]
+            problems.append(f"{teacher_record}: the teacher's run record is missing")
+            return
         try:
             own = read_record(teacher_record)
         except ConfigError as exc:
-            return problems + [str(exc)]
+            problems.append(str(exc))
+            return
         problems += record_problems(own, teacher_record)
         if own["config_sha256"] != teacher["run_config_sha256"]:
             problems.append(f"{teacher_record}: the teacher run there is not the one that taught this run")
         if (own.get("final_model") or {}).get("sha256") != teacher["sha256"]:
             problems.append(f"{teacher_record}: the teacher's own record names other weights than the ones that taught this run")
-    return problems
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _check_file(path: Path, expected: str, what: str, out) -> list[str]:

@@ -1,5 +1,5 @@
 """dvc.yaml generated from the plan: one stage per data set, per job and per study's tables, with the
-same commands Snakemake runs and the code each one depends on (rdml.study.dependencies)."""
+same commands Snakemake runs and the code each one depends on (rdml.code)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import yaml
 from rdml import paths
 from rdml.data.catalog import DATASETS
 from rdml.io import atomic_write_bytes
-from rdml.study.dependencies import DATA_CODE, REPORTING_CODE, TRAINING_CODE, code_paths
+from rdml.code import DATA_CODE, REPORTING_CODE, TRAINING_CODE, code_paths
 from rdml.study.params import load_params, studies_to_build
 from rdml.study.plan import plan_jobs, plan_study
 from rdml.study.runs import Job

@@ -15,7 +15,7 @@ from rdml.config import config_from_mapping, resolve
 from rdml.data.base import load_dataset
 from rdml.data.catalog import DATASETS
 from rdml.io import atomic_write_json
-from rdml.study.slots import acquire_gpu
+from rdml.study.slots import acquire_gpu, slot_count
 from rdml.train.loop import train
 
 __all__ = ["run_job", "metrics_of", "prepare_dataset"]
@@ -32,7 +32,7 @@ def run_job(spec: dict, gpus: int | str = "auto", threads: int | None = None) ->
     for cfg in configs.values():
         resolve(cfg)  # every run of the job is valid before any file of any run is touched
     # CUDA reads CUDA_VISIBLE_DEVICES when it first starts, which torch delays until first use.
-    slot = acquire_gpu(None if gpus == "auto" else int(gpus))
+    slot = acquire_gpu(slot_count(gpus))
     try:
         if threads:
             torch.set_num_threads(threads)

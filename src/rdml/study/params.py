@@ -11,6 +11,7 @@ import yaml
 from rdml.config import KEYS
 from rdml.data.catalog import DATASETS
 from rdml.keys import ConfigError, one_of
+from rdml.study.slots import slot_count
 from rdml.study.layouts import LAYOUTS
 
 __all__ = ["load_params", "with_smoke_studies", "studies_to_build", "study_spec", "metric_of", "summary_field",
@@ -28,6 +29,7 @@ def load_params(path: str | Path = "params.yaml") -> dict:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     if not isinstance(params, dict) or not isinstance(params.get("studies"), dict):
         raise ConfigError(f"{path} must hold a mapping with a 'studies' mapping")
+    slot_count(params.get("gpus", "auto"))
     return with_smoke_studies(params)
 
 
@@ -69,6 +71,12 @@ def study_spec(params: dict, name: str) -> dict:
     unknown = set(study) - allowed
     if unknown:
         raise ConfigError(f"studies.{name}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
+    sections = {key: LAYOUTS[key].keys for key in study if key in LAYOUTS} | {"teacher": ("arch", "seed", "train")}
+    for section, allowed_keys in sections.items():
+        unknown = set(study.get(section) or {}) - set(allowed_keys)
+        if unknown:
+            raise ConfigError(f"studies.{name}.{section}: unknown key(s) {', '.join(sorted(unknown))}; "
+                              f"allowed: {', '.join(allowed_keys)}")
     for section, keys in (("train", study.get("train")), ("teacher.train", (study.get("teacher") or {}).get("train"))):
         for key in keys or {}:
             if key not in KEYS or key in RUN_FIELDS:

@@ -16,7 +16,7 @@ from typing import Any
 from rdml.config import config_from_mapping, resolve
 from rdml.keys import ConfigError
 from rdml.study.layouts import LAYOUTS, TableSpec
-from rdml.study.params import study_spec
+from rdml.study.params import metric_of, study_spec
 from rdml.study.runs import Job, Run
 
 __all__ = ["StudyPlan", "plan_tables", "plan_study", "plan_jobs", "find_job"]
@@ -78,11 +78,16 @@ def plan_study(params: dict, name: str) -> list[Run]:
     for table in plan_tables(params, name):
         for entry in table.entries:
             add(entry.run)
+    metric = metric_of(params, name)
+    window = int(metric[4:]) if metric.startswith("last") else None
     for run in runs.values():  # every run's config resolves at plan time, before any job starts
         try:
-            resolve(config_from_mapping(run.train_keys()))
+            cfg = resolve(config_from_mapping(run.train_keys()))
         except ConfigError as exc:
             raise ConfigError(f"studies.{name}: run {run.id}: {exc}") from None
+        if window and (window not in cfg.summary_last or cfg.epochs < window):
+            raise ConfigError(f"studies.{name}: metric={metric} needs summary_last to hold {window} and epochs >= {window}; "
+                              f"run {run.id} has summary_last={cfg.summary_last}, epochs={cfg.epochs}")
     teachers = {r.teacher.id for r in runs.values() if r.teacher}
     return sorted(runs.values(), key=lambda r: (r.id not in teachers, r.id))
 

@@ -20,7 +20,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Slot", "acquire_gpu", "count_gpus", "die_with_parent", "DEFAULT_LOCK_DIR"]
+from rdml.keys import ConfigError
+
+__all__ = ["Slot", "acquire_gpu", "count_gpus", "die_with_parent", "slot_count", "DEFAULT_LOCK_DIR"]
 
 DEFAULT_LOCK_DIR = Path(os.environ.get("RDML_LOCK_DIR", "/tmp/rdml-gpu-locks"))
 
@@ -51,6 +53,19 @@ def die_with_parent() -> None:
         return
     if os.getppid() != parent:
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def slot_count(gpus) -> int | None:
+    """params.yaml's or the command line's `gpus`: None for auto (count them), else a number >= 0."""
+    if isinstance(gpus, str) and gpus.strip() == "auto":
+        return None
+    try:
+        count = int(gpus) if not isinstance(gpus, (bool, float)) else -1
+    except (TypeError, ValueError):
+        count = -1
+    if count < 0:
+        raise ConfigError(f"gpus={gpus!r} is not allowed; allowed: auto or an integer >= 0")
+    return count
 
 
 def count_gpus() -> int:

@@ -23,7 +23,8 @@ from rdml.study.layouts import Entry
 from rdml.study.params import load_params, metric_of, summary_field
 from rdml.study.plan import plan_tables
 from rdml.study.runs import Run
-from rdml.train.integrity import read_record, record_problems
+from rdml.config import config_from_mapping, config_sha256, resolve
+from rdml.train.integrity import FINISHED, read_record, record_problems, sealed
 
 __all__ = ["Cell", "Table", "build_tables", "write_tables"]
 
@@ -34,10 +35,10 @@ class Cell:
     runs: list[dict] = field(default_factory=list)  # {"run", "student", "value", "status"}
     diverged: int = 0
 
-    def add(self, run: Run, record: dict, student: str, value: float, epoch: int | None = None) -> None:
+    def add(self, run: Run, record: dict, student: str, value: float | None, epoch: int | None = None) -> None:
         if record["status"] == "diverged":
             self.diverged += 1
-        elif not math.isnan(value):  # NaN: the epoch asked for was never reached
+        elif value is not None and not math.isnan(value):  # NaN / None: never reached (epoch, last-k window)
             self.values.append(value)
         entry = {"run": run.directory, "student": student, "value": value, "status": record["status"]}
         self.runs.append(entry if epoch is None else {**entry, "epoch": epoch})
@@ -141,8 +142,12 @@ def build_tables(params: dict, study: str, root: str | Path = ".") -> list[Table
                 raise ConfigError(f"{path} is missing: run {run.id} of study {study} has no record (rerun the pipeline)")
             record = read_record(path)
             problems = record_problems(record, path)
-            if record["status"] not in ("ok", "diverged"):
+            if not sealed(record):
+                problems.append(f"{path}: an unsealed record of {record.get('format')} (rerun the run with this rdml)")
+            if record["status"] not in FINISHED:
                 problems.append(f"{path}: the run has not finished (status {record['status']!r})")
+            if record.get("config_sha256") != config_sha256(resolve(config_from_mapping(run.train_keys()))):
+                problems.append(f"{path}: the run there was trained with other keys than the study now plans")
             if problems:
                 raise ConfigError("no table is written from a record that does not hold: " + "; ".join(problems))
             records[run.id] = record
@@ -160,8 +165,9 @@ def build_tables(params: dict, study: str, root: str | Path = ".") -> list[Table
         for entry in spec.entries:
             record = record_of(entry.run)
             values = [(student, value(entry, record, student)) for student in entry.students]
-            if entry.ranked:  # the i-th lowest student goes into the i-th column
-                placed = [(column, [pair]) for column, pair in zip(entry.columns, sorted(values, key=lambda p: p[1]))]
+            if entry.ranked:  # the i-th lowest student goes into the i-th column (a value never reached first)
+                order = sorted(values, key=lambda p: (p[1] is not None and not math.isnan(p[1]), p[1] or 0.0))
+                placed = [(column, [pair]) for column, pair in zip(entry.columns, order)]
             else:
                 placed = [(entry.columns[0], values)]
             for column, pairs in placed:

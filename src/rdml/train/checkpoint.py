@@ -39,7 +39,8 @@ def save_model(path: Path, data: Dataset, archs: list[str], cohort) -> str:
     })
 
 
-def save_checkpoint(path: Path, config_sha256: str, device: torch.device, cohort, method, record: dict) -> None:
+def save_checkpoint(path: Path, resume: dict, device: torch.device, cohort, method, record: dict) -> None:
+    """`resume`: what must be the same for the state to be resumed (config, teacher, training code, execution)."""
     payload = io.BytesIO()
     torch.save({
         "students": [
@@ -52,12 +53,11 @@ def save_checkpoint(path: Path, config_sha256: str, device: torch.device, cohort
         "record": {k: record[k] for k in RESUMED_KEYS},
     }, payload)
     data = payload.getvalue()
-    atomic_torch_save(path, {"format": CHECKPOINT_FORMAT, "config_sha256": config_sha256, "sha256": sha256_bytes(data),
-                             "payload": data})
+    atomic_torch_save(path, {"format": CHECKPOINT_FORMAT, "resume": resume, "sha256": sha256_bytes(data), "payload": data})
 
 
 def read_checkpoint(path: Path) -> dict:
-    """The resume state saved in `path` with its config hash, or a ConfigError that names the file,
+    """The resume state saved in `path` with what it may resume under, or a ConfigError that names the file,
     what is wrong and what to do (a damaged checkpoint must not resume to other numbers)."""
     hint = f"remove {path} to train the run from its first epoch"
     try:
@@ -69,7 +69,7 @@ def read_checkpoint(path: Path) -> dict:
     if sha256_bytes(saved["payload"]) != saved["sha256"]:
         raise ConfigError(f"{path} is damaged (its content does not hash to its recorded sha256); {hint}")
     state = torch.load(io.BytesIO(saved["payload"]), map_location="cpu", weights_only=True)
-    return {**state, "config_sha256": saved["config_sha256"]}
+    return {**state, "resume": saved["resume"]}
 
 
 def restore_checkpoint(state: dict, device: torch.device, cohort, method, record: dict) -> None:

@@ -16,9 +16,10 @@ from pathlib import Path
 from rdml.io import atomic_write_json
 from rdml.keys import ConfigError
 
-__all__ = ["summarise", "seal", "write_record", "read_record", "record_problems"]
+__all__ = ["summarise", "seal", "write_record", "read_record", "record_problems", "sealed", "FINISHED"]
 
 FINISHED = ("ok", "diverged")
+UNSEALED_FORMATS = ("rdml.run/1",)  # written before records carried their own hash
 
 
 def summarise(epochs: list[dict], windows: list[int]) -> dict:
@@ -60,16 +61,25 @@ def read_record(path: str | Path) -> dict:
     return record
 
 
+def sealed(record: dict) -> bool:
+    """Whether the record carries its own hash (every record since rdml.run/2)."""
+    return record.get("format") not in UNSEALED_FORMATS
+
+
 def record_problems(record: dict, path: str | Path) -> list[str]:
-    """What does not hold in a record: its own hash (records of rdml.run/1 before hashing have none),
-    a finished run's summary against its epochs."""
+    """What does not hold in a record: its own hash (required unless it is an rdml.run/1 record, which
+    predates it), a finished run's summary against its epochs."""
     problems = []
-    if "record_sha256" in record and record["record_sha256"] != _digest(record):
+    if sealed(record) and record.get("record_sha256") != _digest(record):
         problems.append(f"{path}: the record does not hash to its record_sha256 (edited outside rdml?)")
     if record.get("status") in FINISHED:
         epochs = record.get("epochs") or []
         windows = record.get("config", {}).get("summary_last", [5, 10])
-        if not epochs or record.get("summary") is None or not _same(summarise(epochs, windows), record["summary"]):
+        try:
+            consistent = bool(epochs) and record.get("summary") is not None and _same(summarise(epochs, windows), record["summary"])
+        except (KeyError, TypeError, ValueError):
+            consistent = False
+        if not consistent:
             problems.append(f"{path}: the summary does not follow from the recorded epochs")
     return problems
 

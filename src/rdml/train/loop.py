@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from rdml.code import TRAINING_CODE, code_sha256
 from rdml.config import ConfigError, TrainConfig, config_values
 from rdml.data.augment import augment_batch
 from rdml.data.base import Dataset, batch_starts, epoch_batches
@@ -31,7 +32,7 @@ from rdml.train.record import code_provenance, environment
 
 __all__ = ["train", "RECORD_FORMAT"]
 
-RECORD_FORMAT = "rdml.run/1"
+RECORD_FORMAT = "rdml.run/2"  # /2: sealed by record_sha256 (/1 records have no seal)
 RUN_FILES = ("record.json", "checkpoint.pt", "model.pt")
 LOCK = ".rdml.lock"
 
@@ -84,10 +85,14 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
         if not replace:
             raise
         existing = saved = None
-    if any(found is not None and found.get("config_sha256") != prep.config_sha256 for found in (existing, saved)):
+    resume = {"config_sha256": prep.config_sha256, "teacher_sha256": (prep.teacher_info or {}).get("sha256"),
+              "training_code_sha256": code_sha256(TRAINING_CODE), "execution": prep.execution.describe()}
+    if (existing is not None and existing.get("config_sha256") != prep.config_sha256) or (
+            saved is not None and saved["resume"] != resume):
         if not replace:
             raise ConfigError(
-                f"out={run_dir} holds a run of a different configuration; choose another out= or remove that directory"
+                f"out={run_dir} holds a run of a different configuration (or an interrupted one under another teacher, "
+                "training code or execution); choose another out= or remove that directory"
             )
         existing = saved = None
     if existing is not None and existing.get("status") in FINISHED:
@@ -99,7 +104,7 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
                               + "; ".join(problems) + "; remove the directory to train the run again")
         existing = saved = None
     if existing is None and saved is None:
-        for stale in (record_path, checkpoint_path, model_path):
+        for stale in (model_path, checkpoint_path, record_path):  # the record last: it vouches for the rest
             stale.unlink(missing_ok=True)
 
     steps_per_epoch = len(batch_starts(len(data.y_train), cfg.batch_size))
@@ -122,9 +127,11 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
         entry = train_epoch(method, cohort, data, cfg, epoch, show)
         record["epochs"].append(entry)
         record["epoch_seconds"].append(time.perf_counter() - started)
-        record["diverged"] = record["diverged"] or find_divergence(record["epochs"], data.chance_accuracy, cfg.crash_margin)
+        found = find_divergence(record["epochs"], data.chance_accuracy, cfg.crash_margin)
+        if found and (not record["diverged"] or found["stopped"] and not record["diverged"]["stopped"]):
+            record["diverged"] = {**found, "earlier": record["diverged"]} if record["diverged"] else found
         record["summary"] = summarise(record["epochs"], cfg.summary_last)
-        save_checkpoint(checkpoint_path, prep.config_sha256, prep.device, cohort, method, record)
+        save_checkpoint(checkpoint_path, resume, prep.device, cohort, method, record)
         write_record(record_path, record)
         bar.update(1)
         (bar.write if show else partial(print, file=sys.stderr))(_epoch_line(entry, cfg.epochs))

@@ -3,7 +3,6 @@ environment (python, torch, device, threads, host)."""
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 import torch
 
 import rdml
-from rdml.io import sha256_file
+from rdml.code import code_sha256
 
 __all__ = ["code_provenance", "environment", "cpu_name", "source_tree_sha256"]
 
@@ -23,12 +22,7 @@ def package_dir() -> Path:
 
 def source_tree_sha256() -> str:
     """Hash of every .py file of the rdml package (names and contents), where it is imported from."""
-    root = package_dir()
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-        digest.update(sha256_file(path).encode() + b"\n")
-    return digest.hexdigest()
+    return code_sha256(None, package_dir())
 
 
 def _git(*args: str) -> str | None:

@@ -2,7 +2,7 @@
 them. A layout is a function `(plan, spec) -> TableSpec`: `plan` builds the study's runs
 (rdml.study.plan.StudyPlan), `spec` is the table's section of params.yaml.
 
-Adding a layout: a module here registered with `@LAYOUTS.register("<key>_table")`, imported below,
+Adding a layout: a module here registered with `@layout("<key>_table", <its keys>)`, imported below,
 and its section in workflow/schemas/params.schema.yaml.
 """
 

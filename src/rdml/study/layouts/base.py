@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from rdml.registry import Registry
 
-__all__ = ["Entry", "Derived", "TableSpec", "LAYOUTS"]
+__all__ = ["Entry", "Derived", "TableSpec", "LAYOUTS", "layout"]
 
 
 @dataclass(frozen=True)
@@ -50,3 +50,11 @@ class TableSpec:
 
 
 LAYOUTS: Registry = Registry("table layout")
+
+
+def layout(name: str, keys: tuple[str, ...]):
+    """Register a layout under its params.yaml key, with the keys its section may hold."""
+    def register(function):
+        function.keys = keys
+        return LAYOUTS.add(name, function)
+    return register

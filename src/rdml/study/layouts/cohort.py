@@ -1,10 +1,10 @@
 """DML §4.7–4.8 layout: DML and DML_e for each cohort size K, every student of every run in a cell.
 With K = 2 DML_e is DML (the average of one peer is that peer), so that cell reads the DML runs."""
 
-from rdml.study.layouts.base import LAYOUTS, Entry, TableSpec
+from rdml.study.layouts.base import layout, Entry, TableSpec
 
 
-@LAYOUTS.register("cohort_table")
+@layout("cohort_table", ("arch", "sizes"))
 def cohort_table(plan, spec: dict) -> TableSpec:
     arch = spec["arch"]
     rows, entries = [], []

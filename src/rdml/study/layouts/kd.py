@@ -1,10 +1,10 @@
 """Rényi-KD thesis Table 3.2 layout: per data set the vanilla student and one row per α of KD from
 the study's teacher; average accuracy and improvement over vanilla in points, also at `at_epochs`."""
 
-from rdml.study.layouts.base import LAYOUTS, Derived, Entry, TableSpec
+from rdml.study.layouts.base import layout, Derived, Entry, TableSpec
 
 
-@LAYOUTS.register("kd_table")
+@layout("kd_table", ("student", "alphas", "temperature", "beta", "at_epochs"))
 def kd_table(plan, spec: dict) -> TableSpec:
     student, teacher_arch = spec["student"], plan.study["teacher"]["arch"]
     at_epochs = spec.get("at_epochs", [])

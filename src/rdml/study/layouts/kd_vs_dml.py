@@ -1,9 +1,9 @@
 """DML Table 4 layout: Net 1 trained alone teaches Net 2 ("1 distills 2") against DML of the pair."""
 
-from rdml.study.layouts.base import LAYOUTS, Entry, TableSpec
+from rdml.study.layouts.base import layout, Entry, TableSpec
 
 
-@LAYOUTS.register("kd_vs_dml_table")
+@layout("kd_vs_dml_table", ("pairs", "temperature", "beta"))
 def kd_vs_dml_table(plan, spec: dict) -> TableSpec:
     columns = ["Ind. Net 1", "Ind. Net 2", "1 distills 2 (Net 2)", "DML Net 1", "DML Net 2"]
     rows, entries = [], []

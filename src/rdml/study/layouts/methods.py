@@ -1,10 +1,10 @@
 """DML-vs-KD study layout: the baseline student, KD from each teacher, and DML of K students; every
 student of every run in one cell, diverged runs counted, not averaged."""
 
-from rdml.study.layouts.base import LAYOUTS, Entry, TableSpec
+from rdml.study.layouts.base import layout, Entry, TableSpec
 
 
-@LAYOUTS.register("methods_table")
+@layout("methods_table", ("student", "teachers", "students", "temperature", "beta"))
 def methods_table(plan, spec: dict) -> TableSpec:
     student, k = spec["student"], spec.get("students", 2)
     rows, entries = [], []

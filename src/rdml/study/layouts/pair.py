@@ -1,9 +1,9 @@
 """DML Table 2 layout: rows (Net 1, Net 2); Ind., DML, and DML − Ind. for each net."""
 
-from rdml.study.layouts.base import LAYOUTS, Derived, Entry, TableSpec
+from rdml.study.layouts.base import layout, Derived, Entry, TableSpec
 
 
-@LAYOUTS.register("pair_table")
+@layout("pair_table", ("pairs",))
 def pair_table(plan, spec: dict) -> TableSpec:
     columns = ["Ind. Net 1", "Ind. Net 2", "DML Net 1", "DML Net 2", "DML − Ind. Net 1", "DML − Ind. Net 2"]
     rows, entries, derived = [], [], []

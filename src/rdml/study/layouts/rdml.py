@@ -3,10 +3,10 @@ columns data set × architecture × student index, the two students of each run 
 by their value as the paper does; column-wise best in bold."""
 
 from rdml.methods import METHODS
-from rdml.study.layouts.base import LAYOUTS, Entry, TableSpec
+from rdml.study.layouts.base import layout, Entry, TableSpec
 
 
-@LAYOUTS.register("rdml_table")
+@layout("rdml_table", ("archs", "alphas"))
 def rdml_table(plan, spec: dict) -> TableSpec:
     alphas = sorted({1.0, *map(float, spec["alphas"])})
     label = METHODS["dml"].label
