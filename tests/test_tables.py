@@ -28,11 +28,12 @@ PARAMS = {
 }
 
 
-def fabricate(root: Path, values: dict[str, list[float]], diverged: set[str] = frozenset()) -> None:
-    """A sealed record per planned run whose students score the given accuracies in each of 5 epochs."""
-    for run in plan_study(PARAMS, "t"):
-        accs = values.get(run.id, [0.5] * len(run.archs))
-        epochs = [{"test": {f"student_{k}": {"acc": a, "loss": 1.0} for k, a in enumerate(accs)}} for _ in range(5)]
+def fabricate(root: Path, values: dict[str, list[float]], diverged: set[str] = frozenset(), params=PARAMS) -> None:
+    """A sealed record per planned run whose students (then its ensemble) score the given accuracies in each of 5 epochs."""
+    for run in plan_study(params, "t"):
+        accs = values.get(run.id, [0.5] * (len(run.archs) + (len(run.archs) > 1)))
+        names = [*run.students, "ensemble"][: len(accs)]
+        epochs = [{"test": {name: {"acc": a, "loss": 1.0} for name, a in zip(names, accs)}} for _ in range(5)]
         record = {"format": "rdml.run/2", "status": "diverged" if run.id in diverged else "ok",
                   "config_sha256": config_sha256(resolve(config_from_mapping(run.train_keys()))),
                   "config": {"summary_last": [5]}, "epochs": epochs, "summary": summarise(epochs, [5])}
@@ -130,3 +131,17 @@ def test_a_run_that_diverged_before_the_metric_window_is_counted_not_a_crash(tmp
     table = {t.name: t for t in build_tables(PARAMS, "t", tmp_path)}["rdml_table"]
     cell = table.cells[("RDML α=2", "synthetic/mlp/0")]
     assert cell.diverged == 1 and cell.values == [0.5, 0.5] and [r["value"] for r in cell.runs][0] is None
+
+
+def test_cohort_table_reads_every_student_and_the_ensemble(tmp_path):
+    params = {"studies": {"t": {"datasets": ["synthetic"], "seeds": [0, 1], "metric": "last5",
+                                "cohort_table": {"arch": "mlp", "sizes": [2, 3]}}}}
+    fabricate(tmp_path, {
+        **{f"synthetic/dml-mlp+mlp+mlp-a1-s{s}": [0.6, 0.7, 0.8, 0.9] for s in (0, 1)},
+        **{f"synthetic/independent-mlp+mlp+mlp-s{s}": [0.5, 0.5, 0.5, 0.55] for s in (0, 1)},
+    }, params=params)
+    table = build_tables(params, "t", tmp_path)[0]
+    assert table.cells[("synthetic: K=3", "DML")].mean == pytest.approx(0.7) and len(table.cells[("synthetic: K=3", "DML")].values) == 6
+    assert table.cells[("synthetic: K=3", "DML ensemble")].values == [0.9, 0.9]
+    assert table.cells[("synthetic: K=3", "Ind. ensemble")].mean == pytest.approx(0.55)
+    assert table.cells[("synthetic: K=2", "DML_e")].runs == table.cells[("synthetic: K=2", "DML")].runs  # K = 2: DML_e is DML
