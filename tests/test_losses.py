@@ -152,3 +152,13 @@ def test_mutual_needs_two_students(k):
     logits, labels = batch(10, k=max(k, 1))
     with pytest.raises(ValueError, match=f"K >= 2 students, got K = {k}"):
         mutual_loss(logits[:k], labels, alpha=1.0)
+
+
+def test_kd_without_t_squared_is_the_dml_vs_kd_article_s_printed_loss():
+    """The DML-vs-KD article prints L_KD = (1−α)·H(y, p^s) + α·D(p_τ^t, p_τ^s): no T² on the divergence."""
+    (student, teacher), labels = batch(2)
+    hinton = kd_terms(student, teacher, labels, alpha=1.0, temperature=4.0, beta=0.5)
+    printed = kd_terms(student, teacher, labels, alpha=1.0, temperature=4.0, beta=0.5, temperature_squared=False)
+    kl = F.kl_div(F.log_softmax(student / 4, -1), F.log_softmax(teacher / 4, -1), log_target=True, reduction="batchmean")
+    assert torch.allclose(printed["mimic"], 0.5 * kl, rtol=1e-5) and torch.allclose(hinton["mimic"], 16 * printed["mimic"])
+    assert torch.equal(printed["ce"], hinton["ce"])

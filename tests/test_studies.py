@@ -99,7 +99,14 @@ def test_renyi_kd_thesis_settings():
 
 @pytest.mark.parametrize("study", ["dml_vs_kd_fmnist_a", "dml_vs_kd_fmnist_b"])
 def test_fmnist_study(study):
+    """"We train five runs … The networks are initialized identically at the beginning of each run": one
+    initialisation seed, five batch orders. The article prints L_KD = (1−α)·H(y, p^s) + α·D(p_τ^t, p_τ^s) (no T²).
+    "The best student in the cohort": the table has a row of each cohort's best student."""
     configs = resolved(study)
+    assert {c.init_seed for c in configs.values()} == {0} and {c.seed for c in configs.values() if c.method != "teacher"} == set(range(5))
+    assert {c.kd_scale for c in configs.values() if c.method == "kd"} == {"none"}
+    table = next(t for t in plan_tables(PARAMS, study) if t.name == "methods_table")
+    assert "fashion_mnist: DML, best of 2 students" in table.rows and any(e.best for e in table.entries)
     assert {c.dataset for c in configs.values()} == {"fashion_mnist"}
     assert sorted(c.arch[0] for c in configs.values() if c.method == "teacher") == ["resnet18", "resnet50"]
     assert all(c.arch[0] == "resnet18" for c in configs.values() if c.method != "teacher")

@@ -145,3 +145,14 @@ def test_cohort_table_reads_every_student_and_the_ensemble(tmp_path):
     assert table.cells[("synthetic: K=3", "DML ensemble")].values == [0.9, 0.9]
     assert table.cells[("synthetic: K=3", "Ind. ensemble")].mean == pytest.approx(0.55)
     assert table.cells[("synthetic: K=2", "DML_e")].runs == table.cells[("synthetic: K=2", "DML")].runs  # K = 2: DML_e is DML
+
+
+def test_methods_table_has_each_cohort_s_best_student(tmp_path):
+    params = {"studies": {"t": {"datasets": ["synthetic"], "seeds": [0, 1], "metric": "last5",
+                                "methods_table": {"student": "mlp", "teachers": ["cnn"], "students": 2}}}}
+    fabricate(tmp_path, {"synthetic/dml-mlp+mlp-a1-s0": [0.6, 0.8, 0.9], "synthetic/dml-mlp+mlp-a1-s1": [0.75, 0.7, 0.9]},
+              params=params)
+    table = build_tables(params, "t", tmp_path)[0]
+    assert table.rows[-1] == "synthetic: DML, best of 2 students"
+    assert table.cells[(table.rows[-1], "Accuracy")].values == [0.8, 0.75]
+    assert table.cells[("synthetic: DML, 2 students", "Accuracy")].values == [0.6, 0.8, 0.75, 0.7]

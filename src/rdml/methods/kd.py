@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from rdml.keys import ConfigError, Key, at_least, in_range
+from rdml.keys import ConfigError, Key, at_least, in_range, one_of
 from rdml.methods.base import METHODS, Method, detached, update_together
 
 __all__ = ["Distillation"]
@@ -23,6 +23,8 @@ class Distillation(Method):
         Key("teacher", None, "str", "kd: teacher run directory or model.pt file"),
         Key("teacher_index", 0, "int", "kd: which model of the teacher checkpoint to use",
             check=lambda v: at_least("teacher_index", v, 0)),
+        Key("kd_scale", "t2", "str", "kd: t2 (Hinton's T^2 on the distillation term) or none (the DML-vs-KD article's printed loss)",
+            check=lambda v: one_of("kd_scale", v, ("t2", "none"))),
     )
     defaults = {**Method.defaults, "temperature": 4.0}
     uses_teacher = True
@@ -46,7 +48,7 @@ class Distillation(Method):
         with torch.no_grad():
             teacher_logits = self.teacher(x)
         c = self.cfg
-        terms = [kd_terms(logits, teacher_logits, y, alpha=c.alpha, temperature=c.temperature, beta=c.beta)
-                 for logits in cohort.predict(x)]
+        terms = [kd_terms(logits, teacher_logits, y, alpha=c.alpha, temperature=c.temperature, beta=c.beta,
+                          temperature_squared=c.kd_scale == "t2") for logits in cohort.predict(x)]
         update_together(cohort, terms)
         return detached(terms)

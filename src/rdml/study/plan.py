@@ -51,9 +51,9 @@ class StudyPlan:
                         params=(f"{self.base}.teacher",))
 
     def distil(self, dataset: str, student: str, teacher: Run, alpha: float, seed: int, table: str) -> Run:
-        """KD of `student` from `teacher`, with the temperature and β the table's section sets."""
+        """KD of `student` from `teacher`, with the temperature, β and T² scale the table's section sets."""
         spec = self.study[table]
-        keys = {k: spec[k] for k in ("temperature", "beta") if k in spec}
+        keys = {k: spec[k] for k in ("temperature", "beta", "kd_scale") if k in spec}
         return self.run(dataset, "kd", [student], seed, alpha, teacher, keys, tuple(f"{self.base}.{table}.{k}" for k in keys))
 
 

@@ -165,9 +165,11 @@ def build_tables(params: dict, study: str, root: str | Path = ".") -> list[Table
         for entry in spec.entries:
             record = record_of(entry.run)
             values = [(student, value(entry, record, student)) for student in entry.students]
+            order = sorted(values, key=lambda p: (p[1] is not None and not math.isnan(p[1]), p[1] or 0.0))
             if entry.ranked:  # the i-th lowest student goes into the i-th column (a value never reached first)
-                order = sorted(values, key=lambda p: (p[1] is not None and not math.isnan(p[1]), p[1] or 0.0))
                 placed = [(column, [pair]) for column, pair in zip(entry.columns, order)]
+            elif entry.best:
+                placed = [(entry.columns[0], order[-1:])]
             else:
                 placed = [(entry.columns[0], values)]
             for column, pairs in placed:

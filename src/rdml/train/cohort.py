@@ -46,7 +46,7 @@ class Cohort(list):
 
 
 def build_cohort(cfg, data: Dataset, execution: Execution, steps_per_epoch: int) -> Cohort:
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed if cfg.init_seed is None else cfg.init_seed)
     students = []
     for arch in cfg.arch:
         model = build_model(arch, data.spec).to(execution.device)

@@ -16,7 +16,8 @@ class Entry:
     """Students of one run that go into a row's cell(s).
 
     Unranked: every student's value goes into `columns[0]`. Ranked: the students are sorted by their
-    value, ascending, and the i-th goes into `columns[i]` (the RDML tables' re-indexing).
+    value, ascending, and the i-th goes into `columns[i]` (the RDML tables' re-indexing). Best: the
+    highest of the students goes into `columns[0]`.
     `epoch`: the accuracy at that epoch instead of the study's metric.
     """
 
@@ -25,6 +26,7 @@ class Entry:
     run: object  # rdml.study.runs.Run
     students: tuple[str, ...] = ("student_0",)
     ranked: bool = False
+    best: bool = False  # only the best of the students goes into the cell (a cohort's best student)
     epoch: int | None = None
 
 

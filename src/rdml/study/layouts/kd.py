@@ -4,7 +4,7 @@ the study's teacher; average accuracy and improvement over vanilla in points, al
 from rdml.study.layouts.base import layout, Derived, Entry, TableSpec
 
 
-@layout("kd_table", ("student", "alphas", "temperature", "beta", "at_epochs"))
+@layout("kd_table", ("student", "alphas", "temperature", "beta", "kd_scale", "at_epochs"))
 def kd_table(plan, spec: dict) -> TableSpec:
     student, teacher_arch = spec["student"], plan.study["teacher"]["arch"]
     at_epochs = spec.get("at_epochs", [])

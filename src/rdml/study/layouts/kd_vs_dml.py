@@ -3,7 +3,7 @@
 from rdml.study.layouts.base import layout, Entry, TableSpec
 
 
-@layout("kd_vs_dml_table", ("pairs", "temperature", "beta"))
+@layout("kd_vs_dml_table", ("pairs", "temperature", "beta", "kd_scale"))
 def kd_vs_dml_table(plan, spec: dict) -> TableSpec:
     columns = ["Ind. Net 1", "Ind. Net 2", "1 distills 2 (Net 2)", "DML Net 1", "DML Net 2"]
     rows, entries = [], []
