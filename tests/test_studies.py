@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from rdml.config import config_from_mapping, resolve
 from rdml.data.catalog import DataSpec
 from rdml.models import build_model
 from rdml.study.params import load_params
@@ -46,7 +45,7 @@ STATED = {
 
 
 def resolved(study):
-    return {run.id: resolve(config_from_mapping(run.train_keys())) for run in plan_study(PARAMS, study)}
+    return {run.id: run.config for run in plan_study(PARAMS, study)}
 
 
 @pytest.mark.parametrize("study", sorted(STATED))

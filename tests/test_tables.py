@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from rdml.config import config_from_mapping, config_sha256, resolve
 from rdml.study.plan import plan_study
 from rdml.study.tables import build_tables, write_tables
 from rdml.train.integrity import summarise, write_record
@@ -35,7 +34,7 @@ def fabricate(root: Path, values: dict[str, list[float]], diverged: set[str] = f
         names = [*run.students, "ensemble"][: len(accs)]
         epochs = [{"test": {name: {"acc": a, "loss": 1.0} for name, a in zip(names, accs)}} for _ in range(5)]
         record = {"format": "rdml.run/2", "status": "diverged" if run.id in diverged else "ok",
-                  "config_sha256": config_sha256(resolve(config_from_mapping(run.train_keys()))),
+                  "config_sha256": run.config_sha256,
                   "config": {"summary_last": [5]}, "epochs": epochs, "summary": summarise(epochs, [5])}
         write_record(root / run.directory / "record.json", record)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rdml.config import config_from_mapping, resolve
 from rdml.keys import ConfigError
 from rdml.study.layouts import LAYOUTS, TableSpec
 from rdml.study.params import metric_of, study_spec
@@ -82,7 +81,7 @@ def plan_study(params: dict, name: str) -> list[Run]:
     window = int(metric[4:]) if metric.startswith("last") else None
     for run in runs.values():  # every run's config resolves at plan time, before any job starts
         try:
-            cfg = resolve(config_from_mapping(run.train_keys()))
+            cfg = run.config
         except ConfigError as exc:
             raise ConfigError(f"studies.{name}: run {run.id}: {exc}") from None
         if window and (window not in cfg.summary_last or cfg.epochs < window):

@@ -11,6 +11,7 @@ from functools import cached_property
 from typing import Any
 
 from rdml import paths
+from rdml.config import TrainConfig, config_from_mapping, config_sha256, resolve
 from rdml.methods import METHODS
 
 __all__ = ["Run", "Job"]
@@ -40,6 +41,16 @@ class Run:
         teacher = {"teacher": self.teacher.directory} if self.teacher else {}
         return {**self.keys, **teacher, "out": self.directory}
 
+    @cached_property
+    def config(self) -> TrainConfig:
+        """The run's resolved training config (a ConfigError if its keys are not valid)."""
+        return resolve(config_from_mapping(self.train_keys()))
+
+    @cached_property
+    def config_sha256(self) -> str:
+        """The identity its record must carry."""
+        return config_sha256(self.config)
+
     @property
     def configuration(self) -> str:
         """The name without its seed: what the runs of one job share."""
@@ -61,10 +72,6 @@ class Run:
     @property
     def id(self) -> str:
         return f"{self.dataset}/{self.name}"
-
-    @property
-    def label(self) -> str:
-        return METHODS[self.method].label(1.0 if self.alpha is None else self.alpha)
 
     @property
     def students(self) -> tuple[str, ...]:

@@ -23,7 +23,6 @@ from rdml.study.layouts import Entry
 from rdml.study.params import load_params, metric_of, summary_field
 from rdml.study.plan import plan_tables
 from rdml.study.runs import Run
-from rdml.config import config_from_mapping, config_sha256, resolve
 from rdml.train.integrity import FINISHED, read_record, record_problems, sealed
 
 __all__ = ["Cell", "Table", "build_tables", "write_tables"]
@@ -146,7 +145,7 @@ def build_tables(params: dict, study: str, root: str | Path = ".") -> list[Table
                 problems.append(f"{path}: an unsealed record of {record.get('format')} (rerun the run with this rdml)")
             if record["status"] not in FINISHED:
                 problems.append(f"{path}: the run has not finished (status {record['status']!r})")
-            if record.get("config_sha256") != config_sha256(resolve(config_from_mapping(run.train_keys()))):
+            if record.get("config_sha256") != run.config_sha256:
                 problems.append(f"{path}: the run there was trained with other keys than the study now plans")
             if problems:
                 raise ConfigError("no table is written from a record that does not hold: " + "; ".join(problems))

@@ -9,16 +9,16 @@ from rdml.study.layouts.base import layout, Entry, TableSpec
 @layout("rdml_table", ("archs", "alphas"))
 def rdml_table(plan, spec: dict) -> TableSpec:
     alphas = sorted({1.0, *map(float, spec["alphas"])})
-    label = METHODS["dml"].label
+    label, independent = METHODS["dml"].label, METHODS["independent"].label(1.0)
     columns = [f"{d}/{arch}/{i}" for d in plan.datasets for arch in spec["archs"] for i in (0, 1)]
     entries = []
     for d in plan.datasets:
         for arch in spec["archs"]:
             for seed in plan.seeds:
-                entries.append(Entry(METHODS["independent"].label(1.0), (f"{d}/{arch}/0",), plan.independent(d, arch, seed)))
+                entries.append(Entry(independent, (f"{d}/{arch}/0",), plan.independent(d, arch, seed)))
                 for alpha in alphas:
                     entries.append(Entry(label(alpha), (f"{d}/{arch}/0", f"{d}/{arch}/1"),
                                          plan.mutual(d, [arch, arch], alpha, seed), ("student_0", "student_1"), ranked=True))
     return TableSpec("rdml_table", "Top-1 {what} (%), mean ± std over seeds; students re-indexed ascending "
                      "(RDML Table 1 layout); column-wise best in bold",
-                     [METHODS["independent"].label(1.0), *map(label, alphas)], columns, entries, bold_columns=columns)
+                     [independent, *map(label, alphas)], columns, entries, bold_columns=columns)
