@@ -162,3 +162,62 @@ def test_kd_without_t_squared_is_the_dml_vs_kd_article_s_printed_loss():
     kl = F.kl_div(F.log_softmax(student / 4, -1), F.log_softmax(teacher / 4, -1), log_target=True, reduction="batchmean")
     assert torch.allclose(printed["mimic"], 0.5 * kl, rtol=1e-5) and torch.allclose(hinton["mimic"], 16 * printed["mimic"])
     assert torch.equal(printed["ce"], hinton["ce"])
+
+
+class ReleasedRenyiLoss(torch.nn.Module):
+    """Transcription of RenyiLoss.forward in the released RDML code (parklize/rdml,
+    torchversion/core/dml.py at 57f381f), reduction 'batchmean', eps = 1e-8."""
+
+    def __init__(self, alpha, eps=1e-8):
+        super().__init__()
+        self.alpha, self.eps = max(0, alpha), eps
+
+    def forward(self, logits_p, logits_q):
+        if self.alpha == 0:
+            return 0.0
+        p = torch.clamp(F.softmax(logits_p, dim=1), self.eps, 1)
+        q = torch.clamp(F.softmax(logits_q, dim=1), self.eps, 1)
+        if abs(self.alpha - 1) <= 1e-6:
+            loss = torch.sum(p * (torch.log(p) - torch.log(q)), dim=1)
+        else:
+            loss = torch.log(torch.sum(q * torch.pow(p / q, self.alpha), dim=1)) / (self.alpha - 1)
+        return loss.mean()
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0, 1.5, 2.0])
+@pytest.mark.parametrize("k", [2, 3])
+def test_probability_floor_is_the_released_rdml_loss_in_value_and_gradient(alpha, k):
+    """The released loop: loss_i = CE + 1/(K−1)·Σ_{j≠i} RenyiLoss(Variable(out_j), out_i). Logits scaled
+    up so that some probabilities fall below the 1e-8 floor, where the clamp zeroes their gradient."""
+    logits, labels = batch(3, k=k, scale=9.0)
+    probs = [F.softmax(l, -1) for l in logits]
+    assert min(float(p.min()) for p in probs) < 1e-8, "the batch must exercise the clamp"
+    ours_in = [l.clone().float().requires_grad_(True) for l in logits]
+    ref_in = [l.clone().float().requires_grad_(True) for l in logits]
+    ours = mutual_loss(ours_in, labels, alpha=alpha, probability_floor=1e-8)
+    released = ReleasedRenyiLoss(alpha)
+    ref = [F.cross_entropy(ref_in[i], labels)
+           + sum(released(ref_in[j].detach(), ref_in[i]) for j in range(k) if j != i) / (k - 1) for i in range(k)]
+    sum(ours).backward()
+    sum(ref).backward()
+    for o, r in zip(ours, ref):
+        assert torch.allclose(o, r, rtol=1e-5, atol=1e-6)
+    for o, r in zip(ours_in, ref_in):
+        assert torch.allclose(o.grad, r.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_probability_floor_differs_from_the_exact_form_where_it_clamps():
+    logits, labels = batch(3, scale=9.0)
+    exact = mutual_terms(logits, labels, alpha=2.0)[0]["mimic"]
+    clamped = mutual_terms(logits, labels, alpha=2.0, probability_floor=1e-8)[0]["mimic"]
+    assert not torch.allclose(exact, clamped, rtol=1e-3)
+    mild, _ = batch(4, scale=0.5)
+    assert torch.allclose(mutual_terms(mild, labels, alpha=2.0)[0]["mimic"],
+                          mutual_terms(mild, labels, alpha=2.0, probability_floor=1e-8)[0]["mimic"], rtol=1e-9)
+
+
+@pytest.mark.parametrize("floor", [-1e-8, 1.0, float("nan")])
+def test_probability_floor_out_of_range_is_refused(floor):
+    logits, labels = batch(1)
+    with pytest.raises(ValueError, match="probability_floor"):
+        mutual_loss(logits, labels, alpha=1.0, probability_floor=floor)

@@ -23,8 +23,10 @@ PARAMS = load_params(REPO / "params.yaml")
 # Every paper trained in float32, so every paper study pins precision=fp32.
 FP32 = dict(precision="fp32")
 # RDML: the released code computes all outputs once per batch (simultaneous updates).
+# The paper's D_α is eq. 3.4 (exact, probability_floor=0); the released RenyiLoss clamps
+# "p = torch.clamp(F.softmax(logits_p, dim=1), self.eps, 1)" with eps = 1e-8 (torchversion/core/dml.py).
 RDML_PAPER = dict(optimizer="sgd", nesterov=True, momentum=0.9, lr=0.1, weight_decay=5e-4, batch_size=128, epochs=200,
-                  schedule="step", step_size=60, gamma=0.2, update_order="simultaneous", **FP32)
+                  schedule="step", step_size=60, gamma=0.2, update_order="simultaneous", probability_floor=0.0, **FP32)
 # DML Algorithm 1 "consists of 4 sequential steps if running on a single GPU": Θ1 is updated, p1 recomputed, then Θ2.
 DML_PAPER = dict(optimizer="sgd", nesterov=True, momentum=0.9, lr=0.1, batch_size=64, schedule="step", step_size=60,
                  gamma=0.1, epochs=200, augment="crop_flip_reflect", update_order="sequential", **FP32)
@@ -34,7 +36,8 @@ FMNIST_B = dict(optimizer="adamw", lr=0.005, batch_size=1024, epochs=100, schedu
 STATED = {
     "rdml_table1": (RDML_PAPER, dict(metric="last10", runs=90)),
     "rdml_table1_as_released": ({**RDML_PAPER, "schedule": "multistep", "milestones": [16, 22], "gamma": 0.2,
-                                 "augment": "crop_flip_rotate", "normalize": "imagenet"}, dict(metric="last5", runs=90)),
+                                 "augment": "crop_flip_rotate", "normalize": "imagenet",
+                                 "probability_floor": 1e-8}, dict(metric="last5", runs=90)),
     "dml_table2": (DML_PAPER, dict(runs=54)),
     "dml_table4": (DML_PAPER, dict(runs=21)),
     "renyi_kd_thesis": (THESIS, dict(runs=171)),

@@ -155,3 +155,15 @@ def test_methods_table_has_each_cohort_s_best_student(tmp_path):
     assert table.rows[-1] == "synthetic: DML, best of 2 students"
     assert table.cells[(table.rows[-1], "Accuracy")].values == [0.8, 0.75]
     assert table.cells[("synthetic: DML, 2 students", "Accuracy")].values == [0.6, 0.8, 0.75, 0.7]
+
+
+def test_a_clamped_rdml_loss_is_said_in_the_caption(tmp_path):
+    """rdml_table1_as_released runs the released clamped Rényi loss; its table must say so."""
+    params = {"studies": {"t": {**PARAMS["studies"]["t"], "train": {"probability_floor": 1e-8}}}}
+    fabricate(tmp_path, {}, params=params)
+    tables = {t.name: t for t in build_tables(params, "t", tmp_path)}
+    note = "clamps both distributions to [1e-08, 1] before D_α, as the released RDML code does"
+    assert note in tables["rdml_table"].caption and note in tables["pair_table"].caption
+    assert note not in tables["kd_table"].caption
+    fabricate(tmp_path / "exact", {})
+    assert all(note not in t.caption for t in build_tables(PARAMS, "t", tmp_path / "exact"))

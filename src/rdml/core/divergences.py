@@ -7,7 +7,7 @@ D_∞(P‖Q) = max_{i: p_i>0} log(p_i/q_i)                    (thesis eq. 1.5)
 
 Everything is computed from log-probabilities, never by clamping probabilities: clamping at a floor
 (as the released RDML code does at 1e-8) biases the value and zeroes the gradient of every class below
-the floor. Near α = 1 the general formula is 0/0; there it is evaluated as log1p(E_p[expm1(s·d)])/s with
+the floor (`released_renyi_divergence` reproduces that clamp, opt-in, for the as-released study). Near α = 1 the general formula is 0/0; there it is evaluated as log1p(E_p[expm1(s·d)])/s with
 s = α−1 and d = log p − log q, which has no cancellation, so α → 1 is continuous up to α = 1 itself.
 """
 
@@ -20,7 +20,7 @@ from torch import Tensor
 
 from rdml.keys import real_in_range
 
-__all__ = ["check_alpha", "renyi_divergence", "renyi_divergence_from_log_probs"]
+__all__ = ["check_alpha", "renyi_divergence", "renyi_divergence_from_log_probs", "released_renyi_divergence"]
 
 
 def check_alpha(alpha: object, *, name: str = "alpha") -> float:
@@ -65,6 +65,26 @@ def renyi_divergence_from_log_probs(log_p: Tensor, log_q: Tensor, alpha: float) 
     far_exponents = torch.where(near, torch.zeros_like(exponents), exponents)
     far_value = torch.logsumexp(far_exponents, dim=-1) / s
     return torch.where(near.squeeze(-1), near_value, far_value)
+
+
+def released_renyi_divergence(log_p: Tensor, log_q: Tensor, alpha: float, floor: float) -> Tensor:
+    """Per-row D_α(P‖Q) as the released RDML code computes it (parklize/rdml, torchversion/core/dml.py,
+    `RenyiLoss.forward`): p and q clamped to [floor, 1] (the code's eps = 1e-8), then
+    Σ p·(log p − log q) where |α − 1| <= 1e-6, else log Σ q·(p/q)^α / (α − 1); and 0 at α = 0, where
+    that code returns 0 instead of D_0. Opt-in (`probability_floor`) for the as-released study only:
+    the clamp biases the value and zeroes the gradient of every class below the floor.
+    """
+    alpha = check_alpha(alpha)
+    _check_same_shape(log_p, log_q)
+    if not 0.0 < floor < 1.0:
+        raise ValueError(f"floor={floor!r}: the clamp floor must be in (0, 1)")
+    if alpha == 0.0:
+        return torch.zeros(log_p.shape[:-1], dtype=log_p.dtype, device=log_p.device)
+    p = log_p.exp().clamp(floor, 1.0)
+    q = log_q.exp().clamp(floor, 1.0)
+    if abs(alpha - 1.0) <= 1e-6:
+        return (p * (p.log() - q.log())).sum(dim=-1)
+    return torch.log((q * (p / q).pow(alpha)).sum(dim=-1)) / (alpha - 1.0)
 
 
 def _check_same_shape(a: Tensor, b: Tensor) -> None:

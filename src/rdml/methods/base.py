@@ -5,7 +5,7 @@ class declares, without importing torch (so that configs and study plans are che
 its own config keys (`keys`, each with default, type and check), its defaults of shared keys
 (`defaults`: arch, temperature), the smallest cohort it trains (`min_students`), whether it
 distils from a teacher checkpoint (`uses_teacher`), extra checks across keys (`check`) and the
-name a paper's table gives it (`label`). An instance is one run's training: `train_step` takes a
+name a paper's table gives it (`label`), and what a table caption must say about a run (`caption_notes`). An instance is one run's training: `train_step` takes a
 batch and the cohort (students with `.model`, `.optimizer`, `.step()`, and `cohort.predict(x)`),
 updates the students and returns each student's named loss terms; `state_dict` /
 `load_state_dict` carry any state of its own through checkpoints; `extra_models` names models it
@@ -45,6 +45,11 @@ class Method(ABC):
     @abstractmethod
     def label(cls, alpha: float) -> str:
         """The row name a paper's table gives a run of this method at order α."""
+
+    @classmethod
+    def caption_notes(cls, cfg) -> list[str]:
+        """What a table caption must say about a run of this config that departs from the exact method."""
+        return []
 
     @abstractmethod
     def train_step(self, x, y, cohort) -> list[dict]:

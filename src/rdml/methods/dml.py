@@ -22,6 +22,10 @@ KEYS = (
     Key("update_order", "simultaneous", "str",
         "simultaneous (all students from the same predictions) or sequential (DML Algorithm 1)",
         check=lambda v: one_of("update_order", v, UPDATE_ORDERS)),
+    Key("probability_floor", 0.0, "float",
+        "dml/dml_e: 0 = exact D_alpha from log-probabilities; > 0 clamps both distributions to [floor, 1] first, "
+        "as the released RDML code does with 1e-8",
+        check=lambda v: in_range("probability_floor", v, 0, 1, "a number in [0, 1) (0 = exact, no clamp)", open_high=True)),
 )
 
 
@@ -38,12 +42,19 @@ class MutualLearning(Method):
         base = "DML_e" if cls.ensemble else "DML"
         return base if alpha == 1 else f"R{base} α={alpha:g}"
 
+    @classmethod
+    def caption_notes(cls, cfg) -> list[str]:
+        if not cfg.probability_floor:
+            return []
+        return [f"The mimicry term clamps both distributions to [{cfg.probability_floor:g}, 1] before D_α, as the "
+                "released RDML code does (probability_floor)."]
+
     def terms(self, logits: list, y) -> list[dict]:
         from rdml.core.losses import mutual_terms
 
         c = self.cfg
         return mutual_terms(logits, y, alpha=c.alpha, temperature=c.temperature, weight=c.mimic_weight,
-                            ensemble=self.ensemble)
+                            ensemble=self.ensemble, probability_floor=c.probability_floor)
 
     def train_step(self, x, y, cohort) -> list[dict]:
         if self.cfg.update_order == "simultaneous":

@@ -19,6 +19,7 @@ from pathlib import Path
 from rdml import paths
 from rdml.io import atomic_write_bytes, atomic_write_json
 from rdml.keys import ConfigError
+from rdml.methods import METHODS
 from rdml.study.layouts import Entry
 from rdml.study.params import load_params, metric_of, summary_field
 from rdml.study.plan import plan_tables
@@ -180,7 +181,10 @@ def build_tables(params: dict, study: str, root: str | Path = ".") -> list[Table
             minuend, subtrahend = cells.get(d.minuend), cells.get(d.subtrahend)
             if minuend and subtrahend and minuend.mean is not None and subtrahend.mean is not None:
                 derived[(d.row, d.column)] = 100 * (minuend.mean - subtrahend.mean)
-        tables.append(Table(spec.name, spec.caption.replace("{what}", what), spec.rows, spec.columns, cells,
+        notes = dict.fromkeys(note for entry in spec.entries
+                              for note in METHODS[entry.run.config.method].caption_notes(entry.run.config))
+        caption = " ".join([spec.caption.replace("{what}", what), *notes])
+        tables.append(Table(spec.name, caption, spec.rows, spec.columns, cells,
                             spec.bold_columns, derived))
     return tables
 
