@@ -31,6 +31,7 @@ LAYERS = [
     {"rdml.methods"},
     {"rdml.config"},
     {"rdml.train"},
+    {"rdml.analysis"},
     {"rdml.study"},
     {"rdml.cli"},
 ]

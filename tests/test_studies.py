@@ -1,6 +1,7 @@
 """The papers' studies in params.yaml: every stated hyper-parameter in the resolved configs, the job
 counts of each full study's dry run, and one job of each study's smoke variant through the pipeline."""
 
+import json
 import os
 import re
 import subprocess
@@ -12,7 +13,9 @@ import pytest
 from rdml.data.catalog import DataSpec
 from rdml.models import build_model
 from rdml.study.params import load_params
-from rdml.study.plan import plan_jobs, plan_study, plan_tables
+from rdml.keys import ConfigError
+from rdml.study.plan import plan_jobs, plan_measurements, plan_study, plan_tables
+from rdml.study.tables import build_tables
 from test_pipeline import make_project
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,7 +33,10 @@ RDML_PAPER = dict(optimizer="sgd", nesterov=True, momentum=0.9, lr=0.1, weight_d
 # DML Algorithm 1 "consists of 4 sequential steps if running on a single GPU": Θ1 is updated, p1 recomputed, then Θ2.
 DML_PAPER = dict(optimizer="sgd", nesterov=True, momentum=0.9, lr=0.1, batch_size=64, schedule="step", step_size=60,
                  gamma=0.1, epochs=200, augment="crop_flip_reflect", update_order="sequential", **FP32)
-THESIS = dict(optimizer="sgd", lr=0.08, momentum=0.9, weight_decay=5e-4, batch_size=512, epochs=220, **FP32)
+# Thesis Table 3.1; §2.1 "Nesterov momentum μ based on the formula from Sutskever et al. [2013]"; §3.2 "Training
+# utilizes the Timm library" (timm's sgd: Nesterov, no decay on 1-d parameters) and "rescaling, cropping, and flipping".
+THESIS = dict(optimizer="sgd", lr=0.08, momentum=0.9, weight_decay=5e-4, batch_size=512, epochs=220, nesterov=True,
+              decay_1d=False, augment="resized_crop_flip", **FP32)
 FMNIST_A = dict(optimizer="adam", lr=0.01, batch_size=1024, epochs=100, schedule="constant", **FP32)
 FMNIST_B = dict(optimizer="adamw", lr=0.005, batch_size=1024, epochs=100, schedule="onecycle", pct_start=0.1, **FP32)
 STATED = {
@@ -44,6 +50,8 @@ STATED = {
     "dml_vs_kd_fmnist_a": (FMNIST_A, dict(runs=22)),
     "dml_vs_kd_fmnist_b": (FMNIST_B, dict(runs=22)),
     "dml_cohort_size": (DML_PAPER, dict(runs=24)),
+    "dml_semi_supervised": (DML_PAPER, dict(runs=42)),
+    "dml_analyses": (DML_PAPER, dict(runs=18)),
 }
 
 
@@ -72,6 +80,13 @@ def test_rdml_table1_grid():
     assert {c.seed for c in configs.values()} == {0, 1, 2}
 
 
+def test_rdml_table1_as_released_runs_the_released_googlenet():
+    """The released copy of pytorch-cifar100's GoogLeNet writes `nn.BatchNorm2d(n5x5, n5x5)` (eps = n5x5)."""
+    assert {c.arch[0] for c in resolved("rdml_table1_as_released").values()} == {"googlenet_as_released", "resnet34",
+                                                                              "vgg16_bn"}
+    assert {c.arch[0] for c in resolved("rdml_table1").values()} >= {"googlenet"}
+
+
 def test_dml_table2_pairs():
     pairs = {tuple(c.arch) for c in resolved("dml_table2").values() if c.method == "dml"}
     assert pairs == {("resnet32", "resnet32"), ("wrn_28_10", "resnet32"), ("mobilenet", "resnet32"),
@@ -92,10 +107,11 @@ def test_renyi_kd_thesis_settings():
     configs = resolved("renyi_kd_thesis")
     kd = [c for c in configs.values() if c.method == "kd"]
     assert sorted({c.alpha for c in kd}) == [0.05, 0.1, 0.25, 0.5, 0.625, 0.75, 0.875, 1, 1.25, 1.5, 2, 3.5, 5, 7.5, 10, 12.5]
-    assert all(c.temperature == 4 and c.beta == 0.9 and c.arch == ["resnet18"] for c in kd)
+    # "we chose ResNet152 as the architecture for the teacher model and ResNet18 for the student model", from timm
+    assert all(c.temperature == 4 and c.beta == 0.9 and c.arch == ["timm_resnet18"] for c in kd)
     assert len({c.seed for c in kd}) == 10
-    assert [c.arch for c in configs.values() if c.method == "teacher"] == [["resnet152"]]
-    assert sum(c.method == "independent" and c.arch == ["resnet18"] for c in configs.values()) == 10
+    assert [c.arch for c in configs.values() if c.method == "teacher"] == [["timm_resnet152"]]
+    assert sum(c.method == "independent" and c.arch == ["timm_resnet18"] for c in configs.values()) == 10
     assert PARAMS["studies"]["renyi_kd_thesis"]["kd_table"]["at_epochs"] == [10]
 
 
@@ -124,6 +140,51 @@ def test_cohort_sizes():
     table = next(t for t in plan_tables(PARAMS, "dml_cohort_size") if t.name == "cohort_table")
     assert table.columns == ["Ind.", "DML", "DML_e", "Ind. ensemble", "DML ensemble", "DML_e ensemble"]
     assert {e.students for e in table.entries if e.columns[0].endswith("ensemble")} == {("ensemble",)}
+
+
+def test_semi_supervised_strategies():
+    """DML §4.10: "we randomly select a subset (from 10% to 100%) of the training images per class as labeled"; "1)
+    training on the labelled data only with single network; 2) training on labelled data only with DML
+    (DML-labelled). 3) training on all data with DML, where the classification loss is computed for labelled data
+    only, and KL loss is calculated for all the training data (DML-all)". The network is not named: ResNet-32."""
+    runs = plan_study(PARAMS, "dml_semi_supervised")
+    strategies = {(r.config.method, r.config.labelled_fraction, r.config.unlabelled) for r in runs}
+    partial = {(m, f, u) for f in (0.1, 0.25, 0.5, 0.75) for m, u in
+               (("independent", "drop"), ("dml", "drop"), ("dml", "mimic"))}
+    assert strategies == partial | {("independent", 1.0, "mimic"), ("dml", 1.0, "mimic")}
+    assert {tuple(r.config.arch) for r in runs} == {("resnet32",), ("resnet32", "resnet32")}
+    table = next(t for t in plan_tables(PARAMS, "dml_semi_supervised"))
+    assert table.rows == ["Single (labelled)", "DML-labelled", "DML-all"]
+
+
+def test_dml_analyses_measure_the_papers_networks():
+    """DML §4.8: Fig. 4c "a ResNet-32 on CIFAR-100 trained by DML vs. an independently trained ResNet-32"; the
+    teaching signal "DML (0.2805) than DML_e (0.1562)"; flat minima "on CIFAR-100 using MobileNet"."""
+    measured = {run.id: wanted for run, wanted in plan_measurements(PARAMS, "dml_analyses").values()}
+    runs = {r.id: r for r in plan_study(PARAMS, "dml_analyses")}
+    assert set(measured) == set(runs)
+    kinds = {(runs[i].config.method, tuple(runs[i].config.arch), tuple(w)) for i, w in measured.items()}
+    assert kinds == {("independent", ("resnet32",), ("predictions",)), ("dml", ("resnet32",) * 2, ("predictions",)),
+                     ("dml", ("resnet32",) * 3, ("predictions",)), ("dml_e", ("resnet32",) * 3, ("predictions",)),
+                     ("independent", ("mobilenet",), ("noise",)), ("dml", ("mobilenet",) * 2, ("noise",))}
+
+
+def test_analysis_smoke_study_measures_its_runs_and_refuses_edited_measurements(project):
+    """The smoke variant of dml_analyses through Snakemake: train, measure (a rule reading model.pt), tables."""
+    smoke = "dml_analyses_smoke"
+    result = sh(str(BIN / "snakemake"), "all_tables", "--cores", "2", "--config", f"build=[{smoke}]", cwd=project)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    tables = project / "results" / smoke / "tables"
+    entropy = (tables / "entropy_table.csv").read_text()
+    assert "tiny_cifar100: DML_e (K=3),Teaching-signal entropy" in entropy
+    flat = (tables / "flat_minima_table.md").read_text()
+    assert "| tiny_cifar100: DML |" in flat and "(n=10)" in flat  # 2 students × 5 draws × 1 seed
+    measures = next((project / "results" / smoke / "measures").glob("*/dml-mobilenet*.json"))
+    forged = json.loads(measures.read_text())
+    forged["students"]["student_0"]["loss"] = 0.0
+    measures.write_text(json.dumps(forged))
+    with pytest.raises(ConfigError, match="does not hash to its record_sha256"):
+        build_tables(PARAMS, smoke, project)
 
 
 def sh(*args, cwd):

@@ -52,10 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("study")
     run.add_argument("job_id", metavar="job")
     run.add_argument("--spec", help="the job as JSON, as Snakemake planned it (default: plan it from --params)")
-    run.add_argument("--gpus", default=None, help="GPU slots to choose from: auto or a number (default: params.yaml's gpus)")
-    run.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    run.add_argument("--die-with-parent", action="store_true", help="end when the process that started this one dies "
-                     "(what Snakemake's jobs ask for)")
+    measure = steps.add_parser("measure", help="measure a trained run's final models for a study's analysis tables")
+    measure.add_argument("study")
+    measure.add_argument("run_id", metavar="run")
+    measure.add_argument("--spec", help="what to measure as JSON, as Snakemake planned it (default: plan it from --params)")
+    for sub in (run, measure):
+        sub.add_argument("--gpus", default=None, help="GPU slots to choose from: auto or a number (default: params.yaml's gpus)")
+        sub.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+        sub.add_argument("--die-with-parent", action="store_true", help="end when the process that started this one dies "
+                         "(what Snakemake's jobs ask for)")
     prepare = steps.add_parser("prepare", help="download (where that applies) and load a data set once, write its stamp")
     prepare.add_argument("dataset")
     dvc = steps.add_parser("dvc-yaml", help="write dvc.yaml from params.yaml")
@@ -63,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     dvc.add_argument("--study", action="append", help="study to include (default: params.yaml's build list)")
     runs = steps.add_parser("runs", help="list the jobs of a study, each with its run ids")
     runs.add_argument("study")
-    for sub in (run, dvc, runs):
+    for sub in (run, measure, dvc, runs):
         sub.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
 
     tables = commands.add_parser("tables", help="write a study's tables (Markdown, LaTeX, CSV, cell sidecars)")
@@ -146,6 +151,26 @@ def _pipeline(args) -> int:
         gpus = args.gpus if args.gpus is not None else load_params(args.params).get("gpus", "auto")
         for record in run_job(spec, gpus, threads=args.threads):
             print(f"{record['config']['out']}: {record['status']}")
+    elif args.step == "measure":
+        if args.die_with_parent:
+            from rdml.study.slots import die_with_parent
+
+            die_with_parent()
+        from rdml.study.jobs import measure_job
+        from rdml.study.plan import plan_measurements
+
+        if args.spec:
+            spec = _json_argument("--spec", args.spec, dict)
+            if (spec.get("study"), spec.get("run")) != (args.study, args.run_id) or not isinstance(spec.get("measurements"), dict):
+                raise ConfigError(f"--spec describes run {spec.get('run')!r} of {spec.get('study')!r}, not {args.run_id!r} of {args.study!r}")
+        else:
+            planned = plan_measurements(load_params(args.params), args.study)
+            if args.run_id not in planned:
+                raise ConfigError(f"run {args.run_id!r} is not measured by study {args.study!r} (measured: {', '.join(planned) or 'none'})")
+            run, wanted = planned[args.run_id]
+            spec = {"study": args.study, "run": run.id, "directory": run.directory, "measurements": wanted}
+        gpus = args.gpus if args.gpus is not None else load_params(args.params).get("gpus", "auto")
+        print(measure_job(spec, gpus, threads=args.threads))
     elif args.step == "prepare":
         from rdml.study.jobs import prepare_dataset
 

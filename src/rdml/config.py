@@ -30,6 +30,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
+UNLABELLED_ROWS = ("mimic", "drop")
 INF = math.inf
 
 
@@ -59,6 +60,9 @@ WHAT = (
 HOW = (
     Key("labelled_fraction", 1.0, "float", "fraction of training rows with labels, in (0, 1]; < 1 is semi-supervised (DML 3.4)",
         check=_unit("labelled_fraction", "a number in (0, 1]", open_low=True)),
+    Key("unlabelled", "mimic", "str", "training rows without a label (labelled_fraction < 1): mimic (they join every mimicry "
+        "term: DML-all) or drop (trained on the labelled rows alone: DML-labelled)",
+        check=lambda v: one_of("unlabelled", v, UNLABELLED_ROWS)),
     Key("epochs", 30, "int", "number of epochs, >= 1", check=lambda v: at_least("epochs", v, 1)),
     Key("batch_size", 64, "int", "batch size, >= 1", check=lambda v: at_least("batch_size", v, 1)),
     Key("optimizer", "sgd", "str", "one of: " + ", ".join(OPTIMIZERS), check=lambda v: one_of("optimizer", v, OPTIMIZERS)),
@@ -66,6 +70,8 @@ HOW = (
     Key("momentum", 0.9, "float", "sgd momentum", check=_unit("momentum", "a number in [0, 1)", open_high=True)),
     Key("nesterov", True, "bool", "sgd Nesterov momentum"),
     Key("weight_decay", 5e-4, "float", "weight decay (decoupled for adamw)", check=_finite("weight_decay", 0, "a finite number >= 0")),
+    Key("decay_1d", True, "bool", "weight decay on 1-d parameters (biases, norm layers) too; false: none there, "
+        "as timm's create_optimizer_v2 does (filter_bias_and_bn)"),
     Key("schedule", "cosine", "str", "one of: " + ", ".join(SCHEDULES), check=lambda v: one_of("schedule", v, SCHEDULES)),
     Key("step_size", 60, "int", "step schedule: epochs between decays", check=lambda v: at_least("step_size", v, 1)),
     Key("gamma", 0.2, "float", "step/multistep schedule: decay factor", check=_finite("gamma", 0, "a finite number > 0", open_low=True)),

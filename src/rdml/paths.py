@@ -1,9 +1,9 @@
-"""Where the pipeline writes, spelled once: `results/<study>/{runs,jobs,metrics,tables}` and
+"""Where the pipeline writes, spelled once: `results/<study>/{runs,jobs,metrics,measures,tables}` and
 `results/data/<dataset>.json`. Paths are relative to the project root."""
 
 from __future__ import annotations
 
-__all__ = ["RESULTS", "run_dir", "job_file", "metrics_file", "tables_dir", "data_stamp", "data_folder"]
+__all__ = ["RESULTS", "run_dir", "job_file", "metrics_file", "measures_file", "tables_dir", "data_stamp", "data_folder"]
 
 RESULTS = "results"
 
@@ -19,6 +19,11 @@ def job_file(study: str, job_id: str) -> str:
 
 def metrics_file(study: str, run_id: str) -> str:
     return f"{RESULTS}/{study}/metrics/{run_id}.json"
+
+
+def measures_file(study: str, run_id: str) -> str:
+    """Measurements of a run's final models (rdml.analysis.measure), what analysis tables read."""
+    return f"{RESULTS}/{study}/measures/{run_id}.json"
 
 
 def tables_dir(study: str) -> str:

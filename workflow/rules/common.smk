@@ -6,18 +6,20 @@ import sys
 from pathlib import Path
 
 from rdml import paths
-from rdml.code import DATA_CODE, REPORTING_CODE, SOURCE, TRAINING_CODE, code_sha256
+from rdml.code import DATA_CODE, MEASURE_CODE, REPORTING_CODE, SOURCE, TRAINING_CODE, code_sha256
 from rdml.study.params import load_params, studies_to_build, with_smoke_studies
-from rdml.study.plan import plan_jobs
+from rdml.study.plan import plan_jobs, plan_measurements
 
 config.update(with_smoke_studies(config))  # every study also has a <study>_smoke variant
 BUILD = studies_to_build(config)
 JOBS = {study: {job.id: job for job in plan_jobs(config, study)} for study in BUILD}
+MEASURED = {study: plan_measurements(config, study) for study in BUILD}  # runs the analysis tables measure
 JOB_OF = {study: {run.id: job for job in jobs.values() for run in job.runs} for study, jobs in JOBS.items()}
 GPUS = config.get("gpus", "auto")
 # What can change a result, by content: a table-code edit retrains nothing, a loss edit every job.
 CODE = {part: code_sha256(parts, SOURCE) for part, parts in
-        (("data", DATA_CODE), ("training", TRAINING_CODE), ("reporting", REPORTING_CODE))}
+        (("data", DATA_CODE), ("training", TRAINING_CODE), ("measure", MEASURE_CODE),
+                                                 ("reporting", REPORTING_CODE))}
 
 
 # A job file vouches for its runs, and the tables for every job. When a run is gone from disk (record
@@ -45,6 +47,7 @@ wildcard_constraints:
     study="[^/]+",
     dataset="[^/]+",
     job="[^/]+/[^/]+",
+    run="[^/]+/[^/]+",
 
 
 def planned(wildcards):

@@ -1,6 +1,25 @@
+rule measure:
+    """Measurements of one trained run's final models that the study's analysis tables read (DML §4.8)."""
+    input:
+        lambda w: JOB_OF[w.study][w.run].file,
+    output:
+        paths.measures_file("{study}", "{run}"),
+    params:
+        spec=lambda w: json.dumps({"study": w.study, "run": w.run, "directory": MEASURED[w.study][w.run][0].directory,
+                                   "measurements": MEASURED[w.study][w.run][1]}, sort_keys=True),
+        gpus=GPUS,
+        code=CODE["measure"],
+    resources:
+        gpu=1,
+    threads: 1
+    shell:
+        "exec rdml pipeline measure {wildcards.study:q} {wildcards.run:q} --gpus {params.gpus:q} --threads {threads} --die-with-parent --spec {params.spec:q}"
+
+
 rule tables:
     input:
         lambda w: [job.file for job in JOBS[w.study].values()],
+        lambda w: [paths.measures_file(w.study, run_id) for run_id in MEASURED[w.study]],
     output:
         directory(paths.tables_dir("{study}")),
     params:

@@ -7,8 +7,8 @@ D_∞(P‖Q) = max_{i: p_i>0} log(p_i/q_i)                    (thesis eq. 1.5)
 
 Everything is computed from log-probabilities, never by clamping probabilities: clamping at a floor
 (as the released RDML code does at 1e-8) biases the value and zeroes the gradient of every class below
-the floor (`released_renyi_divergence` reproduces that clamp, opt-in, for the as-released study). Near α = 1 the general formula is 0/0; there it is evaluated as log1p(E_p[expm1(s·d)])/s with
-s = α−1 and d = log p − log q, which has no cancellation, so α → 1 is continuous up to α = 1 itself.
+the floor (`released_renyi_divergence` reproduces that clamp, opt-in, for the as-released study).
+Near α = 1 the general formula is 0/0; there it is evaluated as log1p(E_p[expm1(s·d)])/s with s = α−1 and d = log p − log q, which has no cancellation, so α → 1 is continuous up to α = 1 itself.
 """
 
 from __future__ import annotations

@@ -77,15 +77,18 @@ class Dataset:
 
 
 def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_fraction: float = 1.0,
-                 data_dir: str | Path = "data", normalize: str = "dataset") -> Dataset:
+                 unlabelled: str = "mimic", data_dir: str | Path = "data", normalize: str = "dataset") -> Dataset:
     """Load `name`, split it, hide labels, and set the normalisation (train statistics or ImageNet's).
 
     digits and synthetic are split stratified by class from split_seed; the vision sets keep their
     official test set. The labelled rows (labelled_fraction < 1) are chosen per class from split_seed,
-    never from the training seed, so every run of a study sees the same data.
+    never from the training seed, so every run of a study sees the same data. `unlabelled="drop"`
+    removes the other rows after the normalisation is fixed, so DML-labelled and DML-all differ in
+    their losses' rows alone (DML §4.10).
     """
     source = DATASETS[name]
     one_of("normalize", normalize, KINDS[source.spec.kind].normalizations)
+    one_of("unlabelled", unlabelled, ("mimic", "drop"))
     rng = np.random.default_rng(split_seed)
     raw = importlib.import_module(f"rdml.data.{source.module}").load(name, data_dir)
     files = raw.files
@@ -118,6 +121,9 @@ def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_f
         "sha256": sha256_bytes(test_mask.tobytes() + labelled_mask.tobytes()),
     })
     mean, std = _normalisation(x_train, normalize)
+    if unlabelled == "drop" and not labelled_mask.all():
+        x_train, y_train = x_train[torch.from_numpy(labelled_mask)], y_train[torch.from_numpy(labelled_mask)]
+        split["unlabelled"] = "drop"
     fingerprint = {
         "files": files,
         "split": split,

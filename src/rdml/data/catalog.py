@@ -42,7 +42,8 @@ class DataSource:
 
 
 KINDS: Registry[Kind] = Registry("data kind")
-KINDS.add("images", Kind("images", ("none", "crop_flip", "crop_flip_reflect", "crop_flip_rotate"), ("dataset", "imagenet")))
+KINDS.add("images", Kind("images", ("none", "crop_flip", "crop_flip_reflect", "crop_flip_rotate", "resized_crop_flip"),
+                         ("dataset", "imagenet")))
 
 DATASETS: Registry[DataSource] = Registry("dataset")
 

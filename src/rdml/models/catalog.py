@@ -37,5 +37,8 @@ for _name, _builder in {
     "wrn_28_10": "zoo.wrn:wrn_28_10",
     "wrn_20_8": "zoo.wrn:wrn_20_8",
     "densenet40_12": "zoo.densenet:densenet40_12",
+    "timm_resnet18": "timm_zoo:timm_resnet18",
+    "timm_resnet152": "timm_zoo:timm_resnet152",
+    "googlenet_as_released": "zoo.googlenet:googlenet_as_released",
 }.items():
     ARCHITECTURES.add(_name, Architecture(_name, _builder))

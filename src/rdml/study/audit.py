@@ -83,8 +83,8 @@ def _audit_record(root, run_dir, record_path, record, item, metric, out, evaluat
     code = record["code"]
     out(f"  code              git {code['git_commit']} dirty={code['git_dirty']} src {code['src_sha256'][:16]}…")
     out(f"  data              {record['data']['name']} fingerprint {record['data']['sha256']}")
-    data_keys = {k: cfg.get(k, KEYS[k].default) for k in ("split_seed", "test_fraction", "labelled_fraction", "data_dir",
-                                                          "normalize")}
+    data_keys = {k: cfg.get(k, KEYS[k].default) for k in ("split_seed", "test_fraction", "labelled_fraction", "unlabelled",
+                                                          "data_dir", "normalize")}
     data = load_dataset(cfg["dataset"], **data_keys)
     if data.fingerprint["sha256"] != record["data"]["sha256"]:
         problems.append(f"{record_path}: data set {cfg['dataset']} on disk no longer matches the recorded fingerprint")

@@ -3,6 +3,7 @@ same commands Snakemake runs and the code each one depends on (rdml.code)."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 
@@ -11,9 +12,9 @@ import yaml
 from rdml import paths
 from rdml.data.catalog import DATASETS
 from rdml.io import atomic_write_bytes
-from rdml.code import DATA_CODE, REPORTING_CODE, TRAINING_CODE, code_paths
+from rdml.code import DATA_CODE, MEASURE_CODE, REPORTING_CODE, TRAINING_CODE, code_paths
 from rdml.study.params import load_params, studies_to_build
-from rdml.study.plan import plan_jobs, plan_study
+from rdml.study.plan import plan_jobs, plan_measurements, plan_study
 from rdml.study.runs import Job
 
 __all__ = ["dvc_stages", "write_dvc_yaml"]
@@ -32,9 +33,18 @@ def dvc_stages(params: dict, studies: list[str]) -> dict:
             }
         for job in plan_jobs(params, study):
             stages[job.stage] = _train_stage(job)
+        measured = plan_measurements(params, study)
+        for run, _ in measured.values():
+            stages[re.sub(r"[^A-Za-z0-9_-]", "_", f"measure-{study}-{run.id.replace('/', '-')}")] = {
+                "cmd": f"rdml pipeline measure {shlex.quote(study)} {shlex.quote(run.id)}",
+                "deps": [*code_paths(MEASURE_CODE), f"{run.directory}/model.pt"],
+                "params": [f"studies.{study}"],
+                "outs": [{paths.measures_file(study, run.id): {"cache": False}}],
+            }
         stages[f"tables-{study}"] = {
             "cmd": f"rdml tables {shlex.quote(study)}",
-            "deps": [*code_paths(REPORTING_CODE), *(r.directory for r in runs)],
+            "deps": [*code_paths(REPORTING_CODE), *(r.directory for r in runs),
+                     *(paths.measures_file(study, run_id) for run_id in measured)],
             "params": [f"studies.{study}"],
             "outs": [paths.tables_dir(study)],
         }

@@ -18,7 +18,7 @@ from rdml.io import atomic_write_json
 from rdml.study.slots import acquire_gpu, slot_count
 from rdml.train.loop import train
 
-__all__ = ["run_job", "metrics_of", "prepare_dataset"]
+__all__ = ["run_job", "measure_job", "metrics_of", "prepare_dataset"]
 
 
 def run_job(spec: dict, gpus: int | str = "auto", threads: int | None = None) -> list[dict]:
@@ -55,6 +55,22 @@ def _train_run(study: str, run_id: str, cfg, command: list[str], gpu_slot: str) 
     record = train(cfg, argv=command, progress=False, replace=True, retrain=True, environment_extra={"gpu_slot": gpu_slot})
     atomic_write_json(paths.metrics_file(study, run_id), metrics_of(record))
     return record
+
+
+def measure_job(spec: dict, gpus: int | str = "auto", threads: int | None = None) -> str:
+    """Measure one run's final models (rdml.analysis.measure) on one GPU slot; returns the file written."""
+    from rdml.analysis.measure import measure_run
+
+    slot = acquire_gpu(slot_count(gpus))
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        out = paths.measures_file(spec["study"], spec["run"])
+        atomic_write_json(out, measure_run(spec["directory"], spec["measurements"], device))
+    finally:
+        slot.release()
+    return out
 
 
 def metrics_of(record: dict) -> dict:

@@ -18,7 +18,7 @@ from rdml.study.layouts import LAYOUTS, TableSpec
 from rdml.study.params import metric_of, study_spec
 from rdml.study.runs import Job, Run
 
-__all__ = ["StudyPlan", "plan_tables", "plan_study", "plan_jobs", "find_job"]
+__all__ = ["StudyPlan", "plan_tables", "plan_study", "plan_jobs", "find_job", "plan_measurements"]
 
 
 class StudyPlan:
@@ -32,10 +32,10 @@ class StudyPlan:
         self.shared_params = (f"{self.base}.train",) if self.shared else ()
 
     def run(self, dataset: str, method: str, archs, seed: int, alpha: float | None = None, teacher: Run | None = None,
-            keys: dict[str, Any] | None = None, params: tuple[str, ...] = ()) -> Run:
+            keys: dict[str, Any] | None = None, params: tuple[str, ...] = (), variant: str = "") -> Run:
         options = json.dumps({**self.shared, **(keys or {})}, sort_keys=True)
         return Run(self.name, dataset, method, tuple(archs), seed, None if alpha is None else float(alpha), teacher,
-                   options, self.shared_params + tuple(params))
+                   options, variant, self.shared_params + tuple(params))
 
     def independent(self, dataset: str, arch: str, seed: int) -> Run:
         return self.run(dataset, "independent", [arch], seed)
@@ -102,6 +102,21 @@ def plan_jobs(params: dict, name: str) -> list[Job]:
         runs.sort(key=lambda r: r.seed)
         jobs += [Job(name, tuple(runs[i : i + per_job])) for i in range(0, len(runs), per_job)]
     return jobs
+
+
+def plan_measurements(params: dict, name: str) -> dict[str, tuple[Run, dict]]:
+    """The runs whose final models the study's tables measure (rdml.analysis.measure), each with
+    everything any table asks of it; by run id."""
+    planned: dict[str, tuple[Run, dict]] = {}
+    for table in plan_tables(params, name):
+        for entry in table.entries:
+            if entry.measure is not None:
+                run, wanted = planned.setdefault(entry.run.id, (entry.run, {}))
+                for measurement, spec in table.measurements.items():
+                    if wanted.setdefault(measurement, spec) != spec:
+                        raise ConfigError(f"studies.{name}: run {run.id} is measured twice with different {measurement} "
+                                          f"settings ({wanted[measurement]} and {spec})")
+    return planned
 
 
 def find_job(params: dict, study: str, job_id: str) -> Job:

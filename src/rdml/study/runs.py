@@ -27,6 +27,7 @@ class Run:
     alpha: float | None = None  # None: a method that takes no α (its default applies)
     teacher: Run | None = None
     options: str = "{}"  # every other `rdml train` key of the run, as sorted JSON
+    variant: str = ""  # names the keys a layout varies beyond these fields (e.g. the labelled fraction)
     params: tuple[str, ...] = field(default=(), compare=False)  # params.yaml keys whose values it uses
 
     @cached_property
@@ -57,7 +58,9 @@ class Run:
         name = f"{self.method}-{'+'.join(self.archs)}"
         if self.teacher:
             name += f"-from-{self.teacher.as_teacher}"
-        return name if self.alpha is None else f"{name}-a{self.alpha:g}"
+        if self.alpha is not None:
+            name += f"-a{self.alpha:g}"
+        return f"{name}-{self.variant}" if self.variant else name
 
     @property
     def name(self) -> str:

@@ -24,7 +24,7 @@ from rdml.study.layouts import Entry
 from rdml.study.params import load_params, metric_of, summary_field
 from rdml.study.plan import plan_tables
 from rdml.study.runs import Run
-from rdml.train.integrity import FINISHED, read_record, record_problems, sealed
+from rdml.train.integrity import FINISHED, MEASURES_FORMAT, read_record, record_problems, seal_holds, sealed
 
 __all__ = ["Cell", "Table", "build_tables", "write_tables"]
 
@@ -51,11 +51,11 @@ class Cell:
     def std(self) -> float | None:
         return statistics.stdev(self.values) if len(self.values) > 1 else (0.0 if self.values else None)
 
-    def text(self, bold: bool = False, latex: bool = False) -> str:
+    def text(self, bold: bool = False, latex: bool = False, scale: float = 100.0, digits: int = 2) -> str:
         if not self.runs:
             return ""
         pm = r"$\pm$" if latex else "±"
-        value = "—" if self.mean is None else f"{100 * self.mean:.2f} {pm} {100 * self.std:.2f}"
+        value = "—" if self.mean is None else f"{scale * self.mean:.{digits}f} {pm} {scale * self.std:.{digits}f}"
         if bold and self.mean is not None:
             value = rf"\textbf{{{value}}}" if latex else f"**{value}**"
         note = f"n={len(self.values)}" + (f", {self.diverged} diverged" if self.diverged else "")
@@ -74,6 +74,8 @@ class Table:
     cells: dict[tuple[str, str], Cell]
     bold_columns: list[str] = field(default_factory=list)  # column-wise best is set in bold
     derived: dict[tuple[str, str], float] = field(default_factory=dict)  # differences of means, in points
+    scale: float = 100.0  # a cell prints value × scale with `digits` decimals
+    digits: int = 2
 
     def best_row(self, column: str) -> str | None:
         means = [(c.mean, row) for row in self.rows if (c := self.cells.get((row, column))) and c.mean is not None]
@@ -89,7 +91,8 @@ class Table:
                     line.append(f"{self.derived[(row, col)]:+.2f}")
                 else:
                     cell = self.cells.get((row, col))
-                    line.append(cell.text(bold=best.get(col) == row, latex=latex) if cell else "")
+                    line.append(cell.text(bold=best.get(col) == row, latex=latex, scale=self.scale, digits=self.digits)
+                                if cell else "")
             out.append(line)
         return out
 
@@ -153,6 +156,34 @@ def build_tables(params: dict, study: str, root: str | Path = ".") -> list[Table
             records[run.id] = record
         return records[run.id]
 
+    measures: dict[str, dict] = {}
+
+    def measures_of(run: Run, record: dict, wanted: dict) -> dict:
+        """The run's measurements (rdml.analysis.measure), refused unless they are rdml's, of this record's weights, as asked."""
+        if run.id not in measures:
+            path = Path(root) / paths.measures_file(study, run.id)
+            if not path.is_file():
+                raise ConfigError(f"{path} is missing: run {run.id} of study {study} has not been measured (rerun the pipeline)")
+            measured = read_record(path, "measurements file", ("format", "students"))
+            problems = [] if seal_holds(measured) else [f"{path}: does not hash to its record_sha256 (edited outside rdml?)"]
+            if measured.get("format") != MEASURES_FORMAT or measured.get("run_record_sha256") != record.get("record_sha256"):
+                problems.append(f"{path}: not the measurements of the record at {run.directory}")
+            elif record["status"] == "ok" and measured.get("model_sha256") != record["final_model"]["sha256"]:
+                problems.append(f"{path}: measured other weights than {run.directory}/model.pt")
+            if any((measured.get("measurements") or {}).get(name) != value for name, value in wanted.items()):
+                problems.append(f"{path}: measured with {measured.get('measurements')}, but the table asks for {wanted}")
+            if problems:
+                raise ConfigError("no table is written from measurements that do not hold: " + "; ".join(problems))
+            measures[run.id] = measured
+        return measures[run.id]
+
+    def values_of(entry: Entry, record: dict, student: str, wanted: dict) -> list[float]:
+        if entry.measure is None:
+            return [value(entry, record, student)]
+        measured = measures_of(entry.run, record, wanted)["students"].get(student, {})
+        found = measured.get(entry.measure, math.nan)  # a diverged run has no measurements
+        return [float(v) for v in found] if isinstance(found, list) else [float(found)]
+
     def value(entry: Entry, record: dict, student: str) -> float:
         if entry.epoch is None:
             return record["summary"][student][metric]
@@ -164,7 +195,8 @@ def build_tables(params: dict, study: str, root: str | Path = ".") -> list[Table
         cells: dict[tuple[str, str], Cell] = {}
         for entry in spec.entries:
             record = record_of(entry.run)
-            values = [(student, value(entry, record, student)) for student in entry.students]
+            values = [(student, v) for student in entry.students
+                      for v in values_of(entry, record, student, spec.measurements)]
             order = sorted(values, key=lambda p: (p[1] is not None and not math.isnan(p[1]), p[1] or 0.0))
             if entry.ranked:  # the i-th lowest student goes into the i-th column (a value never reached first)
                 placed = [(column, [pair]) for column, pair in zip(entry.columns, order)]
@@ -185,7 +217,7 @@ def build_tables(params: dict, study: str, root: str | Path = ".") -> list[Table
                               for note in METHODS[entry.run.config.method].caption_notes(entry.run.config))
         caption = " ".join([spec.caption.replace("{what}", what), *notes])
         tables.append(Table(spec.name, caption, spec.rows, spec.columns, cells,
-                            spec.bold_columns, derived))
+                            spec.bold_columns, derived, spec.scale, spec.digits))
     return tables
 
 

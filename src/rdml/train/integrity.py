@@ -16,9 +16,11 @@ from pathlib import Path
 from rdml.io import atomic_write_json
 from rdml.keys import ConfigError
 
-__all__ = ["summarise", "seal", "write_record", "read_record", "record_problems", "sealed", "FINISHED"]
+__all__ = ["summarise", "seal", "seal_holds", "write_record", "read_record", "record_problems", "sealed", "FINISHED",
+           "MEASURES_FORMAT"]
 
 FINISHED = ("ok", "diverged")
+MEASURES_FORMAT = "rdml.measures/1"  # a run's measurements (rdml.analysis.measure), sealed like a record
 UNSEALED_FORMATS = ("rdml.run/1",)  # written before records carried their own hash
 
 
@@ -49,16 +51,22 @@ def write_record(path: str | Path, record: dict) -> None:
     atomic_write_json(path, seal(record))
 
 
-def read_record(path: str | Path) -> dict:
-    """A record.json, or a ConfigError naming the file when it is not a readable record."""
+def read_record(path: str | Path, what: str = "run record", required: tuple[str, ...] = ("config", "status")) -> dict:
+    """A record.json (or another sealed JSON: `what`, with `required` keys), or a ConfigError naming the
+    file when it is not readable as one."""
     try:
         record = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path} is not a readable run record ({type(exc).__name__}: {exc}); "
-                          "remove it (or its run directory) to train that run again") from None
-    if not isinstance(record, dict) or "config" not in record or "status" not in record:
-        raise ConfigError(f"{path} is not an rdml run record")
+        raise ConfigError(f"{path} is not a readable {what} ({type(exc).__name__}: {exc}); "
+                          f"remove it (or its run directory) to {'train that run' if what == 'run record' else 'compute it'} again") from None
+    if not isinstance(record, dict) or not all(k in record for k in required):
+        raise ConfigError(f"{path} is not an rdml {what}")
     return record
+
+
+def seal_holds(record: dict) -> bool:
+    """Whether the record hashes to the record_sha256 it carries."""
+    return record.get("record_sha256") == _digest(record)
 
 
 def sealed(record: dict) -> bool:
@@ -70,7 +78,7 @@ def record_problems(record: dict, path: str | Path) -> list[str]:
     """What does not hold in a record: its own hash (required unless it is an rdml.run/1 record, which
     predates it), a finished run's summary against its epochs."""
     problems = []
-    if sealed(record) and record.get("record_sha256") != _digest(record):
+    if sealed(record) and not seal_holds(record):
         problems.append(f"{path}: the record does not hash to its record_sha256 (edited outside rdml?)")
     if record.get("status") in FINISHED:
         epochs = record.get("epochs") or []

@@ -8,6 +8,12 @@ __all__ = ["make_optimizer", "make_scheduler"]
 
 
 def make_optimizer(cfg, params) -> torch.optim.Optimizer:
+    """`decay_1d=false` puts every parameter of at most one dimension (biases, norm scales and shifts) in a
+    group without weight decay, as timm's `create_optimizer_v2(filter_bias_and_bn=True)` does."""
+    if not cfg.decay_1d:
+        params = list(params)
+        params = [{"params": [p for p in params if p.ndim > 1]},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":

@@ -44,7 +44,8 @@ def prepare(cfg: TrainConfig) -> Prepared:
     execution = choose_execution(device, cfg.precision, cfg.memory_format, cfg.compile, cfg.fuse_students, cfg.arch)
     try:
         data = load_dataset(cfg.dataset, split_seed=cfg.split_seed, test_fraction=cfg.test_fraction,
-                            labelled_fraction=cfg.labelled_fraction, data_dir=cfg.data_dir, normalize=cfg.normalize)
+                            labelled_fraction=cfg.labelled_fraction, unlabelled=cfg.unlabelled, data_dir=cfg.data_dir,
+                            normalize=cfg.normalize)
     except (ValueError, OSError) as exc:  # a missing or corrupt data file
         raise ConfigError(str(exc)) from None
     teacher, teacher_info = (None, None)

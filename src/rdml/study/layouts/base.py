@@ -19,6 +19,8 @@ class Entry:
     value, ascending, and the i-th goes into `columns[i]` (the RDML tables' re-indexing). Best: the
     highest of the students goes into `columns[0]`.
     `epoch`: the accuracy at that epoch instead of the study's metric.
+    `measure`: a value the run's measurements hold per student (rdml.analysis.measure; a list counts as
+    that many values) instead of the study's metric.
     """
 
     row: str
@@ -28,6 +30,7 @@ class Entry:
     ranked: bool = False
     best: bool = False  # only the best of the students goes into the cell (a cohort's best student)
     epoch: int | None = None
+    measure: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,9 @@ class TableSpec:
     entries: list[Entry]
     derived: list[Derived] = field(default_factory=list)
     bold_columns: list[str] = field(default_factory=list)  # column-wise best is set in bold
+    measurements: dict = field(default_factory=dict)  # what its `measure` entries need measured on each run
+    scale: float = 100.0  # cells print value × scale (accuracies as percentages)
+    digits: int = 2
 
 
 LAYOUTS: Registry = Registry("table layout")
