@@ -58,7 +58,8 @@ def test_rdml_table_reindexes_students_ascending_and_excludes_diverged(tmp_path)
     ind = table.cells[("Ind.", "synthetic/mlp/0")]
     assert ind.text() == "70.00 ± 10.00 (n=3)" and ("Ind.", "synthetic/mlp/1") not in table.cells
     assert table.best_row("synthetic/mlp/1") == "RDML α=2"
-    assert "**92.50 ± 3.54** (n=2, 1 diverged)" in table.markdown()
+    # its lead over DML (0.5 at both seeds) is +40 and +45 points: paired t = 17, p = 0.037 with n = 2
+    assert "**92.50 ± 3.54**ˢ (n=2, 1 diverged)" in table.markdown()
     assert r"\textbf{92.50 $\pm$ 3.54}" in table.latex()
 
 
@@ -84,7 +85,8 @@ def test_written_files_and_sidecar_name_every_run(tmp_path):
     params_path.write_text(json.dumps(PARAMS))
     written = write_tables("t", params_path, tmp_path)
     assert {p.name for p in written} == {f"{n}.{s}" for n in ("rdml_table", "kd_table", "pair_table")
-                                         for s in ("md", "tex", "csv", "cells.json")}
+                                         for s in ("md", "tex", "csv", "cells.json")} | {"claims.md", "claims.csv",
+                                                                                          "claims.json"}
     sidecar = json.loads((tmp_path / "results/t/tables/rdml_table.cells.json").read_text())
     cell = sidecar["cells"]["DML|synthetic/mlp/0"]
     assert sidecar["metric"] == "last5" and cell["n"] == 3
@@ -167,3 +169,66 @@ def test_a_clamped_rdml_loss_is_said_in_the_caption(tmp_path):
     assert note not in tables["kd_table"].caption
     fabricate(tmp_path / "exact", {})
     assert all(note not in t.caption for t in build_tables(PARAMS, "t", tmp_path / "exact"))
+
+
+def test_paired_statistics_against_a_hand_computation_and_scipy():
+    """Differences 1, 2, 3, 6: mean 3, sd √(14/3), t = 3/(sd/2) = 2.777…, df 3; scipy's ttest_rel agrees."""
+    from scipy import stats as sp
+
+    from rdml.study.stats import holm, paired, t_interval
+
+    high, low = {0: 11.0, 1: 12.0, 2: 13.0, 3: 16.0, 9: 99.0}, {0: 10.0, 1: 10.0, 2: 10.0, 3: 10.0}
+    result = paired(high, low)
+    sd = (14 / 3) ** 0.5
+    half = 3.182446305284263 * sd / 2  # t_{0.975, 3}
+    assert result.n == 4 and result.mean == pytest.approx(3.0)
+    assert result.interval == pytest.approx((3 - half, 3 + half))
+    t = 3 / (sd / 2)
+    assert result.p == pytest.approx(2 * sp.t.sf(t, 3)) == pytest.approx(sp.ttest_rel([11, 12, 13, 16], [10] * 4).pvalue)
+    assert t_interval([1.0]) is None and paired({0: 1.0}, {0: 0.5}).p is None
+    assert paired({0: 2.0, 1: 3.0}, {0: 1.0, 1: 2.0}).p == 0.0  # constant difference: scipy gives NaN
+    # Holm: sorted p 0.01, 0.03, 0.04 → 0.03, 0.06, 0.06 (monotone), order kept, None left alone
+    adjusted = holm([0.04, None, 0.01, 0.03])
+    assert adjusted[1] is None and [adjusted[i] for i in (0, 2, 3)] == pytest.approx([0.06, 0.03, 0.06])
+
+
+def claims_of(tmp_path, values):
+    fabricate(tmp_path, values)
+    tables = {t.name: t for t in build_tables(PARAMS, "t", tmp_path)}
+    return {(r["table"], r["claim"], r["high"][1]): r for t in tables.values() for r in t.claim_results()}
+
+
+def test_a_large_effect_is_supported_a_null_one_not_and_a_reversed_one_contradicted(tmp_path):
+    """Fabricated records: DML beats Ind. by 10 points at every seed (±1), RDML α=2 ties DML (noise only)."""
+    ind = {f"synthetic/independent-mlp-s{s}": [0.60 + 0.01 * s] for s in range(3)}
+    dml = {f"synthetic/dml-mlp+mlp-a1-s{s}": [0.70 + 0.01 * s, 0.80] for s in range(3)}
+    rdml = {f"synthetic/dml-mlp+mlp-a2-s{s}": [0.70 + 0.01 * s + d, 0.80 - d] for s, d in enumerate([0.004, -0.006, 0.002])}
+    kd = {f"synthetic/kd-mlp-from-teacher-cnn_wide-a1-s{s}": [0.50 - 0.05 * s - 0.01] for s in range(3)}
+    claims = claims_of(tmp_path, {**ind, **dml, **rdml, **kd})
+    big = claims[("rdml_table", "DML > Ind.", "synthetic/mlp/0")]
+    assert big["verdict"] == "supported" and big["difference"] == pytest.approx(10.0) and big["n"] == 3
+    null = claims[("rdml_table", "RDML α=2 > DML", "synthetic/mlp/0")]
+    assert null["verdict"] == "not significant" and null["interval"][0] < 0 < null["interval"][1]
+    reversed_ = claims[("kd_table", "α=1 > vanilla", "Average accuracy")]
+    assert reversed_["verdict"] == "contradicted" and reversed_["difference"] < 0
+
+
+def test_claims_and_paper_comparison_are_written(tmp_path):
+    fabricate(tmp_path, {})
+    (tmp_path / "reported").mkdir()
+    (tmp_path / "reported" / "p.yaml").write_text(
+        "paper: P\ncells:\n"
+        "  - {study: t, table: rdml_table, row: DML, column: synthetic/mlp/0, value: 50, kind: value, source: T1}\n"
+        "  - {study: t, table: rdml_table, row: Ind., column: synthetic/mlp/0, value: 90, kind: value, source: T1}\n"
+        "  - {study: t, table: pair_table, row: 'synthetic: mlp, cnn', column: DML Net 1, value: null, kind: figure_only,"
+        " source: F2}\n")
+    write_tables("t", root=tmp_path, spec=PARAMS["studies"]["t"])
+    out = tmp_path / "results" / "t" / "tables"
+    claims = json.loads((out / "claims.json").read_text())["claims"]
+    assert {c["table"] for c in claims} == {"rdml_table", "kd_table", "pair_table"}
+    assert "| rdml_table | synthetic/mlp/0 | DML > Ind. | 3 |" in (out / "claims.md").read_text()
+    paper = (out / "rdml_table.paper.md").read_text()
+    # every fabricated value is 0.5: sd 0 → interval [50, 50]; 50 inside, 90 outside
+    assert "| DML | synthetic/mlp/0 | 50 | 50.00 ± 0.00 (n=3) | +0.00 | [50.00, 50.00] | inside | T1 |" in paper
+    assert "| Ind. | synthetic/mlp/0 | 90 | 50.00 ± 0.00 (n=3) | -40.00 | [50.00, 50.00] | **outside** | T1 |" in paper
+    assert "figure only" in (out / "pair_table.paper.md").read_text() and not (out / "kd_table.paper.md").exists()

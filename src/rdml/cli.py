@@ -1,4 +1,4 @@
-"""Command line: `rdml train`, `rdml pipeline …` (Snakemake and DVC), `rdml tables`, `rdml audit`.
+"""Command line: `rdml train`, `rdml pipeline …` (Snakemake and DVC), `rdml tables`, `rdml audit`, `rdml eval`.
 
 Each verb imports what it runs when it runs: `rdml --help` and `rdml train --help` never import torch.
 """
@@ -80,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("table", help="a table file or its .cells.json sidecar")
     audit.add_argument("cell", help='"row|column", as listed in the sidecar')
     audit.add_argument("--evaluate", action="store_true", help="also evaluate each saved model on the test split again")
+
+    evaluate = commands.add_parser("eval", help="score a finished run's models on its test split: top-1, top-5, NLL, ECE",
+                                   description="Score the saved students of a finished run (and their ensemble when K >= 2) "
+                                   "on the run's own test split: top-1 and top-5 accuracy, NLL (nats) and expected "
+                                   "calibration error (15 equal-width confidence bins).")
+    evaluate.add_argument("run", metavar="RUN", help="a run directory (record.json and model.pt) or the model.pt inside one")
+    evaluate.add_argument("--json", metavar="FILE", help="also write the scores as JSON to FILE (- for stdout; the table "
+                          "then goes to stderr)")
+    evaluate.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default: cpu)")
     return parser
 
 
@@ -97,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             for path in write_tables(args.study, args.params, spec=spec):
                 print(path)
             return 0
+        if args.command == "eval":
+            return _eval(args)
         from rdml.study.audit import audit_cell
 
         return 1 if audit_cell(args.table, args.cell, evaluate=args.evaluate) else 0
@@ -128,6 +139,22 @@ def _train(args, argv) -> int:
     record = train(cfg, argv=["rdml", *(sys.argv[1:] if argv is None else argv)], progress=progress)
     print(json.dumps({"run": record["config"]["out"], "status": record["status"], "label": record["label"],
                       "summary": record["summary"]}, indent=1, ensure_ascii=False))
+    return 0
+
+
+def _eval(args) -> int:
+    from rdml.analysis.evaluate import evaluate_run, format_table
+    from rdml.io import atomic_write_json
+
+    result = evaluate_run(args.run, args.device)
+    print(format_table(result), file=sys.stderr if args.json == "-" else sys.stdout)
+    if args.json == "-":
+        print(json.dumps(result, indent=1, ensure_ascii=False))
+    elif args.json:
+        try:
+            atomic_write_json(args.json, result)
+        except OSError as exc:
+            raise ConfigError(f"rdml eval: --json {args.json}: cannot write there ({exc.strerror})") from None
     return 0
 
 

@@ -20,28 +20,36 @@ from rdml import paths
 from rdml.io import atomic_write_bytes, atomic_write_json
 from rdml.keys import ConfigError
 from rdml.methods import METHODS
-from rdml.study.layouts import Entry
+from rdml.study.layouts import Claim, Entry
 from rdml.study.params import load_params, metric_of, summary_field
+from rdml.study.reported import load_reported
 from rdml.study.plan import plan_tables
 from rdml.study.runs import Run
+from rdml.study.stats import LEVEL, Paired, holm, paired, t_interval, verdict
 from rdml.train.integrity import FINISHED, MEASURES_FORMAT, read_record, record_problems, seal_holds, sealed
 
-__all__ = ["Cell", "Table", "build_tables", "write_tables"]
+__all__ = ["Cell", "Table", "build_tables", "write_tables", "claims_table", "paper_comparison"]
 
 
 @dataclass
 class Cell:
     values: list[float] = field(default_factory=list)
-    runs: list[dict] = field(default_factory=list)  # {"run", "student", "value", "status"}
+    runs: list[dict] = field(default_factory=list)  # {"run", "seed", "student", "value", "status"}
     diverged: int = 0
+    by_seed: dict[int, list[float]] = field(default_factory=dict)
 
     def add(self, run: Run, record: dict, student: str, value: float | None, epoch: int | None = None) -> None:
         if record["status"] == "diverged":
             self.diverged += 1
         elif value is not None and not math.isnan(value):  # NaN / None: never reached (epoch, last-k window)
             self.values.append(value)
-        entry = {"run": run.directory, "student": student, "value": value, "status": record["status"]}
+            self.by_seed.setdefault(run.seed, []).append(value)
+        entry = {"run": run.directory, "seed": run.seed, "student": student, "value": value, "status": record["status"]}
         self.runs.append(entry if epoch is None else {**entry, "epoch": epoch})
+
+    def per_seed(self) -> dict[int, float]:
+        """The cell's mean per seed over the runs that did not diverge: what paired comparisons match."""
+        return {seed: statistics.fmean(values) for seed, values in self.by_seed.items()}
 
     @property
     def mean(self) -> float | None:
@@ -76,13 +84,28 @@ class Table:
     derived: dict[tuple[str, str], float] = field(default_factory=dict)  # differences of means, in points
     scale: float = 100.0  # a cell prints value × scale with `digits` decimals
     digits: int = 2
+    claims: list[Claim] = field(default_factory=list)
+
+    def ranked(self, column: str) -> list[str]:
+        """The rows of a column by their mean, highest first."""
+        means = [(c.mean, row) for row in self.rows if (c := self.cells.get((row, column))) and c.mean is not None]
+        return [row for _, row in sorted(means, reverse=True)]
 
     def best_row(self, column: str) -> str | None:
-        means = [(c.mean, row) for row in self.rows if (c := self.cells.get((row, column))) and c.mean is not None]
-        return max(means)[1] if means else None
+        ranked = self.ranked(column)
+        return ranked[0] if ranked else None
+
+    def lead(self, column: str) -> Paired | None:
+        """The bold row's lead over the runner-up, paired over their shared seeds."""
+        ranked = self.ranked(column)
+        if len(ranked) < 2:
+            return None
+        first, second = (self.cells[(row, column)].per_seed() for row in ranked[:2])
+        return paired(first, second)
 
     def grid(self, latex: bool = False) -> list[list[str]]:
         best = {col: self.best_row(col) for col in self.bold_columns}
+        marks = {col: _lead_mark(self.lead(col), latex) for col in self.bold_columns}
         out = []
         for row in self.rows:
             line = [row]
@@ -91,10 +114,42 @@ class Table:
                     line.append(f"{self.derived[(row, col)]:+.2f}")
                 else:
                     cell = self.cells.get((row, col))
-                    line.append(cell.text(bold=best.get(col) == row, latex=latex, scale=self.scale, digits=self.digits)
-                                if cell else "")
+                    bold = best.get(col) == row
+                    text = cell.text(bold=bold, latex=latex, scale=self.scale, digits=self.digits) if cell else ""
+                    line.append(text.replace(" (n=", f"{marks[col]} (n=", 1) if bold and cell.mean is not None else text)
             out.append(line)
         return out
+
+    def claim_results(self) -> list[dict]:
+        """Each claim of the table: paired difference high − low over matched seeds (display units), its
+        95 % t-interval, the paired t-test's p, Holm's p within the claim's family, and the verdict."""
+        tested = []
+        for claim in self.claims:
+            high, low = self.cells.get(claim.high), self.cells.get(claim.low)
+            result = paired(high.per_seed() if high else {}, low.per_seed() if low else {})
+            tested.append((claim, result))
+        adjusted = {}
+        for family in dict.fromkeys(c.family for c, _ in tested):
+            members = [(i, r) for i, (c, r) in enumerate(tested) if c.family == family]
+            adjusted.update(zip((i for i, _ in members), holm([r.p for _, r in members])))
+        rows = []
+        for i, (claim, result) in enumerate(tested):
+            scaled = None if result.interval is None else [self.scale * v for v in result.interval]
+            rows.append({"table": self.name, "claim": claim.says, "family": claim.family, "high": list(claim.high),
+                         "low": list(claim.low), "n": result.n,
+                         "difference": None if result.mean is None else self.scale * result.mean, "interval": scaled,
+                         "p": result.p, "holm_p": adjusted[i], "verdict": verdict(result, adjusted[i])})
+        return rows
+
+    @property
+    def legend(self) -> str:
+        """What ± and the marks mean, for the caption."""
+        text = (" ± is the sample standard deviation over the n values of a cell (every student of every run in it; "
+                "a seed fixes a run's initialisation and batch order); diverged runs are counted, not averaged.")
+        if self.bold_columns:
+            text += (" Bold: the highest mean of a column; s: its lead over the runner-up is significant, ns: it is "
+                     "not (paired t-test over matched seeds, p < 0.05).")
+        return text
 
     def markdown(self) -> str:
         head = ["", *self.columns]
@@ -216,9 +271,102 @@ def build_tables(params: dict, study: str, root: str | Path = ".") -> list[Table
         notes = dict.fromkeys(note for entry in spec.entries
                               for note in METHODS[entry.run.config.method].caption_notes(entry.run.config))
         caption = " ".join([spec.caption.replace("{what}", what), *notes])
-        tables.append(Table(spec.name, caption, spec.rows, spec.columns, cells,
-                            spec.bold_columns, derived, spec.scale, spec.digits))
+        table = Table(spec.name, caption, spec.rows, spec.columns, cells, spec.bold_columns, derived, spec.scale,
+                      spec.digits, spec.claims)
+        table.caption = table.caption.rstrip(".") + "." + table.legend
+        tables.append(table)
     return tables
+
+
+CLAIM_COLUMNS = ["table", "where", "claim", "n", "difference", "95% CI", "p", "Holm p", "verdict"]
+
+
+def claims_table(tables: list[Table]) -> tuple[str, str, list[dict]]:
+    """The study's claims as Markdown and CSV, and their rows (for JSON)."""
+    rows = [r for t in tables for r in t.claim_results()]
+    number = lambda v, f: "" if v is None else format(v, f)
+    where = lambda r: r["high"][1] if r["high"][1] == r["low"][1] else r["high"][0]
+    cells = [[r["table"], where(r), r["claim"], str(r["n"]), number(r["difference"], "+.3f"),
+              "" if r["interval"] is None else f"[{r['interval'][0]:+.3f}, {r['interval'][1]:+.3f}]",
+              number(r["p"], ".3g"), number(r["holm_p"], ".3g"), r["verdict"]] for r in rows]
+    caption = ("**Claims: each comparison the paper draws, as high − low over matched seeds (a seed fixes the "
+               "initialisation and batch order of both runs), in the table's units (points for accuracies); 95 % "
+               "t-interval of the mean difference; two-sided paired t-test; Holm's adjustment over the claims of one "
+               "family (one claim at several α, or over pairs); verdict from the adjusted p at 0.05: supported (in the "
+               "paper's direction), contradicted (significant the other way) or not significant.**")
+    markdown = "\n".join([caption, "", "| " + " | ".join(CLAIM_COLUMNS) + " |", "|" + "---|" * len(CLAIM_COLUMNS),
+                          *("| " + " | ".join(c) + " |" for c in cells)]) + "\n"
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["table", "claim", "family", "high_row", "high_column", "low_row", "low_column", "n", "difference",
+                     "ci_low", "ci_high", "p", "holm_p", "verdict"])
+    for r in rows:
+        ci = r["interval"] or [None, None]
+        writer.writerow([r["table"], r["claim"], r["family"], *r["high"], *r["low"], r["n"], r["difference"], *ci,
+                         r["p"], r["holm_p"], r["verdict"]])
+    return markdown, buffer.getvalue(), rows
+
+
+PAPER_COLUMNS = ["row", "column", "paper", "ours", "ours − paper", "95% CI of ours", "check", "source"]
+
+
+def paper_comparison(table: Table, reported: list) -> tuple[str, str] | None:
+    """The table's cells the papers report, beside ours: the difference, the 95 % t-interval of our mean
+    over seeds, and a check: outside when the paper's value lies outside that interval (bounds: below or
+    above bound when the interval lies wholly past it). None when no paper reports a cell of it."""
+    mine = [r for r in reported if r.table == table.name and (r.row, r.column) in
+            {(row, col) for row in table.rows for col in table.columns}]
+    if not mine:
+        return None
+    lines = []
+    for r in mine:
+        cell = table.cells.get((r.row, r.column))
+        if (r.row, r.column) in table.derived:
+            ours, mean, interval = f"{table.derived[(r.row, r.column)]:+.2f}", table.derived[(r.row, r.column)], None
+        elif cell is not None and cell.mean is not None:
+            ours, mean = cell.text(scale=table.scale, digits=table.digits), table.scale * cell.mean
+            bounds = t_interval(list(cell.per_seed().values()))
+            interval = None if bounds is None else (table.scale * bounds[0], table.scale * bounds[1])
+        else:
+            ours, mean, interval = (cell.text(scale=table.scale, digits=table.digits) if cell else "not run"), None, None
+        paper = {"value": "{:g}", "lower_bound": "> {:g}", "upper_bound": "< {:g}"}.get(r.kind, "figure only")
+        paper = paper.format(r.value) if r.value is not None else paper
+        difference = "" if mean is None or r.value is None else f"{mean - r.value:+.{table.digits}f}"
+        check = _paper_check(r, interval)
+        ci = "" if interval is None else f"[{interval[0]:.{table.digits}f}, {interval[1]:.{table.digits}f}]"
+        lines.append([r.row, r.column, paper, ours, difference, ci, check, r.source])
+    caption = (f"**{table.name} beside the paper: our mean ± sd (n), ours − paper in the table's units, the 95 % "
+               "t-interval of our mean over seeds, and whether the paper's value lies outside it.**")
+    markdown = "\n".join([caption, "", "| " + " | ".join(PAPER_COLUMNS) + " |", "|" + "---|" * len(PAPER_COLUMNS),
+                          *("| " + " | ".join(line) + " |" for line in lines)]) + "\n"
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(PAPER_COLUMNS)
+    writer.writerows(lines)
+    return markdown, buffer.getvalue()
+
+
+def _paper_check(r, interval) -> str:
+    if r.kind == "figure_only":
+        return "figure only"
+    if interval is None:
+        return "no interval (n < 2)"
+    low, high = interval
+    if r.kind == "value":
+        return "inside" if low <= r.value <= high else "**outside**"
+    if r.kind == "lower_bound":
+        return "below bound" if high < r.value else "meets bound" if low > r.value else "undecided"
+    return "above bound" if low > r.value else "meets bound" if high < r.value else "undecided"
+
+
+def _lead_mark(lead: Paired | None, latex: bool) -> str:
+    """ˢ: the bold lead is significant; ⁿˢ: it is not; nothing where it cannot be tested."""
+    if lead is None or lead.p is None:
+        return ""
+    significant = lead.p < 1 - LEVEL and lead.mean > 0
+    if latex:
+        return "$^{s}$" if significant else "$^{ns}$"
+    return "ˢ" if significant else "ⁿˢ"
 
 
 def write_tables(study: str, params_path: str = "params.yaml", root: str | Path = ".", spec: dict | None = None) -> list[Path]:
@@ -231,11 +379,24 @@ def write_tables(study: str, params_path: str = "params.yaml", root: str | Path 
     out.mkdir(parents=True, exist_ok=True)
     written = []
     metric = metric_of(params, study)
-    for table in build_tables(params, study, root):
-        for suffix, text in (("md", table.markdown()), ("tex", table.latex()), ("csv", table.csv())):
-            path = out / f"{table.name}.{suffix}"
-            atomic_write_bytes(path, text.encode())
-            written.append(path)
+    tables = build_tables(params, study, root)
+    reported = [r for r in load_reported(root) if r.study == study]
+    files: dict[str, str] = {}
+    for table in tables:
+        files.update({f"{table.name}.md": table.markdown(), f"{table.name}.tex": table.latex(),
+                      f"{table.name}.csv": table.csv()})
+        if (comparison := paper_comparison(table, reported)) is not None:
+            files.update({f"{table.name}.paper.md": comparison[0], f"{table.name}.paper.csv": comparison[1]})
+    markdown, text, rows = claims_table(tables)
+    if rows:
+        files.update({"claims.md": markdown, "claims.csv": text})
+    for name, text in files.items():
+        atomic_write_bytes(out / name, text.encode())
+        written.append(out / name)
+    for table in tables:
         atomic_write_json(out / f"{table.name}.cells.json", table.sidecar(study, metric))
         written.append(out / f"{table.name}.cells.json")
+    if rows:
+        atomic_write_json(out / "claims.json", {"study": study, "metric": metric, "claims": rows})
+        written.append(out / "claims.json")
     return written

@@ -7,6 +7,6 @@ and its section in workflow/schemas/params.schema.yaml.
 """
 
 from rdml.study.layouts import analyses, cohort, kd, kd_vs_dml, methods, pair, rdml, semi  # noqa: F401  (registers them)
-from rdml.study.layouts.base import LAYOUTS, Derived, Entry, TableSpec
+from rdml.study.layouts.base import LAYOUTS, Claim, Derived, Entry, TableSpec
 
-__all__ = ["LAYOUTS", "Entry", "Derived", "TableSpec"]
+__all__ = ["LAYOUTS", "Entry", "Derived", "Claim", "TableSpec"]

@@ -11,7 +11,7 @@ weights on their training images (rdml.analysis.measure):
 """
 
 from rdml.keys import ConfigError
-from rdml.study.layouts.base import Entry, TableSpec, layout
+from rdml.study.layouts.base import Claim, Entry, TableSpec, layout
 
 TOP = [f"Top-{i}" for i in range(1, 6)]
 
@@ -23,7 +23,7 @@ def entropy_table(plan, spec: dict) -> TableSpec:
         raise ConfigError(f"entropy_table.cohort={spec['cohort']}: DML_e differs from DML only with K >= 3 students")
     columns = ["Entropy", *TOP, "Teaching-signal entropy"]
     measures = ["entropy", *(f"top{i}" for i in range(1, 6)), "signal_entropy"]
-    rows, entries = [], []
+    rows, entries, claims = [], [], []
     for d in plan.datasets:
         cohorts = {f"{d}: Ind.": lambda s: plan.independent(d, arch, s),
                    f"{d}: DML": lambda s: plan.mutual(d, [arch] * 2, 1.0, s),
@@ -35,10 +35,13 @@ def entropy_table(plan, spec: dict) -> TableSpec:
                 run = make(seed)
                 wanted = zip(columns, measures) if len(run.archs) > 1 else zip(columns[:-1], measures[:-1])
                 entries += [Entry(row, (column,), run, run.students, measure=m) for column, m in wanted]
+        claims += [Claim("DML entropy > Ind. entropy", (f"{d}: DML", "Entropy"), (f"{d}: Ind.", "Entropy"), f"{d}: entropy"),
+                   Claim("DML teaching signal entropy > DML_e's", (f"{d}: DML (K={k})", "Teaching-signal entropy"),
+                         (f"{d}: DML_e (K={k})", "Teaching-signal entropy"), f"{d}: teaching signal")]
     return TableSpec("entropy_table", f"{arch} on the training images: mean prediction entropy (nats), mean k-th largest "
                      "posterior, and the mean entropy of the signal each student mimics (DML: each peer; DML_e: the "
                      "peers' average), over students and seeds (DML §4.8, Fig. 4c)", rows, columns, entries,
-                     measurements={"predictions": {}}, scale=1.0, digits=4)
+                     claims=claims, measurements={"predictions": {}}, scale=1.0, digits=4)
 
 
 @layout("flat_minima_table", ("arch", "sigmas", "draws", "noise_seed"))
@@ -50,6 +53,10 @@ def flat_minima_table(plan, spec: dict) -> TableSpec:
     columns = ["σ = 0", *(f"σ = {s:g}" for s in sigmas)]
     measures = ["loss", *(f"loss@{s:g}" for s in sigmas)]
     rows, entries = [], []
+    # Fig. 4b: "after adding this perturbation the training loss of the independent model jumps up while the loss
+    # of the DML model increases much less"
+    claims = [Claim(f"Ind. loss > DML loss, {c}", (f"{d}: Ind.", c), (f"{d}: DML", c), f"{d}: loss under noise")
+              for d in plan.datasets for c in columns[1:]]
     for d in plan.datasets:
         rows += [f"{d}: Ind.", f"{d}: DML"]
         for seed in plan.seeds:
@@ -58,4 +65,4 @@ def flat_minima_table(plan, spec: dict) -> TableSpec:
     noise = {"sigmas": sigmas, "draws": draws, "seed": int(spec.get("noise_seed", 0))}
     return TableSpec("flat_minima_table", f"{arch}: training loss before and after N(0, σ²) noise on every parameter, "
                      f"mean ± sd over students, seeds and {draws} noise draws per σ (DML §4.8, Figs. 4a/4b)",
-                     rows, columns, entries, measurements={"noise": noise}, scale=1.0, digits=4)
+                     rows, columns, entries, claims=claims, measurements={"noise": noise}, scale=1.0, digits=4)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from rdml.registry import Registry
 
-__all__ = ["Entry", "Derived", "TableSpec", "LAYOUTS", "layout"]
+__all__ = ["Entry", "Derived", "Claim", "TableSpec", "LAYOUTS", "layout"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,18 @@ class Derived:
     subtrahend: tuple[str, str]
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A comparison the paper draws: the value of cell `high` exceeds that of cell `low` (row, column).
+    Tested by a paired t-test over matched seeds; the claims of one `family` (one claim at several α)
+    are adjusted together (Holm)."""
+
+    says: str
+    high: tuple[str, str]
+    low: tuple[str, str]
+    family: str
+
+
 @dataclass
 class TableSpec:
     name: str
@@ -52,6 +64,7 @@ class TableSpec:
     entries: list[Entry]
     derived: list[Derived] = field(default_factory=list)
     bold_columns: list[str] = field(default_factory=list)  # column-wise best is set in bold
+    claims: list[Claim] = field(default_factory=list)
     measurements: dict = field(default_factory=dict)  # what its `measure` entries need measured on each run
     scale: float = 100.0  # cells print value × scale (accuracies as percentages)
     digits: int = 2

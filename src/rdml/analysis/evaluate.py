@@ -1,0 +1,197 @@
+"""`rdml eval RUN`: a finished run's saved models scored again on its test split, with metrics the
+training record does not keep: top-1 and top-5 accuracy, NLL and expected calibration error, per
+student and for the cohort's ensemble.
+
+The run must be one `rdml train` finished `ok`, its record sealed and consistent and its model.pt the
+weights the record names (the checks a KD teacher passes: `rdml.train.checkpoint.load_teacher`). The
+test split is rebuilt from the record's config (dataset, split_seed, test_fraction, data_dir,
+normalize; the labelled subset does not touch it) and must match the record's data fingerprint.
+
+The models run as in training's evaluation (eval mode, float32 forward, batches of 1024, no
+augmentation); the scores are computed in float64 from the logits. The ensemble is the mean of the
+students' probabilities (log Σ_k p_k − log K, as `rdml.train.evaluate`), scored when K ≥ 2.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from rdml.config import KEYS
+from rdml.data.base import Dataset, load_dataset
+from rdml.io import sha256_file
+from rdml.keys import ConfigError
+from rdml.train.checkpoint import load_teacher
+from rdml.train.integrity import read_record, record_problems
+
+__all__ = ["EVAL_FORMAT", "ECE_BINS", "TOP_K", "evaluate_run", "find_run", "log_probs_on_test", "scores", "calibration_error",
+           "format_table"]
+
+EVAL_FORMAT = "rdml.eval/1"
+ECE_BINS = 15
+TOP_K = 5
+# the labelled subset and unlabelled rows leave the test split and normalisation alone; they are passed so that
+# the rebuilt data's fingerprint can be compared with the record's (as `rdml audit` does)
+DATA_KEYS = ("split_seed", "test_fraction", "labelled_fraction", "unlabelled", "data_dir", "normalize")
+EXPECTED = "expected a run directory written by `rdml train` (record.json and model.pt) or the model.pt inside one"
+
+
+def calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = ECE_BINS) -> float:
+    """Expected calibration error Σ_b |B_b|/n · |acc(B_b) − conf(B_b)| of probabilities `probs` (n × C).
+
+    The confidence of a row is its largest probability, its prediction the class holding it (ties: the
+    lower class index, as argmax). Bins are equal-width over [0, 1]: bin i holds the confidences in
+    (i/bins, (i+1)/bins], the first one also 0; empty bins add nothing.
+    """
+    confidence, predicted = probs.max(dim=-1)
+    correct = (predicted == labels).to(probs.dtype)
+    edges = torch.arange(1, bins, dtype=torch.float64, device=probs.device) / bins  # inner edges i/bins
+    index = torch.bucketize(confidence.to(torch.float64), edges, right=False)  # edges[i-1] < c <= edges[i]
+    total = 0.0
+    for b in range(bins):
+        members = index == b
+        count = int(members.sum())
+        if count:
+            total += count / len(labels) * abs(float(correct[members].mean()) - float(confidence[members].mean()))
+    return total
+
+
+def scores(log_probs: torch.Tensor, labels: torch.Tensor, top: int = TOP_K) -> dict:
+    """Top-1 and top-k accuracy (k = min(top, classes)), mean NLL in nats and ECE (fractions, not %) of
+    log-probabilities `log_probs` (n × C). Ties rank the lower class index first, as argmax does."""
+    k = min(top, log_probs.shape[-1])
+    ranked = torch.sort(log_probs, dim=-1, descending=True, stable=True).indices[:, :k]
+    hits = ranked == labels[:, None]
+    return {
+        "top1": float(hits[:, 0].to(torch.float64).mean()),
+        f"top{top}": float(hits.any(dim=-1).to(torch.float64).mean()),
+        "nll": float(-log_probs.gather(1, labels[:, None]).mean()),
+        "ece": calibration_error(log_probs.exp(), labels),
+    }
+
+
+@torch.no_grad()
+def log_probs_on_test(model: torch.nn.Module, data: Dataset, batch_size: int = 1024) -> torch.Tensor:
+    """float64 log-probabilities of every test example (eval mode, float32 forward, no augmentation)."""
+    model.eval()
+    out = [torch.log_softmax(model(data.inputs(data.x_test[i : i + batch_size])).double(), dim=-1)
+           for i in range(0, len(data.y_test), batch_size)]
+    return torch.cat(out)
+
+
+def _fail(message: str) -> ConfigError:
+    return ConfigError(f"rdml eval: {message}")
+
+
+def find_run(path: str | Path) -> tuple[Path, Path, dict]:
+    """The run directory, model file and record of `path` (a run directory or its model.pt), checked:
+    a finished `ok` run whose record holds its own hash and summary and names the model's sha256."""
+    given = Path(path)
+    if not given.exists():
+        raise _fail(f"{given} does not exist; {EXPECTED}")
+    if given.is_dir():
+        run_dir, model = given, given / "model.pt"
+    elif given.name == "model.pt":
+        run_dir, model = given.parent, given
+    else:
+        raise _fail(f"{given} is neither a directory nor a model.pt; {EXPECTED}")
+    record_path = run_dir / "record.json"
+    if not record_path.is_file():
+        raise _fail(f"no run record at {record_path}; {EXPECTED}")
+    try:
+        record = read_record(record_path)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if record["status"] != "ok":
+        state = "has not finished" if record["status"] == "running" else "finished"
+        raise _fail(f"the run in {run_dir} {state} (status {record['status']!r}, not 'ok'); only a finished, healthy run "
+                    "is evaluated")
+    if not model.is_file():
+        raise _fail(f"no model file at {model}, though its record says the run finished; {EXPECTED}")
+    problems = record_problems(record, record_path)
+    named = (record.get("final_model") or {}).get("sha256")
+    sha = sha256_file(model)
+    if sha != named:
+        problems.append(f"{model}: sha256 {sha} is not the {named} its record names (changed after training?)")
+    if problems:
+        raise _fail("; ".join(problems))
+    return run_dir, model, record
+
+
+def _device(name: str) -> torch.device:
+    from rdml.train.prepare import pick_device
+
+    if name not in ("auto", "cpu", "cuda") and not (name.startswith("cuda:") and name[5:].isdigit()):
+        raise _fail(f"--device {name!r} is not allowed; allowed: auto, cpu, cuda, cuda:N")
+    try:
+        return pick_device(name)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
+def evaluate_run(path: str | Path, device: str | torch.device = "cpu") -> dict:
+    """Scores of every student of the run at `path` (and of their ensemble when K ≥ 2) on its test split,
+    with the run directory, the model's sha256, the record's config_sha256 and the data fingerprint."""
+    run_dir, model_file, record = find_run(path)
+    device = _device(device) if isinstance(device, str) else device
+    cfg = record["config"]
+    data_keys = {k: cfg.get(k, KEYS[k].default) for k in DATA_KEYS}
+    try:
+        data = load_dataset(cfg["dataset"], **data_keys)
+    except ConfigError as exc:
+        raise _fail(f"the test split of {run_dir} cannot be rebuilt: {exc}") from None
+    recorded = (record.get("data") or {}).get("sha256")
+    if recorded is not None and data.fingerprint["sha256"] != recorded:
+        raise _fail(f"data set {cfg['dataset']} on disk no longer matches the fingerprint recorded in "
+                    f"{run_dir / 'record.json'} ({data.fingerprint['sha256']} != {recorded})")
+    data = data.to(device)
+    log_probs, shas = [], set()
+    for k in range(cfg["students"]):
+        try:
+            model, info = load_teacher(str(run_dir), k, data, device)
+        except ConfigError as exc:
+            message = str(exc)
+            for prefix in (f"teacher={run_dir}: ", f"teacher_index={k}: "):
+                message = message.removeprefix(prefix)
+            raise _fail(f"{run_dir}: {message}") from None
+        shas.add(info["sha256"])
+        log_probs.append(log_probs_on_test(model, data))
+        del model
+    if len(shas) != 1:
+        raise _fail(f"{model_file} changed while it was read; evaluate again")
+    labels = data.y_test
+    models = {f"student_{k}": scores(lp, labels) for k, lp in enumerate(log_probs)}
+    if len(log_probs) > 1:
+        ensemble = torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(len(log_probs))
+        models["ensemble"] = scores(ensemble, labels)
+    return {
+        "format": EVAL_FORMAT,
+        "run": str(run_dir),
+        "model": str(model_file),
+        "model_sha256": shas.pop(),
+        "config_sha256": record["config_sha256"],
+        "run_record_sha256": record.get("record_sha256"),
+        "data_sha256": data.fingerprint["sha256"],
+        "dataset": cfg["dataset"],
+        "test_size": len(labels),
+        "num_classes": data.num_classes,
+        "top_k": min(TOP_K, data.num_classes),
+        "ece_bins": ECE_BINS,
+        "device": str(device),
+        "models": models,
+    }
+
+
+def format_table(result: dict) -> str:
+    """The scores as a plain-text table (accuracies and ECE in %, NLL in nats), under a line naming the run."""
+    top = f"top{TOP_K}"
+    lines = [
+        f"{result['run']}: {result['dataset']} test split, {result['test_size']} examples, {result['num_classes']} classes "
+        f"(model.pt sha256 {result['model_sha256'][:16]}…)",
+        f"{'model':<12} {'top-1 %':>8} {'top-%d %%' % result['top_k']:>8} {'NLL':>8} {'ECE %':>8}",
+    ]
+    for name, s in result["models"].items():
+        lines.append(f"{name:<12} {100 * s['top1']:8.2f} {100 * s[top]:8.2f} {s['nll']:8.4f} {100 * s['ece']:8.2f}")
+    return "\n".join(lines)
