@@ -70,6 +70,7 @@ def make_project(root: Path, params: dict | None = None) -> Path:
     shutil.copytree(REPO / "workflow", root / "workflow")
     shutil.copytree(REPO / "src" / "rdml", root / "src" / "rdml", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / ".dvcignore", root)
+    shutil.copytree(REPO / "reported", root / "reported")
     if params is None:
         shutil.copy(REPO / "params.yaml", root)
     else:
@@ -123,6 +124,25 @@ def test_snakemake_builds_the_tables_and_dvc_then_has_nothing_to_do(project):
     sh(str(BIN / "dvc"), "repro", cwd=project)
     assert records(project) == before
     assert scheduled_jobs(project) == set()
+
+
+def test_report_plots_and_metrics_show_what_was_built(project):
+    """`snakemake --report` holds every table, the claims and the figures; `dvc plots show` draws the per-run
+    curves; `dvc metrics show` lists one value per table cell."""
+    sh(str(BIN / "snakemake"), "all_tables", "--report", "report.html", cwd=project)
+    report = (project / "report.html").read_text(errors="replace")
+    assert all(name in report for name in ("claims.html", "rdml_table.html", "fig_curves_rdml_table.png", "fig_renyi.png"))
+    (project / "report.html").unlink()
+    plots = json.loads(sh(str(BIN / "dvc"), "plots", "show", "--json", cwd=project).stdout)
+    assert not plots.get("errors"), plots["errors"]
+    drawn = {Path(p).as_posix() for p in plots["data"]}
+    run = "synthetic/dml-mlp+mlp-a2-s0"
+    assert any(p.endswith(f"results/smoke/curves/{run}/student_1.csv") for p in drawn), sorted(drawn)[:5]
+    metrics = json.loads(sh(str(BIN / "dvc"), "metrics", "show", "--json", cwd=project).stdout)[""]["data"]
+    summary = json.loads((project / "results/smoke/summary.json").read_text())
+    cells = json.loads((project / "results/smoke/tables/rdml_table.cells.json").read_text())["cells"]
+    assert summary["rdml_table"]["RDML α=2 | synthetic/mlp/1"] == pytest.approx(100 * cells["RDML α=2|synthetic/mlp/1"]["mean"])
+    assert metrics["results/smoke/summary.json"]["data"] == summary
 
 
 def edited(path: Path, line: str):
@@ -365,3 +385,25 @@ def test_snakemake_overrides_reach_the_jobs(tmp_path, monkeypatch):
         record = json.loads((run / "record.json").read_text())
         assert record["environment"]["gpu_slot"].startswith("slot ") and "of 2" in record["environment"]["gpu_slot"]
         assert record["config"]["epochs"] == 1 and record["seed"] == 7
+
+
+def test_dvc_metrics_diff_names_the_cells_a_parameter_change_moved(tmp_path):
+    """After a committed build, a changed learning rate retrains with `dvc repro`, and `dvc metrics diff`
+    lists the table cells whose values moved (the study summary is DVC's metrics file)."""
+    params = {"build": ["smoke"], "gpus": 0, "studies": {"smoke": {
+        "datasets": ["synthetic"], "seeds": [0], "metric": "final", "train": {"epochs": 1, "batch_size": 64, "lr": 0.05},
+        "rdml_table": {"archs": ["mlp"], "alphas": [2.0]}}}}
+    root = make_project(tmp_path, params)
+    git = ["git", "-c", "user.name=rdml", "-c", "user.email=rdml@example.org"]
+    sh("git", "init", "-q", cwd=root)
+    sh(str(BIN / "dvc"), "init", "-q", cwd=root)
+    sh(str(BIN / "rdml"), "pipeline", "dvc-yaml", cwd=root)
+    sh(str(BIN / "dvc"), "repro", "-q", cwd=root)
+    sh("git", "add", "-A", cwd=root)
+    sh(*git, "commit", "-q", "-m", "built", cwd=root)
+    params["studies"]["smoke"]["train"]["lr"] = 0.2
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(str(BIN / "dvc"), "repro", "-q", cwd=root)
+    diff = json.loads(sh(str(BIN / "dvc"), "metrics", "diff", "--json", cwd=root).stdout)
+    moved = {key for key, change in diff["results/smoke/summary.json"].items() if change.get("diff")}
+    assert any(key.endswith("DML | synthetic/mlp/0") for key in moved), diff

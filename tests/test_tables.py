@@ -1,6 +1,7 @@
 """Tables from fabricated run records: statistics, re-indexing, diverged runs, layouts, sidecars."""
 
 import json
+import math
 import re
 import statistics
 from pathlib import Path
@@ -84,9 +85,9 @@ def test_written_files_and_sidecar_name_every_run(tmp_path):
     params_path = tmp_path / "params.yaml"
     params_path.write_text(json.dumps(PARAMS))
     written = write_tables("t", params_path, tmp_path)
-    assert {p.name for p in written} == {f"{n}.{s}" for n in ("rdml_table", "kd_table", "pair_table")
-                                         for s in ("md", "tex", "csv", "cells.json")} | {"claims.md", "claims.csv",
-                                                                                          "claims.json"}
+    tables = {p.name for p in written if not p.name.startswith("fig_")}
+    assert tables == {f"{n}.{s}" for n in ("rdml_table", "kd_table", "pair_table") for s in ("md", "tex", "csv", "cells.json", "html")
+                      } | {"claims.md", "claims.csv", "claims.json", "claims.html", "runs.csv"}
     sidecar = json.loads((tmp_path / "results/t/tables/rdml_table.cells.json").read_text())
     cell = sidecar["cells"]["DML|synthetic/mlp/0"]
     assert sidecar["metric"] == "last5" and cell["n"] == 3
@@ -232,3 +233,36 @@ def test_claims_and_paper_comparison_are_written(tmp_path):
     assert "| DML | synthetic/mlp/0 | 50 | 50.00 ± 0.00 (n=3) | +0.00 | [50.00, 50.00] | inside | T1 |" in paper
     assert "| Ind. | synthetic/mlp/0 | 90 | 50.00 ± 0.00 (n=3) | -40.00 | [50.00, 50.00] | **outside** | T1 |" in paper
     assert "figure only" in (out / "pair_table.paper.md").read_text() and not (out / "kd_table.paper.md").exists()
+
+
+def test_every_figure_is_drawn_from_fabricated_records_with_its_data(tmp_path):
+    """Accuracy 0.5 + 0.01·epoch + 0.001·seed for every model; the learning rate halves each epoch."""
+    for run in plan_study(PARAMS, "t"):
+        names = [*run.students, "ensemble"][: len(run.archs) + (len(run.archs) > 1)]
+        epochs = [{"lr": [0.1 / 2**e] * len(run.archs),
+                   "test": {n: {"acc": 0.5 + 0.01 * e + 0.001 * run.seed, "loss": 1.0 / (e + 1)} for n in names}}
+                  for e in range(1, 6)]
+        write_record(tmp_path / run.directory / "record.json", {
+            "format": "rdml.run/2", "status": "ok", "config_sha256": run.config_sha256, "config": {"summary_last": [5]},
+            "epochs": epochs, "summary": summarise(epochs, [5])})
+    write_tables("t", root=tmp_path, spec=PARAMS["studies"]["t"])
+    out = tmp_path / "results" / "t" / "tables"
+    expected = ["curves_rdml_table", "best_alpha_rdml_table", "curves_kd_table", "box_kd_table",
+                "alpha_difference_kd_table", "curves_pair_table", "renyi", "lr"]
+    assert all((out / f"fig_{name}.png").stat().st_size > 1000 for name in expected)
+    import pandas as pd
+
+    curves = pd.read_csv(out / "fig_curves_rdml_table.csv")
+    assert set(curves.panel) == {"synthetic/mlp"} and set(curves.line) == {"Ind.", "DML", "RDML α=2"}
+    assert (curves.test_acc - (0.5 + 0.01 * curves.epoch + 0.001 * curves.run.str[-1].astype(int))).abs().max() < 1e-12
+    box = pd.read_csv(out / "fig_box_kd_table.csv")
+    assert sorted(box[box.row == "synthetic: α=1"].value) == pytest.approx([53.0, 53.1, 53.2])  # last5: epochs 1–5
+    lr = pd.read_csv(out / "fig_lr.csv")
+    assert (lr.lr - 0.1 / 2 ** lr.epoch).abs().max() < 1e-15 and lr.configuration.nunique() == len(
+        {r.configuration for r in plan_study(PARAMS, "t")})
+    renyi = pd.read_csv(out / "fig_renyi.csv")
+    row = renyi[(renyi.alpha == 2.0)].iloc[50]
+    p, q = row.x, 0.4
+    assert row.fixed_q_over_p == pytest.approx(math.log((p**2 / q + (1 - p) ** 2 / (1 - q))), rel=1e-9)
+    frame = pd.read_csv(out / "runs.csv")
+    assert set(frame.metric) == {"test_acc", "test_loss", "lr"} and len(frame.run.unique()) == len(plan_study(PARAMS, "t"))

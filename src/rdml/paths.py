@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-__all__ = ["RESULTS", "run_dir", "job_file", "metrics_file", "measures_file", "tables_dir", "data_stamp", "data_folder"]
+__all__ = ["RESULTS", "run_dir", "job_file", "metrics_file", "measures_file", "tables_dir", "curves_dir",
+           "summary_file", "data_stamp", "data_folder"]
 
 RESULTS = "results"
 
@@ -28,6 +29,16 @@ def measures_file(study: str, run_id: str) -> str:
 
 def tables_dir(study: str) -> str:
     return f"{RESULTS}/{study}/tables"
+
+
+def curves_dir(study: str) -> str:
+    """Per-run learning curves, one flat CSV per run and model (what `dvc plots show` draws)."""
+    return f"{RESULTS}/{study}/curves"
+
+
+def summary_file(study: str) -> str:
+    """One value per table cell (what `dvc metrics diff` compares after a change)."""
+    return f"{RESULTS}/{study}/summary.json"
 
 
 def data_stamp(dataset: str) -> str:

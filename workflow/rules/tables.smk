@@ -20,8 +20,12 @@ rule tables:
     input:
         lambda w: [job.file for job in JOBS[w.study].values()],
         lambda w: [paths.measures_file(w.study, run_id) for run_id in MEASURED[w.study]],
+        sorted(Path("reported").glob("*.yaml")),  # the papers' numbers the tables are compared with
     output:
-        directory(paths.tables_dir("{study}")),
+        # `snakemake --report report.html` shows every table, claims table and figure of the built studies
+        report(directory(paths.tables_dir("{study}")), patterns=["{name}.html", "{name}.png"], category="{study}"),
+        directory(paths.curves_dir("{study}")),
+        paths.summary_file("{study}"),
     params:
         spec=lambda w: json.dumps(config["studies"][w.study], sort_keys=True),
         code=CODE["reporting"],

@@ -15,6 +15,7 @@ from rdml.io import atomic_write_bytes
 from rdml.code import DATA_CODE, MEASURE_CODE, REPORTING_CODE, TRAINING_CODE, code_paths
 from rdml.study.params import load_params, studies_to_build
 from rdml.study.plan import plan_jobs, plan_measurements, plan_study
+from rdml.study.reported import REPORTED
 from rdml.study.runs import Job
 
 __all__ = ["dvc_stages", "write_dvc_yaml"]
@@ -43,10 +44,12 @@ def dvc_stages(params: dict, studies: list[str]) -> dict:
             }
         stages[f"tables-{study}"] = {
             "cmd": f"rdml tables {shlex.quote(study)}",
-            "deps": [*code_paths(REPORTING_CODE), *(r.directory for r in runs),
+            "deps": [*code_paths(REPORTING_CODE), REPORTED, *(r.directory for r in runs),
                      *(paths.measures_file(study, run_id) for run_id in measured)],
             "params": [f"studies.{study}"],
             "outs": [paths.tables_dir(study)],
+            "metrics": [{paths.summary_file(study): {"cache": False}}],
+            "plots": [{paths.curves_dir(study): {"cache": False, "x": "epoch", "y": "test_acc"}}],
         }
     return stages
 

@@ -10,7 +10,9 @@ counted in the cell. `<table>.cells.json` maps each cell to the runs it was comp
 from __future__ import annotations
 
 import csv
+import html
 import io
+import re
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -157,6 +159,10 @@ class Table:
         lines += ["| " + " | ".join(line) + " |" for line in self.grid()]
         return "\n".join(lines) + "\n"
 
+    def html(self) -> str:
+        """A standalone HTML table (what `snakemake --report` shows)."""
+        return _html(self.caption, ["", *self.columns], self.grid())
+
     def latex(self) -> str:
         escape = lambda s: s.replace("_", r"\_").replace("%", r"\%").replace("α", r"$\alpha$").replace("−", "-")
         lines = [r"\begin{table}", r"\centering", rf"\caption{{{escape(self.caption)}}}",
@@ -185,6 +191,24 @@ class Table:
         }
 
 
+def checked_record(root: str | Path, study: str, run: Run) -> dict:
+    """The run's record, refused when it is damaged, edited outside rdml, not finished, or of other keys."""
+    path = Path(root) / run.directory / "record.json"
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing: run {run.id} of study {study} has no record (rerun the pipeline)")
+    record = read_record(path)
+    problems = record_problems(record, path)
+    if not sealed(record):
+        problems.append(f"{path}: an unsealed record of {record.get('format')} (rerun the run with this rdml)")
+    if record["status"] not in FINISHED:
+        problems.append(f"{path}: the run has not finished (status {record['status']!r})")
+    if record.get("config_sha256") != run.config_sha256:
+        problems.append(f"{path}: the run there was trained with other keys than the study now plans")
+    if problems:
+        raise ConfigError("no table is written from a record that does not hold: " + "; ".join(problems))
+    return record
+
+
 def build_tables(params: dict, study: str, root: str | Path = ".") -> list[Table]:
     """Every table of the study, its cells filled from the run records under `root`."""
     metric = summary_field(metric_of(params, study))
@@ -193,22 +217,8 @@ def build_tables(params: dict, study: str, root: str | Path = ".") -> list[Table
     records: dict[str, dict] = {}
 
     def record_of(run: Run) -> dict:
-        """The run's record, refused when it is damaged, edited outside rdml or not finished."""
         if run.id not in records:
-            path = Path(root) / run.directory / "record.json"
-            if not path.is_file():
-                raise ConfigError(f"{path} is missing: run {run.id} of study {study} has no record (rerun the pipeline)")
-            record = read_record(path)
-            problems = record_problems(record, path)
-            if not sealed(record):
-                problems.append(f"{path}: an unsealed record of {record.get('format')} (rerun the run with this rdml)")
-            if record["status"] not in FINISHED:
-                problems.append(f"{path}: the run has not finished (status {record['status']!r})")
-            if record.get("config_sha256") != run.config_sha256:
-                problems.append(f"{path}: the run there was trained with other keys than the study now plans")
-            if problems:
-                raise ConfigError("no table is written from a record that does not hold: " + "; ".join(problems))
-            records[run.id] = record
+            records[run.id] = checked_record(root, study, run)
         return records[run.id]
 
     measures: dict[str, dict] = {}
@@ -281,8 +291,8 @@ def build_tables(params: dict, study: str, root: str | Path = ".") -> list[Table
 CLAIM_COLUMNS = ["table", "where", "claim", "n", "difference", "95% CI", "p", "Holm p", "verdict"]
 
 
-def claims_table(tables: list[Table]) -> tuple[str, str, list[dict]]:
-    """The study's claims as Markdown and CSV, and their rows (for JSON)."""
+def claims_table(tables: list[Table]) -> tuple[str, str, list[dict], str]:
+    """The study's claims as Markdown and CSV, their rows (for JSON), and as HTML."""
     rows = [r for t in tables for r in t.claim_results()]
     number = lambda v, f: "" if v is None else format(v, f)
     where = lambda r: r["high"][1] if r["high"][1] == r["low"][1] else r["high"][0]
@@ -304,13 +314,13 @@ def claims_table(tables: list[Table]) -> tuple[str, str, list[dict]]:
         ci = r["interval"] or [None, None]
         writer.writerow([r["table"], r["claim"], r["family"], *r["high"], *r["low"], r["n"], r["difference"], *ci,
                          r["p"], r["holm_p"], r["verdict"]])
-    return markdown, buffer.getvalue(), rows
+    return markdown, buffer.getvalue(), rows, _html(caption.strip("*"), CLAIM_COLUMNS, cells)
 
 
 PAPER_COLUMNS = ["row", "column", "paper", "ours", "ours − paper", "95% CI of ours", "check", "source"]
 
 
-def paper_comparison(table: Table, reported: list) -> tuple[str, str] | None:
+def paper_comparison(table: Table, reported: list) -> tuple[str, str, str] | None:
     """The table's cells the papers report, beside ours: the difference, the 95 % t-interval of our mean
     over seeds, and a check: outside when the paper's value lies outside that interval (bounds: below or
     above bound when the interval lies wholly past it). None when no paper reports a cell of it."""
@@ -343,7 +353,7 @@ def paper_comparison(table: Table, reported: list) -> tuple[str, str] | None:
     writer = csv.writer(buffer)
     writer.writerow(PAPER_COLUMNS)
     writer.writerows(lines)
-    return markdown, buffer.getvalue()
+    return markdown, buffer.getvalue(), _html(caption.strip("*"), PAPER_COLUMNS, lines)
 
 
 def _paper_check(r, interval) -> str:
@@ -357,6 +367,37 @@ def _paper_check(r, interval) -> str:
     if r.kind == "lower_bound":
         return "below bound" if high < r.value else "meets bound" if low > r.value else "undecided"
     return "above bound" if low > r.value else "meets bound" if high < r.value else "undecided"
+
+
+def _write_curves(frame, folder: Path) -> list[Path]:
+    """One CSV per run and model: epoch, test accuracy, test loss. The folder is replaced whole, so no
+    curve of a run the study no longer plans survives."""
+    import shutil
+
+    fresh = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(fresh, ignore_errors=True)
+    written = []
+    scores = frame[frame.metric.isin(["test_acc", "test_loss"])]
+    for (run, model), group in scores.groupby(["run", "model"]):
+        wide = group.pivot_table(index="epoch", columns="metric", values="value").reset_index()
+        path = fresh / run / f"{model}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        wide[["epoch", "test_acc", "test_loss"]].to_csv(path, index=False)
+        written.append(folder / run / f"{model}.csv")
+    shutil.rmtree(folder, ignore_errors=True)
+    if fresh.exists():
+        fresh.replace(folder)
+    return written
+
+
+def _html(caption: str, head: list[str], lines: list[list[str]]) -> str:
+    """A minimal standalone HTML table; ** ** (bold in Markdown) becomes <b>."""
+    cell = lambda text, tag: f"<{tag}>" + re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(text)) + f"</{tag}>"
+    rows = ["<tr>" + "".join(cell(h, "th") for h in head) + "</tr>"]
+    rows += ["<tr>" + "".join(cell(v, "td") for v in line) + "</tr>" for line in lines]
+    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(caption[:80])}</title></head><body>\n'
+            f"<p>{html.escape(caption)}</p>\n<table border=\"1\" cellpadding=\"3\">\n" + "\n".join(rows)
+            + "\n</table>\n</body></html>\n")
 
 
 def _lead_mark(lead: Paired | None, latex: bool) -> str:
@@ -380,19 +421,30 @@ def write_tables(study: str, params_path: str = "params.yaml", root: str | Path 
     written = []
     metric = metric_of(params, study)
     tables = build_tables(params, study, root)
+    from rdml.study.figures import write_figures
+    from rdml.study.frame import long_frame
+
+    frame = long_frame(params, study, root)
     reported = [r for r in load_reported(root) if r.study == study]
     files: dict[str, str] = {}
     for table in tables:
         files.update({f"{table.name}.md": table.markdown(), f"{table.name}.tex": table.latex(),
-                      f"{table.name}.csv": table.csv()})
+                      f"{table.name}.csv": table.csv(), f"{table.name}.html": table.html()})
         if (comparison := paper_comparison(table, reported)) is not None:
-            files.update({f"{table.name}.paper.md": comparison[0], f"{table.name}.paper.csv": comparison[1]})
-    markdown, text, rows = claims_table(tables)
+            files.update(zip((f"{table.name}.paper.{s}" for s in ("md", "csv", "html")), comparison))
+    markdown, text, rows, page = claims_table(tables)
     if rows:
-        files.update({"claims.md": markdown, "claims.csv": text})
+        files.update({"claims.md": markdown, "claims.csv": text, "claims.html": page})
     for name, text in files.items():
         atomic_write_bytes(out / name, text.encode())
         written.append(out / name)
+    atomic_write_bytes(out / "runs.csv", frame.to_csv(index=False).encode())
+    written += _write_curves(frame, Path(root) / paths.curves_dir(study))
+    summary = {t.name: {f"{row} | {col}": (None if c.mean is None else round(t.scale * c.mean, 6))
+                        for (row, col), c in t.cells.items() if c.runs} for t in tables}
+    atomic_write_json(Path(root) / paths.summary_file(study), summary)
+    written.append(Path(root) / paths.summary_file(study))
+    written += [out / "runs.csv", *write_figures(plan_tables(params, study), tables, frame, out)]
     for table in tables:
         atomic_write_json(out / f"{table.name}.cells.json", table.sidecar(study, metric))
         written.append(out / f"{table.name}.cells.json")

@@ -65,6 +65,9 @@ class TableSpec:
     derived: list[Derived] = field(default_factory=list)
     bold_columns: list[str] = field(default_factory=list)  # column-wise best is set in bold
     claims: list[Claim] = field(default_factory=list)
+    figures: tuple[str, ...] = ()  # rdml.study.figures drawn from it
+    curves: str = "rows"  # in its learning curves: rows are the lines (panels per column), or columns are
+    curve_runs: bool = False  # draw every run too (diverged runs visible)
     measurements: dict = field(default_factory=dict)  # what its `measure` entries need measured on each run
     scale: float = 100.0  # cells print value × scale (accuracies as percentages)
     digits: int = 2

@@ -33,4 +33,4 @@ def cohort_table(plan, spec: dict) -> TableSpec:
     return TableSpec("cohort_table", f"Cohort size, {arch} students: {{what}} (%) of every student, and of the cohort's "
                      "ensemble (its students' mean probabilities); Ind. trains the K students alone; with K = 2 DML_e is "
                      "DML (rdml's CIFAR counterpart of DML Fig. 3a/3b, which used Market-1501)", rows, COLUMNS, entries,
-                     claims=claims)
+                     claims=claims, figures=("curves",), curves="columns")

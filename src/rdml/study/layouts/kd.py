@@ -35,4 +35,5 @@ def kd_table(plan, spec: dict) -> TableSpec:
                                             f"{d}: Rényi KD vs KD{suffix}"))
     return TableSpec("kd_table", f"Rényi KD, student {student} from teacher {teacher_arch}: {{what}} (%) per α and "
                      "improvement over vanilla in points (thesis Table 3.2 layout)", rows, columns, entries, derived,
-                     bold_columns=[c for c in columns if c.startswith("Average")], claims=claims)
+                     bold_columns=[c for c in columns if c.startswith("Average")], claims=claims,
+                     figures=("curves", "box", "alpha_difference"))

@@ -28,4 +28,4 @@ def kd_vs_dml_table(plan, spec: dict) -> TableSpec:
                     Entry(row, ("DML Net 2",), dml, ("student_1",)),
                 ]
     return TableSpec("kd_vs_dml_table", "Distillation from a pretrained Net 1 versus DML: {what} (%) (DML Table 4 layout)",
-                     rows, columns, entries, claims=claims)
+                     rows, columns, entries, claims=claims, figures=("curves",), curves="columns")

@@ -32,4 +32,4 @@ def methods_table(plan, spec: dict) -> TableSpec:
             entries.append(Entry(rows[-1], ("Accuracy",), run, run.students, best=True))
     return TableSpec("methods_table", "Baseline, KD and DML: {what} (%), every student of every run; diverged runs "
                      "counted, not averaged (DML-vs-KD study layout)", rows, ["Accuracy"], entries, bold_columns=["Accuracy"],
-                     claims=claims)
+                     claims=claims, figures=("curves",), curve_runs=True)

@@ -20,4 +20,4 @@ def pair_table(plan, spec: dict) -> TableSpec:
                 claims.append(Claim(f"DML > Ind., Net {net}", (row, f"DML Net {net}"), (row, f"Ind. Net {net}"),
                                     f"{d}: DML vs Ind."))
     return TableSpec("pair_table", "DML of network pairs: {what} (%), and DML − Ind. in points (DML Table 2 layout)",
-                     rows, columns, entries, derived, claims=claims)
+                     rows, columns, entries, derived, claims=claims, figures=("curves",), curves="columns")

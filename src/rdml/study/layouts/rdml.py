@@ -24,4 +24,5 @@ def rdml_table(plan, spec: dict) -> TableSpec:
               for c in columns for a in alphas if a != 1.0]
     claims += [Claim("DML > Ind.", (label(1.0), c), (independent, c), f"DML vs Ind., {c}") for c in columns[::2]]
     return TableSpec("rdml_table", "Top-1 {what} (%); students re-indexed ascending (RDML Table 1 layout)",
-                     [independent, *map(label, alphas)], columns, entries, bold_columns=columns, claims=claims)
+                     [independent, *map(label, alphas)], columns, entries, bold_columns=columns, claims=claims,
+                     figures=("curves", "best_alpha"))

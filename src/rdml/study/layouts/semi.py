@@ -33,7 +33,8 @@ def semi_table(plan, spec: dict) -> TableSpec:
                 entries += [Entry(row, (column,), run, run.students) for row, run in runs.items()]
     return TableSpec("semi_table", f"Semi-supervised learning, {arch}: {{what}} (%) against the fraction of each class's "
                      "training images that keep their label; DML rows hold both students (DML Fig. 6)",
-                     ROWS, columns, entries, bold_columns=columns, claims=claims)
+                     ROWS, columns, entries, bold_columns=columns, claims=claims,
+                     figures=("curves", "fraction"))
 
 
 def semi_run(plan, dataset: str, arch: str, fraction: float, seed: int, row: str):
