@@ -19,4 +19,4 @@ include: "workflow/rules/tables.smk"
 rule all_tables:
     default_target: True
     input:
-        [paths.tables_dir(study) for study in BUILD],
+        [out for study in BUILD for out in (paths.tables_dir(study), paths.curves_dir(study), paths.summary_file(study))],
