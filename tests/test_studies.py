@@ -201,8 +201,9 @@ def project(tmp_path_factory):
 def test_dry_run_lists_every_job(study, project):
     result = sh(str(BIN / "snakemake"), "all_tables", "-n", "--config", f"build=[{study}]", cwd=project)
     assert result.returncode == 0, result.stderr
-    jobs = dict(re.findall(r"^(train_job)\s+(\d+)$", result.stdout, re.M))
-    assert sum(map(int, jobs.values())) == STATED[study][1]["runs"]
+    jobs = dict(re.findall(r"^(train_job|measure)\s+(\d+)$", result.stdout, re.M))
+    assert int(jobs["train_job"]) == STATED[study][1]["runs"]
+    assert int(jobs.get("measure", 0)) == len(plan_measurements(PARAMS, study))  # dml_analyses: 18
 
 
 def cost(run, runs):

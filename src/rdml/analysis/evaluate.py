@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from rdml.analysis.measure import log_probs_of
 from rdml.config import KEYS
 from rdml.data.base import Dataset, load_dataset
 from rdml.io import sha256_file
@@ -72,13 +73,9 @@ def scores(log_probs: torch.Tensor, labels: torch.Tensor, top: int = TOP_K) -> d
     }
 
 
-@torch.no_grad()
-def log_probs_on_test(model: torch.nn.Module, data: Dataset, batch_size: int = 1024) -> torch.Tensor:
-    """float64 log-probabilities of every test example (eval mode, float32 forward, no augmentation)."""
-    model.eval()
-    out = [torch.log_softmax(model(data.inputs(data.x_test[i : i + batch_size])).double(), dim=-1)
-           for i in range(0, len(data.y_test), batch_size)]
-    return torch.cat(out)
+def log_probs_on_test(model: torch.nn.Module, data: Dataset) -> torch.Tensor:
+    """float64 log-probabilities of every test example."""
+    return log_probs_of(model, data, data.x_test, torch.float64)
 
 
 def _fail(message: str) -> ConfigError:

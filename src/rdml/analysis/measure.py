@@ -23,12 +23,18 @@ TOP = 5
 
 
 @torch.no_grad()
-def train_log_probs(model: torch.nn.Module, data: Dataset, batch_size: int = 1024) -> torch.Tensor:
-    """Log-probabilities of every training image (eval mode, no augmentation)."""
+def log_probs_of(model: torch.nn.Module, data: Dataset, x: torch.Tensor, dtype=torch.float32,
+                 batch_size: int = 1024) -> torch.Tensor:
+    """Log-probabilities of raw inputs `x` (eval mode, float32 forward, no augmentation) in `dtype`."""
     model.eval()
-    out = [torch.log_softmax(model(data.inputs(data.x_train[i : i + batch_size])).float(), dim=-1)
-           for i in range(0, len(data.y_train), batch_size)]
+    out = [torch.log_softmax(model(data.inputs(x[i : i + batch_size])).to(dtype), dim=-1)
+           for i in range(0, len(x), batch_size)]
     return torch.cat(out)
+
+
+def train_log_probs(model: torch.nn.Module, data: Dataset) -> torch.Tensor:
+    """Log-probabilities of every training image."""
+    return log_probs_of(model, data, data.x_train)
 
 
 def _entropy(log_p: torch.Tensor) -> torch.Tensor:
