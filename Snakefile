@@ -11,6 +11,13 @@ configfile: "params.yaml"
 validate(config, "workflow/schemas/params.schema.yaml")
 
 
+# Downloads and table writing run on the host that runs Snakemake, never as cluster jobs: compute
+# nodes often have no internet, and writing tables takes seconds.
+localrules:
+    prepare_data,
+    tables,
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/tables.smk"

@@ -68,6 +68,7 @@ def make_project(root: Path, params: dict | None = None) -> Path:
     """A copy of the workflow and the source it depends on, with `params` (default: the repository's)."""
     shutil.copy(REPO / "Snakefile", root)
     shutil.copytree(REPO / "workflow", root / "workflow")
+    shutil.copytree(REPO / "profiles", root / "profiles")
     shutil.copytree(REPO / "src" / "rdml", root / "src" / "rdml", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / ".dvcignore", root)
     shutil.copytree(REPO / "reported", root / "reported")
@@ -407,3 +408,14 @@ def test_dvc_metrics_diff_names_the_cells_a_parameter_change_moved(tmp_path):
     diff = json.loads(sh(str(BIN / "dvc"), "metrics", "diff", "--json", cwd=root).stdout)
     moved = {key for key, change in diff["results/smoke/summary.json"].items() if change.get("diff")}
     assert any(key.endswith("DML | synthetic/mlp/0") for key in moved), diff
+
+
+def test_the_default_profile_is_picked_up_without_naming_it(tmp_path):
+    """profiles/default gives --cores: a plain `snakemake <target>` runs instead of stopping with "cores have to
+    be specified" (what it does without the profile)."""
+    root = make_project(tmp_path, SMOKE)
+    sh(str(BIN / "snakemake"), "results/data/synthetic.json", cwd=root)
+    assert (root / "results/data/synthetic.json").is_file()
+    shutil.rmtree(root / "profiles")
+    result = sh(str(BIN / "snakemake"), "results/data/synthetic.json", "--forceall", cwd=root, check=False)
+    assert result.returncode != 0 and "cores" in result.stdout + result.stderr

@@ -11,16 +11,16 @@ from rdml.study.slots import acquire_gpu
 HOLDER = """
 import json, os, sys, time
 from rdml.study.slots import acquire_gpu
-slot = acquire_gpu({n}, {lock_dir!r}, poll_seconds=0.01, timeout=60)
+slot = acquire_gpu({n}, {lock_dir!r}, poll_seconds=0.01, timeout=60, per_gpu={per_gpu})
 start = time.time()
 time.sleep({hold})
 print(json.dumps({{"slot": slot.index, "cuda": os.environ["CUDA_VISIBLE_DEVICES"], "start": start, "end": time.time()}}))
 """
 
 
-def holders(n_jobs, n_slots, lock_dir, hold, env=None):
+def holders(n_jobs, n_slots, lock_dir, hold, env=None, per_gpu=1):
     env = {k: v for k, v in (env or os.environ).items() if k != "CUDA_VISIBLE_DEVICES"}
-    code = HOLDER.format(n=n_slots, lock_dir=str(lock_dir), hold=hold)
+    code = HOLDER.format(n=n_slots, lock_dir=str(lock_dir), hold=hold, per_gpu=per_gpu)
     return [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env) for _ in range(n_jobs)]
 
 
@@ -59,3 +59,33 @@ def test_inherited_devices_and_cpu(tmp_path, monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     slot = acquire_gpu(0, tmp_path)
     assert slot.index is None and "CPU" in slot.source and "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
+def test_two_jobs_per_gpu_pack_six_jobs_on_two_fake_gpus_four_at_a_time(tmp_path):
+    """jobs_per_gpu=2 on 2 GPUs: 4 slots; each GPU runs at most two jobs at once, and the first two jobs
+    to start land on different GPUs."""
+    import json
+
+    jobs = holders(6, 2, tmp_path, hold=0.8, per_gpu=2)
+    results = [json.loads(p.communicate(timeout=120)[0]) for p in jobs]
+    assert {r["cuda"] for r in results} == {"0", "1"} and all(r["cuda"] == str(r["slot"]) for r in results)
+    moments = sorted(t for r in results for t in (r["start"], r["end"]))
+    for gpu in ("0", "1"):
+        on_gpu = [r for r in results if r["cuda"] == gpu]
+        assert max(sum(r["start"] <= t < r["end"] for r in on_gpu) for t in moments) <= 2
+    assert max(sum(r["start"] <= t < r["end"] for r in results) for t in moments) <= 4
+    first_two = sorted(results, key=lambda r: r["start"])[:2]
+    assert {r["cuda"] for r in first_two} == {"0", "1"}
+    assert {p.name for p in tmp_path.glob("*.lock")} == {"gpu-0.lock", "gpu-1.lock", "gpu-0-1.lock", "gpu-1-1.lock"}
+
+
+def test_jobs_per_gpu_is_checked():
+    import pytest
+
+    from rdml.keys import ConfigError
+    from rdml.study.slots import jobs_per_gpu
+
+    assert jobs_per_gpu(3) == 3 and jobs_per_gpu("2") == 2
+    for bad in (0, -1, 1.5, "x", True):
+        with pytest.raises(ConfigError, match="jobs_per_gpu=.* is not allowed; allowed: an integer >= 1"):
+            jobs_per_gpu(bad)

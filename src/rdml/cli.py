@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (run, measure):
         sub.add_argument("--gpus", default=None, help="GPU slots to choose from: auto or a number (default: params.yaml's gpus)")
         sub.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+        sub.add_argument("--jobs-per-gpu", default=None, help="jobs that share one GPU (default: params.yaml's jobs_per_gpu, 1)")
         sub.add_argument("--die-with-parent", action="store_true", help="end when the process that started this one dies "
                          "(what Snakemake's jobs ask for)")
     prepare = steps.add_parser("prepare", help="download (where that applies) and load a data set once, write its stamp")
@@ -158,6 +159,16 @@ def _eval(args) -> int:
     return 0
 
 
+def _slots(args) -> tuple:
+    """GPU slots and jobs per GPU: the command line's, else params.yaml's."""
+    from rdml.study.params import load_params
+    from rdml.study.slots import jobs_per_gpu
+
+    params = load_params(args.params) if args.gpus is None or args.jobs_per_gpu is None else {}
+    gpus = args.gpus if args.gpus is not None else params.get("gpus", "auto")
+    return gpus, jobs_per_gpu(args.jobs_per_gpu if args.jobs_per_gpu is not None else params.get("jobs_per_gpu", 1))
+
+
 def _pipeline(args) -> int:
     from rdml.study.params import load_params
     from rdml.study.plan import find_job, plan_jobs
@@ -175,8 +186,8 @@ def _pipeline(args) -> int:
                 raise ConfigError(f"--spec describes job {spec.get('job')!r} of {spec.get('study')!r}, not {args.job_id!r} of {args.study!r}")
         else:
             spec = find_job(load_params(args.params), args.study, args.job_id).spec()
-        gpus = args.gpus if args.gpus is not None else load_params(args.params).get("gpus", "auto")
-        for record in run_job(spec, gpus, threads=args.threads):
+        gpus, per_gpu = _slots(args)
+        for record in run_job(spec, gpus, threads=args.threads, per_gpu=per_gpu):
             print(f"{record['config']['out']}: {record['status']}")
     elif args.step == "measure":
         if args.die_with_parent:
@@ -196,8 +207,8 @@ def _pipeline(args) -> int:
                 raise ConfigError(f"run {args.run_id!r} is not measured by study {args.study!r} (measured: {', '.join(planned) or 'none'})")
             run, wanted = planned[args.run_id]
             spec = {"study": args.study, "run": run.id, "directory": run.directory, "measurements": wanted}
-        gpus = args.gpus if args.gpus is not None else load_params(args.params).get("gpus", "auto")
-        print(measure_job(spec, gpus, threads=args.threads))
+        gpus, per_gpu = _slots(args)
+        print(measure_job(spec, gpus, threads=args.threads, per_gpu=per_gpu))
     elif args.step == "prepare":
         from rdml.study.jobs import prepare_dataset
 

@@ -16,6 +16,7 @@ JOBS = {study: {job.id: job for job in plan_jobs(config, study)} for study in BU
 MEASURED = {study: plan_measurements(config, study) for study in BUILD}  # runs the analysis tables measure
 JOB_OF = {study: {run.id: job for job in jobs.values() for run in job.runs} for study, jobs in JOBS.items()}
 GPUS = config.get("gpus", "auto")
+JOBS_PER_GPU = config.get("jobs_per_gpu", 1)  # --resources gpu= then counts GPUs × jobs_per_gpu slots
 # What can change a result, by content: a table-code edit retrains nothing, a loss edit every job.
 CODE = {part: code_sha256(parts, SOURCE) for part, parts in
         (("data", DATA_CODE), ("training", TRAINING_CODE), ("measure", MEASURE_CODE),
@@ -52,3 +53,14 @@ wildcard_constraints:
 
 def planned(wildcards):
     return JOBS[wildcards.study][wildcards.job]
+
+
+# What a cluster job asks for (SLURM reads mem_mb and runtime; a local run ignores them). runtime is an
+# upper estimate, 2 minutes per epoch of each run (the slowest paper network, WRN-28-10, takes ~1.5 min
+# per CIFAR epoch on one V100-class GPU in fp32); override per rule with --set-resources.
+MINUTES_PER_EPOCH = 2
+JOB_MEM_MB = 8000  # host memory of one training process: torch, CUDA context, a data set as uint8 tensors
+
+
+def job_runtime(wildcards):
+    return max(10, MINUTES_PER_EPOCH * sum(run.config.epochs for run in planned(wildcards).runs))

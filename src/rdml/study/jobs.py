@@ -21,7 +21,17 @@ from rdml.train.loop import train
 __all__ = ["run_job", "measure_job", "metrics_of", "prepare_dataset"]
 
 
-def run_job(spec: dict, gpus: int | str = "auto", threads: int | None = None) -> list[dict]:
+def _on_slot(gpus, per_gpu: int, threads: int | None):
+    """Take a GPU slot (rdml.study.slots) and set the job's threads; a shared GPU's memory is capped at 1/N."""
+    slot = acquire_gpu(slot_count(gpus), per_gpu=per_gpu)
+    if threads:
+        torch.set_num_threads(threads)
+    if slot.sharing > 1 and torch.cuda.is_available():
+        torch.cuda.set_per_process_memory_fraction(1 / slot.sharing, 0)
+    return slot
+
+
+def run_job(spec: dict, gpus: int | str = "auto", threads: int | None = None, per_gpu: int = 1) -> list[dict]:
     """Train the runs of a job spec (rdml.study.runs.Job.spec) one after the other; returns their records.
 
     A job runs because its outputs are missing or out of date, so each run trains anew; only an
@@ -32,10 +42,8 @@ def run_job(spec: dict, gpus: int | str = "auto", threads: int | None = None) ->
     for cfg in configs.values():
         resolve(cfg)  # every run of the job is valid before any file of any run is touched
     # CUDA reads CUDA_VISIBLE_DEVICES when it first starts, which torch delays until first use.
-    slot = acquire_gpu(slot_count(gpus))
+    slot = _on_slot(gpus, per_gpu, threads)
     try:
-        if threads:
-            torch.set_num_threads(threads)
         command = ["rdml", "pipeline", "run", study, job_id]
         records = {run_id: _train_run(study, run_id, cfg, command, slot.source) for run_id, cfg in configs.items()}
         atomic_write_json(paths.job_file(study, job_id), {
@@ -57,14 +65,12 @@ def _train_run(study: str, run_id: str, cfg, command: list[str], gpu_slot: str) 
     return record
 
 
-def measure_job(spec: dict, gpus: int | str = "auto", threads: int | None = None) -> str:
+def measure_job(spec: dict, gpus: int | str = "auto", threads: int | None = None, per_gpu: int = 1) -> str:
     """Measure one run's final models (rdml.analysis.measure) on one GPU slot; returns the file written."""
     from rdml.analysis.measure import measure_run
 
-    slot = acquire_gpu(slot_count(gpus))
+    slot = _on_slot(gpus, per_gpu, threads)
     try:
-        if threads:
-            torch.set_num_threads(threads)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         out = paths.measures_file(spec["study"], spec["run"])
         atomic_write_json(out, measure_run(spec["directory"], spec["measurements"], device))

@@ -11,7 +11,7 @@ import yaml
 from rdml.config import KEYS
 from rdml.data.catalog import DATASETS
 from rdml.keys import ConfigError, one_of
-from rdml.study.slots import slot_count
+from rdml.study.slots import jobs_per_gpu, slot_count
 from rdml.study.layouts import LAYOUTS
 
 __all__ = ["load_params", "with_smoke_studies", "studies_to_build", "study_spec", "metric_of", "summary_field",
@@ -30,6 +30,7 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     if not isinstance(params, dict) or not isinstance(params.get("studies"), dict):
         raise ConfigError(f"{path} must hold a mapping with a 'studies' mapping")
     slot_count(params.get("gpus", "auto"))
+    jobs_per_gpu(params.get("jobs_per_gpu", 1))
     return with_smoke_studies(params)
 
 

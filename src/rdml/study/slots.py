@@ -5,6 +5,11 @@ takes the first free slot i among N by an exclusive, non-blocking `flock` on `<l
 and sets CUDA_VISIBLE_DEVICES=i before CUDA starts. The kernel drops a flock when its process dies,
 even on SIGKILL, so a crashed job can never keep a GPU. Under SLURM (or whenever
 CUDA_VISIBLE_DEVICES is already set) the job keeps what it was given; with no GPU it runs on CPU.
+
+Packing (`jobs_per_gpu: N` in params.yaml): the papers' small CIFAR networks leave a modern GPU mostly
+idle, so N jobs may share one. There are then GPUs × N slots; slot i pins its job to GPU i mod N_gpus
+(the first jobs spread over the GPUs) under the lock `gpu-<g>.lock` for the first job of GPU g and
+`gpu-<g>-<k>.lock` for its k-th companion, and the job caps its share of that GPU's memory at 1/N.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 
 from rdml.keys import ConfigError
 
-__all__ = ["Slot", "acquire_gpu", "count_gpus", "die_with_parent", "slot_count", "DEFAULT_LOCK_DIR"]
+__all__ = ["Slot", "acquire_gpu", "count_gpus", "die_with_parent", "slot_count", "jobs_per_gpu", "DEFAULT_LOCK_DIR"]
 
 DEFAULT_LOCK_DIR = Path(os.environ.get("RDML_LOCK_DIR", "/tmp/rdml-gpu-locks"))
 
@@ -34,6 +39,7 @@ class Slot:
     index: int | None
     source: str
     _handle: object = None
+    sharing: int = 1  # jobs that share this slot's GPU
 
     def release(self) -> None:
         if self._handle is not None:
@@ -68,6 +74,13 @@ def slot_count(gpus) -> int | None:
     return count
 
 
+def jobs_per_gpu(value) -> int:
+    """params.yaml's or the command line's `jobs_per_gpu`: an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit() or int(value) < 1:
+        raise ConfigError(f"jobs_per_gpu={value!r} is not allowed; allowed: an integer >= 1")
+    return int(value)
+
+
 def count_gpus() -> int:
     """Visible NVIDIA GPUs, asked of nvidia-smi so that CUDA itself is not initialised yet."""
     if shutil.which("nvidia-smi") is None:
@@ -80,8 +93,8 @@ def count_gpus() -> int:
 
 
 def acquire_gpu(n_slots: int | None = None, lock_dir: str | Path = DEFAULT_LOCK_DIR, poll_seconds: float = 0.5,
-                timeout: float | None = None) -> Slot:
-    """Take a free slot and pin this process to it, waiting while all N are held."""
+                timeout: float | None = None, per_gpu: int = 1) -> Slot:
+    """Take a free slot among GPUs × `per_gpu` and pin this process to its GPU, waiting while all are held."""
     if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
         return Slot(None, "inherited CUDA_VISIBLE_DEVICES=" + os.environ["CUDA_VISIBLE_DEVICES"])
     n = count_gpus() if n_slots is None else n_slots
@@ -91,8 +104,9 @@ def acquire_gpu(n_slots: int | None = None, lock_dir: str | Path = DEFAULT_LOCK_
     lock_dir.mkdir(parents=True, exist_ok=True)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        for index in range(n):
-            handle = open(lock_dir / f"gpu-{index}.lock", "a+")
+        for slot in range(n * per_gpu):
+            index, share = slot % n, slot // n
+            handle = open(lock_dir / (f"gpu-{index}.lock" if share == 0 else f"gpu-{index}-{share}.lock"), "a+")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -103,7 +117,8 @@ def acquire_gpu(n_slots: int | None = None, lock_dir: str | Path = DEFAULT_LOCK_
             handle.write(f"{os.getpid()}\n")
             handle.flush()
             os.environ["CUDA_VISIBLE_DEVICES"] = str(index)
-            return Slot(index, f"slot {index} of {n} ({lock_dir})", handle)
+            shared = f", share {share + 1} of {per_gpu}" if per_gpu > 1 else ""
+            return Slot(index, f"slot {index} of {n}{shared} ({lock_dir})", handle, per_gpu)
         if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(f"no free GPU slot among {n} in {lock_dir} after {timeout} s")
+            raise TimeoutError(f"no free GPU slot among {n * per_gpu} in {lock_dir} after {timeout} s")
         time.sleep(poll_seconds)

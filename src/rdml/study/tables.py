@@ -25,7 +25,7 @@ from rdml.methods import METHODS
 from rdml.study.layouts import Claim, Entry
 from rdml.study.params import load_params, metric_of, summary_field
 from rdml.study.reported import load_reported
-from rdml.study.plan import plan_tables
+from rdml.study.plan import plan_study, plan_tables
 from rdml.study.runs import Run
 from rdml.study.stats import LEVEL, Paired, holm, paired, t_interval, verdict
 from rdml.train.integrity import FINISHED, MEASURES_FORMAT, read_record, record_problems, seal_holds, sealed
@@ -432,6 +432,10 @@ def write_tables(study: str, params_path: str = "params.yaml", root: str | Path 
                       f"{table.name}.csv": table.csv(), f"{table.name}.html": table.html()})
         if (comparison := paper_comparison(table, reported)) is not None:
             files.update(zip((f"{table.name}.paper.{s}" for s in ("md", "csv", "html")), comparison))
+    from rdml.study.compute import compute_summary
+
+    files["compute.md"], files["compute.csv"] = compute_summary(
+        [(run, checked_record(root, study, run)) for run in plan_study(params, study)])
     markdown, text, rows, page = claims_table(tables)
     if rows:
         files.update({"claims.md": markdown, "claims.csv": text, "claims.html": page})
