@@ -76,6 +76,7 @@ class Cluster:
     root: Path
     gpus: int = 2
     cpus: int = 2
+    memory_mb: int = 0  # 0: this machine's, at least 32 GB (see write_config)
     min_job_age: int = 300  # seconds a finished job stays in squeue (what `--slurm-status-command squeue` reads)
     node: str = field(default_factory=lambda: socket.gethostname().split(".")[0] or "localhost")
     processes: dict = field(default_factory=dict)
@@ -124,6 +125,10 @@ class Cluster:
                 except OSError as error:
                     raise Unavailable(f"cannot create the fake GPU device {device}: {error}") from error
         r = self.root
+        # Memory is checked, not consumed (CR_Core): a job asking more than RealMemory is refused, so the
+        # node declares at least 32 GB, enough for the rules' mem_mb (sized for real GPU nodes) on a
+        # small CI runner; the jobs here use a few hundred MB each.
+        memory = self.memory_mb or max(_mem_total_mb(), 32000)
         lines = [
             "# written by tests/slurm_cluster.py: a single-node test cluster, no accounting",
             "ClusterName=rdmltest",
@@ -165,7 +170,7 @@ class Cluster:
             "MessageTimeout=20",
             # slurmd takes the node as written here (it may have fewer cores than declared on a 1-core runner)
             "SlurmdParameters=config_overrides",
-            f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={_mem_total_mb()} "
+            f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={memory} "
             f"Gres=gpu:{self.gpus} State=UNKNOWN",
             f"PartitionName={CPU_PARTITION} Nodes={self.node} Default=YES MaxTime=INFINITE State=UP",
             f"PartitionName={GPU_PARTITION} Nodes={self.node} MaxTime=INFINITE State=UP",
