@@ -29,3 +29,4 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/cohort_throughput.py
 	$(VENV)/bin/python benchmarks/pipeline_efficiency.py
+	$(VENV)/bin/python benchmarks/gpu_packing.py
