@@ -1,8 +1,8 @@
 """A throw-away single-node SLURM cluster for the tests: munged, slurmctld and slurmd on this machine.
 
-Everything the daemons write (configuration, munge key and socket, state, spool, logs, PID files) lives
-in one temporary directory; nothing under /etc or /var is read or changed, and no system service is
-started. The node declares fake GPUs as GRES: character devices (copies of /dev/null) made in that
+Everything the daemons read and write (configuration, munge key and socket, state, spool, logs, PID
+files) lives in one temporary directory; apart from installing the packages (`install`), nothing under
+/etc or /var is used and no system service is started or stopped. The node declares fake GPUs as GRES: character devices (copies of /dev/null) made in that
 directory, so that slurmd hands each GPU job its own CUDA_VISIBLE_DEVICES as on a real GPU node.
 Every client call needs `SLURM_CONF` (see `Cluster.env`). The daemons are started as child processes
 in the foreground and stopped by their PIDs.
@@ -39,7 +39,7 @@ def _which(name: str) -> str | None:
 
 def install() -> None:
     """Debian's SLURM and munge packages, from the system's package manager, unless already there."""
-    if all(_which(d) for d in DAEMONS) and _which("sbatch") and _which("squeue"):
+    if all(_which(d) for d in (*DAEMONS, "sbatch", "srun", "squeue", "scontrol", "sinfo")):
         return
     if os.geteuid() != 0:
         raise Unavailable("SLURM is not installed and installing it needs root")
@@ -77,7 +77,7 @@ class Cluster:
     gpus: int = 2
     cpus: int = 2
     memory_mb: int = 0  # 0: this machine's, at least 32 GB (see write_config)
-    min_job_age: int = 300  # seconds a finished job stays in squeue (what `--slurm-status-command squeue` reads)
+    min_job_age: int = 900  # seconds a finished job stays in squeue and scontrol (the tests read both)
     node: str = field(default_factory=lambda: socket.gethostname().split(".")[0] or "localhost")
     processes: dict = field(default_factory=dict)
 
@@ -86,9 +86,20 @@ class Cluster:
         return self.root / "etc" / "slurm.conf"
 
     @property
+    def bin(self) -> Path:
+        return self.root / "bin"
+
+    @property
     def env(self) -> dict:
-        """The environment every SLURM client call (and so Snakemake and its jobs) needs."""
-        return {**os.environ, "SLURM_CONF": str(self.conf)}
+        """The environment of every SLURM client call (and so of Snakemake and its jobs): SLURM_CONF names
+        this cluster, and what an enclosing SLURM job or GPU machine set is left out (SLURM_*, SBATCH_*,
+        SRUN_*, CUDA_VISIBLE_DEVICES), so that a job's GPU can only come from this cluster."""
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("SLURM_", "SBATCH_", "SRUN_", "SALLOC_", "SQUEUE_", "SINFO_"))
+               and k != "CUDA_VISIBLE_DEVICES"}
+        env["SLURM_CONF"] = str(self.conf)
+        env["PATH"] = os.pathsep.join([str(self.bin), env.get("PATH", os.defpath)])
+        return env
 
     @property
     def devices(self) -> list[Path]:
@@ -108,7 +119,7 @@ class Cluster:
 
     # -- configuration ------------------------------------------------------------------------------
     def write_config(self) -> None:
-        for sub in ("etc", "munge", "state", "spool", "log", "run", "dev"):
+        for sub in ("etc", "munge", "state", "spool", "log", "run", "dev", "bin"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
             os.chmod(self.root / sub, 0o700)
         os.chmod(self.root, 0o755)
@@ -147,6 +158,7 @@ class Cluster:
             f"SlurmctldLogFile={self.log('slurmctld')}",
             f"SlurmdLogFile={self.log('slurmd')}",
             "SlurmctldDebug=info",
+            "MailProg=/bin/true",
             "SlurmdDebug=info",
             f"PlugStackConfig={r}/etc/plugstack.conf",
             "ProctrackType=proctrack/linuxproc",
@@ -177,6 +189,13 @@ class Cluster:
         ]
         self.conf.write_text("\n".join(lines) + "\n")
         (r / "etc" / "plugstack.conf").write_text("")
+        # Inside a job, snakemake-executor-plugin-slurm-jobstep (0.6) removes every SLURM_* variable but
+        # the job's id before it calls `srun`, SLURM_CONF included; a real cluster keeps slurm.conf where
+        # srun looks by default (or runs configless), this one is in a temporary directory. The jobs
+        # inherit PATH (sbatch --export=ALL), so this srun puts SLURM_CONF back.
+        srun = self.bin / "srun"
+        srun.write_text(f"#!/bin/sh\nSLURM_CONF={self.conf} exec {_which('srun')} \"$@\"\n")
+        os.chmod(srun, 0o755)
         (r / "etc" / "gres.conf").write_text(
             "AutoDetect=off\n" + "".join(f"NodeName={self.node} Name=gpu File={d}\n" for d in self.devices))
 
@@ -266,5 +285,5 @@ if __name__ == "__main__":
     install()
     cluster = Cluster(root)
     cluster.start()
-    print(f"export SLURM_CONF={cluster.conf}")
+    print(f"export SLURM_CONF={cluster.conf} PATH={cluster.bin}:$PATH")
     print("PIDs: " + " ".join(f"{name}={p.pid}" for name, p in cluster.processes.items()))
