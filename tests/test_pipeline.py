@@ -177,6 +177,12 @@ def test_a_table_code_edit_retrains_nothing_and_a_loss_edit_retrains_every_job(p
     assert scheduled_jobs(project) == set() and "up to date" in sh(str(BIN / "dvc"), "status", cwd=project).stdout
 
 
+def test_where_jobs_run_is_no_reason_to_retrain(project):
+    """GPU slots and jobs per GPU reach the jobs through the environment, not as rule parameters."""
+    assert scheduled_jobs(project, "--config", "gpus=3", "jobs_per_gpu=2") == set()
+    assert "--gpus $RDML_GPUS --jobs-per-gpu $RDML_JOBS_PER_GPU" in (project / "workflow/rules/train.smk").read_text()
+
+
 def test_changing_one_parameter_reruns_only_the_runs_it_affects(project):
     before = records(project)
     params = yaml.safe_load((project / "params.yaml").read_text())

@@ -1,6 +1,7 @@
 # The plan of every study, from Snakemake's config (params.yaml, with any --config / --configfile
 # overrides) through rdml.study.plan, the same code dvc.yaml is written by. Planning never imports torch.
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -15,8 +16,11 @@ BUILD = studies_to_build(config)
 JOBS = {study: {job.id: job for job in plan_jobs(config, study)} for study in BUILD}
 MEASURED = {study: plan_measurements(config, study) for study in BUILD}  # runs the analysis tables measure
 JOB_OF = {study: {run.id: job for job in jobs.values() for run in job.runs} for study, jobs in JOBS.items()}
-GPUS = config.get("gpus", "auto")
-JOBS_PER_GPU = config.get("jobs_per_gpu", 1)  # --resources gpu= then counts GPUs × jobs_per_gpu slots
+# Where a job runs is not what it computes: the GPU slots reach the jobs through the environment, not
+# as rule parameters, so a change of `gpus` or `jobs_per_gpu` retrains nothing. With jobs_per_gpu N,
+# --resources gpu= counts GPUs × N slots.
+os.environ["RDML_GPUS"] = str(config.get("gpus", "auto"))
+os.environ["RDML_JOBS_PER_GPU"] = str(config.get("jobs_per_gpu", 1))
 # What can change a result, by content: a table-code edit retrains nothing, a loss edit every job.
 CODE = {part: code_sha256(parts, SOURCE) for part, parts in
         (("data", DATA_CODE), ("training", TRAINING_CODE), ("measure", MEASURE_CODE),

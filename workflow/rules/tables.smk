@@ -7,8 +7,6 @@ rule measure:
     params:
         spec=lambda w: json.dumps({"study": w.study, "run": w.run, "directory": MEASURED[w.study][w.run][0].directory,
                                    "measurements": MEASURED[w.study][w.run][1]}, sort_keys=True),
-        gpus=GPUS,
-        per_gpu=JOBS_PER_GPU,
         code=CODE["measure"],
     resources:
         gpu=1,
@@ -16,7 +14,7 @@ rule measure:
         runtime=30,
     threads: 1
     shell:
-        "exec rdml pipeline measure {wildcards.study:q} {wildcards.run:q} --gpus {params.gpus:q} --jobs-per-gpu {params.per_gpu:q} --threads {threads} --die-with-parent --spec {params.spec:q}"
+        "exec rdml pipeline measure {wildcards.study:q} {wildcards.run:q} --gpus $RDML_GPUS --jobs-per-gpu $RDML_JOBS_PER_GPU --threads {threads} --die-with-parent --spec {params.spec:q}"
 
 
 rule tables:

@@ -20,8 +20,6 @@ rule train_job:
         paths.job_file("{study}", "{job}"),
     params:
         spec=lambda w: json.dumps(planned(w).spec(), sort_keys=True),
-        gpus=GPUS,
-        per_gpu=JOBS_PER_GPU,
         code=CODE["training"],
     resources:
         gpu=1,
@@ -30,4 +28,4 @@ rule train_job:
     threads: 1
     shell:
         # exec: the job's parent is Snakemake itself, and the job ends when Snakemake dies.
-        "exec rdml pipeline run {wildcards.study:q} {wildcards.job:q} --gpus {params.gpus:q} --jobs-per-gpu {params.per_gpu:q} --threads {threads} --die-with-parent --spec {params.spec:q}"
+        "exec rdml pipeline run {wildcards.study:q} {wildcards.job:q} --gpus $RDML_GPUS --jobs-per-gpu $RDML_JOBS_PER_GPU --threads {threads} --die-with-parent --spec {params.spec:q}"
