@@ -57,10 +57,11 @@ class StudyPlan:
 
 
 def plan_tables(params: dict, name: str) -> list[TableSpec]:
-    """The study's tables, in the order params.yaml names them."""
+    """The study's tables, by layout name: one order whether the study comes from params.yaml or as
+    Snakemake's JSON (sorted keys), so the claims and figures list them alike."""
     study = study_spec(params, name)
     plan = StudyPlan(name, study)
-    return [LAYOUTS[key](plan, study[key]) for key in study if key in LAYOUTS]
+    return [LAYOUTS[key](plan, study[key]) for key in sorted(study) if key in LAYOUTS]
 
 
 def plan_study(params: dict, name: str) -> list[Run]:
