@@ -90,7 +90,8 @@ def test_written_files_and_sidecar_name_every_run(tmp_path):
     assert {p.relative_to(tmp_path / "results/t/curves").as_posix() for p in written if "curves" in p.parts} == {
         f"{r.id}/{m}.csv" for r in plan_study(PARAMS, "t") for m in [*r.students, "ensemble"][: len(r.archs) + (len(r.archs) > 1)]}
     assert tables == {f"{n}.{s}" for n in ("rdml_table", "kd_table", "pair_table") for s in ("md", "tex", "csv", "cells.json", "html")
-                      } | {"claims.md", "claims.csv", "claims.json", "claims.html", "runs.csv", "compute.md", "compute.csv"}
+                      } | {"claims.md", "claims.csv", "claims.json", "claims.html", "runs.csv", "compute.md", "compute.csv",
+                                                                                          "compute.html"}
     sidecar = json.loads((tmp_path / "results/t/tables/rdml_table.cells.json").read_text())
     cell = sidecar["cells"]["DML|synthetic/mlp/0"]
     assert sidecar["metric"] == "last5" and cell["n"] == 3
@@ -280,7 +281,7 @@ def test_compute_summary_adds_the_recorded_epoch_seconds_per_device():
            "started_at": "2026-01-01T00:00:00+00:00", "ended_at": "2026-01-01T01:06:00+00:00"}
     cpu = {"environment": {"device": "cpu", "device_name": "Xeon"}, "epoch_seconds": [360.0],
            "started_at": "2026-01-01T00:00:00+00:00", "ended_at": "2026-01-01T00:06:00+00:00"}
-    markdown, text = compute_summary([(dml[0], gpu), (dml[1], gpu), (dml[0], cpu)])
+    markdown, text, _ = compute_summary([(dml[0], gpu), (dml[1], gpu), (dml[0], cpu)])
     assert "2.00 GPU-hours and 0.10 CPU-hours" in markdown
     archs = "+".join(dml[0].archs)
     assert dml[0].archs == dml[1].archs and f"| dml | {archs} | 2 | GPU | NVIDIA H200 | 2.0 | 2.2 | 1.0 |" in markdown

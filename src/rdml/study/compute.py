@@ -4,9 +4,9 @@ count runs on a CUDA device; CPU runs are listed as CPU-hours. The README's esti
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime
+
+from rdml.study.tables import plain_table
 
 __all__ = ["compute_summary"]
 
@@ -19,8 +19,8 @@ def _hours(start: str | None, end: str | None) -> float:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() / 3600
 
 
-def compute_summary(records: list[tuple]) -> tuple[str, str]:
-    """Markdown and CSV of the runs' measured compute; `records`: (Run, record) pairs."""
+def compute_summary(records: list[tuple]) -> tuple[str, str, str]:
+    """Markdown, CSV and HTML of the runs' measured compute; `records`: (Run, record) pairs."""
     groups: dict[tuple, dict] = {}
     for run, record in records:
         env = record.get("environment") or {}
@@ -34,13 +34,6 @@ def compute_summary(records: list[tuple]) -> tuple[str, str]:
              round(g["train"] / g["runs"], 4)] for (method, archs, device, model), g in sorted(groups.items())]
     gpu = sum(g["train"] for (_, _, device, _), g in groups.items() if device == "GPU")
     cpu = sum(g["train"] for (_, _, device, _), g in groups.items() if device == "CPU")
-    caption = (f"**Measured compute: {gpu:.2f} GPU-hours and {cpu:.2f} CPU-hours of training (the recorded seconds of "
-               "every epoch); wall hours run from a run's start to its end (evaluation and any wait for a resume "
-               "included).**")
-    markdown = "\n".join([caption, "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS),
-                          *("| " + " | ".join(map(str, r)) + " |" for r in rows)]) + "\n"
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(COLUMNS)
-    writer.writerows(rows)
-    return markdown, buffer.getvalue()
+    return plain_table(f"Measured compute: {gpu:.2f} GPU-hours and {cpu:.2f} CPU-hours of training (the recorded "
+                       "seconds of every epoch); wall hours run from a run's start to its end (evaluation and any wait "
+                       "for a resume included).", COLUMNS, rows)

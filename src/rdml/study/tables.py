@@ -345,15 +345,21 @@ def paper_comparison(table: Table, reported: list) -> tuple[str, str, str] | Non
         check = _paper_check(r, interval)
         ci = "" if interval is None else f"[{interval[0]:.{table.digits}f}, {interval[1]:.{table.digits}f}]"
         lines.append([r.row, r.column, paper, ours, difference, ci, check, r.source])
-    caption = (f"**{table.name} beside the paper: our mean ± sd (n), ours − paper in the table's units, the 95 % "
-               "t-interval of our mean over seeds, and whether the paper's value lies outside it.**")
-    markdown = "\n".join([caption, "", "| " + " | ".join(PAPER_COLUMNS) + " |", "|" + "---|" * len(PAPER_COLUMNS),
-                          *("| " + " | ".join(line) + " |" for line in lines)]) + "\n"
+    return plain_table(f"{table.name} beside the paper: our mean ± sd (n), ours − paper in the table's units, the 95 % "
+                       "t-interval of our mean over seeds, and whether the paper's value lies outside it.",
+                       PAPER_COLUMNS, lines)
+
+
+def plain_table(caption: str, head: list[str], rows: list[list]) -> tuple[str, str, str]:
+    """A captioned table of plain rows as Markdown, CSV and HTML."""
+    rows = [[str(v) for v in row] for row in rows]
+    markdown = "\n".join([f"**{caption}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+                          *("| " + " | ".join(row) + " |" for row in rows)]) + "\n"
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(PAPER_COLUMNS)
-    writer.writerows(lines)
-    return markdown, buffer.getvalue(), _html(caption.strip("*"), PAPER_COLUMNS, lines)
+    writer.writerow(head)
+    writer.writerows(rows)
+    return markdown, buffer.getvalue(), _html(caption, head, rows)
 
 
 def _paper_check(r, interval) -> str:
@@ -434,7 +440,7 @@ def write_tables(study: str, params_path: str = "params.yaml", root: str | Path 
             files.update(zip((f"{table.name}.paper.{s}" for s in ("md", "csv", "html")), comparison))
     from rdml.study.compute import compute_summary
 
-    files["compute.md"], files["compute.csv"] = compute_summary(
+    files["compute.md"], files["compute.csv"], files["compute.html"] = compute_summary(
         [(run, checked_record(root, study, run)) for run in plan_study(params, study)])
     markdown, text, rows, page = claims_table(tables)
     if rows:
