@@ -4,23 +4,18 @@ read it; `rdml tables` writes it beside the tables as `runs.csv` for anyone's ow
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
-
-from rdml.study.plan import plan_study
-from rdml.study.tables import checked_record
 
 __all__ = ["COLUMNS", "long_frame"]
 
 COLUMNS = ["study", "dataset", "method", "alpha", "seed", "run", "model", "epoch", "metric", "value", "status"]
 
 
-def long_frame(params: dict, study: str, root: str | Path = ".") -> pd.DataFrame:
-    """The per-epoch metrics of every run the study plans, from records checked as the tables check them."""
+def long_frame(study: str, records) -> pd.DataFrame:
+    """The per-epoch metrics of every run, from (Run, record) pairs checked as the tables check them
+    (rdml.study.tables.checked_record)."""
     rows = []
-    for run in plan_study(params, study):
-        record = checked_record(root, study, run)
+    for run, record in records:
         base = (study, run.dataset, run.method, run.alpha, run.seed, run.id)
         for number, epoch in enumerate(record["epochs"], start=1):
             for model, scores in epoch["test"].items():

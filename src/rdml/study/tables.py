@@ -209,12 +209,13 @@ def checked_record(root: str | Path, study: str, run: Run) -> dict:
     return record
 
 
-def build_tables(params: dict, study: str, root: str | Path = ".") -> list[Table]:
-    """Every table of the study, its cells filled from the run records under `root`."""
+def build_tables(params: dict, study: str, root: str | Path = ".", records: dict[str, dict] | None = None) -> list[Table]:
+    """Every table of the study, its cells filled from the run records under `root` (or from `records`,
+    run id → checked record, when the caller has read them already)."""
     metric = summary_field(metric_of(params, study))
     what = {"final_acc": "final test accuracy", "best_acc": "best test accuracy"}.get(
         metric, f"mean test accuracy of the last {metric[4:-4]} epochs")
-    records: dict[str, dict] = {}
+    records = {} if records is None else records
 
     def record_of(run: Run) -> dict:
         if run.id not in records:
@@ -426,11 +427,13 @@ def write_tables(study: str, params_path: str = "params.yaml", root: str | Path 
     out.mkdir(parents=True, exist_ok=True)
     written = []
     metric = metric_of(params, study)
-    tables = build_tables(params, study, root)
+    from rdml.study.compute import compute_summary
     from rdml.study.figures import write_figures
     from rdml.study.frame import long_frame
 
-    frame = long_frame(params, study, root)
+    checked = [(run, checked_record(root, study, run)) for run in plan_study(params, study)]  # each read once
+    tables = build_tables(params, study, root, {run.id: record for run, record in checked})
+    frame = long_frame(study, checked)
     reported = [r for r in load_reported(root) if r.study == study]
     files: dict[str, str] = {}
     for table in tables:
@@ -438,10 +441,7 @@ def write_tables(study: str, params_path: str = "params.yaml", root: str | Path 
                       f"{table.name}.csv": table.csv(), f"{table.name}.html": table.html()})
         if (comparison := paper_comparison(table, reported)) is not None:
             files.update(zip((f"{table.name}.paper.{s}" for s in ("md", "csv", "html")), comparison))
-    from rdml.study.compute import compute_summary
-
-    files["compute.md"], files["compute.csv"], files["compute.html"] = compute_summary(
-        [(run, checked_record(root, study, run)) for run in plan_study(params, study)])
+    files["compute.md"], files["compute.csv"], files["compute.html"] = compute_summary(checked)
     markdown, text, rows, page = claims_table(tables)
     if rows:
         files.update({"claims.md": markdown, "claims.csv": text, "claims.html": page})
