@@ -15,6 +15,7 @@ validate(config, "workflow/schemas/params.schema.yaml")
 # nodes often have no internet, and writing tables takes seconds.
 localrules:
     prepare_data,
+    fetch_weights,
     tables,
 
 

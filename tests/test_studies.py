@@ -30,6 +30,12 @@ FP32 = dict(precision="fp32")
 # "p = torch.clamp(F.softmax(logits_p, dim=1), self.eps, 1)" with eps = 1e-8 (torchversion/core/dml.py).
 RDML_PAPER = dict(optimizer="sgd", nesterov=True, momentum=0.9, lr=0.1, weight_decay=5e-4, batch_size=128, epochs=200,
                   schedule="step", step_size=60, gamma=0.2, update_order="simultaneous", probability_floor=0.0, **FP32)
+# RDML §5.1, Table 2: "learning rate to 0.005 and set weight decay as 0.0001 using the SGD with momentum 0.9. We run
+# 30 epochs with batch size 32 and decay the learning rate by 0.1 at epochs (16, 22). Also, the gradients are clipped
+# by the max norm 5"; "timm is applied to acquire the pretrained weights".
+RDML_TRANSFER = dict(optimizer="sgd", momentum=0.9, nesterov=False, lr=0.005, weight_decay=1e-4, batch_size=32, epochs=30,
+                     schedule="multistep", milestones=[16, 22], gamma=0.1, grad_clip=5.0, pretrained=True, head="dataset",
+                     probability_floor=0.0, **FP32)
 # DML Algorithm 1 "consists of 4 sequential steps if running on a single GPU": Θ1 is updated, p1 recomputed, then Θ2.
 DML_PAPER = dict(optimizer="sgd", nesterov=True, momentum=0.9, lr=0.1, batch_size=64, schedule="step", step_size=60,
                  gamma=0.1, epochs=200, augment="crop_flip_reflect", update_order="sequential", **FP32)
@@ -44,6 +50,7 @@ STATED = {
     "rdml_table1_as_released": ({**RDML_PAPER, "schedule": "multistep", "milestones": [16, 22], "gamma": 0.2,
                                  "augment": "crop_flip_rotate", "normalize": "imagenet",
                                  "probability_floor": 1e-8}, dict(metric="last5", runs=90)),
+    "rdml_table2": (RDML_TRANSFER, dict(metric="last5", runs=90)),
     "dml_table2": (DML_PAPER, dict(runs=54)),
     "dml_table4": (DML_PAPER, dict(runs=21)),
     "renyi_kd_thesis": (THESIS, dict(runs=171)),
@@ -85,6 +92,19 @@ def test_rdml_table1_as_released_runs_the_released_googlenet():
     assert {c.arch[0] for c in resolved("rdml_table1_as_released").values()} == {"googlenet_as_released", "resnet34",
                                                                               "vgg16_bn"}
     assert {c.arch[0] for c in resolved("rdml_table1").values()} >= {"googlenet"}
+
+
+def test_rdml_table2_grid():
+    """RDML Table 2: DTD and Flowers102 at 224 px, InceptionV4, ViT and the released "YoloV3" (VOLO-D3), rows Ind.
+    and α ∈ {0.5, 1, 1.5, 2}; each data set with the released training transform."""
+    configs = resolved("rdml_table2")
+    assert {(c.dataset, c.augment) for c in configs.values()} == {("dtd", "rotate_resized_crop_flip"),
+                                                                   ("flowers102", "resized_crop_flip")}
+    assert {c.arch[0] for c in configs.values()} == {"inception_v4", "vit_base_patch16_224", "volo_d3_224"}
+    assert {c.alpha for c in configs.values() if c.method == "dml"} == {0.5, 1.0, 1.5, 2.0}
+    smoke = {run.id: run.config for run in plan_study(PARAMS, "rdml_table2_smoke")}
+    assert {c.arch[0] for c in smoke.values()} == {"test_vit"} and all(c.pretrained for c in smoke.values())
+    assert {c.dataset for c in smoke.values()} == {"tiny_dtd", "tiny_flowers102"} and len(smoke) == 10
 
 
 def test_dml_table2_pairs():
@@ -201,9 +221,11 @@ def project(tmp_path_factory):
 def test_dry_run_lists_every_job(study, project):
     result = sh(str(BIN / "snakemake"), "all_tables", "-n", "--config", f"build=[{study}]", cwd=project)
     assert result.returncode == 0, result.stderr
-    jobs = dict(re.findall(r"^(train_job|measure)\s+(\d+)$", result.stdout, re.M))
+    jobs = dict(re.findall(r"^(train_job|measure|fetch_weights)\s+(\d+)$", result.stdout, re.M))
     assert int(jobs["train_job"]) == STATED[study][1]["runs"]
     assert int(jobs.get("measure", 0)) == len(plan_measurements(PARAMS, study))  # dml_analyses: 18
+    published = {arch for job in plan_jobs(PARAMS, study) for arch in job.weights}
+    assert int(jobs.get("fetch_weights", 0)) == len(published)  # rdml_table2: its three networks' weights, once each
 
 
 def cost(run, runs):

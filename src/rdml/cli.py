@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "(what Snakemake's jobs ask for)")
     prepare = steps.add_parser("prepare", help="download (where that applies) and load a data set once, write its stamp")
     prepare.add_argument("dataset")
+    weights = steps.add_parser("weights", help="fetch an architecture's published weights (timm) into data/weights, write its stamp")
+    weights.add_argument("arch")
+    weights.add_argument("--file", help="a local copy of the weights (any format timm reads) instead of the download")
     dvc = steps.add_parser("dvc-yaml", help="write dvc.yaml from params.yaml")
     dvc.add_argument("--out", default="dvc.yaml", help="file to write, - for stdout")
     dvc.add_argument("--study", action="append", help="study to include (default: params.yaml's build list)")
@@ -213,6 +216,10 @@ def _pipeline(args) -> int:
         from rdml.study.jobs import prepare_dataset
 
         print(json.dumps(prepare_dataset(args.dataset), indent=1))
+    elif args.step == "weights":
+        from rdml.study.jobs import prepare_weights
+
+        print(json.dumps(prepare_weights(args.arch, source=args.file), indent=1))
     elif args.step == "dvc-yaml":
         from rdml.study.dvc import write_dvc_yaml
 

@@ -15,12 +15,13 @@ from pathlib import Path
 
 from rdml.io import sha256_file
 
-__all__ = ["PACKAGE", "SOURCE", "DATA_CODE", "TRAINING_CODE", "MEASURE_CODE", "REPORTING_CODE", "code_sha256", "code_paths"]
+__all__ = ["PACKAGE", "SOURCE", "DATA_CODE", "WEIGHTS_CODE", "TRAINING_CODE", "MEASURE_CODE", "REPORTING_CODE", "code_sha256", "code_paths"]
 
 PACKAGE = Path(__file__).resolve().parent  # where rdml runs from
 SOURCE = "src/rdml"  # where a project keeps it (what DVC lists)
 _BASE = ("__init__.py", "keys.py", "registry.py", "io.py", "code.py")
 DATA_CODE = (*_BASE, "data")
+WEIGHTS_CODE = (*_BASE, "models/catalog.py", "models/pretrained.py")  # fetching published weights
 TRAINING_CODE = (*_BASE, "config.py", "core", "data", "models", "methods", "train")
 MEASURE_CODE = (*TRAINING_CODE, "analysis")  # measurements of trained models (DML §4.8 analyses)
 REPORTING_CODE = (*_BASE, "paths.py", "config.py", "methods", "train/integrity.py", "study")  # labels, record checks

@@ -30,6 +30,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
+HEADS = ("dataset", "pretrained")
 UNLABELLED_ROWS = ("mimic", "drop")
 INF = math.inf
 
@@ -86,10 +87,16 @@ HOW = (
     Key("split_seed", 0, "int", "seed of the train/test split and of the labelled subset", check=lambda v: _seed("split_seed", v)),
     Key("test_fraction", 0.25, "float", "fraction of each class held out for test, in (0, 1) (data sets without an official split)",
         check=_unit("test_fraction", "a number in (0, 1)", open_low=True, open_high=True)),
-    Key("augment", "none", "str", "training augmentation of the data set's kind (images: "
-        + ", ".join(KINDS["images"].augmentations) + "; see rdml.data.augment)"),
-    Key("normalize", "dataset", "str", "per-channel normalisation: dataset (train statistics) or imagenet"),
-    Key("data_dir", "data", "str", "folder of downloaded data sets (cifar10, cifar100, fashion_mnist)"),
+    Key("augment", "none", "str", "training augmentation of the data set's kind ("
+        + "; ".join(f"{kind.name}: {', '.join(kind.augmentations)}" for _, kind in KINDS.items()) + "; see rdml.data.augment)"),
+    Key("normalize", "dataset", "str", "per-channel normalisation: dataset (train statistics), imagenet, or none (photos: "
+        "raw [0, 1] pixels)"),
+    Key("pretrained", False, "bool", "students start from their architecture's published weights (fetched by "
+        "`rdml pipeline weights ARCH` into <data_dir>/weights; each run records their sha256)"),
+    Key("head", "dataset", "str", "pretrained students' classifier: dataset (a new head of the data set's size) or "
+        "pretrained (the published 1000-class head kept, labels index its first outputs, as the released RDML code does)",
+        check=lambda v: one_of("head", v, HEADS)),
+    Key("data_dir", "data", "str", "folder of downloaded data sets and published weights"),
     Key("summary_last", [5, 10], "list[int]", "report the mean test accuracy of the last k epochs for each k"),
     Key("crash_margin", 0.05, "float", "a student at <= chance + margin after > chance + 2 margin has crashed",
         check=_unit("crash_margin", "a number in [0, 1)", open_high=True)),
@@ -220,6 +227,13 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError("schedule=multistep needs milestones=<epoch,epoch,...>")
     if any(m < 1 for m in c.milestones) or c.milestones != sorted(set(c.milestones)):
         raise ConfigError(f"milestones={show(c.milestones)} must be increasing epochs >= 1")
+    if c.pretrained:
+        bare = sorted({a for a in c.arch if not ARCHITECTURES[a].weights})
+        if bare:
+            raise ConfigError(f"pretrained=true, but arch {', '.join(bare)} has no published weights; architectures with "
+                              "weights: " + ", ".join(n for n, a in ARCHITECTURES.items() if a.weights))
+    elif c.head != "dataset":
+        raise ConfigError(f"head={c.head} keeps a published head, which needs pretrained=true")
     one_of("augment", c.augment, kind.augmentations)
     one_of("normalize", c.normalize, kind.normalizations)
     if not c.summary_last or any(k < 1 for k in c.summary_last):

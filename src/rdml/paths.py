@@ -1,10 +1,10 @@
 """Where the pipeline writes, spelled once: `results/<study>/{runs,jobs,metrics,measures,tables}` and
-`results/data/<dataset>.json`. Paths are relative to the project root."""
+`results/data/<dataset>.json`, `results/weights/<arch>.json`. Paths are relative to the project root."""
 
 from __future__ import annotations
 
 __all__ = ["RESULTS", "run_dir", "job_file", "metrics_file", "measures_file", "tables_dir", "curves_dir",
-           "summary_file", "data_stamp", "data_folder"]
+           "summary_file", "data_stamp", "data_folder", "weights_stamp"]
 
 RESULTS = "results"
 
@@ -49,3 +49,8 @@ def data_stamp(dataset: str) -> str:
 def data_folder(dataset: str, data_dir: str = "data") -> str:
     """Where a downloaded data set lives (a DVC output)."""
     return f"{data_dir}/{dataset}"
+
+
+def weights_stamp(arch: str) -> str:
+    """The weights step's output for an architecture: its published weights' file and sha256."""
+    return f"{RESULTS}/weights/{arch}.json"

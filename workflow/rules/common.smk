@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from rdml import paths
-from rdml.code import DATA_CODE, MEASURE_CODE, REPORTING_CODE, SOURCE, TRAINING_CODE, code_sha256
+from rdml.code import DATA_CODE, MEASURE_CODE, REPORTING_CODE, SOURCE, TRAINING_CODE, WEIGHTS_CODE, code_sha256
 from rdml.study.params import load_params, studies_to_build, with_smoke_studies
 from rdml.study.plan import plan_jobs, plan_measurements
 
@@ -23,7 +23,7 @@ os.environ["RDML_GPUS"] = str(config.get("gpus", "auto"))
 os.environ["RDML_JOBS_PER_GPU"] = str(config.get("jobs_per_gpu", 1))
 # What can change a result, by content: a table-code edit retrains nothing, a loss edit every job.
 CODE = {part: code_sha256(parts, SOURCE) for part, parts in
-        (("data", DATA_CODE), ("training", TRAINING_CODE), ("measure", MEASURE_CODE),
+        (("data", DATA_CODE), ("weights", WEIGHTS_CODE), ("training", TRAINING_CODE), ("measure", MEASURE_CODE),
                                                  ("reporting", REPORTING_CODE))}
 
 
@@ -51,6 +51,7 @@ for _study, _jobs in JOBS.items():
 wildcard_constraints:
     study="[^/]+",
     dataset="[^/]+",
+    arch="[A-Za-z0-9_]+",
     job="[^/]+/[^/]+",
     run="[^/]+/[^/]+",
 

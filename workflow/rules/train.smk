@@ -7,6 +7,16 @@ rule prepare_data:
         "rdml pipeline prepare {wildcards.dataset:q}"
 
 
+rule fetch_weights:
+    """An architecture's published weights, fetched once (timm: the Hugging Face hub) into data/weights."""
+    output:
+        paths.weights_stamp("{arch}"),
+    params:
+        code=CODE["weights"],
+    shell:
+        "rdml pipeline weights {wildcards.arch:q}"
+
+
 rule train_job:
     """The runs of one job (one run, or several seeds of one configuration) on one GPU slot (CPU where there is none).
 
@@ -16,6 +26,7 @@ rule train_job:
     input:
         data=lambda w: paths.data_stamp(planned(w).dataset),
         teachers=lambda w: sorted({JOB_OF[w.study][teacher.id].file for teacher in planned(w).teachers}),
+        weights=lambda w: [paths.weights_stamp(arch) for arch in planned(w).weights],
     output:
         paths.job_file("{study}", "{job}"),
     params:

@@ -38,6 +38,7 @@ class RawData:
     files: dict
     x_test: Tensor | None = None
     y_test: Tensor | None = None
+    sizes: Tensor | None = None  # (N, 2) original (H, W) of each row, where x holds photos resized to one size
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Dataset:
     mean: Tensor = None  # per channel, applied by `inputs`
     std: Tensor = None
     fingerprint: dict = field(default_factory=dict)
+    train_sizes: Tensor | None = None  # (N, 2) original (H, W) of photos cached at one size (rdml.data.photos)
 
     def inputs(self, x: Tensor, augment: Callable[[Tensor], Tensor] | None = None) -> Tensor:
         """A batch of raw inputs as normalised float32, augmented first if given."""
@@ -61,6 +63,15 @@ class Dataset:
         if augment is not None:
             x = augment(x)
         return (x - self.mean[:, None, None]) / self.std[:, None, None]
+
+    def train_inputs(self, rows: Tensor, augment: Callable[..., Tensor] | None = None) -> Tensor:
+        """Training rows `rows` as normalised float32. `augment(x, sizes, size)` gets each row's original
+        (H, W) where the rows are photos cached at one size, and the models' input size."""
+        if augment is None:
+            return self.inputs(self.x_train[rows])
+        sizes = None if self.train_sizes is None else self.train_sizes[rows]
+        size = tuple(self.spec.input_shape[1:])
+        return self.inputs(self.x_train[rows], lambda x: augment(x, sizes=sizes, size=size))
 
     @property
     def num_classes(self) -> int:
@@ -73,7 +84,8 @@ class Dataset:
 
     def to(self, device: torch.device) -> Dataset:
         moved = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_test", "y_test", "mean", "std")}
-        return Dataset(self.name, **moved, spec=self.spec, fingerprint=self.fingerprint)
+        # train_sizes stay on the CPU, where the augmentation draws its crop boxes from them
+        return Dataset(self.name, **moved, spec=self.spec, fingerprint=self.fingerprint, train_sizes=self.train_sizes)
 
 
 def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_fraction: float = 1.0,
@@ -92,6 +104,7 @@ def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_f
     rng = np.random.default_rng(split_seed)
     raw = importlib.import_module(f"rdml.data.{source.module}").load(name, data_dir)
     files = raw.files
+    sizes = raw.sizes
     if source.official_split:
         x_train, y_train, x_test, y_test = raw.x, raw.y, raw.x_test, raw.y_test
         test_mask = np.zeros(0, dtype=bool)
@@ -107,6 +120,7 @@ def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_f
                               f"in dataset {name} ({len(labels)} rows); choose a fraction in (0, 1) that keeps both")
         x, y = raw.x, raw.y
         x_train, y_train, x_test, y_test = x[~test_mask], y[~test_mask], x[test_mask], y[test_mask]
+        sizes = None if sizes is None else sizes[~test_mask]
         split = {"split_seed": split_seed, "test_fraction": test_fraction, "train_size": len(y_train),
                  "test_size": len(y_test)}
     labelled_mask = np.zeros(len(y_train), dtype=bool)
@@ -122,7 +136,9 @@ def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_f
     })
     mean, std = _normalisation(x_train, normalize)
     if unlabelled == "drop" and not labelled_mask.all():
-        x_train, y_train = x_train[torch.from_numpy(labelled_mask)], y_train[torch.from_numpy(labelled_mask)]
+        keep = torch.from_numpy(labelled_mask)
+        x_train, y_train = x_train[keep], y_train[keep]
+        sizes = None if sizes is None else sizes[keep]
         split["unlabelled"] = "drop"
     fingerprint = {
         "files": files,
@@ -130,18 +146,27 @@ def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_f
         "normalize": normalize,
         "sha256": sha256_bytes(repr((sorted(files.items()), split)).encode()),
     }
-    return Dataset(name, x_train, y_train, x_test, y_test, source.spec, mean, std, fingerprint)
+    return Dataset(name, x_train, y_train, x_test, y_test, source.spec, mean, std, fingerprint, sizes)
 
 
 def _normalisation(x_train: Tensor, normalize: str) -> tuple[Tensor, Tensor]:
+    if normalize == "none":
+        return torch.zeros(x_train.shape[1]), torch.ones(x_train.shape[1])
     if normalize == "imagenet":
         if x_train.shape[1] != 3:
             raise ConfigError(f"normalize=imagenet needs RGB images, got {x_train.shape[1]} channel(s)")
         return torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
-    pixels = x_train.transpose(0, 1).reshape(x_train.shape[1], -1).double()
-    if x_train.dtype == torch.uint8:
-        pixels = pixels / 255
-    return pixels.mean(1).float(), pixels.std(1).float()
+    # Two passes over chunks of rows in float64: a float64 copy of a photo set at once would need 8 bytes a pixel.
+    channels, chunks = x_train.shape[1], x_train.split(1024)
+    scale = 255 if x_train.dtype == torch.uint8 else 1
+
+    def per_channel(chunk: Tensor) -> Tensor:
+        return chunk.transpose(0, 1).reshape(channels, -1).double() / scale
+
+    count = x_train.numel() // channels
+    mean = sum(per_channel(c).sum(1) for c in chunks) / count
+    variance = sum((per_channel(c) - mean[:, None]).square().sum(1) for c in chunks) / (count - 1)
+    return mean.float(), variance.sqrt().float()
 
 
 def batch_starts(n_rows: int, batch_size: int) -> list[int]:

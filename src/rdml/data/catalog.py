@@ -24,7 +24,7 @@ class Kind:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """What a model is built from. Images: `input_shape` is (C, H, W)."""
+    """What a model is built from. Images and photos: `input_shape` is (C, H, W) of a model's input."""
 
     kind: str
     num_classes: int
@@ -44,6 +44,10 @@ class DataSource:
 KINDS: Registry[Kind] = Registry("data kind")
 KINDS.add("images", Kind("images", ("none", "crop_flip", "crop_flip_reflect", "crop_flip_rotate", "resized_crop_flip"),
                          ("dataset", "imagenet")))
+# Photos of many sizes for pretrained 224-px networks (rdml.data.photos): training rows are cached at one
+# size with each photo's own (H, W), and every augmentation crops them to the models' input size; test
+# rows hold the test transform's output already. "none": raw [0, 1] pixels, as the released RDML code feeds them.
+KINDS.add("photos", Kind("photos", ("resized_crop_flip", "rotate_resized_crop_flip"), ("none", "imagenet", "dataset")))
 
 DATASETS: Registry[DataSource] = Registry("dataset")
 
@@ -57,6 +61,13 @@ _images("synthetic", "generated", 10, (1, 8, 8))
 for _name, _classes, _shape in (("cifar10", 10, (3, 32, 32)), ("cifar100", 100, (3, 32, 32)), ("fashion_mnist", 10, (1, 28, 28))):
     _images(f"tiny_{_name}", "generated", _classes, _shape)
     _images(_name, "vision", _classes, _shape, downloaded=True, official_split=True, smoke=f"tiny_{_name}")
+
+
+for _name, _classes in (("dtd", 47), ("flowers102", 102)):
+    DATASETS.add(f"tiny_{_name}", DataSource(f"tiny_{_name}", DataSpec("photos", _classes, (3, 224, 224)), "generated",
+                                            official_split=True))
+    DATASETS.add(_name, DataSource(_name, DataSpec("photos", _classes, (3, 224, 224)), "photos", downloaded=True,
+                                   official_split=True, smoke=f"tiny_{_name}"))
 
 
 def downloaded() -> list[str]:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import pickle
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,9 +39,9 @@ class DataError(ConfigError):
 class Source:
     """Files to fetch (name → md5), where from, and the folder an archive extracts to."""
 
-    urls: tuple[str, ...]
+    urls: tuple[str, ...]  # an address ending in "/" is a folder that each file name is appended to
     files: tuple[tuple[str, str], ...]
-    extracted: str | None = None  # a directory the (single) archive unpacks into
+    extracted: str | None = None  # a directory the first file, an archive, unpacks into
 
 
 _SOURCES: dict[str, Source] = {}
@@ -67,17 +69,18 @@ def md5_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fetch(name: str, data_dir: str | Path, download: bool = True) -> Path:
-    """Make sure `<data_dir>/<name>` holds the verified files of data set `name`; returns that folder."""
-    from torchvision.datasets.utils import download_url, extract_archive
+def fetch(name: str, data_dir: str | Path, download: bool = True, source: Source | None = None) -> Path:
+    """Make sure `<data_dir>/<name>` holds the verified files of data set `name` (from `source`, else
+    from `sources()`); returns that folder."""
+    from torchvision.datasets.utils import download_url
 
-    source = sources()[name]
+    source = source or sources()[name]
     folder = Path(data_dir) / name
     folder.mkdir(parents=True, exist_ok=True)
     for filename, md5 in source.files:
         path = folder / filename
         if not path.is_file() and download:
-            url = source.urls[0] if source.extracted else source.urls[0] + filename
+            url = source.urls[0] + filename if source.urls[0].endswith("/") else source.urls[0]
             try:
                 download_url(url, str(folder), filename, md5=None)
             except Exception as exc:  # network errors come in many kinds
@@ -90,8 +93,20 @@ def fetch(name: str, data_dir: str | Path, download: bool = True) -> Path:
         if actual != md5:
             raise DataError(f"{path} is corrupt: md5 {actual}, expected {md5}; delete it and download it again")
     if source.extracted and not (folder / source.extracted).is_dir():
-        extract_archive(str(folder / source.files[0][0]), str(folder))
+        _extract(folder / source.files[0][0], folder, source.extracted)
     return folder
+
+
+def _extract(archive: Path, folder: Path, extracted: str) -> None:
+    """Unpack into a scratch folder, then move `extracted` into place: an interrupted unpacking (thousands
+    of photos) never leaves a partial folder that the next fetch would take as complete."""
+    from torchvision.datasets.utils import extract_archive
+
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".unpacking-") as scratch:
+        extract_archive(str(archive), scratch)
+        if not (Path(scratch) / extracted).is_dir():
+            raise DataError(f"{archive} does not unpack into a folder {extracted}/; delete it and download it again")
+        os.replace(Path(scratch) / extracted, folder / extracted)
 
 
 def load(name: str, data_dir: str | Path) -> RawData:

@@ -96,6 +96,9 @@ def _audit_record(root, run_dir, record_path, record, item, metric, out, evaluat
         what, value = metric, record["summary"][item["student"]][metric]
     if value != item["value"] and not (_missing(value) and _missing(item["value"])):
         problems.append(f"{record_path}: {item['student']} {what} is {value}, the table used {item['value']}")
+    for arch, weights in sorted((record.get("pretrained") or {}).items()):  # what the students started from
+        file = Path(weights["file"])
+        problems += _check_file(file if file.is_absolute() else root / file, weights["sha256"], f"weights {arch}", out)
     model_problems = _check_file(run_dir / record["final_model"]["path"], record["final_model"]["sha256"], "checkpoint", out)
     problems += model_problems
     if evaluate and not model_problems:
@@ -146,7 +149,7 @@ def _evaluated(model_file: Path, record: dict, data, out) -> list[str]:
     saved = torch.load(model_file, map_location="cpu", weights_only=True)
     models = []
     for arch, state in zip(saved["archs"], saved["states"]):
-        model = build_model(arch, data.spec)
+        model = build_model(arch, data.spec, outputs=saved.get("outputs"))
         model.load_state_dict(state)
         models.append(model)
     scores = evaluate(Cohort([Student(m, None, None) for m in models]), data)

@@ -12,7 +12,8 @@ import yaml
 from rdml import paths
 from rdml.data.catalog import DATASETS
 from rdml.io import atomic_write_bytes
-from rdml.code import DATA_CODE, MEASURE_CODE, REPORTING_CODE, TRAINING_CODE, code_paths
+from rdml.models.pretrained import weights_file
+from rdml.code import DATA_CODE, MEASURE_CODE, REPORTING_CODE, TRAINING_CODE, WEIGHTS_CODE, code_paths
 from rdml.study.params import load_params, studies_to_build
 from rdml.study.plan import plan_jobs, plan_measurements, plan_study
 from rdml.study.reported import REPORTED
@@ -33,6 +34,12 @@ def dvc_stages(params: dict, studies: list[str]) -> dict:
                 "outs": [*downloaded, paths.data_stamp(dataset)],
             }
         for job in plan_jobs(params, study):
+            for arch in job.weights:
+                stages[f"weights-{arch}"] = {
+                    "cmd": f"rdml pipeline weights {shlex.quote(arch)}",
+                    "deps": code_paths(WEIGHTS_CODE),
+                    "outs": [str(weights_file(arch)), paths.weights_stamp(arch)],
+                }
             stages[job.stage] = _train_stage(job)
         measured = plan_measurements(params, study)
         for run, _ in measured.values():
@@ -57,6 +64,7 @@ def dvc_stages(params: dict, studies: list[str]) -> dict:
 def _train_stage(job: Job) -> dict:
     deps = [*code_paths(TRAINING_CODE), paths.data_stamp(job.dataset)]
     deps += [f"{teacher.directory}/model.pt" for teacher in job.teachers]
+    deps += [paths.weights_stamp(arch) for arch in job.weights]
     stage = {"cmd": f"rdml pipeline run {shlex.quote(job.study)} {shlex.quote(job.id)}", "deps": deps}
     if job.params:
         stage["params"] = job.params

@@ -18,7 +18,7 @@ from rdml.io import atomic_write_json
 from rdml.study.slots import acquire_gpu, slot_count
 from rdml.train.loop import train
 
-__all__ = ["run_job", "measure_job", "metrics_of", "prepare_dataset"]
+__all__ = ["run_job", "measure_job", "metrics_of", "prepare_dataset", "prepare_weights"]
 
 
 def _on_slot(gpus, per_gpu: int, threads: int | None):
@@ -95,4 +95,13 @@ def prepare_dataset(name: str, data_dir: str = "data") -> dict:
     summary = {"name": name, "files": data.fingerprint["files"], "num_classes": data.num_classes,
                "input_shape": list(data.spec.input_shape), "rows": len(data.y_train) + len(data.y_test)}
     atomic_write_json(paths.data_stamp(name), summary)
+    return summary
+
+
+def prepare_weights(arch: str, data_dir: str = "data", source: str | None = None) -> dict:
+    """Fetch an architecture's published weights (timm: the hub, or the local file `source`), write its stamp."""
+    from rdml.models.pretrained import fetch_weights
+
+    summary = fetch_weights(arch, data_dir, source)
+    atomic_write_json(paths.weights_stamp(arch), summary)
     return summary

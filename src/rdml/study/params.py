@@ -11,6 +11,7 @@ import yaml
 from rdml.config import KEYS
 from rdml.data.catalog import DATASETS
 from rdml.keys import ConfigError, one_of
+from rdml.models.catalog import ARCHITECTURES
 from rdml.study.slots import jobs_per_gpu, slot_count
 from rdml.study.layouts import LAYOUTS
 
@@ -18,7 +19,7 @@ __all__ = ["load_params", "with_smoke_studies", "studies_to_build", "study_spec"
            "METRICS", "STUDY_KEYS", "RUN_FIELDS"]
 
 METRICS = ("final", "best", "last5", "last10")
-STUDY_KEYS = {"description", "paper", "datasets", "seeds", "seeds_per_job", "metric", "train", "teacher"}
+STUDY_KEYS = {"description", "paper", "datasets", "seeds", "seeds_per_job", "metric", "train", "dataset_train", "teacher"}
 RUN_FIELDS = ("out", "method", "dataset", "seed", "arch", "alpha", "teacher", "students")  # set by the tables, per run
 
 
@@ -36,13 +37,19 @@ def load_params(path: str | Path = "params.yaml") -> dict:
 
 def with_smoke_studies(params: dict) -> dict:
     """Add `<study>_smoke` for every study: its tables on tiny generated data shaped like the real
-    data sets, one seed, one epoch, so that CI can put a job of every study through the pipeline."""
+    data sets, one seed, one epoch, networks that need a download swapped for their tiny stand-ins,
+    so that CI can put a job of every study through the pipeline."""
     studies = dict(params["studies"])
     for name, study in params["studies"].items():
         if name.endswith("_smoke") or f"{name}_smoke" in studies:
             continue
         smoke = copy.deepcopy(study)
-        smoke["datasets"] = [DATASETS[d].smoke or d if d in DATASETS else d for d in study["datasets"]]
+        smoke["datasets"] = [_smoke_dataset(d) for d in study["datasets"]]
+        if "dataset_train" in smoke:
+            smoke["dataset_train"] = {_smoke_dataset(d): keys for d, keys in smoke["dataset_train"].items()}
+        for section in smoke:
+            if section in LAYOUTS or section == "teacher":
+                smoke[section] = _smoke_archs(smoke[section])
         smoke["seeds"] = study["seeds"][:1]
         smoke["metric"] = "final"
         smoke["train"] = {**(study.get("train") or {}), "epochs": 1}
@@ -51,6 +58,25 @@ def with_smoke_studies(params: dict) -> dict:
             smoke["teacher"]["train"] = {**(smoke["teacher"].get("train") or {}), "epochs": 1}
         studies[f"{name}_smoke"] = smoke
     return {**params, "studies": studies}
+
+
+def _smoke_dataset(name: str) -> str:
+    return DATASETS[name].smoke or name if name in DATASETS else name
+
+
+def _smoke_archs(value, within_list: bool = False):
+    """A layout section with every architecture that has a smoke stand-in replaced by it; a list of
+    architectures (or of pairs) keeps each stand-in once, a pair keeps both members."""
+    if isinstance(value, dict):
+        return {k: _smoke_archs(v) for k, v in value.items()}
+    if isinstance(value, list):
+        mapped = [_smoke_archs(v, True) for v in value]
+        if within_list:
+            return mapped
+        return [v for i, v in enumerate(mapped) if v not in mapped[:i]]
+    if isinstance(value, str) and value in ARCHITECTURES and ARCHITECTURES[value].smoke:
+        return ARCHITECTURES[value].smoke
+    return value
 
 
 def studies_to_build(params: dict, requested: list[str] | None = None) -> list[str]:
@@ -78,7 +104,13 @@ def study_spec(params: dict, name: str) -> dict:
         if unknown:
             raise ConfigError(f"studies.{name}.{section}: unknown key(s) {', '.join(sorted(unknown))}; "
                               f"allowed: {', '.join(allowed_keys)}")
-    for section, keys in (("train", study.get("train")), ("teacher.train", (study.get("teacher") or {}).get("train"))):
+    per_dataset = study.get("dataset_train") or {}
+    if not isinstance(per_dataset, dict) or set(per_dataset) - set(study["datasets"]):
+        raise ConfigError(f"studies.{name}.dataset_train must map some of the study's datasets "
+                          f"({', '.join(study['datasets'])}) to training keys")
+    sections = [("train", study.get("train")), ("teacher.train", (study.get("teacher") or {}).get("train"))]
+    sections += [(f"dataset_train.{d}", keys) for d, keys in per_dataset.items()]
+    for section, keys in sections:
         for key in keys or {}:
             if key not in KEYS or key in RUN_FIELDS:
                 raise ConfigError(f"studies.{name}.{section}.{key} is not a shared training key (see `rdml train --help`)")

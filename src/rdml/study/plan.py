@@ -30,12 +30,15 @@ class StudyPlan:
         self.seeds: list[int] = list(study["seeds"])
         self.shared = dict(study.get("train") or {})
         self.shared_params = (f"{self.base}.train",) if self.shared else ()
+        self.per_dataset = study.get("dataset_train") or {}  # a data set's own keys, over the shared ones
 
     def run(self, dataset: str, method: str, archs, seed: int, alpha: float | None = None, teacher: Run | None = None,
             keys: dict[str, Any] | None = None, params: tuple[str, ...] = (), variant: str = "") -> Run:
-        options = json.dumps({**self.shared, **(keys or {})}, sort_keys=True)
+        own = self.per_dataset.get(dataset) or {}
+        options = json.dumps({**self.shared, **own, **(keys or {})}, sort_keys=True)
+        own_params = (f"{self.base}.dataset_train.{dataset}",) if own else ()
         return Run(self.name, dataset, method, tuple(archs), seed, None if alpha is None else float(alpha), teacher,
-                   options, variant, self.shared_params + tuple(params))
+                   options, variant, self.shared_params + own_params + tuple(params))
 
     def independent(self, dataset: str, arch: str, seed: int) -> Run:
         return self.run(dataset, "independent", [arch], seed)

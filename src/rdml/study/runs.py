@@ -118,6 +118,11 @@ class Job:
         return sorted({r.teacher for r in self.runs if r.teacher}, key=lambda r: r.id)
 
     @property
+    def weights(self) -> list[str]:
+        """The architectures whose published weights its runs start from (`pretrained`)."""
+        return sorted({arch for r in self.runs if r.keys.get("pretrained") for arch in r.archs})
+
+    @property
     def params(self) -> list[str]:
         return sorted({p for r in self.runs for p in r.params})
 

@@ -27,13 +27,15 @@ CHECKPOINT_FORMAT = "rdml.checkpoint/2"  # /1 had no digest of its content
 RESUMED_KEYS = ("started_at", "resumed_at", "epochs", "epoch_seconds", "diverged")
 
 
-def save_model(path: Path, data: Dataset, archs: list[str], cohort) -> str:
-    """Write model.pt; returns its sha256."""
+def save_model(path: Path, data: Dataset, archs: list[str], cohort, outputs: int | None = None) -> str:
+    """Write model.pt; returns its sha256. `outputs`: of each student, where not the data set's classes
+    (a published head kept)."""
     return atomic_torch_save(path, {
         "format": MODEL_FORMAT,
         "dataset": data.name,
         "input_shape": list(data.spec.input_shape),
         "num_classes": data.num_classes,
+        **({"outputs": outputs} if outputs not in (None, data.num_classes) else {}),
         "archs": archs,
         "states": [{k: v.cpu() for k, v in s.model.state_dict().items()} for s in cohort],
     })
@@ -126,7 +128,8 @@ def load_teacher(path: str, index: int, data: Dataset, device: torch.device) -> 
             f"teacher={path}: trained for input {tuple(saved['input_shape'])} and {saved['num_classes']} classes, "
             f"but dataset {data.name} has input {tuple(data.spec.input_shape)} and {data.num_classes} classes"
         )
-    model = build_model(archs[index], data.spec)
+    outputs = saved.get("outputs", data.num_classes)
+    model = build_model(archs[index], data.spec, outputs=outputs)
     try:
         model.load_state_dict(saved["states"][index])
     except RuntimeError as exc:
@@ -137,6 +140,7 @@ def load_teacher(path: str, index: int, data: Dataset, device: torch.device) -> 
         "index": index,
         "arch": archs[index],
         "dataset": saved.get("dataset"),
+        "outputs": outputs,
         "run_config_sha256": record.get("config_sha256"),
     }
     return model.to(device).eval(), info

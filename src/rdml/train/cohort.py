@@ -45,11 +45,15 @@ class Cohort(list):
         return self.fused(x) if self.fused else [s(x) for s in self]
 
 
-def build_cohort(cfg, data: Dataset, execution: Execution, steps_per_epoch: int) -> Cohort:
+def build_cohort(cfg, data: Dataset, execution: Execution, steps_per_epoch: int, outputs: int | None = None,
+                 pretrained: dict[str, dict] | None = None) -> Cohort:
+    """The students, initialised from the run's init seed, or from their published weights (`pretrained`:
+    per architecture, the file to start from; a new head is still drawn from the init seed)."""
     torch.manual_seed(cfg.seed if cfg.init_seed is None else cfg.init_seed)
     students = []
     for arch in cfg.arch:
-        model = build_model(arch, data.spec).to(execution.device)
+        weights = (pretrained or {}).get(arch, {}).get("file")
+        model = build_model(arch, data.spec, outputs=outputs, weights=weights).to(execution.device)
         optimizer = make_optimizer(cfg, model.parameters())
         students.append(Student(model, optimizer, make_scheduler(cfg, optimizer, steps_per_epoch), cfg.grad_clip,
                                 run=execution.runner(model)))  # fused or not, sequential DML re-predicts one at a time

@@ -86,6 +86,7 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
             raise
         existing = saved = None
     resume = {"config_sha256": prep.config_sha256, "teacher_sha256": (prep.teacher_info or {}).get("sha256"),
+              **({"pretrained_sha256": {a: w["sha256"] for a, w in prep.pretrained.items()}} if prep.pretrained else {}),
               "training_code_sha256": code_sha256(TRAINING_CODE), "execution": prep.execution.describe()}
     if (existing is not None and existing.get("config_sha256") != prep.config_sha256) or (
             saved is not None and saved["resume"] != resume):
@@ -108,7 +109,7 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
             stale.unlink(missing_ok=True)
 
     steps_per_epoch = len(batch_starts(len(data.y_train), cfg.batch_size))
-    cohort = build_cohort(cfg, data, prep.execution, steps_per_epoch)
+    cohort = build_cohort(cfg, data, prep.execution, steps_per_epoch, prep.outputs, prep.pretrained)
     teacher = prep.execution.runner(prep.teacher.requires_grad_(False)) if prep.teacher is not None else None
     method = METHODS[cfg.method](cfg, teacher)
     record = new_record(prep, argv)
@@ -137,7 +138,7 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
         (bar.write if show else partial(print, file=sys.stderr))(_epoch_line(entry, cfg.epochs))
     bar.close()
 
-    record["final_model"] = {"path": "model.pt", "sha256": save_model(model_path, data, cfg.arch, cohort)}
+    record["final_model"] = {"path": "model.pt", "sha256": save_model(model_path, data, cfg.arch, cohort, prep.outputs)}
     record["status"] = "diverged" if record["diverged"] else "ok"
     record["ended_at"] = utc_now()
     write_record(record_path, record)
@@ -165,7 +166,7 @@ def train_epoch(method, cohort: Cohort, data: Dataset, cfg: TrainConfig, epoch: 
     draws = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch + 500_000_000)  # augmentation only
     augment = None if cfg.augment == "none" else partial(augment_batch, kind=cfg.augment, generator=draws)
     for rows in tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not show):
-        terms = method.train_step(data.inputs(data.x_train[rows], augment), data.y_train[rows], cohort)
+        terms = method.train_step(data.train_inputs(rows, augment), data.y_train[rows], cohort)
         for k, student_terms in enumerate(terms):
             for name, value in {**student_terms, "total": sum(student_terms.values())}.items():
                 key = f"student_{k}/{name}"
@@ -202,6 +203,7 @@ def new_record(prep: Prepared, argv: list[str] | None) -> dict:
         "data": {"name": data.name, "num_classes": data.num_classes, "input_shape": list(data.spec.input_shape),
                  "chance_acc": data.chance_accuracy, **data.fingerprint},
         "teacher": prep.teacher_info,
+        "pretrained": prep.pretrained or None,
         "environment": {**environment(prep.device), **prep.execution.describe()},
         "command": list(sys.argv if argv is None else argv),
         "started_at": utc_now(),
