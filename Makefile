@@ -30,3 +30,5 @@ bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/cohort_throughput.py
 	$(VENV)/bin/python benchmarks/pipeline_efficiency.py
 	$(VENV)/bin/python benchmarks/gpu_packing.py
+	$(VENV)/bin/python benchmarks/photo_transforms.py
+	$(VENV)/bin/python benchmarks/vit_pair_memory.py

@@ -20,7 +20,7 @@ Images/s is the median over the rounds, after one warm-up epoch of each path. Th
 build (train_rows: decode, Resize(256) for Flowers102, warp to 448) is timed too; it is paid once per
 data set, not per epoch.
 
-    .venv/bin/python benchmarks/photo_transforms.py [--photos 512] [--rounds 3] [--out benchmarks/photo_transforms.md]
+    .venv/bin/python benchmarks/photo_transforms.py [--photos 512] [--rounds 3] [--out benchmarks/results/photo_transforms_<device>.md]
 """
 
 from __future__ import annotations
@@ -125,7 +125,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "photo_transforms.md"))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / f"photo_transforms_{device}.md"))
     args = parser.parse_args()
     started = time.perf_counter()
     host = machine()

@@ -5,13 +5,14 @@ momentum, plus the activations autograd saves for the backward pass. In rdml's s
 both networks' forward graphs are alive together (the released loop forwards both, then steps each),
 so both networks' saved activations count. Saved tensors are counted by their storages (each once)
 through `torch.autograd.graph.saved_tensors_hooks`, on the CPU in float32; a CUDA run adds its context
-(~0.5 GiB) and the allocator's slack. Usage: python benchmarks/vit_pair_memory.py [--batch 32]
+(~0.5 GiB) and the allocator's slack. Usage: python benchmarks/vit_pair_memory.py [--batch 32] (writes results/vit_pair_memory_b32.json)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import torch
 
@@ -47,7 +48,10 @@ def main() -> None:
     result = {"arch": args.arch, "batch": args.batch, "parameters_gib": parameters / gib,
               "saved_activations_gib": activations / gib, "per_network_gib": per_network / gib,
               "pair_gib": 2 * per_network / gib, "counted_on": cpu_name()}
-    print(json.dumps(result, indent=1))
+    text = json.dumps(result, indent=1)
+    print(text)
+    out = Path(__file__).resolve().parent / "results" / f"vit_pair_memory_b{args.batch}.json"
+    out.write_text(text + "\n")
 
 
 if __name__ == "__main__":

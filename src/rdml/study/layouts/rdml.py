@@ -1,4 +1,4 @@
-"""RDML Table 1 layout: rows Ind., then DML and RDML for each α (α = 1, DML, always included);
+"""RDML Tables 1 and 2 layout: rows Ind., then DML and RDML for each α (α = 1, DML, always included);
 columns data set × architecture × student index, the two students of each run re-indexed ascending
 by their value as the paper does; column-wise best in bold."""
 
@@ -23,6 +23,6 @@ def rdml_table(plan, spec: dict) -> TableSpec:
     claims = [Claim(f"{label(a)} > DML", (label(a), c), (label(1.0), c), f"RDML vs DML, {c}")
               for c in columns for a in alphas if a != 1.0]
     claims += [Claim("DML > Ind.", (label(1.0), c), (independent, c), f"DML vs Ind., {c}") for c in columns[::2]]
-    return TableSpec("rdml_table", "Top-1 {what} (%); students re-indexed ascending (RDML Table 1 layout)",
+    return TableSpec("rdml_table", "Top-1 {what} (%); students re-indexed ascending (RDML Tables 1–2 layout)",
                      [independent, *map(label, alphas)], columns, entries, bold_columns=columns, claims=claims,
                      figures=("curves", "best_alpha"))
