@@ -47,8 +47,8 @@ def teachers(tmp_path, teacher_dir):
 
 BAD = [
     (["method=distill"], "method='distill' is not allowed; allowed: dml, dml_e, independent, kd, teacher"),
-    (["arch=resnet9000"], "arch='resnet9000' is not allowed; allowed: cnn, cnn_wide, densenet40_12, googlenet"),
-    (["dataset=imagenet"], "dataset='imagenet' is not allowed; allowed: cifar10, cifar100, digits, fashion_mnist, synthetic"),
+    (["arch=resnet9000"], "arch='resnet9000' is not allowed; allowed: charcnn, charcnn_logits, cnn, cnn_wide, darknet53"),
+    (["dataset=imagenet"], "dataset='imagenet' is not allowed; allowed: ag_news, cifar10, cifar100, digits, dtd, fashion_mnist"),
     (["alpha=-0.5"], "alpha=-0.5 is not allowed; it must be a real number in [0, inf]"),
     (["alpha=nan"], "alpha=nan is not allowed; it must be a real number in [0, inf]"),
     (["alpha=abc"], "alpha='abc' is not a valid float"),

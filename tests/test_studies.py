@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from rdml.data.catalog import DataSpec
-from rdml.models import build_model
+from rdml.data.catalog import DATASETS
+from rdml.models import ARCHITECTURES, build_model
 from rdml.study.params import load_params
 from rdml.keys import ConfigError
 from rdml.study.plan import plan_jobs, plan_measurements, plan_study, plan_tables
@@ -36,6 +37,10 @@ RDML_PAPER = dict(optimizer="sgd", nesterov=True, momentum=0.9, lr=0.1, weight_d
 RDML_TRANSFER = dict(optimizer="sgd", momentum=0.9, nesterov=False, lr=0.005, weight_decay=1e-4, batch_size=32, epochs=30,
                      schedule="multistep", milestones=[16, 22], gamma=0.1, grad_clip=5.0, pretrained=True, head="dataset",
                      probability_floor=0.0, **FP32)
+# RDML §5.1–5.2, Table 3: "20 epochs are run and the learning rate is decayed every three epochs with a batch size of
+# 128"; "20 % of the training set" for validation; the "weight decay" of 0.5 / 0.9 is the released StepLR's gamma.
+RDML_TEXT = dict(epochs=20, batch_size=128, schedule="step", step_size=3, weight_decay=0.0, val_fraction=0.2,
+                 normalize="none", probability_floor=0.0, **FP32)
 # DML Algorithm 1 "consists of 4 sequential steps if running on a single GPU": Θ1 is updated, p1 recomputed, then Θ2.
 DML_PAPER = dict(optimizer="sgd", nesterov=True, momentum=0.9, lr=0.1, batch_size=64, schedule="step", step_size=60,
                  gamma=0.1, epochs=200, augment="crop_flip_reflect", update_order="sequential", **FP32)
@@ -51,6 +56,7 @@ STATED = {
                                  "augment": "crop_flip_rotate", "normalize": "imagenet",
                                  "probability_floor": 1e-8}, dict(metric="last5", runs=90)),
     "rdml_table2": (RDML_TRANSFER, dict(metric="last5", runs=90)),
+    "rdml_table3": (RDML_TEXT, dict(metric="at_best_val", runs=90)),
     "dml_table2": (DML_PAPER, dict(runs=54)),
     "dml_table4": (DML_PAPER, dict(runs=21)),
     "renyi_kd_thesis": (THESIS, dict(runs=171)),
@@ -105,6 +111,19 @@ def test_rdml_table2_grid():
     smoke = {run.id: run.config for run in plan_study(PARAMS, "rdml_table2_smoke")}
     assert {c.arch[0] for c in smoke.values()} == {"test_vit"} and all(c.pretrained for c in smoke.values())
     assert {c.dataset for c in smoke.values()} == {"tiny_dtd", "tiny_flowers102"} and len(smoke) == 10
+
+
+def test_rdml_table3_grid():
+    """RDML Table 3: "an initial learning rate to 0.0001 and set the weight decay to 0.9 for the experiments with
+    CharCNN for Yahoo!Answers and YelpReviewFull ... an initial learning rate to 0.001 and set the weight decay to 0.5
+    for all other experiments"; each network with the released code's optimiser (fastText SGD, CharCNN Adam)."""
+    configs = resolved("rdml_table3")
+    for cfg in configs.values():
+        slow = cfg.arch[0] == "charcnn" and cfg.dataset in ("yahoo_answers", "yelp_full")
+        assert (cfg.lr, cfg.gamma) == ((1e-4, 0.9) if slow else (1e-3, 0.5)), cfg.out
+        assert cfg.optimizer == {"fasttext": "sgd", "charcnn": "adam"}[cfg.arch[0]] and cfg.momentum == 0.0
+    assert {c.alpha for c in configs.values() if c.method == "dml"} == {0.5, 1.0, 1.5, 2.0}
+    assert {c.dataset for c in configs.values()} == {"ag_news", "yahoo_answers", "yelp_full"}
 
 
 def test_dml_table2_pairs():
@@ -230,7 +249,9 @@ def test_dry_run_lists_every_job(study, project):
 
 def cost(run, runs):
     """Parameters to train for this run, its teacher's included: CI runs the cheapest job of a study."""
-    size = sum(sum(p.numel() for p in build_model(a, DataSpec("images", 10, (3, 32, 32))).parameters()) for a in run.keys["arch"])
+    spec, vectors = DATASETS[run.dataset].spec, torch.zeros(2, 300)  # a word model's table is not trained
+    size = sum(sum(p.numel() for p in build_model(a, spec, embeddings=vectors if ARCHITECTURES[a].words else None).parameters())
+               for a in run.keys["arch"])
     return size + (cost(run.teacher, runs) if run.teacher else 0)
 
 

@@ -286,3 +286,37 @@ def test_compute_summary_adds_the_recorded_epoch_seconds_per_device():
     archs = "+".join(dml[0].archs)
     assert dml[0].archs == dml[1].archs and f"| dml | {archs} | 2 | GPU | NVIDIA H200 | 2.0 | 2.2 | 1.0 |" in markdown
     assert f"| dml | {archs} | 1 | CPU | Xeon | 0.1 | 0.1 | 0.1 |" in markdown and text.count("\n") == 3
+
+
+TEXT_PARAMS = {"build": ["t"], "studies": {"t": {
+    "datasets": ["synthetic"], "seeds": [0, 1], "metric": "at_best_val", "train": {"val_fraction": 0.2},
+    "text_table": {"archs": ["mlp"], "alphas": [2.0]}}}}
+
+
+def test_summary_reads_the_test_accuracy_at_the_last_best_validation_epoch():
+    """The released text code keeps a checkpoint when `val_acc >= best`: of equal best epochs, the last."""
+    epochs = [{"test": {"student_0": {"acc": t, "loss": 1.0}}, "val": {"student_0": {"acc": v, "loss": 1.0}}}
+              for v, t in zip([0.5, 0.8, 0.8, 0.6, 0.7], [0.1, 0.2, 0.3, 0.4, 0.5])]
+    summary = summarise(epochs, [5])["student_0"]
+    assert (summary["best_val_acc"], summary["best_val_epoch"], summary["at_best_val_acc"]) == (0.8, 3, 0.3)
+
+
+def test_text_table_chooses_alpha_on_validation_and_on_test(tmp_path):
+    """RDML Table 3: α "chosen based on the mean accuracy of K models on each test set" (its caption) and, with
+    the validation split of §5.2, on validation; here validation prefers α = 2 and the test set α = 1."""
+    val_test = {"independent-mlp": (0.5, 0.6), "dml-mlp+mlp-a1": (0.6, 0.9), "dml-mlp+mlp-a2": (0.8, 0.7)}
+    for run in plan_study(TEXT_PARAMS, "t"):
+        val, test = val_test[run.configuration]
+        scores = lambda a: {name: {"acc": a + 0.01 * k, "loss": 1.0} for k, name in enumerate(run.students)}
+        epochs = [{"test": scores(test), "val": scores(val)} for _ in range(5)]
+        write_record(tmp_path / run.directory / "record.json",
+                     {"format": "rdml.run/2", "status": "ok", "config_sha256": run.config_sha256, "config": {"summary_last": [5]},
+                      "epochs": epochs, "summary": summarise(epochs, [5])})
+    table = build_tables(TEXT_PARAMS, "t", tmp_path)[0]
+    assert table.notes == {("synthetic, α by validation", "mlp: α"): "2", ("synthetic, α by test", "mlp: α"): "1"}
+    assert table.choices["synthetic/mlp/val"]["scores"] == {"1": pytest.approx(0.605), "2": pytest.approx(0.805)}
+    assert table.cells[("synthetic, α by validation", "mlp-1")].values == [pytest.approx(0.71)] * 2  # α = 2's test accuracy
+    assert table.cells[("synthetic, α by test", "mlp-1")].values == [pytest.approx(0.91)] * 2
+    assert table.cells[("synthetic, α by test", "mlp: Independent")].values == [0.6, 0.6]
+    assert "| 2 |" in table.markdown() and [c.high[0] for c in table.claims] == ["synthetic, α by validation"] * 2
+    assert table.sidecar("t", "at_best_val")["choices"]["synthetic/mlp/test"]["chosen"] == "1"

@@ -24,7 +24,7 @@ from rdml.methods import METHODS
 from rdml.models.catalog import ARCHITECTURES
 
 __all__ = ["ConfigError", "TrainConfig", "KEYS", "load_config", "config_from_mapping", "resolve", "config_sha256",
-           "describe_keys", "config_values"]
+           "describe_keys", "config_values", "DATA_KEYS", "data_keys"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle")
@@ -85,6 +85,8 @@ HOW = (
     Key("init_seed", None, "int", "seed of the initial weights alone; default: seed (one seed for both)",
         check=lambda v: _seed("init_seed", v)),
     Key("split_seed", 0, "int", "seed of the train/test split and of the labelled subset", check=lambda v: _seed("split_seed", v)),
+    Key("val_fraction", 0.0, "float", "fraction of each class of the training rows held out for validation, evaluated "
+        "every epoch (0: none); the study metric at_best_val reads it", check=_unit("val_fraction", "a number in [0, 1)", open_high=True)),
     Key("test_fraction", 0.25, "float", "fraction of each class held out for test, in (0, 1) (data sets without an official split)",
         check=_unit("test_fraction", "a number in (0, 1)", open_low=True, open_high=True)),
     Key("augment", "none", "str", "training augmentation of the data set's kind ("
@@ -131,6 +133,16 @@ IDENTITY_V1 = frozenset({
     "test_fraction", "augment", "normalize", "summary_last", "crash_margin", "device", "precision", "memory_format",
     "compile", "fuse_students"})
 NOT_IDENTITY = ("out", "data_dir")  # where a run's output and data live
+
+
+# The keys that say which rows of a data set a run trains, validates and tests on, and how they are normalised.
+DATA_KEYS = ("split_seed", "test_fraction", "val_fraction", "labelled_fraction", "unlabelled", "data_dir", "normalize")
+
+
+def data_keys(values: Mapping[str, Any]) -> dict[str, Any]:
+    """`load_dataset`'s keyword arguments from a config's values (a record's stored mapping included:
+    a key it predates takes its default)."""
+    return {k: values.get(k, KEYS[k].default) for k in DATA_KEYS}
 
 
 def _field(key: Key) -> tuple[str, Any, dataclasses.Field]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rdml import paths
 from rdml.code import DATA_CODE, MEASURE_CODE, REPORTING_CODE, SOURCE, TRAINING_CODE, WEIGHTS_CODE, code_sha256
+from rdml.data.catalog import DATASETS
 from rdml.study.params import load_params, studies_to_build, with_smoke_studies
 from rdml.study.plan import plan_jobs, plan_measurements
 

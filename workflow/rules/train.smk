@@ -1,4 +1,7 @@
 rule prepare_data:
+    """A data set (or a resource data sets share, e.g. GloVe), downloaded where that applies, loaded once."""
+    input:
+        lambda w: [paths.data_stamp(name) for name in (DATASETS[w.dataset].needs if w.dataset in DATASETS else ())],
     output:
         paths.data_stamp("{dataset}"),
     params:

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from rdml.analysis.measure import log_probs_of
-from rdml.config import KEYS
+from rdml.config import data_keys
 from rdml.data.base import Dataset, load_dataset
 from rdml.io import sha256_file
 from rdml.keys import ConfigError
@@ -35,7 +35,6 @@ ECE_BINS = 15
 TOP_K = 5
 # the labelled subset and unlabelled rows leave the test split and normalisation alone; they are passed so that
 # the rebuilt data's fingerprint can be compared with the record's (as `rdml audit` does)
-DATA_KEYS = ("split_seed", "test_fraction", "labelled_fraction", "unlabelled", "data_dir", "normalize")
 EXPECTED = "expected a run directory written by `rdml train` (record.json and model.pt) or the model.pt inside one"
 
 
@@ -134,9 +133,8 @@ def evaluate_run(path: str | Path, device: str | torch.device = "cpu") -> dict:
     run_dir, model_file, record = find_run(path)
     device = _device(device) if isinstance(device, str) else device
     cfg = record["config"]
-    data_keys = {k: cfg.get(k, KEYS[k].default) for k in DATA_KEYS}
     try:
-        data = load_dataset(cfg["dataset"], **data_keys)
+        data = load_dataset(cfg["dataset"], **data_keys(cfg))
     except ConfigError as exc:
         raise _fail(f"the test split of {run_dir} cannot be rebuilt: {exc}") from None
     recorded = (record.get("data") or {}).get("sha256")

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from rdml.config import data_keys
 from rdml.data.base import Dataset, load_dataset
 from rdml.keys import ConfigError
 from rdml.train.checkpoint import load_teacher
@@ -96,8 +97,7 @@ def measure_run(run_dir: str | Path, measurements: dict, device: torch.device) -
             "measurements": measurements}
     if record["status"] != "ok":  # a diverged run is counted as diverged in the tables, not measured
         return seal({**head, "model_sha256": None, "students": {}})
-    data = load_dataset(cfg["dataset"], split_seed=cfg["split_seed"], test_fraction=cfg["test_fraction"],
-                        data_dir=cfg.get("data_dir", "data"), normalize=cfg["normalize"]).to(device)
+    data = load_dataset(cfg["dataset"], **data_keys(cfg)).to(device)
     models, sha = [], None
     for k in range(cfg["students"]):
         model, info = load_teacher(str(run_dir), k, data, device)

@@ -39,12 +39,13 @@ class RawData:
     x_test: Tensor | None = None
     y_test: Tensor | None = None
     sizes: Tensor | None = None  # (N, 2) original (H, W) of each row, where x holds photos resized to one size
+    embeddings: Tensor | None = None  # (V, d) word vectors of a text set's vocabulary (rdml.data.text)
 
 
 @dataclass
 class Dataset:
-    """Raw train and test inputs (uint8, or float in [0, 1]), int64 labels, the per-channel
-    normalisation, and where the data came from."""
+    """Raw train, test and (with val_fraction) validation inputs (uint8, or float in [0, 1], or text
+    rows), int64 labels, the per-channel normalisation, and where the data came from."""
 
     name: str
     x_train: Tensor
@@ -56,9 +57,14 @@ class Dataset:
     std: Tensor = None
     fingerprint: dict = field(default_factory=dict)
     train_sizes: Tensor | None = None  # (N, 2) original (H, W) of photos cached at one size (rdml.data.photos)
+    x_val: Tensor | None = None  # held out of the training rows (val_fraction), stratified from split_seed
+    y_val: Tensor | None = None
+    embeddings: Tensor | None = None  # word vectors of a text set's vocabulary, restricted to the training rows
 
     def inputs(self, x: Tensor, augment: Callable[[Tensor], Tensor] | None = None) -> Tensor:
-        """A batch of raw inputs as normalised float32, augmented first if given."""
+        """A batch of raw inputs as normalised float32, augmented first if given; text rows as they are."""
+        if self.mean is None:  # text: token and character ids
+            return x
         x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
         if augment is not None:
             x = augment(x)
@@ -83,20 +89,24 @@ class Dataset:
         return torch.bincount(self.y_test, minlength=self.num_classes).max().item() / len(self.y_test)
 
     def to(self, device: torch.device) -> Dataset:
-        moved = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_test", "y_test", "mean", "std")}
+        moved = {k: None if getattr(self, k) is None else getattr(self, k).to(device)
+                 for k in ("x_train", "y_train", "x_test", "y_test", "mean", "std", "x_val", "y_val", "embeddings")}
         # train_sizes stay on the CPU, where the augmentation draws its crop boxes from them
         return Dataset(self.name, **moved, spec=self.spec, fingerprint=self.fingerprint, train_sizes=self.train_sizes)
 
 
 def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_fraction: float = 1.0,
-                 unlabelled: str = "mimic", data_dir: str | Path = "data", normalize: str = "dataset") -> Dataset:
+                 unlabelled: str = "mimic", data_dir: str | Path = "data", normalize: str = "dataset",
+                 val_fraction: float = 0.0) -> Dataset:
     """Load `name`, split it, hide labels, and set the normalisation (train statistics or ImageNet's).
 
     digits and synthetic are split stratified by class from split_seed; the vision sets keep their
     official test set. The labelled rows (labelled_fraction < 1) are chosen per class from split_seed,
     never from the training seed, so every run of a study sees the same data. `unlabelled="drop"`
     removes the other rows after the normalisation is fixed, so DML-labelled and DML-all differ in
-    their losses' rows alone (DML §4.10).
+    their losses' rows alone (DML §4.10). `val_fraction` of each class of the training rows is held out
+    for validation (RDML §5.2: "20 % of the training set"), from split_seed, before any labels are
+    hidden; a text set's vocabulary is then the one of the remaining training rows.
     """
     source = DATASETS[name]
     one_of("normalize", normalize, KINDS[source.spec.kind].normalizations)
@@ -111,10 +121,7 @@ def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_f
         split = {"split": "official", "train_size": len(y_train), "test_size": len(y_test)}
     else:
         labels = raw.y.numpy()
-        test_mask = np.zeros(len(labels), dtype=bool)
-        for cls in np.unique(labels):
-            rows = rng.permutation(np.flatnonzero(labels == cls))
-            test_mask[rows[: int(round(test_fraction * len(rows)))]] = True
+        test_mask = _stratified(labels, test_fraction, rng)
         if test_mask.all() or not test_mask.any():
             raise ConfigError(f"test_fraction={test_fraction} leaves {'no training' if test_mask.all() else 'no test'} rows "
                               f"in dataset {name} ({len(labels)} rows); choose a fraction in (0, 1) that keeps both")
@@ -123,6 +130,17 @@ def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_f
         sizes = None if sizes is None else sizes[~test_mask]
         split = {"split_seed": split_seed, "test_fraction": test_fraction, "train_size": len(y_train),
                  "test_size": len(y_test)}
+    x_val = y_val = None
+    val_mask = np.zeros(0, dtype=bool)
+    if val_fraction > 0:
+        val_mask = _stratified(y_train.numpy(), val_fraction, rng)
+        if val_mask.all() or not val_mask.any():
+            raise ConfigError(f"val_fraction={val_fraction} leaves {'no training' if val_mask.all() else 'no validation'} "
+                              f"rows in dataset {name} ({len(y_train)} training rows); choose a fraction that keeps both")
+        held, kept = torch.from_numpy(val_mask), torch.from_numpy(~val_mask)
+        x_val, y_val, x_train, y_train = x_train[held], y_train[held], x_train[kept], y_train[kept]
+        sizes = None if sizes is None else sizes[kept]
+        split.update({"val_fraction": val_fraction, "val_size": len(y_val), "train_size": len(y_train)})
     labelled_mask = np.zeros(len(y_train), dtype=bool)
     train_labels = y_train.numpy()
     for cls in np.unique(train_labels):
@@ -132,7 +150,7 @@ def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_f
     split.update({
         "labelled_fraction": labelled_fraction,
         "labelled_size": int(labelled_mask.sum()),
-        "sha256": sha256_bytes(test_mask.tobytes() + labelled_mask.tobytes()),
+        "sha256": sha256_bytes(test_mask.tobytes() + labelled_mask.tobytes() + val_mask.tobytes()),
     })
     mean, std = _normalisation(x_train, normalize)
     if unlabelled == "drop" and not labelled_mask.all():
@@ -146,10 +164,27 @@ def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_f
         "normalize": normalize,
         "sha256": sha256_bytes(repr((sorted(files.items()), split)).encode()),
     }
-    return Dataset(name, x_train, y_train, x_test, y_test, source.spec, mean, std, fingerprint, sizes)
+    embeddings = raw.embeddings
+    if embeddings is not None:  # the vocabulary of the rows it trains on, as the released text code builds it
+        from rdml.data.text import restrict_embeddings
+
+        embeddings = restrict_embeddings(embeddings, x_train.words)
+    return Dataset(name, x_train, y_train, x_test, y_test, source.spec, mean, std, fingerprint, sizes, x_val, y_val,
+                   embeddings)
 
 
-def _normalisation(x_train: Tensor, normalize: str) -> tuple[Tensor, Tensor]:
+def _stratified(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """A mask of `fraction` of each class's rows (rounded), drawn from `rng`."""
+    mask = np.zeros(len(labels), dtype=bool)
+    for cls in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == cls))
+        mask[rows[: int(round(fraction * len(rows)))]] = True
+    return mask
+
+
+def _normalisation(x_train: Tensor, normalize: str) -> tuple[Tensor | None, Tensor | None]:
+    if not isinstance(x_train, Tensor):  # text rows: ids, not pixels
+        return None, None
     if normalize == "none":
         return torch.zeros(x_train.shape[1]), torch.ones(x_train.shape[1])
     if normalize == "imagenet":

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from rdml.registry import Registry
 
-__all__ = ["Kind", "DataSpec", "DataSource", "KINDS", "DATASETS", "downloaded"]
+__all__ = ["Kind", "DataSpec", "DataSource", "Resource", "KINDS", "DATASETS", "RESOURCES", "downloaded"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,8 @@ class Kind:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """What a model is built from. Images and photos: `input_shape` is (C, H, W) of a model's input."""
+    """What a model is built from. Images and photos: `input_shape` is (C, H, W) of a model's input;
+    text: (L,), the characters of a row (word models take their vocabulary from the data set)."""
 
     kind: str
     num_classes: int
@@ -39,7 +40,21 @@ class DataSource:
     downloaded: bool = False  # fetched by `rdml pipeline prepare` into <data_dir>/<name>, a DVC output
     official_split: bool = False  # otherwise split stratified by class from split_seed
     smoke: str | None = None  # a tiny generated stand-in of the same spec, for `<study>_smoke`
+    needs: tuple[str, ...] = ()  # resources (RESOURCES) its prepare step reads, fetched by their own step first
 
+
+@dataclass(frozen=True)
+class Resource:
+    """A download that several data sets read (word vectors): fetched once by its own prepare step into
+    `<data_dir>/<folder>`, a DVC output, by `rdml.data.<fetch>`(data_dir)."""
+
+    name: str
+    fetch: str  # "module:function" under rdml.data
+    folder: str
+
+
+RESOURCES: Registry[Resource] = Registry("resource")
+RESOURCES.add("glove_840b", Resource("glove_840b", "text:fetch_glove", "glove"))  # GloVe 840B.300d (Pennington et al. 2014)
 
 KINDS: Registry[Kind] = Registry("data kind")
 KINDS.add("images", Kind("images", ("none", "crop_flip", "crop_flip_reflect", "crop_flip_rotate", "resized_crop_flip"),
@@ -48,6 +63,8 @@ KINDS.add("images", Kind("images", ("none", "crop_flip", "crop_flip_reflect", "c
 # size with each photo's own (H, W), and every augmentation crops them to the models' input size; test
 # rows hold the test transform's output already. "none": raw [0, 1] pixels, as the released RDML code feeds them.
 KINDS.add("photos", Kind("photos", ("resized_crop_flip", "rotate_resized_crop_flip"), ("none", "imagenet", "dataset")))
+# Text (rdml.data.text): each row's word ids (fastText) and character ids (CharCNN), no augmentation.
+KINDS.add("text", Kind("text", ("none",), ("none",)))
 
 DATASETS: Registry[DataSource] = Registry("dataset")
 
@@ -68,6 +85,14 @@ for _name, _classes in (("dtd", 47), ("flowers102", 102)):
                                             official_split=True))
     DATASETS.add(_name, DataSource(_name, DataSpec("photos", _classes, (3, 224, 224)), "photos", downloaded=True,
                                    official_split=True, smoke=f"tiny_{_name}"))
+
+
+# RDML Table 3: Zhang et al. (2015)'s corpora; input_shape is the characters CharCNN reads of a row.
+for _name, _classes in (("ag_news", 4), ("yahoo_answers", 10), ("yelp_full", 5)):
+    DATASETS.add(f"tiny_{_name}", DataSource(f"tiny_{_name}", DataSpec("text", _classes, (300,)), "generated",
+                                            official_split=True))
+    DATASETS.add(_name, DataSource(_name, DataSpec("text", _classes, (300,)), "text", downloaded=True,
+                                   official_split=True, smoke=f"tiny_{_name}", needs=("glove_840b",)))
 
 
 def downloaded() -> list[str]:

@@ -18,6 +18,7 @@ class Architecture:
     kinds: tuple[str, ...] = ("images",)
     weights: str | None = None  # published weights (timm's "<model>.<tag>"), fetched by `rdml pipeline weights`
     smoke: str | None = None  # a tiny stand-in for `<study>_smoke` (a network of the same kind, weights that need no download)
+    words: bool = False  # built from the data set's word vectors (its vocabulary), not from an input shape alone
 
 
 ARCHITECTURES: Registry[Architecture] = Registry("arch")
@@ -59,3 +60,9 @@ for _name, _weights in {
 # timm's 0.3M-parameter test ViT; its "published" weights are generated from a seed by the weights step
 # (rdml.models.pretrained.GENERATED), so that smoke runs and tests take the pretrained path offline.
 ARCHITECTURES.add("test_vit", Architecture("test_vit", "timm_zoo:test_vit", ("images", "photos"), "test_vit.rdml_seed0"))
+
+# RDML Table 3: fastText with GloVe and CharCNN as the released code builds them (parklize/rdml text-clf/,
+# after AnubhavGupta3377/Text-Classification-Models-Pytorch): its models end in a softmax, which its
+# losses take the softmax of again; the `_logits` variants leave that softmax out (rdml.models.text).
+for _name, _words in (("fasttext", True), ("fasttext_logits", True), ("charcnn", False), ("charcnn_logits", False)):
+    ARCHITECTURES.add(_name, Architecture(_name, f"text:{_name}", ("text",), words=_words))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from rdml.config import KEYS, ConfigError, config_sha256
+from rdml.config import ConfigError, config_sha256, data_keys
 from rdml.data.base import load_dataset
 from rdml.io import read_json, sha256_file
 from rdml.study.params import summary_field
@@ -83,9 +83,7 @@ def _audit_record(root, run_dir, record_path, record, item, metric, out, evaluat
     code = record["code"]
     out(f"  code              git {code['git_commit']} dirty={code['git_dirty']} src {code['src_sha256'][:16]}…")
     out(f"  data              {record['data']['name']} fingerprint {record['data']['sha256']}")
-    data_keys = {k: cfg.get(k, KEYS[k].default) for k in ("split_seed", "test_fraction", "labelled_fraction", "unlabelled",
-                                                          "data_dir", "normalize")}
-    data = load_dataset(cfg["dataset"], **data_keys)
+    data = load_dataset(cfg["dataset"], **data_keys(cfg))
     if data.fingerprint["sha256"] != record["data"]["sha256"]:
         problems.append(f"{record_path}: data set {cfg['dataset']} on disk no longer matches the recorded fingerprint")
     if "epoch" in item:  # an epoch the run never reached was NaN in the table
@@ -149,7 +147,7 @@ def _evaluated(model_file: Path, record: dict, data, out) -> list[str]:
     saved = torch.load(model_file, map_location="cpu", weights_only=True)
     models = []
     for arch, state in zip(saved["archs"], saved["states"]):
-        model = build_model(arch, data.spec, outputs=saved.get("outputs"))
+        model = build_model(arch, data.spec, outputs=saved.get("outputs"), embeddings=data.embeddings)
         model.load_state_dict(state)
         models.append(model)
     scores = evaluate(Cohort([Student(m, None, None) for m in models]), data)

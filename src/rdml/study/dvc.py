@@ -10,7 +10,7 @@ import sys
 import yaml
 
 from rdml import paths
-from rdml.data.catalog import DATASETS
+from rdml.data.catalog import DATASETS, RESOURCES
 from rdml.io import atomic_write_bytes
 from rdml.models.pretrained import weights_file
 from rdml.code import DATA_CODE, MEASURE_CODE, REPORTING_CODE, TRAINING_CODE, WEIGHTS_CODE, code_paths
@@ -28,11 +28,18 @@ def dvc_stages(params: dict, studies: list[str]) -> dict:
         runs = plan_study(params, study)
         for dataset in sorted({r.dataset for r in runs}):
             downloaded = [paths.data_folder(dataset)] if DATASETS[dataset].downloaded else []  # DVC-tracked data
+            needs = DATASETS[dataset].needs
             stages[f"prepare-{dataset}"] = {
                 "cmd": f"rdml pipeline prepare {shlex.quote(dataset)}",
-                "deps": code_paths(DATA_CODE),
+                "deps": [*code_paths(DATA_CODE), *(paths.data_stamp(n) for n in needs)],
                 "outs": [*downloaded, paths.data_stamp(dataset)],
             }
+            for name in needs:
+                stages[f"prepare-{name}"] = {
+                    "cmd": f"rdml pipeline prepare {shlex.quote(name)}",
+                    "deps": code_paths(DATA_CODE),
+                    "outs": [paths.data_folder(RESOURCES[name].folder), paths.data_stamp(name)],
+                }
         for job in plan_jobs(params, study):
             for arch in job.weights:
                 stages[f"weights-{arch}"] = {

@@ -13,7 +13,7 @@ import torch
 from rdml import paths
 from rdml.config import config_from_mapping, resolve
 from rdml.data.base import load_dataset
-from rdml.data.catalog import DATASETS
+from rdml.data.catalog import DATASETS, KINDS, RESOURCES
 from rdml.io import atomic_write_json
 from rdml.study.slots import acquire_gpu, slot_count
 from rdml.train.loop import train
@@ -85,13 +85,23 @@ def metrics_of(record: dict) -> dict:
 
 
 def prepare_dataset(name: str, data_dir: str = "data") -> dict:
-    """Download a data set where that applies (checksums verified), load it once, write its stamp."""
+    """Download a data set where that applies (checksums verified), load it once, write its stamp; or
+    fetch a resource that data sets share (rdml.data.catalog.RESOURCES)."""
+    if name in RESOURCES:
+        import importlib
+
+        module, function = RESOURCES[name].fetch.split(":")
+        path, sha256 = getattr(importlib.import_module(f"rdml.data.{module}"), function)(data_dir)
+        summary = {"name": name, "file": str(path), "sha256": sha256}
+        atomic_write_json(paths.data_stamp(name), summary)
+        return summary
     source = DATASETS[name]
     if source.downloaded:
         import importlib
 
         importlib.import_module(f"rdml.data.{source.module}").prepare(name, data_dir)
-    data = load_dataset(name, split_seed=0, test_fraction=0.25, data_dir=data_dir)
+    data = load_dataset(name, split_seed=0, test_fraction=0.25, data_dir=data_dir,
+                        normalize=KINDS[source.spec.kind].normalizations[0])
     summary = {"name": name, "files": data.fingerprint["files"], "num_classes": data.num_classes,
                "input_shape": list(data.spec.input_shape), "rows": len(data.y_train) + len(data.y_test)}
     atomic_write_json(paths.data_stamp(name), summary)

@@ -18,8 +18,8 @@ from rdml.study.layouts import LAYOUTS
 __all__ = ["load_params", "with_smoke_studies", "studies_to_build", "study_spec", "metric_of", "summary_field",
            "METRICS", "STUDY_KEYS", "RUN_FIELDS"]
 
-METRICS = ("final", "best", "last5", "last10")
-STUDY_KEYS = {"description", "paper", "datasets", "seeds", "seeds_per_job", "metric", "train", "dataset_train", "teacher"}
+METRICS = ("final", "best", "last5", "last10", "at_best_val")  # at_best_val: test accuracy at the best validation epoch
+STUDY_KEYS = {"description", "paper", "datasets", "seeds", "seeds_per_job", "metric", "train", "train_where", "teacher"}
 RUN_FIELDS = ("out", "method", "dataset", "seed", "arch", "alpha", "teacher", "students")  # set by the tables, per run
 
 
@@ -45,8 +45,11 @@ def with_smoke_studies(params: dict) -> dict:
             continue
         smoke = copy.deepcopy(study)
         smoke["datasets"] = [_smoke_dataset(d) for d in study["datasets"]]
-        if "dataset_train" in smoke:
-            smoke["dataset_train"] = {_smoke_dataset(d): keys for d, keys in smoke["dataset_train"].items()}
+        for where in smoke.get("train_where") or []:
+            if "datasets" in where:
+                where["datasets"] = [_smoke_dataset(d) for d in where["datasets"]]
+            if "archs" in where:
+                where["archs"] = _smoke_archs(where["archs"])
         for section in smoke:
             if section in LAYOUTS or section == "teacher":
                 smoke[section] = _smoke_archs(smoke[section])
@@ -104,12 +107,17 @@ def study_spec(params: dict, name: str) -> dict:
         if unknown:
             raise ConfigError(f"studies.{name}.{section}: unknown key(s) {', '.join(sorted(unknown))}; "
                               f"allowed: {', '.join(allowed_keys)}")
-    per_dataset = study.get("dataset_train") or {}
-    if not isinstance(per_dataset, dict) or set(per_dataset) - set(study["datasets"]):
-        raise ConfigError(f"studies.{name}.dataset_train must map some of the study's datasets "
-                          f"({', '.join(study['datasets'])}) to training keys")
     sections = [("train", study.get("train")), ("teacher.train", (study.get("teacher") or {}).get("train"))]
-    sections += [(f"dataset_train.{d}", keys) for d, keys in per_dataset.items()]
+    for i, where in enumerate(study.get("train_where") or []):
+        at = f"studies.{name}.train_where[{i}]"
+        if not isinstance(where, dict) or set(where) - {"datasets", "archs", "train"} or "train" not in where:
+            raise ConfigError(f"{at} must hold `train` keys and the `datasets` and/or `archs` they apply to")
+        unknown = set(where.get("datasets", [])) - set(study["datasets"])
+        if unknown:
+            raise ConfigError(f"{at}.datasets: {', '.join(sorted(unknown))} not among the study's datasets")
+        for arch in where.get("archs", []):
+            ARCHITECTURES[arch]
+        sections.append((f"train_where[{i}].train", where["train"]))
     for section, keys in sections:
         for key in keys or {}:
             if key not in KEYS or key in RUN_FIELDS:

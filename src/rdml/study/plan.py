@@ -30,13 +30,16 @@ class StudyPlan:
         self.seeds: list[int] = list(study["seeds"])
         self.shared = dict(study.get("train") or {})
         self.shared_params = (f"{self.base}.train",) if self.shared else ()
-        self.per_dataset = study.get("dataset_train") or {}  # a data set's own keys, over the shared ones
+        self.where = study.get("train_where") or []  # keys of some data sets or architectures, over the shared ones
 
     def run(self, dataset: str, method: str, archs, seed: int, alpha: float | None = None, teacher: Run | None = None,
             keys: dict[str, Any] | None = None, params: tuple[str, ...] = (), variant: str = "") -> Run:
-        own = self.per_dataset.get(dataset) or {}
+        own = {}
+        for where in self.where:  # in order: a later one that applies wins
+            if dataset in where.get("datasets", [dataset]) and set(archs) <= set(where.get("archs", archs)):
+                own.update(where["train"])
         options = json.dumps({**self.shared, **own, **(keys or {})}, sort_keys=True)
-        own_params = (f"{self.base}.dataset_train.{dataset}",) if own else ()
+        own_params = (f"{self.base}.train_where",) if own else ()
         return Run(self.name, dataset, method, tuple(archs), seed, None if alpha is None else float(alpha), teacher,
                    options, variant, self.shared_params + own_params + tuple(params))
 

@@ -87,6 +87,8 @@ class Table:
     scale: float = 100.0  # a cell prints value × scale with `digits` decimals
     digits: int = 2
     claims: list[Claim] = field(default_factory=list)
+    notes: dict[tuple[str, str], str] = field(default_factory=dict)  # text cells: the option a Choice kept
+    choices: dict[str, dict] = field(default_factory=dict)  # group → by, the option kept, every option's score
 
     def ranked(self, column: str) -> list[str]:
         """The rows of a column by their mean, highest first."""
@@ -114,6 +116,8 @@ class Table:
             for col in self.columns:
                 if (row, col) in self.derived:
                     line.append(f"{self.derived[(row, col)]:+.2f}")
+                elif (row, col) in self.notes:
+                    line.append(self.notes[(row, col)])
                 else:
                     cell = self.cells.get((row, col))
                     bold = best.get(col) == row
@@ -180,6 +184,8 @@ class Table:
             for col in self.columns:
                 if (row, col) in self.derived:
                     writer.writerow([row, col, self.derived[(row, col)] / 100, "", "", ""])
+                elif (row, col) in self.notes:
+                    writer.writerow([row, col, self.notes[(row, col)], "", "", ""])
                 elif (cell := self.cells.get((row, col))) and cell.runs:
                     writer.writerow([row, col, cell.mean, cell.std, len(cell.values), cell.diverged])
         return buffer.getvalue()
@@ -188,6 +194,7 @@ class Table:
         return {
             "table": self.name, "study": study, "metric": metric, "caption": self.caption,
             "cells": {f"{row}|{col}": cell.sidecar() for (row, col), cell in self.cells.items() if cell.runs},
+            **({"choices": self.choices} if self.choices else {}),
         }
 
 
@@ -213,7 +220,8 @@ def build_tables(params: dict, study: str, root: str | Path = ".", records: dict
     """Every table of the study, its cells filled from the run records under `root` (or from `records`,
     run id → checked record, when the caller has read them already)."""
     metric = summary_field(metric_of(params, study))
-    what = {"final_acc": "final test accuracy", "best_acc": "best test accuracy"}.get(
+    what = {"final_acc": "final test accuracy", "best_acc": "best test accuracy",
+            "at_best_val_acc": "test accuracy at the epoch of best validation accuracy"}.get(
         metric, f"mean test accuracy of the last {metric[4:-4]} epochs")
     records = {} if records is None else records
 
@@ -256,10 +264,32 @@ def build_tables(params: dict, study: str, root: str | Path = ".", records: dict
         history = record["epochs"]  # NaN: the epoch asked for was never reached
         return history[entry.epoch - 1]["test"][student]["acc"] if len(history) >= entry.epoch else math.nan
 
+    def choose(entries: list[Entry]) -> dict[str, dict]:
+        """Each Choice group's option with the highest mean score over its students' runs (diverged runs
+        left out), the first of equal ones; with every option's mean."""
+        scores: dict[str, dict[str, list[float]]] = {}
+        by: dict[str, str] = {}
+        for entry in (e for e in entries if e.choice):
+            record = record_of(entry.run)
+            got = scores.setdefault(entry.choice.group, {}).setdefault(entry.choice.option, [])
+            by[entry.choice.group] = entry.choice.by
+            if record["status"] != "diverged":
+                got += [record["summary"][st]["best_val_acc"] if entry.choice.by == "val" else value(entry, record, st)
+                        for st in entry.students]
+        chosen = {}
+        for group, options in scores.items():
+            means = {o: statistics.fmean(v) if v else None for o, v in options.items()}
+            kept = max((o for o in means if means[o] is not None), key=lambda o: means[o], default=None)
+            chosen[group] = {"by": by[group], "chosen": kept, "scores": means}
+        return chosen
+
     tables = []
     for spec in plan_tables(params, study):
         cells: dict[tuple[str, str], Cell] = {}
+        choices = choose(spec.entries)
         for entry in spec.entries:
+            if entry.choice and choices[entry.choice.group]["chosen"] != entry.choice.option:
+                continue
             record = record_of(entry.run)
             values = [(student, v) for student in entry.students
                       for v in values_of(entry, record, student, spec.measurements)]
@@ -279,11 +309,12 @@ def build_tables(params: dict, study: str, root: str | Path = ".", records: dict
             minuend, subtrahend = cells.get(d.minuend), cells.get(d.subtrahend)
             if minuend and subtrahend and minuend.mean is not None and subtrahend.mean is not None:
                 derived[(d.row, d.column)] = 100 * (minuend.mean - subtrahend.mean)
-        notes = dict.fromkeys(note for entry in spec.entries
-                              for note in METHODS[entry.run.config.method].caption_notes(entry.run.config))
-        caption = " ".join([spec.caption.replace("{what}", what), *notes])
+        caption_notes = dict.fromkeys(note for entry in spec.entries
+                                      for note in METHODS[entry.run.config.method].caption_notes(entry.run.config))
+        caption = " ".join([spec.caption.replace("{what}", what), *caption_notes])
+        kept = {where: choices[group]["chosen"] or "—" for group, where in spec.choice_cells.items() if group in choices}
         table = Table(spec.name, caption, spec.rows, spec.columns, cells, spec.bold_columns, derived, spec.scale,
-                      spec.digits, spec.claims)
+                      spec.digits, spec.claims, kept, choices)
         table.caption = table.caption.rstrip(".") + "." + table.legend
         tables.append(table)
     return tables

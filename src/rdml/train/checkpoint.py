@@ -129,7 +129,7 @@ def load_teacher(path: str, index: int, data: Dataset, device: torch.device) -> 
             f"but dataset {data.name} has input {tuple(data.spec.input_shape)} and {data.num_classes} classes"
         )
     outputs = saved.get("outputs", data.num_classes)
-    model = build_model(archs[index], data.spec, outputs=outputs)
+    model = build_model(archs[index], data.spec, outputs=outputs, embeddings=getattr(data, "embeddings", None))
     try:
         model.load_state_dict(saved["states"][index])
     except RuntimeError as exc:

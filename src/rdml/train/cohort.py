@@ -53,7 +53,7 @@ def build_cohort(cfg, data: Dataset, execution: Execution, steps_per_epoch: int,
     students = []
     for arch in cfg.arch:
         weights = (pretrained or {}).get(arch, {}).get("file")
-        model = build_model(arch, data.spec, outputs=outputs, weights=weights).to(execution.device)
+        model = build_model(arch, data.spec, outputs=outputs, weights=weights, embeddings=data.embeddings).to(execution.device)
         optimizer = make_optimizer(cfg, model.parameters())
         students.append(Student(model, optimizer, make_scheduler(cfg, optimizer, steps_per_epoch), cfg.grad_clip,
                                 run=execution.runner(model)))  # fused or not, sequential DML re-predicts one at a time

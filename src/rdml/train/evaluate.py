@@ -13,16 +13,19 @@ __all__ = ["evaluate", "find_divergence"]
 
 
 @torch.no_grad()
-def evaluate(cohort, data: Dataset, extra: dict[str, Callable] | None = None, batch_size: int = 1024) -> dict:
-    """Test loss, accuracy and mean prediction entropy per student, for the cohort's mean prediction,
-    and for any extra model a method names (evaluated in eval mode like the students)."""
+def evaluate(cohort, data: Dataset, extra: dict[str, Callable] | None = None, batch_size: int = 1024,
+             split: str = "test") -> dict:
+    """Loss, accuracy and mean prediction entropy on the test (or validation) split per student, for the
+    cohort's mean prediction, and for any extra model a method names (evaluated in eval mode like the
+    students)."""
+    x_all, y_all = (data.x_test, data.y_test) if split == "test" else (data.x_val, data.y_val)
     models = [s.model for s in cohort] + [m for m in (extra or {}).values() if isinstance(m, torch.nn.Module)]
     for m in models:
         m.eval()
     log_probs = [[] for _ in cohort]
     extra_log_probs = {name: [] for name in extra or {}}
-    for start in range(0, len(data.y_test), batch_size):
-        x = data.inputs(data.x_test[start : start + batch_size])
+    for start in range(0, len(y_all), batch_size):
+        x = data.inputs(x_all[start : start + batch_size])
         for k, logits in enumerate(cohort.predict(x)):
             log_probs[k].append(torch.log_softmax(logits.float(), dim=-1))
         for name, model in (extra or {}).items():
@@ -30,12 +33,12 @@ def evaluate(cohort, data: Dataset, extra: dict[str, Callable] | None = None, ba
     for m in models:
         m.train()
     per_student = [torch.cat(lp) for lp in log_probs]
-    results = {f"student_{k}": _scores(lp, data.y_test) for k, lp in enumerate(per_student)}
+    results = {f"student_{k}": _scores(lp, y_all) for k, lp in enumerate(per_student)}
     if len(cohort) > 1:
         ensemble = torch.logsumexp(torch.stack(per_student), dim=0) - math.log(len(cohort))
-        results["ensemble"] = _scores(ensemble, data.y_test)
+        results["ensemble"] = _scores(ensemble, y_all)
     for name, lp in extra_log_probs.items():
-        results[name] = _scores(torch.cat(lp), data.y_test)
+        results[name] = _scores(torch.cat(lp), y_all)
     return results
 
 

@@ -78,7 +78,7 @@ class Execution:
         return model.to(memory_format=torch.channels_last) if self.memory_format == "channels_last" else model
 
     def _laid_out(self, x: Tensor) -> Tensor:
-        if self.memory_format == "channels_last" and x.dim() == 4:
+        if self.memory_format == "channels_last" and isinstance(x, Tensor) and x.dim() == 4:  # images, not text rows
             return x.contiguous(memory_format=torch.channels_last)
         return x
 

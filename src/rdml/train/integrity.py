@@ -25,7 +25,9 @@ UNSEALED_FORMATS = ("rdml.run/1",)  # written before records carried their own h
 
 
 def summarise(epochs: list[dict], windows: list[int]) -> dict:
-    """Final, best and mean-of-last-k test accuracy per model (students, ensemble, extra models)."""
+    """Final, best and mean-of-last-k test accuracy per model (students, ensemble, extra models); with a
+    validation split, also each model's best validation accuracy and the test accuracy at that epoch
+    (the last of equal ones: the released RDML text code keeps a checkpoint when `val_acc >= best`)."""
     summary = {}
     for name in epochs[-1]["test"]:
         accs = [e["test"][name]["acc"] for e in epochs]
@@ -33,6 +35,10 @@ def summarise(epochs: list[dict], windows: list[int]) -> dict:
         entry = {"final_acc": accs[-1], "final_loss": epochs[-1]["test"][name]["loss"], "best_acc": accs[best], "best_epoch": best + 1}
         for k in windows:
             entry[f"last{k}_acc"] = sum(accs[-k:]) / k if len(accs) >= k else None
+        if "val" in epochs[-1]:
+            val = [e["val"][name]["acc"] for e in epochs]
+            chosen = max(range(len(val)), key=lambda i: (val[i], i))
+            entry.update({"best_val_acc": val[chosen], "best_val_epoch": chosen + 1, "at_best_val_acc": accs[chosen]})
         summary[name] = entry
     return summary
 

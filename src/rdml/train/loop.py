@@ -184,6 +184,7 @@ def train_epoch(method, cohort: Cohort, data: Dataset, cfg: TrainConfig, epoch: 
         "lr_last_batch": lr_last,
         "train": {k: float(v) / len(batches) for k, v in sums.items()},
         "test": evaluate(cohort, data, method.extra_models()),
+        **({"val": evaluate(cohort, data, method.extra_models(), split="val")} if data.x_val is not None else {}),
     }
 
 

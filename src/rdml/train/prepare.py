@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from rdml.config import ConfigError, TrainConfig, config_sha256, resolve
+from rdml.config import ConfigError, TrainConfig, config_sha256, config_values, data_keys, resolve
 from rdml.data.base import Dataset, load_dataset
 from rdml.io import sha256_file
 from rdml.methods import METHODS
@@ -47,9 +47,7 @@ def prepare(cfg: TrainConfig) -> Prepared:
     device = pick_device(cfg.device)
     execution = choose_execution(device, cfg.precision, cfg.memory_format, cfg.compile, cfg.fuse_students, cfg.arch)
     try:
-        data = load_dataset(cfg.dataset, split_seed=cfg.split_seed, test_fraction=cfg.test_fraction,
-                            labelled_fraction=cfg.labelled_fraction, unlabelled=cfg.unlabelled, data_dir=cfg.data_dir,
-                            normalize=cfg.normalize)
+        data = load_dataset(cfg.dataset, **data_keys(config_values(cfg)))
     except (ValueError, OSError) as exc:  # a missing or corrupt data file
         raise ConfigError(str(exc)) from None
     pretrained = published_weights(cfg) if cfg.pretrained else {}

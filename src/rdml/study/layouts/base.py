@@ -8,7 +8,18 @@ from dataclasses import dataclass, field
 
 from rdml.registry import Registry
 
-__all__ = ["Entry", "Derived", "Claim", "TableSpec", "LAYOUTS", "layout"]
+__all__ = ["Choice", "Entry", "Derived", "Claim", "TableSpec", "LAYOUTS", "layout"]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """An entry that is one `option` of a `group`: the table keeps the group's option whose students have
+    the highest mean `by` over their runs ("val": each student's best validation accuracy; "test": the
+    study's metric), the first of equal ones, and writes its name into the group's note cell."""
+
+    group: str
+    option: str
+    by: str
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,7 @@ class Entry:
     best: bool = False  # only the best of the students goes into the cell (a cohort's best student)
     epoch: int | None = None
     measure: str | None = None
+    choice: Choice | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,7 @@ class TableSpec:
     measurements: dict = field(default_factory=dict)  # what its `measure` entries need measured on each run
     scale: float = 100.0  # cells print value × scale (accuracies as percentages)
     digits: int = 2
+    choice_cells: dict = field(default_factory=dict)  # Choice.group → (row, column) that names the chosen option
 
 
 LAYOUTS: Registry = Registry("table layout")
