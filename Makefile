@@ -32,3 +32,4 @@ bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/gpu_packing.py
 	$(VENV)/bin/python benchmarks/photo_transforms.py
 	$(VENV)/bin/python benchmarks/vit_pair_memory.py
+	$(VENV)/bin/python benchmarks/text_throughput.py
