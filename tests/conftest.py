@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,18 @@ def run(out, *overrides, **kwargs):
     """Train in this process on the synthetic data, 3 epochs unless an override says otherwise."""
     keys = dict(item.split("=", 1) for item in ["dataset=synthetic", "epochs=3", f"out={out}", *overrides])
     return train(load_config(None, [f"{k}={v}" for k, v in keys.items()]), argv=["test"], progress=False, **kwargs)
+
+
+def one_cell_table(root: Path, run_dir: str, record: dict, student: str = "student_0") -> Path:
+    """A table sidecar whose one cell "DML|x" is `student` of the run at `run_dir` (relative to `root`):
+    what `rdml audit` reads."""
+    value = record["summary"][student]["final_acc"]
+    sidecar = {"table": "t", "study": "s", "metric": "final", "caption": "",
+               "cells": {"DML|x": {"mean": value, "std": 0.0, "n": 1, "diverged": 0,
+                                   "runs": [{"run": run_dir, "student": student, "value": value, "status": "ok"}]}}}
+    path = root / "t.cells.json"
+    path.write_text(json.dumps(sidecar))
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -46,9 +46,9 @@ def teachers(tmp_path, teacher_dir):
 
 
 BAD = [
-    (["method=distill"], "method='distill' is not allowed; allowed: dml, dml_e, independent, kd, teacher"),
+    (["method=distill"], "method='distill' is not allowed; allowed: dml, dml_e, independent, kd, kdcl, okdph, teacher"),
     (["arch=resnet9000"], "arch='resnet9000' is not allowed; allowed: charcnn, charcnn_logits, cnn, cnn_wide, darknet53"),
-    (["dataset=imagenet"], "dataset='imagenet' is not allowed; allowed: ag_news, cifar10, cifar100, digits, dtd, fashion_mnist"),
+    (["dataset=imagenet"], "dataset='imagenet' is not allowed; allowed: ag_news, cifar10, cifar100, cifar100_1, cifar100_10"),
     (["alpha=-0.5"], "alpha=-0.5 is not allowed; it must be a real number in [0, inf]"),
     (["alpha=nan"], "alpha=nan is not allowed; it must be a real number in [0, inf]"),
     (["alpha=abc"], "alpha='abc' is not a valid float"),

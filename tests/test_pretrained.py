@@ -19,6 +19,7 @@ from rdml.study.audit import audit_cell
 from rdml.study.jobs import prepare_weights
 from rdml.train.checkpoint import load_teacher
 from rdml.train.loop import train
+from conftest import one_cell_table
 
 PHOTOS = DataSpec("photos", 47, (3, 224, 224))
 
@@ -99,11 +100,7 @@ def test_records_name_the_weights_and_the_audit_fails_when_they_change(tmp_path,
                                  torch.device("cpu"))
     assert info["outputs"] == 1000 and teacher.head.out_features == 1000  # the published head, kept
 
-    value = record["summary"]["student_0"]["final_acc"]
-    sidecar = {"table": "t", "study": "p", "metric": "final", "caption": "",
-               "cells": {"DML|x": {"mean": value, "std": 0.0, "n": 1, "diverged": 0,
-                                   "runs": [{"run": run, "student": "student_0", "value": value, "status": "ok"}]}}}
-    Path("t.cells.json").write_text(json.dumps(sidecar))
+    one_cell_table(Path("."), run, record)
     lines = []
     assert audit_cell("t.cells.json", "DML|x", ".", out=lines.append) == []
     assert any(line.strip().startswith("weights test_vit") and line.endswith(" ok") for line in lines), lines

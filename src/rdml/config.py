@@ -91,6 +91,11 @@ HOW = (
         check=_unit("test_fraction", "a number in (0, 1)", open_low=True, open_high=True)),
     Key("augment", "none", "str", "training augmentation of the data set's kind ("
         + "; ".join(f"{kind.name}: {', '.join(kind.augmentations)}" for _, kind in KINDS.items()) + "; see rdml.data.augment)"),
+    Key("input_noise", 0.0, "float", "std of N(0, std²) noise added to every normalised input, training and test rows "
+        "alike, drawn anew each time (the OKDPH supplement's Noisy setting: its cifar_noisy.py, std 1); 0 = none",
+        check=_finite("input_noise", 0, "a finite number >= 0 (0 = none)")),
+    Key("student_augment", [], "list[str]", "one augmentation per student (then one per model of the method's own, "
+        "e.g. OKDPH's hybrid-weight model), each a view of the same rows; empty: every student gets `augment`"),
     Key("normalize", "dataset", "str", "per-channel normalisation: dataset (train statistics), imagenet, or none (photos: "
         "raw [0, 1] pixels)"),
     Key("pretrained", False, "bool", "students start from their architecture's published weights (fetched by "
@@ -247,6 +252,15 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     elif c.head != "dataset":
         raise ConfigError(f"head={c.head} keeps a published head, which needs pretrained=true")
     one_of("augment", c.augment, kind.augmentations)
+    if c.student_augment:
+        if not method.views:
+            raise ConfigError(f"student_augment is for a method that trains each student on its own view; {c.method} does not")
+        wanted = c.students + method.extra_views
+        if len(c.student_augment) != wanted:
+            raise ConfigError(f"student_augment={','.join(c.student_augment)} names {len(c.student_augment)} augmentations; "
+                              f"method {c.method} with {c.students} students takes {wanted}")
+        for kind_name in c.student_augment:
+            one_of("student_augment", kind_name, kind.augmentations)
     one_of("normalize", c.normalize, kind.normalizations)
     if not c.summary_last or any(k < 1 for k in c.summary_last):
         raise ConfigError(f"summary_last={show(c.summary_last)} must list window sizes >= 1")

@@ -8,7 +8,11 @@ The papers' per-sample PIL transforms, done for every image of a batch at once:
   as the released RDML code (pytorch-cifar100) does;
 - `resized_crop_flip`: RandomResizedCrop to the input's own size (scale (0.08, 1), ratio (3/4, 4/3),
   bilinear), then RandomHorizontalFlip: timm's training transform (Wightman et al. 2021), which the
-  Rényi-KD thesis trained with ("rescaling, cropping, and flipping images").
+  Rényi-KD thesis trained with ("rescaling, cropping, and flipping images");
+- `crop_flip_cutout`, `crop_randaugment`, `crop_autoaugment`: RandomCrop(size, padding=4) with zero padding,
+  then flip and Cutout(1 hole, 16 px), torchvision's RandAugment(), or its AutoAugment() (IMAGENET policy): the
+  OKDPH students' augmentations (tianlizhang/OKDPH src/data/data_loader.py L171–177, L237–253), each image with
+  its own draws (rdml.data.policies).
 For photos (rdml.data.photos: each cached warped to one S × S size, with the (H, W) of the reference
 photo the released transforms crop), the released RDML code's (parklize/rdml torchversion/dataloader.py)
 per-photo transforms, in the reference photo's geometry, resized to the models' input size:
@@ -193,6 +197,15 @@ def augment_batch(x: Tensor, kind: str, generator: torch.Generator, sizes: Tenso
         return _augment_photos(x, kind, generator, sizes, size)
     if kind == "resized_crop_flip":
         return random_flip(resized_crop(x, resized_crop_boxes(n, height, width, generator)), generator)
+    if kind in ("crop_flip_cutout", "crop_randaugment", "crop_autoaugment"):
+        from rdml.data import policies
+
+        x = random_crop(x, PADDING, "constant", generator)
+        if kind == "crop_flip_cutout":
+            return policies.cutout(random_flip(x, generator), generator)
+        if kind == "crop_randaugment":
+            return policies.rand_augment(x, generator)
+        return policies.auto_augment(x, generator)
     mode = "reflect" if kind == "crop_flip_reflect" else "constant"
     x = random_flip(random_crop(x, PADDING, mode, generator), generator)
     if kind == "crop_flip_rotate":

@@ -57,8 +57,8 @@ RESOURCES: Registry[Resource] = Registry("resource")
 RESOURCES.add("glove_840b", Resource("glove_840b", "text:fetch_glove", "glove"))  # GloVe 840B.300d (Pennington et al. 2014)
 
 KINDS: Registry[Kind] = Registry("data kind")
-KINDS.add("images", Kind("images", ("none", "crop_flip", "crop_flip_reflect", "crop_flip_rotate", "resized_crop_flip"),
-                         ("dataset", "imagenet")))
+KINDS.add("images", Kind("images", ("none", "crop_flip", "crop_flip_reflect", "crop_flip_rotate", "resized_crop_flip",
+                                    "crop_flip_cutout", "crop_randaugment", "crop_autoaugment"), ("dataset", "imagenet")))
 # Photos of many sizes for pretrained 224-px networks (rdml.data.photos): training rows are cached at one
 # size with each photo's own (H, W), and every augmentation crops them to the models' input size; test
 # rows hold the test transform's output already. "none": raw [0, 1] pixels, as the released RDML code feeds them.
@@ -98,3 +98,16 @@ for _name, _classes in (("ag_news", 4), ("yahoo_answers", 10), ("yelp_full", 5))
 def downloaded() -> list[str]:
     """Data sets that the pipeline downloads (and DVC tracks) before any job trains on them."""
     return [name for name, source in DATASETS.items() if source.downloaded]
+
+
+# OKDPH (Zhang et al., CVPR 2023), supplement Table 4: "10 %" and "1 %" of the CIFAR training rows, as the
+# index lists stored in tianlizhang/OKDPH experiment/sample/*.pkl name them (drawn per class with
+# replacement, so with duplicates), and the full test sets (rdml.data.subsets). The lists are one shared
+# download; each set reads its parent CIFAR set. Smoke runs use
+# the parent's generated stand-in.
+# The parent is prepared by its own step first (one download, DVC-tracked once, however many sets read it).
+RESOURCES.add("okdph_samples", Resource("okdph_samples", "subsets:fetch_samples", "okdph_samples"))
+for _parent, _classes in (("cifar10", 10), ("cifar100", 100)):
+    for _percent in (10, 1):
+        _images(f"{_parent}_{_percent}", "subsets", _classes, (3, 32, 32), downloaded=True, official_split=True,
+                smoke=f"tiny_{_parent}", needs=("okdph_samples", _parent))

@@ -22,7 +22,7 @@ from typing import Any
 from rdml.keys import Key
 from rdml.registry import Registry
 
-__all__ = ["Method", "METHODS", "update_together", "detached"]
+__all__ = ["Method", "METHODS", "update_together", "update_in_turn", "student_logits", "detached"]
 
 
 class Method(ABC):
@@ -33,6 +33,9 @@ class Method(ABC):
     min_students: int = 1
     uses_teacher: bool = False
     tag: str | None = None  # how a run of this method is named when it teaches (None: the method's name)
+    views: bool = False  # trains each student on its own view of a batch (`student_augment`): x is a list
+    extra_views: int = 0  # views beyond one per student, for models of its own (OKDPH's hybrid-weight model)
+    same_init: bool = False  # every student starts from the first one's initial weights (OKDPH)
 
     def __init__(self, cfg, teacher=None):
         self.cfg, self.teacher = cfg, teacher
@@ -53,7 +56,11 @@ class Method(ABC):
 
     @abstractmethod
     def train_step(self, x, y, cohort) -> list[dict]:
-        """Update the students on one batch; each student's named loss terms, detached."""
+        """Update the students on one batch; each student's named loss terms, detached. With
+        `student_augment`, x is a list of views of the batch: one per student, then `extra_views`."""
+
+    def end_epoch(self, epoch: int, cohort) -> None:
+        """After an epoch's evaluation and learning-rate step (OKDPH fuses the students at epoch ends)."""
 
     def state_dict(self) -> dict:
         """The method's own state between steps (not the students'), saved in every checkpoint."""
@@ -82,3 +89,26 @@ def update_together(cohort, terms: list[dict]) -> None:
 
 def detached(terms: list[dict]) -> list[dict]:
     return [{name: value.detach() for name, value in t.items()} for t in terms]
+
+
+def student_logits(x, cohort) -> list:
+    """Each student's logits: student k on view k when x is a list of views (`student_augment`), else all on x
+    (one fused pass where the cohort is fused). The official OKDPH, KDCL and DML codes give each student its
+    own independently augmented view of every image (tianlizhang/OKDPH src/data/cifar.py L122–126)."""
+    if isinstance(x, (list, tuple)):
+        if len(x) < len(cohort):
+            raise ValueError(f"{len(x)} views for {len(cohort)} students")
+        return [student(view) for student, view in zip(cohort, x)]
+    return cohort.predict(x)
+
+
+def update_in_turn(cohort, terms: list[dict], after=None) -> None:
+    """Student by student: zero its gradients, back-propagate its summed terms (the graph kept for the
+    next student), step; then `after(student)` (OKDPH's batch-level fusion). Every loss comes from the
+    logits all students gave before any step (src/03_KDCL.py L56–61, src/OKDPH.py L90–103)."""
+    for k, (student, term) in enumerate(zip(cohort, terms)):
+        student.optimizer.zero_grad(set_to_none=True)
+        sum(term.values()).backward(retain_graph=k < len(cohort) - 1)
+        student.step()
+        if after is not None:
+            after(student)

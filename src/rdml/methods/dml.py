@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 
 from rdml.keys import Key, in_range, one_of
-from rdml.methods.base import METHODS, Method, detached, update_together
+from rdml.methods.base import METHODS, Method, detached, student_logits, update_together
 
 __all__ = ["MutualLearning", "EnsembleMutualLearning", "frozen_batch_norm_statistics"]
 
@@ -36,6 +36,7 @@ class MutualLearning(Method):
     keys = KEYS
     min_students = 2
     ensemble = False
+    views = True  # with student_augment, each student on its own view (as the OKDPH authors' DML baseline)
 
     @classmethod
     def label(cls, alpha: float) -> str:
@@ -58,14 +59,15 @@ class MutualLearning(Method):
 
     def train_step(self, x, y, cohort) -> list[dict]:
         if self.cfg.update_order == "simultaneous":
-            terms = self.terms(cohort.predict(x), y)
+            terms = self.terms(student_logits(x, cohort), y)
             update_together(cohort, terms)
             return detached(terms)
         import torch
 
         # Algorithm 1. Each student predicts on its own (never fused), so each backward pass has a
         # graph of its own.
-        logits = [s(x) for s in cohort]
+        views = x if isinstance(x, (list, tuple)) else [x] * len(cohort)
+        logits = [s(v) for s, v in zip(cohort, views)]
         current = [l.detach() for l in logits]
         logged = []
         for k, student in enumerate(cohort):
@@ -74,7 +76,7 @@ class MutualLearning(Method):
             sum(term.values()).backward()
             student.step()
             with torch.no_grad(), frozen_batch_norm_statistics(student.model):
-                current[k] = student(x)
+                current[k] = student(views[k])
             logged += detached([term])
         return logged
 

@@ -66,3 +66,9 @@ ARCHITECTURES.add("test_vit", Architecture("test_vit", "timm_zoo:test_vit", ("im
 # losses take the softmax of again; the `_logits` variants leave that softmax out (rdml.models.text).
 for _name, _words in (("fasttext", True), ("fasttext_logits", True), ("charcnn", False), ("charcnn_logits", False)):
     ARCHITECTURES.add(_name, Architecture(_name, f"text:{_name}", ("text",), words=_words))
+
+# OKDPH (Zhang et al., CVPR 2023): the CIFAR backbones as tianlizhang/OKDPH src/models builds them
+# (rdml.models.zoo.okdph): ResNet-32 with 1×1-conv shortcuts, its own VGG-16 (512-512 head, no dropout),
+# DenseNet-40-12 BC (bottleneck, compression 0.5).
+for _name in ("okdph_resnet32", "okdph_vgg16", "okdph_densenet40_12"):
+    ARCHITECTURES.add(_name, Architecture(_name, f"zoo.okdph:{_name}"))

@@ -142,7 +142,7 @@ def _evaluated(model_file: Path, record: dict, data, out) -> list[str]:
 
     from rdml.models import build_model
     from rdml.train.cohort import Cohort, Student
-    from rdml.train.evaluate import evaluate
+    from rdml.train.evaluate import evaluate, evaluation_noise
 
     saved = torch.load(model_file, map_location="cpu", weights_only=True)
     models = []
@@ -150,7 +150,9 @@ def _evaluated(model_file: Path, record: dict, data, out) -> list[str]:
         model = build_model(arch, data.spec, outputs=saved.get("outputs"), embeddings=data.embeddings)
         model.load_state_dict(state)
         models.append(model)
-    scores = evaluate(Cohort([Student(m, None, None) for m in models]), data)
+    cfg = record["config"]  # a noisy run's last test pass is drawn again with its noise
+    noise = evaluation_noise(cfg.get("input_noise", 0.0), cfg["seed"], len(record["epochs"]))
+    scores = evaluate(Cohort([Student(m, None, None) for m in models]), data, noise=noise)
     tolerance = 1 / len(data.y_test) + 1e-12
     problems = []
     for name, recorded in record["epochs"][-1]["test"].items():

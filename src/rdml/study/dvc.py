@@ -34,11 +34,12 @@ def dvc_stages(params: dict, studies: list[str]) -> dict:
                 "deps": [*code_paths(DATA_CODE), *(paths.data_stamp(n) for n in needs)],
                 "outs": [*downloaded, paths.data_stamp(dataset)],
             }
-            for name in needs:
+            for name in needs:  # a shared resource, or a parent data set
+                folder = RESOURCES[name].folder if name in RESOURCES else name
                 stages[f"prepare-{name}"] = {
                     "cmd": f"rdml pipeline prepare {shlex.quote(name)}",
                     "deps": code_paths(DATA_CODE),
-                    "outs": [paths.data_folder(RESOURCES[name].folder), paths.data_stamp(name)],
+                    "outs": [paths.data_folder(folder), paths.data_stamp(name)],
                 }
         for job in plan_jobs(params, study):
             for arch in job.weights:

@@ -49,10 +49,10 @@ def with_smoke_studies(params: dict) -> dict:
             if "datasets" in where:
                 where["datasets"] = [_smoke_dataset(d) for d in where["datasets"]]
             if "archs" in where:
-                where["archs"] = _smoke_archs(where["archs"])
+                where["archs"] = _smoke_names(where["archs"])
         for section in smoke:
             if section in LAYOUTS or section == "teacher":
-                smoke[section] = _smoke_archs(smoke[section])
+                smoke[section] = _smoke_names(smoke[section])
         smoke["seeds"] = study["seeds"][:1]
         smoke["metric"] = "final"
         smoke["train"] = {**(study.get("train") or {}), "epochs": 1}
@@ -67,18 +67,21 @@ def _smoke_dataset(name: str) -> str:
     return DATASETS[name].smoke or name if name in DATASETS else name
 
 
-def _smoke_archs(value, within_list: bool = False):
-    """A layout section with every architecture that has a smoke stand-in replaced by it; a list of
-    architectures (or of pairs) keeps each stand-in once, a pair keeps both members."""
+def _smoke_names(value, within_list: bool = False):
+    """A layout section with every architecture or data set that has a smoke stand-in replaced by it (in
+    values and mapping keys alike); a list of them (or of pairs) keeps each stand-in once, a pair keeps
+    both members, and a list nothing was replaced in stays as it is."""
     if isinstance(value, dict):
-        return {k: _smoke_archs(v) for k, v in value.items()}
+        return {_smoke_names(k): _smoke_names(v) for k, v in value.items()}
     if isinstance(value, list):
-        mapped = [_smoke_archs(v, True) for v in value]
-        if within_list:
+        mapped = [_smoke_names(v, True) for v in value]
+        if within_list or mapped == value:
             return mapped
         return [v for i, v in enumerate(mapped) if v not in mapped[:i]]
     if isinstance(value, str) and value in ARCHITECTURES and ARCHITECTURES[value].smoke:
         return ARCHITECTURES[value].smoke
+    if isinstance(value, str) and value in DATASETS:
+        return _smoke_dataset(value)
     return value
 
 

@@ -33,10 +33,12 @@ class StudyPlan:
         self.where = study.get("train_where") or []  # keys of some data sets or architectures, over the shared ones
 
     def run(self, dataset: str, method: str, archs, seed: int, alpha: float | None = None, teacher: Run | None = None,
-            keys: dict[str, Any] | None = None, params: tuple[str, ...] = (), variant: str = "") -> Run:
-        own = {}
+            keys: dict[str, Any] | None = None, params: tuple[str, ...] = (), variant: str = "",
+            study_dataset: str | None = None) -> Run:
+        """One run; `study_dataset`: the study's data set a run on a derived one (a subset) stands for."""
+        own, named = {}, study_dataset or dataset
         for where in self.where:  # in order: a later one that applies wins
-            if dataset in where.get("datasets", [dataset]) and set(archs) <= set(where.get("archs", archs)):
+            if named in where.get("datasets", [named]) and set(archs) <= set(where.get("archs", archs)):
                 own.update(where["train"])
         options = json.dumps({**self.shared, **own, **(keys or {})}, sort_keys=True)
         own_params = (f"{self.base}.train_where",) if own else ()

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from rdml.data.base import Dataset
+from rdml.methods import METHODS
 from rdml.models import build_model
 from rdml.train.execution import Execution
 from rdml.train.optim import make_optimizer, make_scheduler
@@ -37,9 +38,11 @@ class Student:
 class Cohort(list):
     """The students, and when they are fused, one forward pass that predicts for all of them."""
 
-    def __init__(self, students, fused: Callable[[Tensor], list[Tensor]] | None = None):
+    def __init__(self, students, fused: Callable[[Tensor], list[Tensor]] | None = None,
+                 runner: Callable[[nn.Module], Callable[[Tensor], Tensor]] | None = None):
         super().__init__(students)
         self.fused = fused
+        self.runner = runner  # how any other model of the run runs here (a method's own, e.g. OKDPH's HWM)
 
     def predict(self, x: Tensor) -> list[Tensor]:
         return self.fused(x) if self.fused else [s(x) for s in self]
@@ -51,10 +54,14 @@ def build_cohort(cfg, data: Dataset, execution: Execution, steps_per_epoch: int,
     per architecture, the file to start from; a new head is still drawn from the init seed)."""
     torch.manual_seed(cfg.seed if cfg.init_seed is None else cfg.init_seed)
     students = []
+    same_init = METHODS[cfg.method].same_init
     for arch in cfg.arch:
         weights = (pretrained or {}).get(arch, {}).get("file")
         model = build_model(arch, data.spec, outputs=outputs, weights=weights, embeddings=data.embeddings).to(execution.device)
+        if same_init and students:  # as the first student, whose architecture the method's checks require of all
+            model.load_state_dict(students[0].model.state_dict())
         optimizer = make_optimizer(cfg, model.parameters())
         students.append(Student(model, optimizer, make_scheduler(cfg, optimizer, steps_per_epoch), cfg.grad_clip,
                                 run=execution.runner(model)))  # fused or not, sequential DML re-predicts one at a time
-    return Cohort(students, execution.fused_runner([s.model for s in students]) if execution.fuse_students else None)
+    return Cohort(students, execution.fused_runner([s.model for s in students]) if execution.fuse_students else None,
+                  execution.runner)

@@ -9,12 +9,26 @@ import torch
 
 from rdml.data.base import Dataset
 
-__all__ = ["evaluate", "find_divergence"]
+__all__ = ["evaluate", "find_divergence", "input_noise", "evaluation_noise"]
+
+
+def input_noise(std: float, generator: torch.Generator) -> Callable | None:
+    """x + N(0, std²) noise drawn from the CPU `generator` (reproducible on any device); None for std 0.
+    The OKDPH supplement's Noisy setting adds it to normalised training and test images alike, anew on
+    every access (tianlizhang/OKDPH src/data/cifar_noisy.py L16–28)."""
+    if not std:
+        return None
+    return lambda x: x + std * torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
+
+
+def evaluation_noise(std: float, seed: int, epoch: int) -> Callable | None:
+    """The test rows' noise of one epoch, from the run's seed and the epoch alone: the audit draws it again."""
+    return input_noise(std, torch.Generator().manual_seed(seed * 1_000_003 + epoch + 700_000_000))
 
 
 @torch.no_grad()
 def evaluate(cohort, data: Dataset, extra: dict[str, Callable] | None = None, batch_size: int = 1024,
-             split: str = "test") -> dict:
+             split: str = "test", noise: Callable | None = None) -> dict:
     """Loss, accuracy and mean prediction entropy on the test (or validation) split per student, for the
     cohort's mean prediction, and for any extra model a method names (evaluated in eval mode like the
     students)."""
@@ -26,6 +40,8 @@ def evaluate(cohort, data: Dataset, extra: dict[str, Callable] | None = None, ba
     extra_log_probs = {name: [] for name in extra or {}}
     for start in range(0, len(y_all), batch_size):
         x = data.inputs(x_all[start : start + batch_size])
+        if noise is not None:
+            x = noise(x)
         for k, logits in enumerate(cohort.predict(x)):
             log_probs[k].append(torch.log_softmax(logits.float(), dim=-1))
         for name, model in (extra or {}).items():

@@ -25,7 +25,7 @@ from rdml.io import sha256_file, utc_now
 from rdml.methods import METHODS
 from rdml.train.checkpoint import read_checkpoint, restore_checkpoint, save_checkpoint, save_model
 from rdml.train.cohort import Cohort, build_cohort
-from rdml.train.evaluate import evaluate, find_divergence
+from rdml.train.evaluate import evaluate, evaluation_noise, find_divergence, input_noise
 from rdml.train.integrity import FINISHED, read_record, record_problems, summarise, write_record
 from rdml.train.prepare import Prepared, prepare
 from rdml.train.record import code_provenance, environment
@@ -165,8 +165,13 @@ def train_epoch(method, cohort: Cohort, data: Dataset, cfg: TrainConfig, epoch: 
     batches = list(epoch_batches(len(data.y_train), cfg.batch_size, seed=cfg.seed, epoch=epoch))
     draws = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch + 500_000_000)  # augmentation only
     augment = None if cfg.augment == "none" else partial(augment_batch, kind=cfg.augment, generator=draws)
+    views = [None if kind == "none" else partial(augment_batch, kind=kind, generator=draws) for kind in cfg.student_augment]
+    noise = input_noise(cfg.input_noise, draws)
     for rows in tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not show):
-        terms = method.train_step(data.train_inputs(rows, augment), data.y_train[rows], cohort)
+        x = [data.train_inputs(rows, view) for view in views] if views else data.train_inputs(rows, augment)
+        if noise is not None:
+            x = [noise(v) for v in x] if views else noise(x)
+        terms = method.train_step(x, data.y_train[rows], cohort)
         for k, student_terms in enumerate(terms):
             for name, value in {**student_terms, "total": sum(student_terms.values())}.items():
                 key = f"student_{k}/{name}"
@@ -175,17 +180,19 @@ def train_epoch(method, cohort: Cohort, data: Dataset, cfg: TrainConfig, epoch: 
             for s in cohort:
                 s.scheduler.step()
     lr_last = [s.optimizer.param_groups[0]["lr"] for s in cohort]
-    if not per_batch_schedule:
-        for s in cohort:
-            s.scheduler.step()
-    return {
+    entry = {
         "epoch": epoch,
         "lr": lr_first,
         "lr_last_batch": lr_last,
         "train": {k: float(v) / len(batches) for k, v in sums.items()},
-        "test": evaluate(cohort, data, method.extra_models()),
+        "test": evaluate(cohort, data, method.extra_models(), noise=evaluation_noise(cfg.input_noise, cfg.seed, epoch)),
         **({"val": evaluate(cohort, data, method.extra_models(), split="val")} if data.x_val is not None else {}),
     }
+    if not per_batch_schedule:
+        for s in cohort:
+            s.scheduler.step()
+    method.end_epoch(epoch, cohort)
+    return entry
 
 
 def new_record(prep: Prepared, argv: list[str] | None) -> dict:

@@ -11,6 +11,7 @@ from rdml.config import ConfigError, TrainConfig, config_sha256, config_values, 
 from rdml.data.base import Dataset, load_dataset
 from rdml.io import sha256_file
 from rdml.methods import METHODS
+from rdml.models.catalog import ARCHITECTURES
 from rdml.models.pretrained import published_outputs, weights_file
 from rdml.train.checkpoint import load_teacher
 from rdml.train.execution import Execution, choose_execution
@@ -74,5 +75,5 @@ def published_weights(cfg: TrainConfig) -> dict[str, dict]:
         if not file.is_file():
             raise ConfigError(f"pretrained=true: the published weights of {arch} are not at {file}; fetch them first: "
                               f"rdml pipeline weights {arch} (or --file PATH for a local copy)")
-        found[arch] = {"weights": file.name.removesuffix(".safetensors"), "file": str(file), "sha256": sha256_file(file)}
+        found[arch] = {"weights": ARCHITECTURES[arch].weights, "file": str(file), "sha256": sha256_file(file)}
     return found

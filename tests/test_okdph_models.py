@@ -1,0 +1,446 @@
+"""OKDPH's CIFAR backbones (rdml.models.zoo.okdph) against a transcription of the official modules:
+tianlizhang/OKDPH src/models/resnet.py, vgg.py and densenet.py (commit f65b661, src unchanged through
+a562089). Same state_dict keys and shapes, parameter counts, initial weights from the same seed,
+layers in the same order, and the same outputs with the same weights."""
+
+from collections import OrderedDict
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rdml.data.catalog import DataSpec
+from rdml.keys import ConfigError
+from rdml.models import build_model
+from rdml.models.catalog import ARCHITECTURES
+from rdml.models.zoo.okdph import okdph_densenet40_12, okdph_resnet32, okdph_vgg16
+
+# ---- the official modules, transcribed ----------------------------------------------------------------
+# What the OKDPH runs use of each file: the branches they never take (Bottleneck, dilation, groups,
+# zero_init_residual, large inputs, checkpointing, KD outputs) are left out; the rest is line for line.
+
+
+def conv3x3(in_planes, out_planes, stride=1):  # resnet.py L18-21
+    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, groups=1, bias=False, dilation=1)
+
+
+def conv1x1(in_planes, out_planes, stride=1):  # resnet.py L23-25
+    return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
+
+
+class OfficialBasicBlock(nn.Module):  # resnet.py L27-64
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x):
+        identity = x
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+        out = self.conv2(out)
+        out = self.bn2(out)
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        out = self.relu(out)
+        return out
+
+
+class OfficialResNet(nn.Module):  # resnet.py L109-196; resnet32 = ResNet(BasicBlock, [5, 5, 5]) (L198-209)
+    def __init__(self, block, layers, num_classes=10):
+        super().__init__()
+        self.inplanes = 16
+        self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(self.inplanes)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = self._make_layer(block, 16, layers[0])
+        self.layer2 = self._make_layer(block, 32, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 64, layers[2], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(64 * block.expansion, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+    def _make_layer(self, block, planes, blocks, stride=1):
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
+                                       nn.BatchNorm2d(planes * block.expansion))
+        layers = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        for _ in range(1, blocks):
+            layers.append(block(self.inplanes, planes))
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        x = self.conv1(x)
+        x = self.bn1(x)
+        x = self.relu(x)
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        x = self.avgpool(x)
+        x_f = x.view(x.size(0), -1)
+        return self.fc(x_f)
+
+
+class OfficialVGG(nn.Module):  # vgg.py L19-92; vgg16 = VGG(depth=16) (L94-104)
+    def __init__(self, num_classes=10, depth=16, dropout=0.0):
+        super().__init__()
+        self.inplances = 64
+        self.conv1 = nn.Conv2d(3, self.inplances, kernel_size=3, padding=1)
+        self.bn1 = nn.BatchNorm2d(self.inplances)
+        self.conv2 = nn.Conv2d(self.inplances, self.inplances, kernel_size=3, padding=1)
+        self.bn2 = nn.BatchNorm2d(self.inplances)
+        self.relu = nn.ReLU(True)
+        self.layer1 = self._make_layers(128, 2)
+        self.maxpool = nn.MaxPool2d(kernel_size=2, stride=2)
+        num_layer = 3 if depth == 16 else 4
+        self.layer2 = self._make_layers(256, num_layer)
+        self.layer3 = self._make_layers(512, num_layer)
+        self.layer4 = self._make_layers(512, num_layer)
+        self.classifier = nn.Sequential(
+            nn.Linear(512, 512), nn.ReLU(True), nn.Dropout(p=dropout),
+            nn.Linear(512, 512), nn.ReLU(True), nn.Dropout(p=dropout),
+            nn.Linear(512, num_classes),
+        )
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+                if m.bias is not None:
+                    nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.constant_(m.bias, 0)
+
+    def _make_layers(self, input, num_layer):
+        layers = []
+        for i in range(num_layer):
+            conv2d = nn.Conv2d(self.inplances, input, kernel_size=3, padding=1)
+            layers += [conv2d, nn.BatchNorm2d(input), nn.ReLU(inplace=True)]
+            self.inplances = input
+        layers += [nn.MaxPool2d(kernel_size=2, stride=2)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        x = self.conv1(x)
+        x = self.bn1(x)
+        x = self.relu(x)
+        x = self.conv2(x)
+        x = self.bn2(x)
+        x = self.relu(x)
+        x = self.maxpool(x)
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        x = self.layer4(x)
+        x_f = x.view(x.size(0), -1)
+        return self.classifier(x_f)
+
+
+def _bn_function_factory(norm, relu, conv):  # densenet.py L20-26
+    def bn_function(*inputs):
+        concated_features = torch.cat(inputs, 1)
+        return conv(relu(norm(concated_features)))
+    return bn_function
+
+
+class _OfficialDenseLayer(nn.Module):  # densenet.py L29-52 (efficient=False)
+    def __init__(self, num_input_features, growth_rate, bn_size, drop_rate):
+        super().__init__()
+        self.add_module('norm1', nn.BatchNorm2d(num_input_features))
+        self.add_module('relu1', nn.ReLU(inplace=True))
+        self.add_module('conv1', nn.Conv2d(num_input_features, bn_size * growth_rate, kernel_size=1, stride=1, bias=False))
+        self.add_module('norm2', nn.BatchNorm2d(bn_size * growth_rate))
+        self.add_module('relu2', nn.ReLU(inplace=True))
+        self.add_module('conv2', nn.Conv2d(bn_size * growth_rate, growth_rate,
+                        kernel_size=3, stride=1, padding=1, bias=False))
+        self.drop_rate = drop_rate
+
+    def forward(self, *prev_features):
+        bottleneck_output = _bn_function_factory(self.norm1, self.relu1, self.conv1)(*prev_features)
+        new_features = self.conv2(self.relu2(self.norm2(bottleneck_output)))
+        if self.drop_rate > 0:
+            new_features = F.dropout(new_features, p=self.drop_rate, training=self.training)
+        return new_features
+
+
+class _OfficialTransition(nn.Sequential):  # densenet.py L55-62
+    def __init__(self, num_input_features, num_output_features):
+        super().__init__()
+        self.add_module('norm', nn.BatchNorm2d(num_input_features))
+        self.add_module('relu', nn.ReLU(inplace=True))
+        self.add_module('conv', nn.Conv2d(num_input_features, num_output_features, kernel_size=1, stride=1, bias=False))
+        self.add_module('pool', nn.AvgPool2d(kernel_size=2, stride=2))
+
+
+class _OfficialDenseBlock(nn.Module):  # densenet.py L65-83
+    def __init__(self, num_layers, num_input_features, bn_size, growth_rate, drop_rate):
+        super().__init__()
+        for i in range(num_layers):
+            layer = _OfficialDenseLayer(num_input_features + i * growth_rate, growth_rate=growth_rate,
+                                        bn_size=bn_size, drop_rate=drop_rate)
+            self.add_module('denselayer%d' % (i + 1), layer)
+
+    def forward(self, init_features):
+        features = [init_features]
+        for name, layer in self.named_children():
+            features.append(layer(*features))
+        return torch.cat(features, 1)
+
+
+class OfficialDenseNet(nn.Module):  # densenet.py L86-168 (small_inputs=True); densenetd40k12 L170-181
+    def __init__(self, growth_rate=12, block_config=[16, 16, 16], compression=0.5, num_init_features=24, bn_size=4,
+                 drop_rate=0, num_classes=10):
+        super().__init__()
+        self.avgpool_size = 8
+        self.features = nn.Sequential(OrderedDict([
+            ('conv0', nn.Conv2d(3, num_init_features, kernel_size=3, stride=1, padding=1, bias=False)),
+        ]))
+        num_features = num_init_features
+        for i, num_layers in enumerate(block_config):
+            block = _OfficialDenseBlock(num_layers=num_layers, num_input_features=num_features, bn_size=bn_size,
+                                        growth_rate=growth_rate, drop_rate=drop_rate)
+            self.features.add_module('denseblock%d' % (i + 1), block)
+            num_features = num_features + num_layers * growth_rate
+            if i != len(block_config) - 1:
+                trans = _OfficialTransition(num_input_features=num_features,
+                                            num_output_features=int(num_features * compression))
+                self.features.add_module('transition%d' % (i + 1), trans)
+                num_features = int(num_features * compression)
+        self.features.add_module('norm_final', nn.BatchNorm2d(num_features))
+        self.classifier = nn.Linear(num_features, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.Linear):
+                nn.init.constant_(m.bias, 0)
+
+    def forward(self, x):
+        features = self.features(x)
+        x = F.relu(features, inplace=True)
+        x_f = F.avg_pool2d(x, kernel_size=self.avgpool_size).view(features.size(0), -1)
+        return self.classifier(x_f)
+
+
+OFFICIAL = {  # models/__init__.py model_dict: 'resnet32', 'vgg16', 'densenet-40-12'
+    "okdph_resnet32": (okdph_resnet32, lambda classes: OfficialResNet(OfficialBasicBlock, [5, 5, 5], num_classes=classes)),
+    "okdph_vgg16": (okdph_vgg16, lambda classes: OfficialVGG(num_classes=classes, depth=16)),
+    "okdph_densenet40_12": (okdph_densenet40_12,
+                            lambda classes: OfficialDenseNet(growth_rate=12, block_config=[6, 6, 6], num_classes=classes)),
+}
+NAMES = list(OFFICIAL)
+
+
+# ---- parameter counts ---------------------------------------------------------------------------------
+
+def _count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def _conv(cin, cout, k, bias=False):
+    return k * k * cin * cout + (cout if bias else 0)
+
+
+def _hand_count(name, classes):
+    """Layer by layer: conv k×k cin→cout k²·cin·cout (+cout bias), BatchNorm 2·c, linear cin·cout + cout."""
+    if name == "okdph_resnet32":
+        total, cin = _conv(3, 16, 3) + 32, 16
+        for cout in (16, 32, 64):
+            for i in range(5):
+                total += _conv(cin, cout, 3) + _conv(cout, cout, 3) + 4 * cout
+                if cin != cout:  # the first block of stages 2 and 3: 1×1 conv + BN shortcut
+                    total += _conv(cin, cout, 1) + 2 * cout
+                cin = cout
+        return total + 64 * classes + classes
+    if name == "okdph_vgg16":
+        widths, total, cin = (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512), 0, 3
+        for cout in widths:
+            total += _conv(cin, cout, 3, bias=True) + 2 * cout
+            cin = cout
+        return total + 2 * (512 * 512 + 512) + 512 * classes + classes
+    total, channels = _conv(3, 24, 3), 24
+    for block in range(3):
+        for _ in range(6):
+            total += 2 * channels + _conv(channels, 48, 1) + 2 * 48 + _conv(48, 12, 3)
+            channels += 12
+        if block < 2:
+            total += 2 * channels + _conv(channels, channels // 2, 1)
+            channels //= 2
+    return total + 2 * channels + channels * classes + classes
+
+
+COUNTS = {  # exact, at 10 and 100 classes
+    "okdph_resnet32": (466_906, 472_756),
+    "okdph_vgg16": (15_253_578, 15_299_748),
+    "okdph_densenet40_12": (176_122, 188_092),
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parameter_counts(name):
+    ours, theirs = OFFICIAL[name]
+    for classes, expected in zip((10, 100), COUNTS[name]):
+        assert _count(ours((3, 32, 32), classes)) == _count(theirs(classes)) == _hand_count(name, classes) == expected
+
+
+@pytest.mark.parametrize("name,millions,digits", [("okdph_resnet32", (0.467, 0.473), 3), ("okdph_vgg16", (15.25, 15.30), 2),
+                                                 ("okdph_densenet40_12", (0.176, 0.188), 3)])
+def test_counts_in_millions(name, millions, digits):
+    for classes, m in zip((10, 100), millions):
+        assert round(_count(build_model(name, DataSpec("images", classes, (3, 32, 32)))) / 1e6, digits) == m
+
+
+def test_registered_as_image_architectures():
+    for name in NAMES:
+        arch = ARCHITECTURES[name]
+        assert arch.builder == f"zoo.okdph:{name}" and arch.kinds == ("images",) and arch.weights is None
+
+
+# ---- structure, initialisation and computation --------------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("classes", [10, 100])
+def test_state_dict_keys_and_shapes_are_the_official_ones(name, classes):
+    ours, theirs = OFFICIAL[name]
+    mine, official = ours((3, 32, 32), classes).state_dict(), theirs(classes).state_dict()
+    assert [(k, t.shape) for k, t in mine.items()] == [(k, t.shape) for k, t in official.items()]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_initial_weights_are_the_official_ones_from_the_same_seed(name):
+    """Same modules created in the same order, same init calls: every tensor equal, bit for bit."""
+    ours, theirs = OFFICIAL[name]
+    torch.manual_seed(3)
+    mine = ours((3, 32, 32), 100).state_dict()
+    torch.manual_seed(3)
+    official = theirs(100).state_dict()
+    assert all(torch.equal(mine[k], official[k]) for k in official)
+    torch.manual_seed(4)
+    assert not torch.equal(ours((3, 32, 32), 100).state_dict()[next(iter(official))], next(iter(official.values())))
+
+
+def test_initialisation_follows_the_official_rules():
+    """ResNet: conv Kaiming-normal fan_out; VGG: conv bias 0, linear N(0, 0.01) and bias 0; DenseNet:
+    conv Kaiming-normal fan_in, linear bias 0 (weight PyTorch's default); BN 1 and 0 everywhere."""
+    torch.manual_seed(0)
+    resnet, vgg, dense = (build((3, 32, 32), 100) for build in (okdph_resnet32, okdph_vgg16, okdph_densenet40_12))
+    for model in (resnet, vgg, dense):
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                assert (m.weight == 1).all() and (m.bias == 0).all()
+    w = resnet.layer3[1].conv1.weight  # 64→64 3×3, fan_out 576: std sqrt(2/576)
+    assert w.std().item() == pytest.approx((2 / 576) ** 0.5, rel=0.05)
+    assert resnet.fc.weight.abs().max().item() <= 1 / 64 ** 0.5  # PyTorch default: U(±1/sqrt(fan_in))
+    linears = [m for m in vgg.modules() if isinstance(m, nn.Linear)]
+    assert all((m.bias == 0).all() for m in linears)
+    assert linears[0].weight.std().item() == pytest.approx(0.01, rel=0.05)
+    assert all((m.bias == 0).all() for m in vgg.modules() if isinstance(m, nn.Conv2d))
+    conv = dense.features.denseblock3.denselayer6.conv1  # 120→48 1×1 (60 + 5·12 in), fan_in 120: std sqrt(2/120)
+    assert conv.weight.std().item() == pytest.approx((2 / 120) ** 0.5, rel=0.1)
+    assert (dense.classifier.bias == 0).all() and dense.classifier.weight.abs().max().item() <= 1 / 132 ** 0.5
+
+
+def _trace(model, x):
+    """Every leaf module in call order: its repr and output shape."""
+    calls, hooks = [], []
+    for m in model.modules():
+        if not list(m.children()):
+            hooks.append(m.register_forward_hook(lambda m, i, o: calls.append((repr(m), tuple(o.shape)))))
+    model.eval()
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return calls
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_layers_run_in_the_official_order(name):
+    """Layer by layer: kind, kernel, stride, padding, bias, dropout p, and output shape."""
+    ours, theirs = OFFICIAL[name]
+    x = torch.randn(2, 3, 32, 32)
+    assert _trace(ours((3, 32, 32), 10), x) == _trace(theirs(10), x)
+
+
+def test_the_shapes_the_paper_names():
+    """DenseNet-40-12 ends in 132 channels at 8×8; VGG's head flattens a 512×1×1 map; ResNet-32 ends at 64×8×8."""
+    x = torch.randn(1, 3, 32, 32)
+    dense = dict(_trace_named(okdph_densenet40_12((3, 32, 32), 10), x))
+    assert dense["features.norm_final"] == (1, 132, 8, 8) and dense["features.transition1.conv"][1] == 48
+    assert dict(_trace_named(okdph_vgg16((3, 32, 32), 10), x))["layer4.9"] == (1, 512, 1, 1)
+    assert dict(_trace_named(okdph_resnet32((3, 32, 32), 10), x))["layer3.4.bn2"] == (1, 64, 8, 8)
+
+
+def _trace_named(model, x):
+    calls = []
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: calls.append((n, tuple(o.shape))))
+             for n, m in model.named_modules() if n and not list(m.children())]
+    with torch.no_grad():
+        model.eval()(x)
+    for h in hooks:
+        h.remove()
+    return calls
+
+
+def _randomise(model, seed=1):
+    """Non-trivial BatchNorm statistics and affine parameters, so eval-mode outputs test them too."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_outputs_equal_the_official_ones_with_the_same_weights(name):
+    ours, theirs = OFFICIAL[name]
+    official = theirs(100)
+    _randomise(official)
+    mine = ours((3, 32, 32), 100)
+    mine.load_state_dict(official.state_dict())  # strict: the official keys
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(mine.eval()(x), official.eval()(x), atol=1e-5)
+        assert torch.allclose(mine.train()(x), official.train()(x), atol=1e-5)  # batch statistics; no dropout
+    assert all(torch.allclose(mine.state_dict()[k], v) for k, v in official.state_dict().items())  # running stats alike
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_forward_backward_through_build_model(name):
+    model = build_model(name, DataSpec("images", 10, (3, 32, 32)))
+    out = model(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 10)
+    out.square().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_other_inputs():
+    """ResNet-32 pools adaptively (grey 28×28 works); VGG and DenseNet heads fit 32×32 maps alone."""
+    assert build_model("okdph_resnet32", DataSpec("images", 10, (1, 28, 28)))(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    for name in ("okdph_vgg16", "okdph_densenet40_12"):
+        with pytest.raises(ConfigError, match=f"arch={name} takes 32×32 inputs"):
+            build_model(name, DataSpec("images", 10, (1, 28, 28)))
+        assert build_model(name, DataSpec("images", 10, (1, 32, 32)))(torch.randn(2, 1, 32, 32)).shape == (2, 10)
