@@ -81,13 +81,15 @@ def okdph_table(plan, spec: dict) -> TableSpec:
 @layout("okdph_data_table", ("arch", "settings", "methods", "baseline", "views", "hybrid"))
 def okdph_data_table(plan, spec: dict) -> TableSpec:
     """Supplement Table 4: DenseNet-40-12 with noisy inputs and with 10 % and 1 % of the training images.
-    `settings` maps a row name to its data set per study data set (`datasets`) and its training keys."""
+    `settings`, in the table's row order: each a `name`, the data set it trains on per study data set
+    (`datasets`) and its training keys (`train`)."""
     methods = spec.get("methods", METHOD_NAMES)
     arch = spec["arch"]
     columns = [METHODS[m].label(1.0) for m in methods]
     rows, entries, claims = [], [], []
     for d in plan.datasets:
-        for setting, how in spec["settings"].items():
+        for how in spec["settings"]:
+            setting = how["name"]
             row = f"{d}: {setting}"
             rows.append(row)
             run_dataset = (how.get("datasets") or {}).get(d, d)
