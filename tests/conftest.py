@@ -1,7 +1,17 @@
+import functools
+import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import torch
 
 from rdml.config import load_config
 from rdml.train.loop import train
@@ -14,6 +24,26 @@ def run(out, *overrides, **kwargs):
     """Train in this process on the synthetic data, 3 epochs unless an override says otherwise."""
     keys = dict(item.split("=", 1) for item in ["dataset=synthetic", "epochs=3", f"out={out}", *overrides])
     return train(load_config(None, [f"{k}={v}" for k, v in keys.items()]), argv=["test"], progress=False, **kwargs)
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http(tmp_path):
+    """An HTTP server on localhost serving tmp_path/server, so downloads take the real network path."""
+    root = tmp_path / "server"
+    root.mkdir()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 def one_cell_table(root: Path, run_dir: str, record: dict, student: str = "student_0") -> Path:
@@ -53,3 +83,42 @@ def repository_state_untouched():
     after = repository_state()
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     assert not changed, f"the tests changed the repository's own files: {changed[:10]}"
+
+
+def cli(*args, cwd):
+    """`rdml train` in its own process. One thread each: two torch processes spinning two threads each on
+    two cores run ~10x slower."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "rdml.cli", "train", *args, "--progress", "off"], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def sigkill_and_resume(args: list[str], epochs: int, cwd: Path) -> dict:
+    """Train `args` uninterrupted (out=ref) and, beside it, SIGKILLed after at least two epochs then resumed
+    by the same command (out=run); asserts both end with the same epochs and weights; the resumed record."""
+    reference = cli(*args, "out=ref", cwd=cwd)
+    killed = cli(*args, "out=run", cwd=cwd)
+    record_path = cwd / "run" / "record.json"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            if len(json.loads(record_path.read_text())["epochs"]) >= 2:
+                break
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        time.sleep(0.02)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    interrupted = json.loads(record_path.read_text())
+    assert interrupted["status"] == "running" and 2 <= len(interrupted["epochs"]) < epochs, "the kill came too late"
+    resumed = cli(*args, "out=run", cwd=cwd)
+    assert resumed.wait() == 0, resumed.stderr.read().decode()
+    assert reference.wait() == 0, reference.stderr.read().decode()
+    done = json.loads(record_path.read_text())
+    expected = json.loads((cwd / "ref" / "record.json").read_text())
+    assert done["status"] == "ok" and len(done["resumed_at"]) == 1
+    assert done["epochs"] == expected["epochs"]
+    got = torch.load(cwd / "run" / "model.pt", weights_only=True)["states"]
+    want = torch.load(cwd / "ref" / "model.pt", weights_only=True)["states"]
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(got, want) for k in a)
+    return done

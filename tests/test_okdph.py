@@ -3,19 +3,13 @@ the losses, the hybrid-weight model, the fusion and its timing, whole training s
 run resumed to the same numbers."""
 
 import copy
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import run
+from conftest import run, sigkill_and_resume
 from rdml.config import load_config, resolve
 from rdml.data.base import load_dataset
 from rdml.keys import ConfigError
@@ -494,38 +488,8 @@ def test_batch_level_hybrid_state_resumes_bit_identically(tmp_path):
     assert all(torch.equal(a[k], b[k]) for a, b in zip(got, want) for k in a)
 
 
-def cli(*args, cwd):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # two torch processes side by side, one thread each
-    return subprocess.Popen([sys.executable, "-m", "rdml.cli", "train", *args, "--progress", "off"], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-
-
 def test_sigkill_then_same_command_resumes_okdph_to_identical_metrics(tmp_path):
     """Epoch-level fusion every 2 epochs with γ = 0.5 and the HWM evaluated each epoch: killed with SIGKILL
     after at least two epochs, the same command resumes to the uninterrupted run's every number and weight."""
-    args = ["dataset=synthetic", *OKDPH_RUN, "fusion_every=2e", "epochs=8"]
-    reference = cli(*args, "out=ref", cwd=tmp_path)
-    killed = cli(*args, "out=run", cwd=tmp_path)
-    record_path = tmp_path / "run" / "record.json"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            if len(json.loads(record_path.read_text())["epochs"]) >= 2:
-                break
-        except (FileNotFoundError, json.JSONDecodeError):
-            pass
-        time.sleep(0.02)
-    os.kill(killed.pid, signal.SIGKILL)
-    killed.wait()
-    interrupted = json.loads(record_path.read_text())
-    assert interrupted["status"] == "running" and 2 <= len(interrupted["epochs"]) < 8, "the kill came too late"
-    resumed = cli(*args, "out=run", cwd=tmp_path)
-    assert resumed.wait() == 0, resumed.stderr.read().decode()
-    assert reference.wait() == 0, reference.stderr.read().decode()
-    done = json.loads(record_path.read_text())
-    expected = json.loads((tmp_path / "ref" / "record.json").read_text())
-    assert done["status"] == "ok" and len(done["resumed_at"]) == 1
-    assert done["epochs"] == expected["epochs"] and "hwm" in done["epochs"][-1]["test"]
-    got = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["states"]
-    want = torch.load(tmp_path / "ref" / "model.pt", weights_only=True)["states"]
-    assert all(torch.equal(a[k], b[k]) for a, b in zip(got, want) for k in a)
+    done = sigkill_and_resume(["dataset=synthetic", *OKDPH_RUN, "fusion_every=2e", "epochs=8"], 8, tmp_path)
+    assert "hwm" in done["epochs"][-1]["test"]

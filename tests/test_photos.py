@@ -1,12 +1,8 @@
 """DTD and Flowers102 through the real download, checksum, extract and decode code, on tiny generated
 archives in the real layouts, against torchvision's own dataset classes; and the tiny photo sets."""
 
-import functools
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-import hashlib
 import io
 import tarfile
-import threading
 
 import numpy as np
 import pytest
@@ -15,6 +11,7 @@ from PIL import Image
 from scipy.io import savemat
 from torchvision import datasets as tv, transforms
 
+from conftest import md5
 from rdml.data import generated, photos
 from rdml.data.base import load_dataset
 from rdml.data.vision import DataError, Source
@@ -22,26 +19,6 @@ from rdml.data.vision import DataError, Source
 S = photos.CACHE_SIDE
 DTD_CLASSES = ("zigzagged", "banded", "Blotchy", "cracked")  # listed unsorted, one capitalised: torchvision sorts them
 TEST_TRANSFORM = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.PILToTensor()])
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def http(tmp_path):
-    """An HTTP server on localhost serving tmp_path/server, so downloads take the real network path."""
-    root = tmp_path / "server"
-    root.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-
-
-def md5(path):
-    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 def jpeg(rng, height, width, mode="RGB"):

@@ -14,7 +14,8 @@ from rdml.data import subsets, vision
 from rdml.data.base import load_dataset
 from rdml.data.catalog import DATASETS, RESOURCES
 from rdml.data.vision import DataError, Source
-from test_vision import cifar_archive, http, md5  # noqa: F401  (http: the local server fixture)
+from conftest import md5
+from test_vision import cifar_archive
 
 # The first 102 bytes after the frame header of experiment/sample/cifar10_1.pkl at 1f3ff7e (tianlizhang/OKDPH):
 # a list, numpy.core.multiarray.scalar, numpy.dtype('i8') and its state, then the first index, 8335.
@@ -51,7 +52,7 @@ def test_the_helper_writes_the_official_format():
 
 
 @pytest.fixture
-def served(tmp_path, monkeypatch, http):  # noqa: F811
+def served(tmp_path, monkeypatch, http):
     """Tiny CIFAR-10 and CIFAR-100 archives and the four lists on the local server, the sources pointed there."""
     rng = np.random.default_rng(0)
     arrays = {}

@@ -3,13 +3,10 @@ on tiny files in the real formats (quoted CSV with commas, doubled quotes and es
 laid out as the real ones; GloVe's text format in its zip); words, characters and GloVe rows against
 hand-worked examples and a per-token reference written after torchtext 0.3.1; and the tiny corpora."""
 
-import functools
 from collections import Counter
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import hashlib
 import io
 import tarfile
-import threading
 import zipfile
 
 import numpy as np
@@ -17,30 +14,11 @@ import pytest
 import torch
 import torchvision.datasets.utils
 
+from conftest import md5
 from rdml.data import generated, text
 from rdml.data.base import load_dataset
 from rdml.data.sequences import Ragged
 from rdml.data.vision import DataError, Source
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def http(tmp_path):
-    """An HTTP server on localhost serving tmp_path/server, so downloads take the real network path."""
-    root = tmp_path / "server"
-    root.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-
-
-def md5(path):
-    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 def zhang_csv(rows):

@@ -5,17 +5,15 @@ import json
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import run
+from conftest import run, sigkill_and_resume
 from rdml.config import load_config, resolve
 from rdml.data.base import load_dataset
 from rdml.io import sha256_file
@@ -208,41 +206,9 @@ def test_crash_to_chance_is_detected():
     assert find_divergence([epoch(1, 0.11), epoch(2, 0.13)], chance=0.1, margin=0.05) is None
 
 
-def cli(*args, cwd):
-    # One thread each: two torch processes spinning two threads each on two cores run ~10x slower.
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "rdml.cli", "train", *args, "--progress", "off"], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-
-
 def test_sigkill_then_same_command_resumes_to_identical_metrics(tmp_path):
-    args = ["dataset=synthetic", "arch=cnn", "batch_size=8", "epochs=10", "method=dml", "update_order=sequential"]
-    reference = cli(*args, "out=ref", cwd=tmp_path)
-    killed = cli(*args, "out=run", cwd=tmp_path)
-    record_path = tmp_path / "run" / "record.json"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if len(json.loads(record_path.read_text())["epochs"]) >= 2:
-                break
-        except (FileNotFoundError, json.JSONDecodeError):
-            pass
-        time.sleep(0.02)
-    os.kill(killed.pid, signal.SIGKILL)
-    killed.wait()
-    interrupted = json.loads(record_path.read_text())
-    assert interrupted["status"] == "running" and 2 <= len(interrupted["epochs"]) < 10, "the kill came too late"
-    resumed = cli(*args, "out=run", cwd=tmp_path)
-    assert resumed.wait() == 0, resumed.stderr.read().decode()
-    assert reference.wait() == 0, reference.stderr.read().decode()
-    done = json.loads(record_path.read_text())
-    expected = json.loads((tmp_path / "ref" / "record.json").read_text())
-    assert done["status"] == "ok" and len(done["resumed_at"]) == 1
-    assert done["epochs"] == expected["epochs"]
-    got = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["states"]
-    want = torch.load(tmp_path / "ref" / "model.pt", weights_only=True)["states"]
-    for a, b in zip(got, want):
-        assert all(torch.equal(a[k], b[k]) for k in a)
+    sigkill_and_resume(["dataset=synthetic", "arch=cnn", "batch_size=8", "epochs=10", "method=dml",
+                        "update_order=sequential"], 10, tmp_path)
 
 
 class AveragedStudent:

@@ -1,14 +1,10 @@
 """Vision data sets through the real download, checksum, extract and read code, on tiny generated
 files in the real on-disk formats; and the batched augmentations against torchvision's per-image ones."""
 
-import functools
 import gzip
-import hashlib
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import io
 import pickle
 import tarfile
-import threading
 
 import numpy as np
 import pytest
@@ -16,32 +12,13 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
 
+from conftest import md5
 from rdml.config import load_config
 from rdml.data import vision
 from rdml.data.augment import augment_batch, random_crop, random_flip, random_rotate
 from rdml.data.base import load_dataset
 from rdml.data.vision import DataError, Source, fetch
 from rdml.train.loop import train
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def http(tmp_path):
-    """An HTTP server on localhost serving tmp_path/server, so downloads take the real network path."""
-    root = tmp_path / "server"
-    root.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-
-
-def md5(path):
-    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 def cifar_archive(tmp_path, name, rng):
