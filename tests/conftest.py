@@ -122,3 +122,21 @@ def sigkill_and_resume(args: list[str], epochs: int, cwd: Path) -> dict:
     want = torch.load(cwd / "ref" / "model.pt", weights_only=True)["states"]
     assert all(torch.equal(a[k], b[k]) for a, b in zip(got, want) for k in a)
     return done
+
+
+def killed_after_checkpoint(epoch: int, train) -> None:
+    """Call `train()`, killed right after the given epoch's checkpoint (KeyboardInterrupt stands in)."""
+    from rdml.train import loop
+
+    real, saved = loop.save_checkpoint, []
+
+    def save_then_die(*args):
+        real(*args)
+        saved.append(epoch)
+        if len(saved) == epoch:
+            raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loop, "save_checkpoint", save_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            train()

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import run, sigkill_and_resume
+from conftest import killed_after_checkpoint, run, sigkill_and_resume
 from rdml.config import load_config, resolve
 from rdml.data.base import load_dataset
 from rdml.keys import ConfigError
@@ -452,24 +452,6 @@ def test_kdcl_run_records_its_terms(tmp_path):
     record = run(tmp_path / "r", "method=kdcl", "arch=mlp,cnn", "student_augment=crop_flip,crop_flip")
     assert record["status"] == "ok" and record["label"] == "KDCL" and "hwm" not in record["epochs"][0]["test"]
     assert set(record["epochs"][0]["train"]) == {f"student_{k}/{t}" for k in (0, 1) for t in ("ce", "kd", "total")}
-
-
-def killed_after_checkpoint(epoch, train):
-    """Run `train()`, killed (a KeyboardInterrupt standing in) right after the given epoch's checkpoint."""
-    from rdml.train import loop
-
-    real, saved = loop.save_checkpoint, []
-
-    def save_then_die(*args):
-        real(*args)
-        saved.append(epoch)
-        if len(saved) == epoch:
-            raise KeyboardInterrupt
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(loop, "save_checkpoint", save_then_die)
-        with pytest.raises(KeyboardInterrupt):
-            train()
 
 
 def test_batch_level_hybrid_state_resumes_bit_identically(tmp_path):

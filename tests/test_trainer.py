@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import run, sigkill_and_resume
+from conftest import killed_after_checkpoint, run, sigkill_and_resume
 from rdml.config import load_config, resolve
 from rdml.data.base import load_dataset
 from rdml.io import sha256_file
@@ -251,24 +251,6 @@ class AveragedStudent:
                 return {"average": self.average}
 
         return Averaged
-
-
-def killed_after_checkpoint(epoch: int, train) -> None:
-    """Call `train()`, killed right after the given epoch's checkpoint (KeyboardInterrupt stands in)."""
-    from rdml.train import loop
-
-    real, saved = loop.save_checkpoint, []
-
-    def save_then_die(*args):
-        real(*args)
-        saved.append(epoch)
-        if len(saved) == epoch:
-            raise KeyboardInterrupt
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(loop, "save_checkpoint", save_then_die)
-        with pytest.raises(KeyboardInterrupt):
-            train()
 
 
 def test_a_method_state_is_checkpointed_and_resumes_bit_identically(tmp_path, monkeypatch):
