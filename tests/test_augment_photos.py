@@ -10,10 +10,11 @@ import pytest
 import torch
 import torchvision.transforms.v2 as v2
 import torchvision.transforms.v2.functional as TF
-from torchvision.transforms import InterpolationMode, RandomResizedCrop
+from torchvision.transforms import InterpolationMode
 
-from rdml.data.augment import (PHOTO_DEGREES, RATIO, SCALE, antialiased_resized_crop, augment_batch, random_flip,
-                               resized_crop, resized_crop_boxes, rotate)
+from test_augment_resized_crop import torchvision_boxes, torchvision_resized_crop
+from rdml.data.augment import (PHOTO_DEGREES, antialiased_resized_crop, augment_batch, random_flip, resized_crop,
+                               resized_crop_boxes, rotate)
 
 # Max abs difference measured against torchvision on the same parameters (images of ≤ 80 px): float64
 # ≤ 9e-15; float32 ≤ 5e-6. torchvision's float32 kernel rounds each output pixel's source centre to
@@ -28,22 +29,9 @@ def reference_sizes(n, height, width):
     return torch.tensor([[height, width]]).expand(n, 2)
 
 
-def torchvision_resized_crop(x, boxes, size):
-    return torch.stack([TF.resized_crop(image, *map(int, box), size=list(size), interpolation=InterpolationMode.BILINEAR,
-                                        antialias=True) for image, box in zip(x, boxes)])
-
-
 def torchvision_rotate(x, angles):
     return torch.stack([TF.rotate(image, float(angle), interpolation=InterpolationMode.NEAREST, fill=0)
                         for image, angle in zip(x, angles)])
-
-
-def torchvision_boxes(n, height, width, seed, scale=SCALE, ratio=RATIO):
-    image = torch.empty(3, height, width)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        boxes = [RandomResizedCrop.get_params(image, list(scale), list(ratio)) for _ in range(n)]
-    return torch.tensor(boxes)
 
 
 def fallback_box(height, width):

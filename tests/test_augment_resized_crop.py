@@ -17,8 +17,9 @@ TOLERANCE = {torch.float64: 1e-12, torch.float32: 1e-5}
 SHAPES = [(32, 32), (24, 40), (40, 24)]
 
 
-def torchvision_resized_crop(x, boxes):
-    h_out, w_out = x.shape[-2:]
+def torchvision_resized_crop(x, boxes, size=None):
+    """torchvision's resized_crop of each image's box to `size` (the image's own size if None)."""
+    h_out, w_out = x.shape[-2:] if size is None else size
     return torch.stack([TF.resized_crop(image, *map(int, box), size=[h_out, w_out],
                                         interpolation=InterpolationMode.BILINEAR, antialias=True)
                         for image, box in zip(x, boxes)])

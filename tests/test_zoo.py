@@ -142,11 +142,12 @@ def test_googlenet_has_the_parameters_and_state_shapes_of_pytorch_cifar100(relea
     assert _count(googlenet((3, 32, 32), 10)) == _hand_count(10)
 
 
-def _trace(model, x):
-    """Every leaf module in call order: its repr and output shape (nn.Flatten, upstream's `view`, left out)."""
+def _trace(model, x, leave_out=(nn.Flatten,)):
+    """Every leaf module in call order: its repr and output shape (`leave_out`: by default nn.Flatten,
+    upstream's `view`)."""
     calls, hooks = [], []
     for m in model.modules():
-        if not list(m.children()) and not isinstance(m, nn.Flatten):
+        if not list(m.children()) and not isinstance(m, leave_out):
             hooks.append(m.register_forward_hook(lambda m, i, o: calls.append((repr(m), tuple(o.shape)))))
     model.eval()
     with torch.no_grad():
