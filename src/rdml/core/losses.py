@@ -1,10 +1,11 @@
-"""Distillation losses: Hinton / Rényi KD from a frozen teacher, and (Rényi) deep mutual learning.
+"""Distillation losses: Hinton / Rényi KD from a frozen teacher, (Rényi) deep mutual learning, and the
+KL distillation term of KDCL and OKDPH.
 
 Labels equal to UNLABELLED (−1) mark unlabelled rows: they get no cross-entropy but still take part
 in every mimicry term, which is the semi-supervised form of DML §3.4 ("DML-all").
 
 Each loss has a `*_terms` form returning its named, already weighted terms (what the trainer logs)
-and a plain form returning their sum.
+and a plain form returning their sum; `kl_distillation` is one term, which KDCL and OKDPH weigh themselves.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "kd_loss",
     "mutual_terms",
     "mutual_loss",
+    "kl_distillation",
 ]
 
 UNLABELLED = -1
@@ -129,6 +131,14 @@ def mutual_loss(logits_list, labels, *, alpha, temperature=1.0, weight=1.0, ense
     terms = mutual_terms(logits_list, labels, alpha=alpha, temperature=temperature, weight=weight, ensemble=ensemble,
                          probability_floor=probability_floor)
     return [t["ce"] + t["mimic"] for t in terms]
+
+
+def kl_distillation(logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
+    """T²·KL(softmax(teacher/T) ‖ softmax(z/T)), mean over rows, as the OKDPH authors' KDCL and OKDPH scripts
+    write it (F.kl_div(..., reduction='batchmean')·T·T; tianlizhang/OKDPH src/03_KDCL.py L48–52, src/OKDPH.py
+    L82–86). The teacher is used as given: the caller detaches it."""
+    return F.kl_div(F.log_softmax(logits / temperature, dim=1), F.softmax(teacher_logits / temperature, dim=1),
+                    reduction="batchmean") * temperature * temperature
 
 
 def _check_kd_alpha(alpha: object) -> float:

@@ -20,10 +20,11 @@ from torch import Tensor
 
 from rdml.core.losses import UNLABELLED
 from rdml.data.catalog import DATASETS, KINDS, DataSpec
+from rdml.data.sequences import Ragged
 from rdml.io import sha256_bytes
 from rdml.keys import ConfigError, one_of
 
-__all__ = ["Dataset", "RawData", "load_dataset", "batch_starts", "epoch_batches"]
+__all__ = ["Dataset", "RawData", "load_dataset", "restrict_embeddings", "batch_starts", "epoch_batches"]
 
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -166,11 +167,20 @@ def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_f
     }
     embeddings = raw.embeddings
     if embeddings is not None:  # the vocabulary of the rows it trains on, as the released text code builds it
-        from rdml.data.text import restrict_embeddings
-
         embeddings = restrict_embeddings(embeddings, x_train.words)
     return Dataset(name, x_train, y_train, x_test, y_test, source.spec, mean, std, fingerprint, sizes, x_val, y_val,
                    embeddings)
+
+
+def restrict_embeddings(embeddings: Tensor, words_train: Ragged) -> Tensor:
+    """`embeddings` with zero rows for the tokens that no training row holds. A run that holds rows out for
+    validation builds its vocabulary from its training rows alone, as the released code did from its 80 %
+    split (Model_fastText/utils.py L87-89): a token seen only elsewhere is then <unk>, whose vector is zero,
+    and with frozen embeddings a zero row is the same thing."""
+    counts = torch.bincount(words_train.values, minlength=len(embeddings))
+    if len(counts) > len(embeddings):
+        raise ValueError(f"word id {len(counts) - 1} is outside the {len(embeddings)} rows of the embeddings")
+    return torch.where((counts > 0)[:, None], embeddings, torch.zeros((), dtype=embeddings.dtype, device=embeddings.device))
 
 
 def _stratified(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from rdml.data import vision
-from rdml.data.base import RawData
+from rdml.data.base import RawData, restrict_embeddings
 from rdml.data.sequences import Ragged, TextRows
 from rdml.data.vision import TENSOR_CACHE, DataError, Source
 from rdml.io import atomic_torch_save, sha256_file
@@ -354,14 +354,3 @@ def _lines(stream: io.RawIOBase | io.BufferedIOBase, chunk: int = 1 << 24) -> It
         yield from lines
     if tail:
         yield tail
-
-
-def restrict_embeddings(embeddings: Tensor, words_train: Ragged) -> Tensor:
-    """`embeddings` with zero rows for the tokens that no training row holds. A run that holds rows out for
-    validation builds its vocabulary from its training rows alone, as the released code did from its 80 %
-    split (Model_fastText/utils.py L87-89): a token seen only elsewhere is then <unk>, whose vector is zero,
-    and with frozen embeddings a zero row is the same thing."""
-    counts = torch.bincount(words_train.values, minlength=len(embeddings))
-    if len(counts) > len(embeddings):
-        raise ValueError(f"word id {len(counts) - 1} is outside the {len(embeddings)} rows of the embeddings")
-    return torch.where((counts > 0)[:, None], embeddings, torch.zeros((), dtype=embeddings.dtype, device=embeddings.device))

@@ -19,10 +19,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from rdml.keys import Key
+from rdml.keys import ConfigError, Key
 from rdml.registry import Registry
 
-__all__ = ["Method", "METHODS", "update_together", "update_in_turn", "student_logits", "detached"]
+__all__ = ["Method", "METHODS", "update_together", "update_in_turn", "student_logits", "detached", "check_kl"]
 
 
 class Method(ABC):
@@ -112,3 +112,11 @@ def update_in_turn(cohort, terms: list[dict], after=None) -> None:
         student.step()
         if after is not None:
             after(student)
+
+
+def check_kl(cfg) -> None:
+    """Refuse a Rényi order for a method whose official code distils with KL divergence alone (KDCL and OKDPH,
+    tianlizhang/OKDPH): shared here so that no method module imports another."""
+    if cfg.alpha != 1:
+        raise ConfigError(f"alpha={cfg.alpha:g}: method {cfg.method} distils with KL divergence as the official code does; "
+                          "alpha must be 1")

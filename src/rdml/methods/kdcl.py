@@ -14,8 +14,8 @@ same augmented batch.
 
 from __future__ import annotations
 
-from rdml.keys import ConfigError, Key, in_range
-from rdml.methods.base import METHODS, Method, detached, student_logits, update_in_turn
+from rdml.keys import Key, in_range
+from rdml.methods.base import METHODS, Method, check_kl, detached, student_logits, update_in_turn
 
 __all__ = ["CollaborativeLearning", "kdcl_terms"]
 
@@ -57,32 +57,14 @@ class CollaborativeLearning(Method):
         return detached(terms)
 
 
-def check_kl(cfg) -> None:
-    """The OKDPH code's methods distil with KL divergence alone: refuse a Rényi order."""
-    if cfg.alpha != 1:
-        raise ConfigError(f"alpha={cfg.alpha:g}: method {cfg.method} distils with KL divergence as the official code does; "
-                          "alpha must be 1")
-
-
 def kdcl_terms(logits: list, labels, *, weight: float, temperature: float) -> list[dict]:
     """Each student's terms {"ce": (1−a)·CE, "kd": a·T²·KL(softmax(z_en/T) ‖ softmax(z_m/T))}, z_en the mean of
     every student's logits, detached (tianlizhang/OKDPH src/03_KDCL.py L44–54). Rows labelled UNLABELLED get
     no cross-entropy but are distilled."""
     import torch
 
-    from rdml.core.losses import supervised_cross_entropy
+    from rdml.core.losses import kl_distillation, supervised_cross_entropy
 
     ensemble = torch.stack(logits).mean(dim=0).detach()  # L44
     return [{"ce": (1 - weight) * supervised_cross_entropy(z, labels),
-             "kd": weight * distillation(z, ensemble, temperature)} for z in logits]
-
-
-def distillation(logits, teacher_logits, temperature: float):
-    """T²·KL(softmax(teacher/T) ‖ softmax(z/T)), mean over rows, as both official scripts write it
-    (F.kl_div(..., reduction='batchmean')·T·T; src/03_KDCL.py L48–52, src/OKDPH.py L82–86)."""
-    import torch.nn.functional as F
-
-    return F.kl_div(F.log_softmax(logits / temperature, dim=1), F.softmax(teacher_logits / temperature, dim=1),
-                    reduction="batchmean") * temperature * temperature
-
-
+             "kd": weight * kl_distillation(z, ensemble, temperature)} for z in logits]

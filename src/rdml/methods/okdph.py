@@ -34,8 +34,7 @@ from __future__ import annotations
 import re
 
 from rdml.keys import ConfigError, Key, in_range
-from rdml.methods.base import METHODS, Method, detached, student_logits, update_in_turn
-from rdml.methods.kdcl import check_kl, distillation
+from rdml.methods.base import METHODS, Method, check_kl, detached, student_logits, update_in_turn
 
 __all__ = ["ParameterHybridization", "okdph_terms", "load_hybrid", "fuse", "fusion_interval"]
 
@@ -171,12 +170,12 @@ def okdph_terms(logits: list, hwm_logits, labels, *, ce_weight: float, kd_weight
     cross-entropy but are distilled."""
     import torch
 
-    from rdml.core.losses import supervised_cross_entropy
+    from rdml.core.losses import kl_distillation, supervised_cross_entropy
 
     ensemble = torch.stack([*logits, hwm_logits]).mean(dim=0).detach()  # L75
     hwm_ce = supervised_cross_entropy(hwm_logits.detach(), labels)  # L76
     return [{"ce": ce_weight * supervised_cross_entropy(z, labels), "hwm_ce": (1 - ce_weight) * hwm_ce,
-             "kd": kd_weight * distillation(z, ensemble, temperature)} for z in logits]
+             "kd": kd_weight * kl_distillation(z, ensemble, temperature)} for z in logits]
 
 
 def load_hybrid(hwm, models) -> None:

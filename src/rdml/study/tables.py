@@ -10,9 +10,7 @@ counted in the cell. `<table>.cells.json` maps each cell to the runs it was comp
 from __future__ import annotations
 
 import csv
-import html
 import io
-import re
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -23,9 +21,11 @@ from rdml.io import atomic_write_bytes, atomic_write_json
 from rdml.keys import ConfigError
 from rdml.methods import METHODS
 from rdml.study.layouts import Claim, Entry
+from rdml.study.compute import compute_summary
 from rdml.study.params import load_params, metric_of, summary_field
 from rdml.study.reported import load_reported
 from rdml.study.plan import plan_study, plan_tables
+from rdml.study.render import html_table, plain_table
 from rdml.study.runs import Run
 from rdml.study.stats import LEVEL, Paired, holm, paired, t_interval, verdict
 from rdml.train.integrity import FINISHED, MEASURES_FORMAT, read_record, record_problems, seal_holds, sealed
@@ -165,7 +165,7 @@ class Table:
 
     def html(self) -> str:
         """A standalone HTML table (what `snakemake --report` shows)."""
-        return _html(self.caption, ["", *self.columns], self.grid())
+        return html_table(self.caption, ["", *self.columns], self.grid())
 
     def latex(self) -> str:
         escape = lambda s: s.replace("_", r"\_").replace("%", r"\%").replace("α", r"$\alpha$").replace("−", "-")
@@ -346,7 +346,7 @@ def claims_table(tables: list[Table]) -> tuple[str, str, list[dict], str]:
         ci = r["interval"] or [None, None]
         writer.writerow([r["table"], r["claim"], r["family"], *r["high"], *r["low"], r["n"], r["difference"], *ci,
                          r["p"], r["holm_p"], r["verdict"]])
-    return markdown, buffer.getvalue(), rows, _html(caption.strip("*"), CLAIM_COLUMNS, cells)
+    return markdown, buffer.getvalue(), rows, html_table(caption.strip("*"), CLAIM_COLUMNS, cells)
 
 
 PAPER_COLUMNS = ["row", "column", "paper", "ours", "ours − paper", "95% CI of ours", "check", "source"]
@@ -380,18 +380,6 @@ def paper_comparison(table: Table, reported: list) -> tuple[str, str, str] | Non
     return plain_table(f"{table.name} beside the paper: our mean ± sd (n), ours − paper in the table's units, the 95 % "
                        "t-interval of our mean over seeds, and whether the paper's value lies outside it.",
                        PAPER_COLUMNS, lines)
-
-
-def plain_table(caption: str, head: list[str], rows: list[list]) -> tuple[str, str, str]:
-    """A captioned table of plain rows as Markdown, CSV and HTML."""
-    rows = [[str(v) for v in row] for row in rows]
-    markdown = "\n".join([f"**{caption}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
-                          *("| " + " | ".join(row) + " |" for row in rows)]) + "\n"
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(head)
-    writer.writerows(rows)
-    return markdown, buffer.getvalue(), _html(caption, head, rows)
 
 
 def _paper_check(r, interval) -> str:
@@ -428,16 +416,6 @@ def _write_curves(frame, folder: Path) -> list[Path]:
     return written
 
 
-def _html(caption: str, head: list[str], lines: list[list[str]]) -> str:
-    """A minimal standalone HTML table; ** ** (bold in Markdown) becomes <b>."""
-    cell = lambda text, tag: f"<{tag}>" + re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(text)) + f"</{tag}>"
-    rows = ["<tr>" + "".join(cell(h, "th") for h in head) + "</tr>"]
-    rows += ["<tr>" + "".join(cell(v, "td") for v in line) + "</tr>" for line in lines]
-    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(caption[:80])}</title></head><body>\n'
-            f"<p>{html.escape(caption)}</p>\n<table border=\"1\" cellpadding=\"3\">\n" + "\n".join(rows)
-            + "\n</table>\n</body></html>\n")
-
-
 def _lead_mark(lead: Paired | None, latex: bool) -> str:
     """ˢ: the bold lead is significant; ⁿˢ: it is not; nothing where it cannot be tested."""
     if lead is None or lead.p is None:
@@ -458,7 +436,6 @@ def write_tables(study: str, params_path: str = "params.yaml", root: str | Path 
     out.mkdir(parents=True, exist_ok=True)
     written = []
     metric = metric_of(params, study)
-    from rdml.study.compute import compute_summary
     from rdml.study.figures import write_figures
     from rdml.study.frame import long_frame
 
