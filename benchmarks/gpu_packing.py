@@ -25,7 +25,7 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 JOB = """
 import sys, time, torch
-from rdml.core.losses import mutual_terms
+from rdml.core.mutual import mutual_terms
 from rdml.data.catalog import DataSpec
 from rdml.models import build_model
 share, seconds = int(sys.argv[1]), float(sys.argv[2])

@@ -24,12 +24,12 @@ PACKAGE = Path(rdml.__file__).parent
 REPO = Path(__file__).resolve().parents[1]
 # Bottom to top. A module may import its own layer (within its own package) and any layer below.
 LAYERS = [
-    {"rdml", "rdml.keys", "rdml.registry", "rdml.io", "rdml.paths", "rdml.code"},
+    {"rdml", "rdml.keys", "rdml.registry", "rdml.io", "rdml.paths", "rdml.code", "rdml.metrics"},
     {"rdml.core", "rdml.divergences", "rdml.losses"},
     {"rdml.data"},
     {"rdml.models"},
     {"rdml.methods"},
-    {"rdml.config"},
+    {"rdml.config", "rdml.dependencies"},
     {"rdml.train"},
     {"rdml.analysis"},
     {"rdml.study"},

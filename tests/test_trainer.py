@@ -14,8 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from conftest import killed_after_checkpoint, run, sigkill_and_resume
+from rdml.code import PACKAGE
 from rdml.config import load_config, resolve
 from rdml.data.base import load_dataset
+from rdml.dependencies import training_code
 from rdml.io import sha256_file
 from rdml.methods.dml import MutualLearning
 from rdml.models import build_model
@@ -59,7 +61,8 @@ def test_run_record_fields(tmp_path):
     assert on_disk == json.loads(json.dumps(record))
     assert record["label"] == "RDML α=1.5" and record["seed"] == 3 and record["alpha"] == 1.5
     assert record["code"]["src_sha256"] == source_tree_sha256()
-    assert set(record["code"]) == {"rdml_version", "git_commit", "git_dirty", "src_sha256"}
+    assert set(record["code"]) == {"rdml_version", "git_commit", "git_dirty", "src_sha256", "run"}
+    assert record["code"]["run"] == training_code("dml", ["mlp", "mlp"], "synthetic", base=PACKAGE).describe()
     assert record["data"]["split"]["train_size"] + record["data"]["split"]["test_size"] == 800
     assert record["final_model"]["sha256"] == sha256_file(tmp_path / "r" / "model.pt")
     assert record["environment"]["torch"] == torch.__version__ and record["environment"]["device"] == "cpu"

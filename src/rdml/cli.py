@@ -70,9 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     dvc = steps.add_parser("dvc-yaml", help="write dvc.yaml from params.yaml")
     dvc.add_argument("--out", default="dvc.yaml", help="file to write, - for stdout")
     dvc.add_argument("--study", action="append", help="study to include (default: params.yaml's build list)")
+    code = steps.add_parser("code", help="write the code stamps DVC's stages depend on (rdml.study.dvc)")
+    code.add_argument("--study", action="append", help="study to include (default: params.yaml's build list)")
     runs = steps.add_parser("runs", help="list the jobs of a study, each with its run ids")
     runs.add_argument("study")
-    for sub in (run, measure, dvc, runs):
+    for sub in (run, measure, dvc, code, runs):
         sub.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
 
     tables = commands.add_parser("tables", help="write a study's tables (Markdown, LaTeX, CSV, cell sidecars)")
@@ -224,6 +226,11 @@ def _pipeline(args) -> int:
         from rdml.study.dvc import write_dvc_yaml
 
         write_dvc_yaml(args.params, args.out, args.study)
+    elif args.step == "code":
+        from rdml.study.dvc import write_code_stamps
+
+        for path in write_code_stamps(args.params, args.study):
+            print(f"{path}: changed")
     else:
         for job in plan_jobs(load_params(args.params), args.study):
             print(job.id, *(run.id for run in job.runs), sep="\t")

@@ -1,44 +1,172 @@
-"""Which code can change which result, so that a change reruns exactly what it can affect, and the
-content hashes that say whether it changed. Pure Python.
+"""Which code a result depends on, as a hash that only that code can change. Pure Python.
 
-A trained model depends on the training code (core math, data, models, methods, the training loop
-and the config); the prepared data on the data code; the tables on the study code. Snakemake sees
-each part as a content hash (a rule parameter), DVC as directory and file dependencies, and a
-checkpoint resumes only under the training code that wrote it: editing a table layout rebuilds the
-tables and retrains nothing; editing a loss retrains every job.
+A result depends on the modules its command executes: start from the modules that do the work (the
+roots: the training loop, a method's module, an architecture's builder, a data set's reader) and
+follow their imports of rdml modules, at any depth of the file (imports inside functions too). A
+package's `__init__.py` only re-exports (tests/test_structure.py checks it), so a name imported from a
+package is followed to the module that defines it, and the line that registers a new module in an
+`__init__.py` reaches no other result.
+
+Each module counts by its syntax tree without docstrings (comments never reach the tree), so a
+comment, a docstring or a reformat changes no identity. A module that defines a registry
+(rdml.registry.Registry) and fills it at module level (the catalogues of architectures and data sets)
+counts without those filling statements: a result adds the entries it uses instead (`entries`), so a
+new architecture or data set changes no other result.
+
+Snakemake sees an identity as a rule parameter, DVC as a code stamp file (`rdml pipeline code`), and a
+checkpoint resumes only under the training code identity that wrote it.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
-from rdml.io import sha256_file
-
-__all__ = ["PACKAGE", "SOURCE", "DATA_CODE", "WEIGHTS_CODE", "TRAINING_CODE", "MEASURE_CODE", "REPORTING_CODE", "code_sha256", "code_paths"]
+__all__ = ["PACKAGE", "SOURCE", "source_base", "CodeIdentity", "code_identity", "module_closure", "module_sha256", "module_path"]
 
 PACKAGE = Path(__file__).resolve().parent  # where rdml runs from
 SOURCE = "src/rdml"  # where a project keeps it (what DVC lists)
-_BASE = ("__init__.py", "keys.py", "registry.py", "io.py", "code.py")
-DATA_CODE = (*_BASE, "data")
-WEIGHTS_CODE = (*_BASE, "models/catalog.py", "models/pretrained.py")  # fetching published weights
-TRAINING_CODE = (*_BASE, "config.py", "core", "data", "models", "methods", "train")
-MEASURE_CODE = (*TRAINING_CODE, "analysis")  # measurements of trained models (DML §4.8 analyses)
-REPORTING_CODE = (*_BASE, "paths.py", "config.py", "methods", "train/integrity.py", "study")  # labels, record checks
+ROOT = "rdml"
+# The code that computes identities runs beside a result, never into it: it is in none.
+MACHINERY = frozenset({"rdml.code", "rdml.dependencies"})
 
 
-def code_paths(parts: tuple[str, ...], source: str = SOURCE) -> list[str]:
-    """The parts as paths relative to the project root (what DVC lists as dependencies)."""
-    return [f"{source}/{part}" for part in parts]
+def source_base() -> Path:
+    """The source a project's pipeline builds with: its `src/rdml` where the working directory has one
+    (what Snakemake and DVC watch), else the installed package."""
+    return Path(SOURCE).resolve() if Path(SOURCE).is_dir() else PACKAGE
 
 
-def code_sha256(parts: tuple[str, ...] | None = None, base: str | Path = PACKAGE) -> str:
-    """Hash of the names and contents of every .py file of the parts (all of them: None) under `base`."""
-    base = Path(base)
+@dataclass(frozen=True)
+class CodeIdentity:
+    """The code a result depends on: the modules executed and one hash over them and the entries used."""
+
+    sha256: str
+    modules: tuple[str, ...]
+
+    def describe(self) -> dict:
+        return {"sha256": self.sha256, "modules": list(self.modules)}
+
+
+def module_path(name: str, base: Path = PACKAGE) -> Path | None:
+    """The file of module `name` ("rdml.train.loop") under `base` (the rdml package folder), or None."""
+    if name != ROOT and not name.startswith(ROOT + "."):
+        return None
+    relative = Path(*name.split(".")[1:])
+    for path in (base / relative).with_suffix(".py"), base / relative / "__init__.py":
+        if path.is_file():
+            return path
+    return None
+
+
+def _is_package(path: Path) -> bool:
+    return path.name == "__init__.py"
+
+
+def _strip_docstrings(tree: ast.AST) -> None:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:]
+
+
+def _defines_registry(tree: ast.Module) -> bool:
+    for node in tree.body:
+        value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "Registry":
+            return True
+    return False
+
+
+def _is_filling(node: ast.stmt) -> bool:
+    """A module-level call statement or loop: how a catalogue adds its entries."""
+    return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)) or isinstance(node, ast.For)
+
+
+@lru_cache(maxsize=None)
+def _parsed(path: Path, stamp: tuple[int, int]) -> tuple[str, tuple[tuple[str, tuple[str, ...]], ...], str]:
+    """(hash of the tree without docstrings and registry filling, its rdml imports, the module's own name)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = []  # (module imported from, names imported) in source order
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, ()) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            found.append((_absolute(node, path), tuple(alias.name for alias in node.names)))
+    _strip_docstrings(tree)
+    if _defines_registry(tree):
+        tree.body = [node for node in tree.body if not _is_filling(node)]
+    digest = hashlib.sha256(ast.dump(tree, annotate_fields=True, include_attributes=False).encode()).hexdigest()
+    return digest, tuple((m, n) for m, n in found if m == ROOT or m.startswith(ROOT + ".")), path.stem
+
+
+def _absolute(node: ast.ImportFrom, path: Path) -> str:
+    if node.level:  # rdml imports absolutely, so that this scan and a reader both see where a name comes from
+        raise ValueError(f"{path}: a relative import (line {node.lineno}); rdml imports modules by their full name")
+    return node.module or ""
+
+
+def _parse(path: Path):
+    status = path.stat()
+    return _parsed(path, (status.st_mtime_ns, status.st_size))
+
+
+def module_sha256(path: Path) -> str:
+    """The hash of one module's syntax tree, docstrings left out (and a catalogue's filling statements)."""
+    return _parse(path)[0]
+
+
+def _targets(module: str, names: tuple[str, ...], base: Path, seen: frozenset = frozenset()) -> set[str]:
+    """The modules that `from module import names` (or `import module`: no names) executes for what it uses."""
+    path = module_path(module, base)
+    if path is None:
+        return set()
+    if not _is_package(path):
+        return {module}
+    found: set[str] = set()
+    exports = {}  # name → the module the package's __init__ imports it from
+    for source, imported in _parse(path)[1]:
+        for name in imported:
+            exports.setdefault(name, source)
+    for name in names:
+        if module_path(f"{module}.{name}", base) is not None:  # a submodule
+            found |= _targets(f"{module}.{name}", (), base, seen)
+        elif name in exports and (module, name) not in seen:  # re-exported: follow it to where it is defined
+            found |= _targets(exports[name], (name,), base, seen | {(module, name)})
+        else:  # defined in the package's __init__ itself
+            found.add(module)
+    return found
+
+
+def module_closure(roots: tuple[str, ...] | list[str], base: Path = PACKAGE) -> tuple[str, ...]:
+    """The roots and every rdml module they import, transitively, in sorted order."""
+    todo = [m for root in roots for m in _targets(root, (), base)]
+    done: set[str] = set()
+    while todo:
+        module = todo.pop()
+        if module in done or module in MACHINERY:
+            continue
+        done.add(module)
+        for source, names in _parse(module_path(module, base))[1]:
+            todo += sorted(_targets(source, names, base) - done)
+    return tuple(sorted(done))
+
+
+def code_identity(roots: tuple[str, ...] | list[str], entries: tuple[str, ...] | list[str] = (),
+                  base: Path | None = None) -> CodeIdentity:
+    """The identity of the code a result runs: the modules reached from `roots` (each by its tree) and
+    `entries`, descriptions of the catalogue entries it uses (e.g. the repr of an Architecture), with the
+    modules read under `base` (default: `source_base()`)."""
+    base = source_base() if base is None else Path(base)
+    modules = module_closure(roots, base)
     digest = hashlib.sha256()
-    for part in parts if parts is not None else ("",):
-        path = base / part
-        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
-            digest.update(file.relative_to(base).as_posix().encode() + b"\0")
-            digest.update(sha256_file(file).encode() + b"\n")
-    return digest.hexdigest()
+    for module in modules:
+        digest.update(f"{module}\0{module_sha256(module_path(module, base))}\n".encode())
+    for entry in sorted(set(entries)):
+        digest.update(f"entry\0{entry}\n".encode())
+    return CodeIdentity(digest.hexdigest(), modules)

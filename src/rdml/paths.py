@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 __all__ = ["RESULTS", "run_dir", "job_file", "metrics_file", "measures_file", "tables_dir", "curves_dir",
-           "summary_file", "data_stamp", "data_folder", "weights_stamp"]
+           "summary_file", "data_stamp", "data_folder", "weights_stamp", "CODE_STAMPS", "code_stamp"]
 
 RESULTS = "results"
 
@@ -54,3 +54,12 @@ def data_folder(dataset: str, data_dir: str = "data") -> str:
 def weights_stamp(arch: str) -> str:
     """The weights step's output for an architecture: its published weights' file and sha256."""
     return f"{RESULTS}/weights/{arch}.json"
+
+
+CODE_STAMPS = f"{RESULTS}/code"
+
+
+def code_stamp(kind: str, name: str) -> str:
+    """The code identity of one result (kind: train, measure, data, weights, tables) as DVC sees it: a
+    file that `rdml pipeline code` rewrites only when the code that result runs changed (rdml.code)."""
+    return f"{CODE_STAMPS}/{kind}/{name}.json"

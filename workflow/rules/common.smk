@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from rdml import paths
-from rdml.code import DATA_CODE, MEASURE_CODE, REPORTING_CODE, SOURCE, TRAINING_CODE, WEIGHTS_CODE, code_sha256
 from rdml.data.catalog import DATASETS
+from rdml.dependencies import data_code, measure_code, reporting_code, weights_code
 from rdml.study.params import load_params, studies_to_build, with_smoke_studies
 from rdml.study.plan import plan_jobs, plan_measurements
 
@@ -22,10 +22,14 @@ JOB_OF = {study: {run.id: job for job in jobs.values() for run in job.runs} for 
 # --resources gpu= counts GPUs × N slots.
 os.environ["RDML_GPUS"] = str(config.get("gpus", "auto"))
 os.environ["RDML_JOBS_PER_GPU"] = str(config.get("jobs_per_gpu", 1))
-# What can change a result, by content: a table-code edit retrains nothing, a loss edit every job.
-CODE = {part: code_sha256(parts, SOURCE) for part, parts in
-        (("data", DATA_CODE), ("weights", WEIGHTS_CODE), ("training", TRAINING_CODE), ("measure", MEASURE_CODE),
-                                                 ("reporting", REPORTING_CODE))}
+# What can change a result: the code it runs (rdml.dependencies), each a rule parameter. A table-code
+# edit retrains nothing, a DML-loss edit reruns the DML jobs, a docstring or a new method nothing.
+CODE = {"weights": weights_code().sha256, "reporting": reporting_code().sha256}
+
+
+def measured_code(study, run_id):
+    run = MEASURED[study][run_id][0]
+    return measure_code(run.method, run.archs, run.dataset, run.teacher_archs).sha256
 
 
 # A job file vouches for its runs, and the tables for every job. When a run is gone from disk (record

@@ -7,7 +7,7 @@ rule measure:
     params:
         spec=lambda w: json.dumps({"study": w.study, "run": w.run, "directory": MEASURED[w.study][w.run][0].directory,
                                    "measurements": MEASURED[w.study][w.run][1]}, sort_keys=True),
-        code=CODE["measure"],
+        code=lambda w: measured_code(w.study, w.run),
     resources:
         gpu=1,
         mem_mb=JOB_MEM_MB,

@@ -5,7 +5,7 @@ rule prepare_data:
     output:
         paths.data_stamp("{dataset}"),
     params:
-        code=CODE["data"],
+        code=lambda w: data_code(w.dataset).sha256,
     shell:
         "rdml pipeline prepare {wildcards.dataset:q}"
 
@@ -24,7 +24,7 @@ rule train_job:
     """The runs of one job (one run, or several seeds of one configuration) on one GPU slot (CPU where there is none).
 
     The job trains exactly what this DAG planned (`--spec`), so --config and --configfile reach it.
-    A change of any key its runs train with (or of the training code) reruns exactly this job.
+    A change of any key its runs train with (or of the code they run) reruns exactly this job.
     """
     input:
         data=lambda w: paths.data_stamp(planned(w).dataset),
@@ -34,7 +34,7 @@ rule train_job:
         paths.job_file("{study}", "{job}"),
     params:
         spec=lambda w: json.dumps(planned(w).spec(), sort_keys=True),
-        code=CODE["training"],
+        code=lambda w: planned(w).code.sha256,
     resources:
         gpu=1,
         mem_mb=JOB_MEM_MB,

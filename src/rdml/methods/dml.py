@@ -51,7 +51,7 @@ class MutualLearning(Method):
                 "released RDML code does (probability_floor)."]
 
     def terms(self, logits: list, y) -> list[dict]:
-        from rdml.core.losses import mutual_terms
+        from rdml.core.mutual import mutual_terms
 
         c = self.cfg
         return mutual_terms(logits, y, alpha=c.alpha, temperature=c.temperature, weight=c.mimic_weight,

@@ -43,7 +43,7 @@ class Distillation(Method):
     def train_step(self, x, y, cohort) -> list[dict]:
         import torch
 
-        from rdml.core.losses import kd_terms
+        from rdml.core.distillation import kd_terms
 
         with torch.no_grad():
             teacher_logits = self.teacher(x)

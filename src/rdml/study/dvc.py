@@ -1,8 +1,17 @@
 """dvc.yaml generated from the plan: one stage per data set, per job and per study's tables, with the
-same commands Snakemake runs and the code each one depends on (rdml.code)."""
+same commands Snakemake runs and the code each one depends on.
+
+DVC hashes files by their bytes; rdml identifies code by its syntax tree and by what each result
+runs (rdml.dependencies). So a first stage, `code` (`rdml pipeline code`, run whenever the source or
+params.yaml changed), writes one code stamp per result (rdml.paths.code_stamp), rewriting a stamp only
+when its identity changed; every other stage depends on its own stamp. A docstring edit or a new
+method reruns `code` and nothing else; a DML-loss edit reruns `code` and the DML jobs.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
 import sys
@@ -11,19 +20,60 @@ import yaml
 
 from rdml import paths
 from rdml.data.catalog import DATASETS, RESOURCES
+from rdml.code import SOURCE, CodeIdentity
+from rdml.dependencies import data_code, measure_code, reporting_code, weights_code
 from rdml.io import atomic_write_bytes
 from rdml.models.pretrained import weights_file
-from rdml.code import DATA_CODE, MEASURE_CODE, REPORTING_CODE, TRAINING_CODE, WEIGHTS_CODE, code_paths
 from rdml.study.params import load_params, studies_to_build
 from rdml.study.plan import plan_jobs, plan_measurements, plan_study
 from rdml.study.reported import REPORTED
 from rdml.study.runs import Job
 
-__all__ = ["dvc_stages", "write_dvc_yaml"]
+__all__ = ["dvc_stages", "write_dvc_yaml", "code_stamps", "write_code_stamps"]
+
+PARAMS = "params.yaml"
+
+
+def code_stamps(params: dict, studies: list[str]) -> dict[str, CodeIdentity]:
+    """The code identity of every result the studies build, by the stamp file DVC sees it as."""
+    stamps: dict[str, CodeIdentity] = {paths.code_stamp("weights", "fetch"): weights_code(),
+                                       paths.code_stamp("tables", "report"): reporting_code()}
+    for study in studies:
+        for job in plan_jobs(params, study):
+            stamps[paths.code_stamp("train", f"{study}/{job.id}")] = job.code
+            for name in _prepared(job.dataset):
+                stamps[paths.code_stamp("data", name)] = data_code(name)
+        for run, _ in plan_measurements(params, study).values():
+            stamps[paths.code_stamp("measure", f"{study}/{run.id}")] = measure_code(run.method, run.archs, run.dataset,
+                                                                                     run.teacher_archs)
+    return stamps
+
+
+def write_code_stamps(params_path: str = PARAMS, studies: list[str] | None = None) -> list[str]:
+    """Write each stamp whose identity changed (others keep their bytes, so DVC reruns nothing for them);
+    returns the stamps written."""
+    params = load_params(params_path)
+    written = []
+    for path, identity in code_stamps(params, studies_to_build(params, studies)).items():
+        body = (json.dumps(identity.describe(), indent=1, sort_keys=True) + "\n").encode()
+        if not os.path.isfile(path) or open(path, "rb").read() != body:
+            atomic_write_bytes(path, body)
+            written.append(path)
+    return written
+
+
+def _prepared(dataset: str) -> list[str]:
+    """A data set and the resources or parent sets its prepare step reads, each a prepare stage."""
+    return [dataset, *(name for need in DATASETS[dataset].needs for name in _prepared(need))] \
+        if dataset in DATASETS else [dataset]
 
 
 def dvc_stages(params: dict, studies: list[str]) -> dict:
-    stages: dict[str, dict] = {}
+    stages: dict[str, dict] = {"code": {
+        "cmd": "rdml pipeline code",
+        "deps": [SOURCE, PARAMS],
+        "outs": [{paths.CODE_STAMPS: {"cache": False}}],
+    }}
     for study in studies:
         runs = plan_study(params, study)
         for dataset in sorted({r.dataset for r in runs}):
@@ -31,21 +81,21 @@ def dvc_stages(params: dict, studies: list[str]) -> dict:
             needs = DATASETS[dataset].needs
             stages[f"prepare-{dataset}"] = {
                 "cmd": f"rdml pipeline prepare {shlex.quote(dataset)}",
-                "deps": [*code_paths(DATA_CODE), *(paths.data_stamp(n) for n in needs)],
+                "deps": [paths.code_stamp("data", dataset), *(paths.data_stamp(n) for n in needs)],
                 "outs": [*downloaded, paths.data_stamp(dataset)],
             }
             for name in needs:  # a shared resource, or a parent data set
                 folder = RESOURCES[name].folder if name in RESOURCES else name
                 stages[f"prepare-{name}"] = {
                     "cmd": f"rdml pipeline prepare {shlex.quote(name)}",
-                    "deps": code_paths(DATA_CODE),
+                    "deps": [paths.code_stamp("data", name)],
                     "outs": [paths.data_folder(folder), paths.data_stamp(name)],
                 }
         for job in plan_jobs(params, study):
             for arch in job.weights:
                 stages[f"weights-{arch}"] = {
                     "cmd": f"rdml pipeline weights {shlex.quote(arch)}",
-                    "deps": code_paths(WEIGHTS_CODE),
+                    "deps": [paths.code_stamp("weights", "fetch")],
                     "outs": [str(weights_file(arch)), paths.weights_stamp(arch)],
                 }
             stages[job.stage] = _train_stage(job)
@@ -53,13 +103,13 @@ def dvc_stages(params: dict, studies: list[str]) -> dict:
         for run, _ in measured.values():
             stages[re.sub(r"[^A-Za-z0-9_-]", "_", f"measure-{study}-{run.id.replace('/', '-')}")] = {
                 "cmd": f"rdml pipeline measure {shlex.quote(study)} {shlex.quote(run.id)}",
-                "deps": [*code_paths(MEASURE_CODE), f"{run.directory}/model.pt"],
+                "deps": [paths.code_stamp("measure", f"{study}/{run.id}"), f"{run.directory}/model.pt"],
                 "params": [f"studies.{study}"],
                 "outs": [{paths.measures_file(study, run.id): {"cache": False}}],
             }
         stages[f"tables-{study}"] = {
             "cmd": f"rdml tables {shlex.quote(study)}",
-            "deps": [*code_paths(REPORTING_CODE), REPORTED, *(r.directory for r in runs),
+            "deps": [paths.code_stamp("tables", "report"), REPORTED, *(r.directory for r in runs),
                      *(paths.measures_file(study, run_id) for run_id in measured)],
             "params": [f"studies.{study}"],
             "outs": [paths.tables_dir(study)],
@@ -70,7 +120,7 @@ def dvc_stages(params: dict, studies: list[str]) -> dict:
 
 
 def _train_stage(job: Job) -> dict:
-    deps = [*code_paths(TRAINING_CODE), paths.data_stamp(job.dataset)]
+    deps = [paths.code_stamp("train", f"{job.study}/{job.id}"), paths.data_stamp(job.dataset)]
     deps += [f"{teacher.directory}/model.pt" for teacher in job.teachers]
     deps += [paths.weights_stamp(arch) for arch in job.weights]
     stage = {"cmd": f"rdml pipeline run {shlex.quote(job.study)} {shlex.quote(job.id)}", "deps": deps}
@@ -83,7 +133,7 @@ def _train_stage(job: Job) -> dict:
     return stage
 
 
-def write_dvc_yaml(params_path: str = "params.yaml", out: str = "dvc.yaml", studies: list[str] | None = None) -> str:
+def write_dvc_yaml(params_path: str = PARAMS, out: str = "dvc.yaml", studies: list[str] | None = None) -> str:
     params = load_params(params_path)
     body = {"stages": dvc_stages(params, studies_to_build(params, studies))}
     text = "# Generated from params.yaml by `rdml pipeline dvc-yaml`; do not edit by hand.\n" + yaml.safe_dump(

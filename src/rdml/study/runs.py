@@ -11,7 +11,9 @@ from functools import cached_property
 from typing import Any
 
 from rdml import paths
+from rdml.code import CodeIdentity
 from rdml.config import TrainConfig, config_from_mapping, config_sha256, resolve
+from rdml.dependencies import training_code
 from rdml.methods import METHODS
 
 __all__ = ["Run", "Job"]
@@ -51,6 +53,16 @@ class Run:
     def config_sha256(self) -> str:
         """The identity its record must carry."""
         return config_sha256(self.config)
+
+    @cached_property
+    def code(self) -> CodeIdentity:
+        """The code the run executes (rdml.dependencies.training_code): what reruns it when edited."""
+        return training_code(self.method, self.archs, self.dataset, self.teacher_archs)
+
+    @property
+    def teacher_archs(self) -> tuple[str, ...]:
+        """The architecture of the teacher model it distils from (none without a teacher)."""
+        return (self.teacher.archs[self.config.teacher_index],) if self.teacher else ()
 
     @property
     def configuration(self) -> str:
@@ -112,6 +124,14 @@ class Job:
     @property
     def dataset(self) -> str:
         return self.runs[0].dataset
+
+    @property
+    def code(self) -> CodeIdentity:
+        """The code its runs execute: one configuration, so one identity."""
+        identities = {run.code for run in self.runs}
+        if len(identities) != 1:
+            raise ValueError(f"job {self.id}: its runs execute different code ({len(identities)} identities)")
+        return identities.pop()
 
     @property
     def teachers(self) -> list[Run]:

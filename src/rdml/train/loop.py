@@ -17,10 +17,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from rdml.code import TRAINING_CODE, code_sha256
+from rdml.code import PACKAGE
 from rdml.config import ConfigError, TrainConfig, config_values
 from rdml.data.augment import augment_batch
 from rdml.data.base import Dataset, batch_starts, epoch_batches
+from rdml.dependencies import training_code
 from rdml.io import sha256_file, utc_now
 from rdml.methods import METHODS
 from rdml.train.checkpoint import read_checkpoint, restore_checkpoint, save_checkpoint, save_model
@@ -87,7 +88,7 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
         existing = saved = None
     resume = {"config_sha256": prep.config_sha256, "teacher_sha256": (prep.teacher_info or {}).get("sha256"),
               **({"pretrained_sha256": {a: w["sha256"] for a, w in prep.pretrained.items()}} if prep.pretrained else {}),
-              "training_code_sha256": code_sha256(TRAINING_CODE), "execution": prep.execution.describe()}
+              "training_code_sha256": run_code(prep).sha256, "execution": prep.execution.describe()}
     if (existing is not None and existing.get("config_sha256") != prep.config_sha256) or (
             saved is not None and saved["resume"] != resume):
         if not replace:
@@ -195,6 +196,13 @@ def train_epoch(method, cohort: Cohort, data: Dataset, cfg: TrainConfig, epoch: 
     return entry
 
 
+def run_code(prep: Prepared):
+    """The code this run executes (rdml.dependencies): its resume key, and in its record for the audit."""
+    cfg = prep.cfg
+    teacher = [prep.teacher_info["arch"]] if prep.teacher_info else []
+    return training_code(cfg.method, cfg.arch, cfg.dataset, teacher, base=PACKAGE)
+
+
 def new_record(prep: Prepared, argv: list[str] | None) -> dict:
     cfg, data = prep.cfg, prep.data
     return {
@@ -207,7 +215,7 @@ def new_record(prep: Prepared, argv: list[str] | None) -> dict:
         "archs": cfg.arch,
         "config_sha256": prep.config_sha256,
         "config": config_values(cfg),
-        "code": code_provenance(),
+        "code": {**code_provenance(), "run": run_code(prep).describe()},
         "data": {"name": data.name, "num_classes": data.num_classes, "input_shape": list(data.spec.input_shape),
                  "chance_acc": data.chance_accuracy, **data.fingerprint},
         "teacher": prep.teacher_info,

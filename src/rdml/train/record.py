@@ -3,6 +3,7 @@ environment (python, torch, device, threads, host)."""
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import torch
 
 import rdml
-from rdml.code import code_sha256
+from rdml.io import sha256_file
 
 __all__ = ["code_provenance", "environment", "cpu_name", "source_tree_sha256"]
 
@@ -21,8 +22,13 @@ def package_dir() -> Path:
 
 
 def source_tree_sha256() -> str:
-    """Hash of every .py file of the rdml package (names and contents), where it is imported from."""
-    return code_sha256(None, package_dir())
+    """Hash of every .py file of the rdml package (names and bytes), where it is imported from: which
+    source tree ran, for the audit (a run's identity is the narrower rdml.dependencies.training_code)."""
+    base = package_dir()
+    digest = hashlib.sha256()
+    for file in sorted(base.rglob("*.py")):
+        digest.update(file.relative_to(base).as_posix().encode() + b"\0" + sha256_file(file).encode() + b"\n")
+    return digest.hexdigest()
 
 
 def _git(*args: str) -> str | None:
