@@ -318,5 +318,5 @@ def test_text_table_chooses_alpha_on_validation_and_on_test(tmp_path):
     assert table.cells[("synthetic, α by validation", "mlp-1")].values == [pytest.approx(0.71)] * 2  # α = 2's test accuracy
     assert table.cells[("synthetic, α by test", "mlp-1")].values == [pytest.approx(0.91)] * 2
     assert table.cells[("synthetic, α by test", "mlp: Independent")].values == [0.6, 0.6]
-    assert "| 2 |" in table.markdown() and [c.high[0] for c in table.claims] == ["synthetic, α by validation"] * 2
+    assert "| 2 |" in table.markdown() and [c.better[0] for c in table.claims] == ["synthetic, α by validation"] * 2
     assert table.sidecar("t", "at_best_val")["choices"]["synthetic/mlp/test"]["chosen"] == "1"

@@ -24,6 +24,7 @@ from rdml.config import data_keys
 from rdml.data.base import Dataset, load_dataset
 from rdml.io import sha256_file
 from rdml.keys import ConfigError
+from rdml.metrics import ECE_BINS, METRICS, PRIMARY, TOP_K, calibration_error, top_k_accuracy
 from rdml.train.checkpoint import load_teacher
 from rdml.train.integrity import read_record, record_problems
 
@@ -31,44 +32,20 @@ __all__ = ["EVAL_FORMAT", "ECE_BINS", "TOP_K", "evaluate_run", "find_run", "log_
            "format_table"]
 
 EVAL_FORMAT = "rdml.eval/1"
-ECE_BINS = 15
-TOP_K = 5
 # the labelled subset and unlabelled rows leave the test split and normalisation alone; they are passed so that
 # the rebuilt data's fingerprint can be compared with the record's (as `rdml audit` does)
 EXPECTED = "expected a run directory written by `rdml train` (record.json and model.pt) or the model.pt inside one"
 
 
-def calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = ECE_BINS) -> float:
-    """Expected calibration error Σ_b |B_b|/n · |acc(B_b) − conf(B_b)| of probabilities `probs` (n × C).
-
-    The confidence of a row is its largest probability, its prediction the class holding it (ties: the
-    lower class index, as argmax). Bins are equal-width over [0, 1]: bin i holds the confidences in
-    (i/bins, (i+1)/bins], the first one also 0; empty bins add nothing.
-    """
-    confidence, predicted = probs.max(dim=-1)
-    correct = (predicted == labels).to(probs.dtype)
-    edges = torch.arange(1, bins, dtype=torch.float64, device=probs.device) / bins  # inner edges i/bins
-    index = torch.bucketize(confidence.to(torch.float64), edges, right=False)  # edges[i-1] < c <= edges[i]
-    total = 0.0
-    for b in range(bins):
-        members = index == b
-        count = int(members.sum())
-        if count:
-            total += count / len(labels) * abs(float(correct[members].mean()) - float(confidence[members].mean()))
-    return total
-
-
 def scores(log_probs: torch.Tensor, labels: torch.Tensor, top: int = TOP_K) -> dict:
     """Top-1 and top-k accuracy (k = min(top, classes)), mean NLL in nats and ECE (fractions, not %) of
-    log-probabilities `log_probs` (n × C). Ties rank the lower class index first, as argmax does."""
-    k = min(top, log_probs.shape[-1])
-    ranked = torch.sort(log_probs, dim=-1, descending=True, stable=True).indices[:, :k]
-    hits = ranked == labels[:, None]
+    log-probabilities `log_probs` (n × C), by the registered metrics (rdml.metrics). Ties rank the lower
+    class index first, as argmax does."""
     return {
-        "top1": float(hits[:, 0].to(torch.float64).mean()),
-        f"top{top}": float(hits.any(dim=-1).to(torch.float64).mean()),
-        "nll": float(-log_probs.gather(1, labels[:, None]).mean()),
-        "ece": calibration_error(log_probs.exp(), labels),
+        "top1": METRICS[PRIMARY].of_log_probs(log_probs, labels),
+        f"top{top}": top_k_accuracy(log_probs, labels, top),
+        "nll": METRICS["nll"].of_log_probs(log_probs, labels),
+        "ece": METRICS["ece"].of_log_probs(log_probs, labels),
     }
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from rdml.config import ConfigError, config_sha256, data_keys
 from rdml.data.base import load_dataset
 from rdml.io import read_json, sha256_file
-from rdml.study.params import summary_field
-from rdml.train.integrity import read_record, record_problems, sealed
+from rdml.metrics import METRICS, PRIMARY
+from rdml.train.integrity import read_record, record_problems, recorded_value, sealed, summary_field
 
 __all__ = ["audit_cell"]
 
@@ -42,7 +42,7 @@ def audit_cell(table: str | Path, cell: str, root: str | Path = ".", out=print, 
     out(f"{sidecar['study']} / {sidecar['table']} / {cell}: mean {entry['mean']}, std {entry['std']}, "
         f"n={entry['n']}, diverged={entry['diverged']} (metric: {sidecar['metric']})")
     problems: list[str] = []
-    metric = summary_field(sidecar["metric"])
+    metric = (sidecar["metric"], sidecar.get("score", PRIMARY))  # the study's statistic of the table's metric
     for item in entry["runs"]:
         problems += _audit_run(Path(root), item, metric, out, evaluate)
     out("OK: every hash matches the files on disk" if not problems else f"FAILED: {len(problems)} problem(s)")
@@ -51,7 +51,7 @@ def audit_cell(table: str | Path, cell: str, root: str | Path = ".", out=print, 
     return problems
 
 
-def _audit_run(root: Path, item: dict, metric: str, out, evaluate: bool) -> list[str]:
+def _audit_run(root: Path, item: dict, metric: tuple[str, str], out, evaluate: bool) -> list[str]:
     run_dir = root / item["run"]
     record_path = run_dir / "record.json"
     if not record_path.is_file():
@@ -86,12 +86,12 @@ def _audit_record(root, run_dir, record_path, record, item, metric, out, evaluat
     data = load_dataset(cfg["dataset"], **data_keys(cfg))
     if data.fingerprint["sha256"] != record["data"]["sha256"]:
         problems.append(f"{record_path}: data set {cfg['dataset']} on disk no longer matches the recorded fingerprint")
-    if "epoch" in item:  # an epoch the run never reached was NaN in the table
-        epochs = record["epochs"]
-        value = epochs[item["epoch"] - 1]["test"][item["student"]]["acc"] if len(epochs) >= item["epoch"] else math.nan
-        what = f"accuracy at epoch {item['epoch']}"
+    statistic, score = metric
+    value = recorded_value(record, item["student"], statistic, score, item.get("epoch"))  # NaN: an epoch never reached
+    if "epoch" in item:
+        what = f"{METRICS[score].label} at epoch {item['epoch']}"
     else:
-        what, value = metric, record["summary"][item["student"]][metric]
+        what = summary_field(statistic, score)
     if value != item["value"] and not (_missing(value) and _missing(item["value"])):
         problems.append(f"{record_path}: {item['student']} {what} is {value}, the table used {item['value']}")
     for arch, weights in sorted((record.get("pretrained") or {}).items()):  # what the students started from
@@ -154,10 +154,11 @@ def _evaluated(model_file: Path, record: dict, data, out) -> list[str]:
     noise = evaluation_noise(cfg.get("input_noise", 0.0), cfg["seed"], len(record["epochs"]))
     scores = evaluate(Cohort([Student(m, None, None) for m in models]), data, noise=noise)
     tolerance = 1 / len(data.y_test) + 1e-12
+    key = METRICS[PRIMARY].recorded
     problems = []
     for name, recorded in record["epochs"][-1]["test"].items():
-        if name in scores and abs(scores[name]["acc"] - recorded["acc"]) > tolerance:
-            problems.append(f"{model_file}: {name} evaluates to accuracy {scores[name]['acc']}, its record says {recorded['acc']}")
-    evaluated = ", ".join(f"{name} {score['acc']:.4f}" for name, score in scores.items())
+        if name in scores and abs(scores[name][key] - recorded[key]) > tolerance:
+            problems.append(f"{model_file}: {name} evaluates to accuracy {scores[name][key]}, its record says {recorded[key]}")
+    evaluated = ", ".join(f"{name} {score[key]:.4f}" for name, score in scores.items())
     out(f"  evaluated         {evaluated}")
     return problems

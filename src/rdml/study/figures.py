@@ -23,12 +23,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from rdml.metrics import METRICS, PRIMARY  # noqa: E402
 from rdml.registry import Registry  # noqa: E402
+from rdml.study.frame import RECORDED, column  # noqa: E402
 
 __all__ = ["TABLE_FIGURES", "curve_data", "write_figures", "renyi_data"]
 
 TABLE_FIGURES: Registry = Registry("figure")
 RENYI_ALPHAS = (0.5, 2.0, 10.0, 100.0)  # RDML Fig. 1 plots several α and KL (α = 1, dashed)
+CURVES = [column(m) for m in RECORDED]  # the learning curves' metrics: test accuracy and loss
+ACCURACY = column(METRICS[PRIMARY])
 
 
 def _save(fig, data: pd.DataFrame, out: Path, name: str) -> list[Path]:
@@ -42,7 +46,7 @@ def _save(fig, data: pd.DataFrame, out: Path, name: str) -> list[Path]:
 
 
 def curve_data(spec, frame: pd.DataFrame) -> pd.DataFrame:
-    """Per panel, line, run and epoch: the mean over the entry's students of test accuracy and loss."""
+    """Per panel, line, run and epoch: the mean over the entry's students of each curve (test accuracy, loss)."""
     rows = []
     for entry in spec.entries:
         if entry.measure is not None or entry.epoch is not None:
@@ -51,12 +55,12 @@ def curve_data(spec, frame: pd.DataFrame) -> pd.DataFrame:
         panel, line = ((re.sub(r"/\d+$", "", column), entry.row) if spec.curves == "rows" else (entry.row, column))
         rows += [(panel, line, entry.run.id, model) for model in entry.students]
     if not rows:
-        return pd.DataFrame(columns=["panel", "line", "run", "epoch", "test_acc", "test_loss", "status"])
+        return pd.DataFrame(columns=["panel", "line", "run", "epoch", *CURVES, "status"])
     keys = pd.DataFrame(rows, columns=["panel", "line", "run", "model"]).drop_duplicates()
-    wide = frame[frame.metric.isin(["test_acc", "test_loss"])].pivot_table(
+    wide = frame[frame.metric.isin(CURVES)].pivot_table(
         index=["run", "model", "epoch", "status"], columns="metric", values="value").reset_index()
     merged = keys.merge(wide, on=["run", "model"])
-    return merged.groupby(["panel", "line", "run", "epoch", "status"], as_index=False)[["test_acc", "test_loss"]].mean()
+    return merged.groupby(["panel", "line", "run", "epoch", "status"], as_index=False)[CURVES].mean()
 
 
 @TABLE_FIGURES.register("curves")
@@ -65,11 +69,11 @@ def curves(spec, table, frame, out: Path) -> list[Path]:
     if data.empty:
         return []
     panels = list(dict.fromkeys(data.panel))
-    fig, axes = plt.subplots(2, len(panels), figsize=(4 * len(panels), 6), squeeze=False)
+    fig, axes = plt.subplots(len(CURVES), len(panels), figsize=(4 * len(panels), 3 * len(CURVES)), squeeze=False)
     for i, panel in enumerate(panels):
         for line, group in data[data.panel == panel].groupby("line", sort=False):
-            stats = group.groupby("epoch")[["test_acc", "test_loss"]].agg(["mean", "std"]).fillna(0.0)
-            for row, metric in enumerate(("test_acc", "test_loss")):
+            stats = group.groupby("epoch")[CURVES].agg(["mean", "std"]).fillna(0.0)
+            for row, metric in enumerate(CURVES):
                 ax = axes[row][i]
                 mean, sd = stats[(metric, "mean")], stats[(metric, "std")]
                 drawn = ax.plot(stats.index, mean, label=line)[0]
@@ -79,9 +83,9 @@ def curves(spec, table, frame, out: Path) -> list[Path]:
                         ax.plot(run.epoch, run[metric], color=drawn.get_color(), alpha=0.35, linewidth=0.7,
                                 linestyle=":" if (run.status == "diverged").any() else "-")
         axes[0][i].set_title(panel, fontsize=9)
-        axes[0][i].set_ylabel("test accuracy")
-        axes[1][i].set_ylabel("test loss")
-        axes[1][i].set_xlabel("epoch")
+        for row, metric in enumerate(RECORDED):
+            axes[row][i].set_ylabel(f"test {metric.label}")
+        axes[-1][i].set_xlabel("epoch")
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"{table.name}: mean ± sd over seeds" + ("; thin: each run, dotted: diverged" if spec.curve_runs else ""))
     return _save(fig, data, out, f"curves_{table.name}")
@@ -100,7 +104,7 @@ def best_alpha(spec, table, frame, out: Path) -> list[Path]:
             if len(values) == len(columns):
                 means[row] = sum(values) / len(values)
         if means:
-            best = max(means, key=means.get)
+            best = max(means, key=lambda row: table.metric.sign * means[row])
             lead = table.scale * (means[best] - means.get("DML", means[best]))
             rows.append({"experiment": experiment, "best": best, "mean": table.scale * means[best], "lead_over_dml": lead})
     data = pd.DataFrame(rows)
@@ -112,7 +116,7 @@ def best_alpha(spec, table, frame, out: Path) -> list[Path]:
         ax.text(i, 0, r.best.replace("RDML ", ""), ha="center", va="center", color="white", fontsize=8)
     ax.set_xticks(range(len(data)), data.experiment, rotation=30, ha="right", fontsize=8)
     ax.set_yticks([])
-    fig.colorbar(image, ax=ax, label="lead over DML (points)")
+    fig.colorbar(image, ax=ax, label=f"lead over DML ({table.metric.difference_unit})")
     ax.set_title("best α per experiment (RDML Fig. 2)")
     return _save(fig, data, out, f"best_alpha_{table.name}")
 
@@ -137,7 +141,7 @@ def box(spec, table, frame, out: Path) -> list[Path]:
             ax.axhline(vanilla.mean(), color="grey", linestyle="--", label=table.rows[0])
             ax.legend(fontsize=7)
         ax.set_title(column, fontsize=9)
-        ax.set_ylabel("accuracy (%)")
+        ax.set_ylabel(f"{table.metric.label} ({table.metric.unit})")
     return _save(fig, data, out, f"box_{table.name}")
 
 
@@ -145,17 +149,17 @@ def box(spec, table, frame, out: Path) -> list[Path]:
 def alpha_difference(spec, table, frame, out: Path) -> list[Path]:
     """Accuracy per epoch of each α and its difference to α = 1, means over seeds (thesis Fig. 3.5)."""
     data = curve_data(spec, frame)
-    means = data.groupby(["line", "epoch"], as_index=False).test_acc.mean()
+    means = data.groupby(["line", "epoch"], as_index=False)[ACCURACY].mean()
     reference = next((line for line in dict.fromkeys(means.line) if line.endswith("α=1")), None)
     if means.empty or reference is None:
         return []
-    base = means[means.line == reference].set_index("epoch").test_acc
-    means["difference_to_alpha_1"] = means.test_acc - means.epoch.map(base)
+    base = means[means.line == reference].set_index("epoch")[ACCURACY]
+    means["difference_to_alpha_1"] = means[ACCURACY] - means.epoch.map(base)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
     for line, group in means.groupby("line", sort=False):
-        top.plot(group.epoch, group.test_acc, label=line.split(": ")[-1])
+        top.plot(group.epoch, group[ACCURACY], label=line.split(": ")[-1])
         bottom.plot(group.epoch, group.difference_to_alpha_1)
-    top.set_ylabel("test accuracy")
+    top.set_ylabel(f"test {METRICS[PRIMARY].label}")
     bottom.set_ylabel("difference to α = 1")
     bottom.set_xlabel("epoch")
     top.legend(fontsize=6, ncol=3)
@@ -175,7 +179,7 @@ def fraction(spec, table, frame, out: Path) -> list[Path]:
     for row, group in data.groupby("row", sort=False):
         ax.errorbar(group.labelled_percent, group["mean"], yerr=group.sd, label=row, capsize=3, marker="o")
     ax.set_xlabel("labelled training images (%)")
-    ax.set_ylabel("accuracy (%)")
+    ax.set_ylabel(f"{table.metric.label} ({table.metric.unit})")
     ax.legend(fontsize=8)
     return _save(fig, data, out, f"fraction_{table.name}")
 

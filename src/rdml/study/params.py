@@ -15,10 +15,12 @@ from rdml.models.catalog import ARCHITECTURES
 from rdml.study.slots import jobs_per_gpu, slot_count
 from rdml.study.layouts import LAYOUTS
 
-__all__ = ["load_params", "with_smoke_studies", "studies_to_build", "study_spec", "metric_of", "summary_field",
-           "METRICS", "STUDY_KEYS", "RUN_FIELDS"]
+__all__ = ["load_params", "with_smoke_studies", "studies_to_build", "study_spec", "metric_of", "METRICS", "STUDY_KEYS",
+           "RUN_FIELDS"]
 
-METRICS = ("final", "best", "last5", "last10", "at_best_val")  # at_best_val: test accuracy at the best validation epoch
+# a study's `metric`: the statistic over epochs its tables report of each table's metric (rdml.metrics);
+# at_best_val: the value at the epoch of best validation accuracy
+METRICS = ("final", "best", "last5", "last10", "at_best_val")
 STUDY_KEYS = {"description", "paper", "datasets", "seeds", "seeds_per_job", "metric", "train", "train_where", "teacher"}
 RUN_FIELDS = ("out", "method", "dataset", "seed", "arch", "alpha", "teacher", "students")  # set by the tables, per run
 
@@ -135,10 +137,5 @@ def study_spec(params: dict, name: str) -> dict:
 
 
 def metric_of(params: dict, study: str) -> str:
-    """The study's metric (final, best, last5, last10)."""
+    """The study's metric: the statistic over epochs (final, best, last5, last10, at_best_val) its tables report."""
     return study_spec(params, study).get("metric", "final")
-
-
-def summary_field(metric: str) -> str:
-    """The field of a run record's summary that a study metric (final, best, last5, last10) reads."""
-    return f"{metric}_acc"

@@ -61,11 +61,12 @@ def holm(p_values: list[float | None]) -> list[float | None]:
     return adjusted
 
 
-def verdict(result: Paired, adjusted_p: float | None, level: float = LEVEL) -> str:
-    """supported: the difference is significant in the paper's direction (better − worse > 0);
-    contradicted: significant the other way; not significant; or too few seeds to test."""
+def verdict(result: Paired, adjusted_p: float | None, level: float = LEVEL, sign: int = 1) -> str:
+    """supported: the difference is significant in the paper's direction (better − worse > 0, or < 0 for
+    a metric where lower is better: sign −1); contradicted: significant the other way; not significant;
+    or too few seeds to test."""
     if adjusted_p is None:
         return "too few seeds"
     if adjusted_p < 1 - level:
-        return "supported" if result.mean > 0 else "contradicted"
+        return "supported" if sign * result.mean > 0 else "contradicted"
     return "not significant"

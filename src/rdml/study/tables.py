@@ -19,16 +19,17 @@ from pathlib import Path
 from rdml import paths
 from rdml.io import atomic_write_bytes, atomic_write_json
 from rdml.keys import ConfigError
+from rdml.metrics import METRICS, PRIMARY, Metric
 from rdml.methods import METHODS
 from rdml.study.layouts import Claim, Entry
 from rdml.study.compute import compute_summary
-from rdml.study.params import load_params, metric_of, summary_field
+from rdml.study.params import load_params, metric_of
 from rdml.study.reported import load_reported
 from rdml.study.plan import plan_study, plan_tables
 from rdml.study.render import html_table, plain_table
 from rdml.study.runs import Run
 from rdml.study.stats import LEVEL, Paired, holm, paired, t_interval, verdict
-from rdml.train.integrity import FINISHED, MEASURES_FORMAT, read_record, record_problems, seal_holds, sealed
+from rdml.train.integrity import FINISHED, MEASURES_FORMAT, read_record, record_problems, recorded_value, seal_holds, sealed
 
 __all__ = ["Cell", "Table", "build_tables", "write_tables", "claims_table", "paper_comparison"]
 
@@ -83,16 +84,18 @@ class Table:
     columns: list[str]
     cells: dict[tuple[str, str], Cell]
     bold_columns: list[str] = field(default_factory=list)  # column-wise best is set in bold
-    derived: dict[tuple[str, str], float] = field(default_factory=dict)  # differences of means, in points
+    derived: dict[tuple[str, str], float] = field(default_factory=dict)  # differences of means, × scale
     scale: float = 100.0  # a cell prints value × scale with `digits` decimals
     digits: int = 2
     claims: list[Claim] = field(default_factory=list)
     notes: dict[tuple[str, str], str] = field(default_factory=dict)  # text cells: the option a Choice kept
     choices: dict[str, dict] = field(default_factory=dict)  # group → by, the option kept, every option's score
+    metric: Metric = METRICS[PRIMARY]  # what its cells report: which way is better
 
     def ranked(self, column: str) -> list[str]:
-        """The rows of a column by their mean, highest first."""
-        means = [(c.mean, row) for row in self.rows if (c := self.cells.get((row, column))) and c.mean is not None]
+        """The rows of a column by their mean, best first (highest, or lowest where lower is better)."""
+        sign = self.metric.sign
+        means = [(sign * c.mean, row) for row in self.rows if (c := self.cells.get((row, column))) and c.mean is not None]
         return [row for _, row in sorted(means, reverse=True)]
 
     def best_row(self, column: str) -> str | None:
@@ -115,7 +118,7 @@ class Table:
             line = [row]
             for col in self.columns:
                 if (row, col) in self.derived:
-                    line.append(f"{self.derived[(row, col)]:+.2f}")
+                    line.append(f"{self.derived[(row, col)]:+.{self.digits}f}")
                 elif (row, col) in self.notes:
                     line.append(self.notes[(row, col)])
                 else:
@@ -127,12 +130,13 @@ class Table:
         return out
 
     def claim_results(self) -> list[dict]:
-        """Each claim of the table: paired difference high − low over matched seeds (display units), its
-        95 % t-interval, the paired t-test's p, Holm's p within the claim's family, and the verdict."""
+        """Each claim of the table: paired difference better − worse over matched seeds (display units), its
+        95 % t-interval, the paired t-test's p, Holm's p within the claim's family, and the verdict (by the
+        metric's direction). The rows keep the keys `high` and `low` for the better and the worse cell."""
         tested = []
         for claim in self.claims:
-            high, low = self.cells.get(claim.high), self.cells.get(claim.low)
-            result = paired(high.per_seed() if high else {}, low.per_seed() if low else {})
+            better, worse = self.cells.get(claim.better), self.cells.get(claim.worse)
+            result = paired(better.per_seed() if better else {}, worse.per_seed() if worse else {})
             tested.append((claim, result))
         adjusted = {}
         for family in dict.fromkeys(c.family for c, _ in tested):
@@ -141,10 +145,11 @@ class Table:
         rows = []
         for i, (claim, result) in enumerate(tested):
             scaled = None if result.interval is None else [self.scale * v for v in result.interval]
-            rows.append({"table": self.name, "claim": claim.says, "family": claim.family, "high": list(claim.high),
-                         "low": list(claim.low), "n": result.n,
+            rows.append({"table": self.name, "claim": claim.says, "family": claim.family, "high": list(claim.better),
+                         "low": list(claim.worse), "n": result.n,
                          "difference": None if result.mean is None else self.scale * result.mean, "interval": scaled,
-                         "p": result.p, "holm_p": adjusted[i], "verdict": verdict(result, adjusted[i])})
+                         "p": result.p, "holm_p": adjusted[i],
+                         "verdict": verdict(result, adjusted[i], sign=self.metric.sign)})
         return rows
 
     @property
@@ -153,7 +158,8 @@ class Table:
         text = (" ± is the sample standard deviation over the n values of a cell (every student of every run in it; "
                 "a seed fixes a run's initialisation and batch order); diverged runs are counted, not averaged.")
         if self.bold_columns:
-            text += (" Bold: the highest mean of a column; s: its lead over the runner-up is significant, ns: it is "
+            best = "highest" if self.metric.direction == "higher" else "lowest"
+            text += (f" Bold: the {best} mean of a column; s: its lead over the runner-up is significant, ns: it is "
                      "not (paired t-test over matched seeds, p < 0.05).")
         return text
 
@@ -183,7 +189,7 @@ class Table:
         for row in self.rows:
             for col in self.columns:
                 if (row, col) in self.derived:
-                    writer.writerow([row, col, self.derived[(row, col)] / 100, "", "", ""])
+                    writer.writerow([row, col, self.derived[(row, col)] / self.scale, "", "", ""])
                 elif (row, col) in self.notes:
                     writer.writerow([row, col, self.notes[(row, col)], "", "", ""])
                 elif (cell := self.cells.get((row, col))) and cell.runs:
@@ -191,8 +197,10 @@ class Table:
         return buffer.getvalue()
 
     def sidecar(self, study: str, metric: str) -> dict:
+        """`metric`: the study's statistic; `score`: the table's metric, where it is not top-1 accuracy."""
+        score = {} if self.metric.name == PRIMARY else {"score": self.metric.name}
         return {
-            "table": self.name, "study": study, "metric": metric, "caption": self.caption,
+            "table": self.name, "study": study, "metric": metric, **score, "caption": self.caption,
             "cells": {f"{row}|{col}": cell.sidecar() for (row, col), cell in self.cells.items() if cell.runs},
             **({"choices": self.choices} if self.choices else {}),
         }
@@ -216,13 +224,18 @@ def checked_record(root: str | Path, study: str, run: Run) -> dict:
     return record
 
 
+def describe(statistic: str, metric: str = PRIMARY) -> str:
+    """What a cell holds, for captions: the study's statistic (final, best, last<k>, at_best_val) of a metric."""
+    label, primary = METRICS[metric].label, METRICS[PRIMARY].label
+    return {"final": f"final test {label}", "best": f"best test {label}",
+            "at_best_val": f"test {label} at the epoch of best validation {primary}"}.get(
+        statistic, f"mean test {label} of the last {statistic[4:]} epochs")
+
+
 def build_tables(params: dict, study: str, root: str | Path = ".", records: dict[str, dict] | None = None) -> list[Table]:
     """Every table of the study, its cells filled from the run records under `root` (or from `records`,
     run id → checked record, when the caller has read them already)."""
-    metric = summary_field(metric_of(params, study))
-    what = {"final_acc": "final test accuracy", "best_acc": "best test accuracy",
-            "at_best_val_acc": "test accuracy at the epoch of best validation accuracy"}.get(
-        metric, f"mean test accuracy of the last {metric[4:-4]} epochs")
+    statistic = metric_of(params, study)
     records = {} if records is None else records
 
     def record_of(run: Run) -> dict:
@@ -251,20 +264,17 @@ def build_tables(params: dict, study: str, root: str | Path = ".", records: dict
             measures[run.id] = measured
         return measures[run.id]
 
-    def values_of(entry: Entry, record: dict, student: str, wanted: dict) -> list[float]:
+    def values_of(entry: Entry, record: dict, student: str, wanted: dict, metric: str) -> list[float]:
         if entry.measure is None:
-            return [value(entry, record, student)]
+            return [value(entry, record, student, metric)]
         measured = measures_of(entry.run, record, wanted)["students"].get(student, {})
         found = measured.get(entry.measure, math.nan)  # a diverged run has no measurements
         return [float(v) for v in found] if isinstance(found, list) else [float(found)]
 
-    def value(entry: Entry, record: dict, student: str) -> float:
-        if entry.epoch is None:
-            return record["summary"][student][metric]
-        history = record["epochs"]  # NaN: the epoch asked for was never reached
-        return history[entry.epoch - 1]["test"][student]["acc"] if len(history) >= entry.epoch else math.nan
+    def value(entry: Entry, record: dict, student: str, metric: str) -> float:
+        return recorded_value(record, student, statistic, metric, entry.epoch)
 
-    def choose(entries: list[Entry]) -> dict[str, dict]:
+    def choose(entries: list[Entry], metric: str) -> dict[str, dict]:
         """Each Choice group's option with the highest mean score over its students' runs (diverged runs
         left out), the first of equal ones; with every option's mean."""
         scores: dict[str, dict[str, list[float]]] = {}
@@ -274,7 +284,7 @@ def build_tables(params: dict, study: str, root: str | Path = ".", records: dict
             got = scores.setdefault(entry.choice.group, {}).setdefault(entry.choice.option, [])
             by[entry.choice.group] = entry.choice.by
             if record["status"] != "diverged":
-                got += [record["summary"][st]["best_val_acc"] if entry.choice.by == "val" else value(entry, record, st)
+                got += [recorded_value(record, st, "best_val") if entry.choice.by == "val" else value(entry, record, st, metric)
                         for st in entry.students]
         chosen = {}
         for group, options in scores.items():
@@ -286,13 +296,13 @@ def build_tables(params: dict, study: str, root: str | Path = ".", records: dict
     tables = []
     for spec in plan_tables(params, study):
         cells: dict[tuple[str, str], Cell] = {}
-        choices = choose(spec.entries)
+        choices = choose(spec.entries, spec.metric)
         for entry in spec.entries:
             if entry.choice and choices[entry.choice.group]["chosen"] != entry.choice.option:
                 continue
             record = record_of(entry.run)
             values = [(student, v) for student in entry.students
-                      for v in values_of(entry, record, student, spec.measurements)]
+                      for v in values_of(entry, record, student, spec.measurements, spec.metric)]
             order = sorted(values, key=lambda p: (p[1] is not None and not math.isnan(p[1]), p[1] or 0.0))
             if entry.ranked:  # the i-th lowest student goes into the i-th column (a value never reached first)
                 placed = [(column, [pair]) for column, pair in zip(entry.columns, order)]
@@ -308,13 +318,13 @@ def build_tables(params: dict, study: str, root: str | Path = ".", records: dict
         for d in spec.derived:
             minuend, subtrahend = cells.get(d.minuend), cells.get(d.subtrahend)
             if minuend and subtrahend and minuend.mean is not None and subtrahend.mean is not None:
-                derived[(d.row, d.column)] = 100 * (minuend.mean - subtrahend.mean)
+                derived[(d.row, d.column)] = spec.scale * (minuend.mean - subtrahend.mean)
         caption_notes = dict.fromkeys(note for entry in spec.entries
                                       for note in METHODS[entry.run.config.method].caption_notes(entry.run.config))
-        caption = " ".join([spec.caption.replace("{what}", what), *caption_notes])
+        caption = " ".join([spec.caption.replace("{what}", describe(statistic, spec.metric)), *caption_notes])
         kept = {where: choices[group]["chosen"] or "—" for group, where in spec.choice_cells.items() if group in choices}
         table = Table(spec.name, caption, spec.rows, spec.columns, cells, spec.bold_columns, derived, spec.scale,
-                      spec.digits, spec.claims, kept, choices)
+                      spec.digits, spec.claims, kept, choices, METRICS[spec.metric])
         table.caption = table.caption.rstrip(".") + "." + table.legend
         tables.append(table)
     return tables
@@ -336,6 +346,10 @@ def claims_table(tables: list[Table]) -> tuple[str, str, list[dict], str]:
                "t-interval of the mean difference; two-sided paired t-test; Holm's adjustment over the claims of one "
                "family (one claim at several α, or over pairs); verdict from the adjusted p at 0.05: supported (in the "
                "paper's direction), contradicted (significant the other way) or not significant.**")
+    lower = sorted({t.metric.label for t in tables if t.claims and t.metric.direction == "lower"})
+    if lower:  # a claim's first cell is its better one: the lower where lower is better
+        caption = caption[:-2] + (f" Where lower is better ({', '.join(lower)}), high is the cell the paper says is "
+                                  "better, so a supported claim's difference is negative.**")
     markdown = "\n".join([caption, "", "| " + " | ".join(CLAIM_COLUMNS) + " |", "|" + "---|" * len(CLAIM_COLUMNS),
                           *("| " + " | ".join(c) + " |" for c in cells)]) + "\n"
     buffer = io.StringIO()
@@ -396,19 +410,22 @@ def _paper_check(r, interval) -> str:
 
 
 def _write_curves(frame, folder: Path) -> list[Path]:
-    """One CSV per run and model: epoch, test accuracy, test loss. The folder is replaced whole, so no
-    curve of a run the study no longer plans survives."""
+    """One CSV per run and model: epoch and each recorded metric (test accuracy, test loss). The folder is
+    replaced whole, so no curve of a run the study no longer plans survives."""
     import shutil
+
+    from rdml.study.frame import RECORDED, column
 
     fresh = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(fresh, ignore_errors=True)
     written = []
-    scores = frame[frame.metric.isin(["test_acc", "test_loss"])]
+    columns = [column(m) for m in RECORDED]
+    scores = frame[frame.metric.isin(columns)]
     for (run, model), group in scores.groupby(["run", "model"]):
         wide = group.pivot_table(index="epoch", columns="metric", values="value").reset_index()
         path = fresh / run / f"{model}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
-        wide[["epoch", "test_acc", "test_loss"]].to_csv(path, index=False)
+        wide[["epoch", *columns]].to_csv(path, index=False)
         written.append(folder / run / f"{model}.csv")
     shutil.rmtree(folder, ignore_errors=True)
     if fresh.exists():

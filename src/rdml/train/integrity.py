@@ -15,8 +15,9 @@ from pathlib import Path
 
 from rdml.io import atomic_write_json
 from rdml.keys import ConfigError
+from rdml.metrics import LOSS, METRICS, PRIMARY
 
-__all__ = ["summarise", "seal", "seal_holds", "write_record", "read_record", "record_problems", "sealed", "FINISHED",
+__all__ = ["summarise", "statistics_of", "best_val_epoch", "recorded_value", "summary_field", "seal", "seal_holds", "write_record", "read_record", "record_problems", "sealed", "FINISHED",
            "MEASURES_FORMAT"]
 
 FINISHED = ("ok", "diverged")
@@ -25,22 +26,68 @@ UNSEALED_FORMATS = ("rdml.run/1",)  # written before records carried their own h
 
 
 def summarise(epochs: list[dict], windows: list[int]) -> dict:
-    """Final, best and mean-of-last-k test accuracy per model (students, ensemble, extra models); with a
-    validation split, also each model's best validation accuracy and the test accuracy at that epoch
-    (the last of equal ones: the released RDML text code keeps a checkpoint when `val_acc >= best`)."""
+    """Final, best and mean-of-last-k test accuracy per model (students, ensemble, extra models), and its
+    final test loss; with a validation split, also each model's best validation accuracy and the test
+    accuracy at that epoch (the last of equal ones: the released RDML text code keeps a checkpoint when
+    `val_acc >= best`). The metrics' record keys come from rdml.metrics."""
+    accuracy, loss = METRICS[PRIMARY], METRICS[LOSS]
+    key = accuracy.recorded
     summary = {}
     for name in epochs[-1]["test"]:
-        accs = [e["test"][name]["acc"] for e in epochs]
-        best = max(range(len(accs)), key=accs.__getitem__)
-        entry = {"final_acc": accs[-1], "final_loss": epochs[-1]["test"][name]["loss"], "best_acc": accs[best], "best_epoch": best + 1}
+        accs = [e["test"][name][key] for e in epochs]
+        over = statistics_of(accs, windows, accuracy.sign)
+        entry = {f"final_{key}": over["final"], f"final_{loss.recorded}": epochs[-1]["test"][name][loss.recorded],
+                 f"best_{key}": over["best"], "best_epoch": over["best_epoch"]}
         for k in windows:
-            entry[f"last{k}_acc"] = sum(accs[-k:]) / k if len(accs) >= k else None
+            entry[f"last{k}_{key}"] = over[f"last{k}"]
         if "val" in epochs[-1]:
-            val = [e["val"][name]["acc"] for e in epochs]
-            chosen = max(range(len(val)), key=lambda i: (val[i], i))
-            entry.update({"best_val_acc": val[chosen], "best_val_epoch": chosen + 1, "at_best_val_acc": accs[chosen]})
+            chosen = best_val_epoch(epochs, name)
+            entry.update({f"best_val_{key}": epochs[chosen]["val"][name][key], "best_val_epoch": chosen + 1,
+                          f"at_best_val_{key}": accs[chosen]})
         summary[name] = entry
     return summary
+
+
+def statistics_of(values: list[float], windows, sign: int = 1) -> dict:
+    """final, best (by the metric's direction, `sign`; the first of equal ones), best_epoch and the mean
+    of the last k values (None with fewer than k) of one model's per-epoch values."""
+    best = max(range(len(values)), key=lambda i: sign * values[i])
+    over = {"final": values[-1], "best": values[best], "best_epoch": best + 1}
+    for k in windows:
+        over[f"last{k}"] = sum(values[-k:]) / k if len(values) >= k else None
+    return over
+
+
+def best_val_epoch(epochs: list[dict], name: str) -> int:
+    """The index of the epoch of `name`'s best validation accuracy, the last of equal ones."""
+    accuracy = METRICS[PRIMARY]
+    val = [e["val"][name][accuracy.recorded] for e in epochs]
+    return max(range(len(val)), key=lambda i: (accuracy.sign * val[i], i))
+
+
+def recorded_value(record: dict, model: str, statistic: str, metric: str = PRIMARY, epoch: int | None = None):
+    """What a table cell reads of one model of a run: its `metric` at `epoch` (NaN when the run never
+    reached it), else the study's `statistic` (final, best, last<k>, at_best_val) of it: from the
+    record's summary where the summary holds it, else from the recorded epochs alike."""
+    chosen = METRICS[metric]
+    if chosen.recorded is None:
+        raise ConfigError(f"metric {metric} is not in training records (`rdml eval` computes it); a table cannot read it")
+    epochs = record["epochs"]
+    if epoch is not None:
+        return epochs[epoch - 1]["test"][model][chosen.recorded] if len(epochs) >= epoch else math.nan
+    field = summary_field(statistic, metric)
+    if field in record["summary"][model]:
+        return record["summary"][model][field]
+    if statistic == "at_best_val":
+        return epochs[best_val_epoch(epochs, model)]["test"][model][chosen.recorded]
+    values = [e["test"][model][chosen.recorded] for e in epochs]
+    windows = [int(statistic[4:])] if statistic.startswith("last") else []
+    return statistics_of(values, windows, chosen.sign)[statistic]
+
+
+def summary_field(statistic: str, metric: str = PRIMARY) -> str:
+    """The field of a record's summary that holds a statistic (final, best, last<k>, at_best_val) of a metric."""
+    return f"{statistic}_{METRICS[metric].recorded}"
 
 
 def _digest(record: dict) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rdml.metrics import METRICS, PRIMARY
 from rdml.registry import Registry
 
 __all__ = ["Choice", "Entry", "Derived", "Claim", "TableSpec", "LAYOUTS", "layout"]
@@ -29,7 +30,7 @@ class Entry:
     Unranked: every student's value goes into `columns[0]`. Ranked: the students are sorted by their
     value, ascending, and the i-th goes into `columns[i]` (the RDML tables' re-indexing). Best: the
     highest of the students goes into `columns[0]`.
-    `epoch`: the accuracy at that epoch instead of the study's metric.
+    `epoch`: the table's metric at that epoch instead of the study's statistic of it.
     `measure`: a value the run's measurements hold per student (rdml.analysis.measure; a list counts as
     that many values) instead of the study's metric.
     """
@@ -57,20 +58,20 @@ class Derived:
 
 @dataclass(frozen=True)
 class Claim:
-    """A comparison the paper draws: the value of cell `high` exceeds that of cell `low` (row, column).
-    Tested by a paired t-test over matched seeds; the claims of one `family` (one claim at several α)
-    are adjusted together (Holm)."""
+    """A comparison the paper draws: cell `better` (row, column) beats cell `worse` in the table's metric,
+    by its direction (rdml.metrics: an accuracy is higher, a loss lower). Tested by a paired t-test
+    over matched seeds; the claims of one `family` (one claim at several α) are adjusted together (Holm)."""
 
     says: str
-    high: tuple[str, str]
-    low: tuple[str, str]
+    better: tuple[str, str]
+    worse: tuple[str, str]
     family: str
 
 
 @dataclass
 class TableSpec:
     name: str
-    caption: str  # "{what}" is replaced by what the study's metric is
+    caption: str  # "{what}" is replaced by what the cells hold: the study's statistic of the table's metric
     rows: list[str]
     columns: list[str]
     entries: list[Entry]
@@ -81,9 +82,15 @@ class TableSpec:
     curves: str = "rows"  # in its learning curves: rows are the lines (panels per column), or columns are
     curve_runs: bool = False  # draw every run too (diverged runs visible)
     measurements: dict = field(default_factory=dict)  # what its `measure` entries need measured on each run
-    scale: float = 100.0  # cells print value × scale (accuracies as percentages)
-    digits: int = 2
+    scale: float | None = None  # cells print value × scale with `digits` decimals; None: as the metric prints
+    digits: int | None = None
     choice_cells: dict = field(default_factory=dict)  # Choice.group → (row, column) that names the chosen option
+    metric: str = PRIMARY  # the registered metric (rdml.metrics) its cells report, unless an entry measures
+
+    def __post_init__(self):
+        metric = METRICS[self.metric]
+        self.scale = metric.scale if self.scale is None else self.scale
+        self.digits = metric.digits if self.digits is None else self.digits
 
 
 LAYOUTS: Registry = Registry("table layout")
