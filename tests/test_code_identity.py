@@ -130,7 +130,7 @@ def test_an_edit_of_a_catalogue_entry_reruns_the_runs_that_use_it(package):
 
 def test_a_table_edit_retrains_nothing_and_reruns_the_tables(package):
     before = identities(package)
-    append(package / "study/tables.py", "\n\ndef _unused():\n    return 0\n")
+    append(package / "report/table.py", "\n\ndef _unused():\n    return 0\n")
     assert identities(package) == before and reporting_code(package) != reporting_code(PACKAGE)
 
 

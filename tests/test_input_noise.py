@@ -4,7 +4,7 @@ images alike, anew on every access (tianlizhang/OKDPH src/data/cifar_noisy.py L1
 import torch
 
 from conftest import one_cell_table, run
-from rdml.study.audit import audit_cell
+from rdml.audit import audit_cell
 from rdml.train.evaluate import evaluation_noise, input_noise
 
 

@@ -9,7 +9,8 @@ from rdml.keys import ConfigError
 from rdml.metrics import ECE_BINS, METRICS, PRIMARY, Metric
 from rdml.study.layouts import LAYOUTS, Claim, Entry, TableSpec
 from rdml.study.plan import plan_study
-from rdml.study.tables import build_tables, claims_table
+from rdml.report.claims import claims_table
+from rdml.report.table import build_tables
 from rdml.train.integrity import recorded_value, summarise, write_record
 
 

@@ -164,7 +164,7 @@ def edited(path: Path, line: str):
 
 def test_a_table_code_edit_retrains_nothing_and_a_loss_edit_retrains_every_job(project):
     jobs = {job.id for job in plan_jobs(load_params(project / "params.yaml"), "smoke")}
-    with edited(project / "src/rdml/study/tables.py", "# a comment\n"):
+    with edited(project / "src/rdml/report/table.py", "# a comment\n"):
         commands = scheduled(project)
         assert scheduled_jobs(project) == set() and "rdml tables smoke" in commands
         stale = sh(str(BIN / "dvc"), "status", cwd=project).stdout

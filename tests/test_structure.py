@@ -17,7 +17,7 @@ from rdml.data.catalog import DATASETS, KINDS
 from rdml.keys import ConfigError, Key
 from rdml.methods import METHODS, Method
 from rdml.models.catalog import ARCHITECTURES
-from rdml.study.audit import audit_cell
+from rdml.audit import audit_cell
 from rdml.study.layouts import LAYOUTS
 
 PACKAGE = Path(rdml.__file__).parent
@@ -33,6 +33,8 @@ LAYERS = [
     {"rdml.train"},
     {"rdml.analysis"},
     {"rdml.study"},
+    {"rdml.report"},
+    {"rdml.audit"},
     {"rdml.cli"},
 ]
 

@@ -16,7 +16,7 @@ from rdml.models import ARCHITECTURES, build_model
 from rdml.study.params import load_params
 from rdml.keys import ConfigError
 from rdml.study.plan import plan_jobs, plan_measurements, plan_study, plan_tables
-from rdml.study.tables import build_tables
+from rdml.report.table import build_tables
 from test_pipeline import make_project
 
 REPO = Path(__file__).resolve().parents[1]

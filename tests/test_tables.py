@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from rdml.study.plan import plan_study
-from rdml.study.tables import build_tables, write_tables
+from rdml.report.claims import claim_results
+from rdml.report.formats import latex, markdown
+from rdml.report.table import build_tables
+from rdml.report.write import write_tables
 from rdml.train.integrity import summarise, write_record
 
 PARAMS = {
@@ -60,8 +63,8 @@ def test_rdml_table_reindexes_students_ascending_and_excludes_diverged(tmp_path)
     assert ind.text() == "70.00 ± 10.00 (n=3)" and ("Ind.", "synthetic/mlp/1") not in table.cells
     assert table.best_row("synthetic/mlp/1") == "RDML α=2"
     # its lead over DML (0.5 at both seeds) is +40 and +45 points: paired t = 17, p = 0.037 with n = 2
-    assert "**92.50 ± 3.54**ˢ (n=2, 1 diverged)" in table.markdown()
-    assert r"\textbf{92.50 $\pm$ 3.54}" in table.latex()
+    assert "**92.50 ± 3.54**ˢ (n=2, 1 diverged)" in markdown(table)
+    assert r"\textbf{92.50 $\pm$ 3.54}" in latex(table)
 
 
 def test_kd_and_pair_tables_report_differences_of_means(tmp_path):
@@ -180,7 +183,7 @@ def test_paired_statistics_against_a_hand_computation_and_scipy():
     """Differences 1, 2, 3, 6: mean 3, sd √(14/3), t = 3/(sd/2) = 2.777…, df 3; scipy's ttest_rel agrees."""
     from scipy import stats as sp
 
-    from rdml.study.stats import holm, paired, t_interval
+    from rdml.report.stats import holm, paired, t_interval
 
     high, low = {0: 11.0, 1: 12.0, 2: 13.0, 3: 16.0, 9: 99.0}, {0: 10.0, 1: 10.0, 2: 10.0, 3: 10.0}
     result = paired(high, low)
@@ -200,7 +203,7 @@ def test_paired_statistics_against_a_hand_computation_and_scipy():
 def claims_of(tmp_path, values):
     fabricate(tmp_path, values)
     tables = {t.name: t for t in build_tables(PARAMS, "t", tmp_path)}
-    return {(r["table"], r["claim"], r["high"][1]): r for t in tables.values() for r in t.claim_results()}
+    return {(r["table"], r["claim"], r["high"][1]): r for t in tables.values() for r in claim_results(t)}
 
 
 def test_a_large_effect_is_supported_a_null_one_not_and_a_reversed_one_contradicted(tmp_path):
@@ -273,7 +276,7 @@ def test_every_figure_is_drawn_from_fabricated_records_with_its_data(tmp_path):
 
 
 def test_compute_summary_adds_the_recorded_epoch_seconds_per_device():
-    from rdml.study.compute import compute_summary
+    from rdml.report.compute import compute_summary
 
     runs = {r.id: r for r in plan_study(PARAMS, "t")}
     dml = [r for r in runs.values() if r.method == "dml"][:2]
@@ -318,5 +321,5 @@ def test_text_table_chooses_alpha_on_validation_and_on_test(tmp_path):
     assert table.cells[("synthetic, α by validation", "mlp-1")].values == [pytest.approx(0.71)] * 2  # α = 2's test accuracy
     assert table.cells[("synthetic, α by test", "mlp-1")].values == [pytest.approx(0.91)] * 2
     assert table.cells[("synthetic, α by test", "mlp: Independent")].values == [0.6, 0.6]
-    assert "| 2 |" in table.markdown() and [c.better[0] for c in table.claims] == ["synthetic, α by validation"] * 2
+    assert "| 2 |" in markdown(table) and [c.better[0] for c in table.claims] == ["synthetic, α by validation"] * 2
     assert table.sidecar("t", "at_best_val")["choices"]["synthetic/mlp/test"]["chosen"] == "1"

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "pipeline":
             return _pipeline(args)
         if args.command == "tables":
-            from rdml.study.tables import write_tables
+            from rdml.report.write import write_tables
 
             spec = _json_argument("--spec", args.spec, dict) if args.spec else None
             for path in write_tables(args.study, args.params, spec=spec):
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "eval":
             return _eval(args)
-        from rdml.study.audit import audit_cell
+        from rdml.audit import audit_cell
 
         return 1 if audit_cell(args.table, args.cell, evaluate=args.evaluate) else 0
     except ConfigError as exc:

@@ -26,7 +26,7 @@ TRAINER = "rdml.train.loop"
 MEASURER = "rdml.analysis.measure"
 DATA_LOADER = "rdml.data.base"
 WEIGHTS_FETCHER = "rdml.models.pretrained"
-REPORTER = "rdml.study.tables"
+REPORTER = "rdml.report.write"
 
 
 def _data(name: str) -> tuple[list[str], list[str]]:

@@ -15,7 +15,7 @@ __all__ = ["Choice", "Entry", "Derived", "Claim", "TableSpec", "LAYOUTS", "layou
 @dataclass(frozen=True)
 class Choice:
     """An entry that is one `option` of a `group`: the table keeps the group's option whose students have
-    the highest mean `by` over their runs ("val": each student's best validation accuracy; "test": the
+    the best mean `by` over their runs ("val": each student's best validation accuracy; "test": the
     study's metric), the first of equal ones, and writes its name into the group's note cell."""
 
     group: str
@@ -29,7 +29,7 @@ class Entry:
 
     Unranked: every student's value goes into `columns[0]`. Ranked: the students are sorted by their
     value, ascending, and the i-th goes into `columns[i]` (the RDML tables' re-indexing). Best: the
-    highest of the students goes into `columns[0]`.
+    best of the students (by the table's metric) goes into `columns[0]`.
     `epoch`: the table's metric at that epoch instead of the study's statistic of it.
     `measure`: a value the run's measurements hold per student (rdml.analysis.measure; a list counts as
     that many values) instead of the study's metric.
@@ -78,7 +78,7 @@ class TableSpec:
     derived: list[Derived] = field(default_factory=list)
     bold_columns: list[str] = field(default_factory=list)  # column-wise best is set in bold
     claims: list[Claim] = field(default_factory=list)
-    figures: tuple[str, ...] = ()  # rdml.study.figures drawn from it
+    figures: tuple[str, ...] = ()  # rdml.report.figures drawn from it
     curves: str = "rows"  # in its learning curves: rows are the lines (panels per column), or columns are
     curve_runs: bool = False  # draw every run too (diverged runs visible)
     measurements: dict = field(default_factory=dict)  # what its `measure` entries need measured on each run

@@ -25,7 +25,7 @@ import pandas as pd  # noqa: E402
 
 from rdml.metrics import METRICS, PRIMARY  # noqa: E402
 from rdml.registry import Registry  # noqa: E402
-from rdml.study.frame import RECORDED, column  # noqa: E402
+from rdml.report.frame import RECORDED, column  # noqa: E402
 
 __all__ = ["TABLE_FIGURES", "curve_data", "write_figures", "renyi_data"]
 

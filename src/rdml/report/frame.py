@@ -21,7 +21,7 @@ def column(metric) -> str:
 
 def long_frame(study: str, records) -> pd.DataFrame:
     """The per-epoch metrics of every run, from (Run, record) pairs checked as the tables check them
-    (rdml.study.tables.checked_record)."""
+    (rdml.report.records.checked_record)."""
     rows = []
     for run, record in records:
         base = (study, run.dataset, run.method, run.alpha, run.seed, run.id)

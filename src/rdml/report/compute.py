@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from rdml.study.render import plain_table
+from rdml.report.render import plain_table
 
 __all__ = ["compute_summary"]
 

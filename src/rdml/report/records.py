@@ -1,0 +1,70 @@
+"""What a table may read: run records and measurements refused unless rdml wrote them, sealed, for
+the runs the study plans now, and each read once however many cells and tables read it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rdml import paths
+from rdml.keys import ConfigError
+from rdml.study.runs import Run
+from rdml.train.integrity import FINISHED, MEASURES_FORMAT, read_record, record_problems, seal_holds, sealed
+
+__all__ = ["checked_record", "checked_measurements", "Records"]
+
+
+def checked_record(root: str | Path, study: str, run: Run) -> dict:
+    """The run's record, refused when it is damaged, edited outside rdml, not finished, or of other keys."""
+    path = Path(root) / run.directory / "record.json"
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing: run {run.id} of study {study} has no record (rerun the pipeline)")
+    record = read_record(path)
+    problems = record_problems(record, path)
+    if not sealed(record):
+        problems.append(f"{path}: an unsealed record of {record.get('format')} (rerun the run with this rdml)")
+    if record["status"] not in FINISHED:
+        problems.append(f"{path}: the run has not finished (status {record['status']!r})")
+    if record.get("config_sha256") != run.config_sha256:
+        problems.append(f"{path}: the run there was trained with other keys than the study now plans")
+    if problems:
+        raise ConfigError("no table is written from a record that does not hold: " + "; ".join(problems))
+    return record
+
+
+def checked_measurements(root: str | Path, study: str, run: Run, record: dict, wanted: dict) -> dict:
+    """The run's measurements (rdml.analysis.measure), refused unless they are rdml's, of this record's
+    weights, measured as the table asks (`wanted`)."""
+    path = Path(root) / paths.measures_file(study, run.id)
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing: run {run.id} of study {study} has not been measured (rerun the pipeline)")
+    measured = read_record(path, "measurements file", ("format", "students"))
+    problems = [] if seal_holds(measured) else [f"{path}: does not hash to its record_sha256 (edited outside rdml?)"]
+    if measured.get("format") != MEASURES_FORMAT or measured.get("run_record_sha256") != record.get("record_sha256"):
+        problems.append(f"{path}: not the measurements of the record at {run.directory}")
+    elif record["status"] == "ok" and measured.get("model_sha256") != record["final_model"]["sha256"]:
+        problems.append(f"{path}: measured other weights than {run.directory}/model.pt")
+    if any((measured.get("measurements") or {}).get(name) != value for name, value in wanted.items()):
+        problems.append(f"{path}: measured with {measured.get('measurements')}, but the table asks for {wanted}")
+    if problems:
+        raise ConfigError("no table is written from measurements that do not hold: " + "; ".join(problems))
+    return measured
+
+
+class Records:
+    """The checked records and measurements of one study's runs under `root`, each read once.
+    `records` (run id → checked record): what the caller has read already."""
+
+    def __init__(self, root: str | Path, study: str, records: dict[str, dict] | None = None):
+        self.root, self.study = root, study
+        self.records = {} if records is None else records
+        self.measured: dict[str, dict] = {}
+
+    def record(self, run: Run) -> dict:
+        if run.id not in self.records:
+            self.records[run.id] = checked_record(self.root, self.study, run)
+        return self.records[run.id]
+
+    def measurements(self, run: Run, wanted: dict) -> dict:
+        if run.id not in self.measured:
+            self.measured[run.id] = checked_measurements(self.root, self.study, run, self.record(run), wanted)
+        return self.measured[run.id]
