@@ -3,7 +3,7 @@ training record does not keep: top-1 and top-5 accuracy, NLL and expected calibr
 student and for the cohort's ensemble.
 
 The run must be one `rdml train` finished `ok`, its record sealed and consistent and its model.pt the
-weights the record names (the checks a KD teacher passes: `rdml.train.checkpoint.load_teacher`). The
+weights the record names (the checks a KD teacher passes: `rdml.train.verified`). The
 test split is rebuilt from the record's config (dataset, split_seed, test_fraction, data_dir,
 normalize; the labelled subset does not touch it) and must match the record's data fingerprint.
 
@@ -22,11 +22,9 @@ import torch
 from rdml.analysis.measure import log_probs_of
 from rdml.config import data_keys
 from rdml.data.base import Dataset, load_dataset
-from rdml.io import sha256_file
 from rdml.keys import ConfigError
 from rdml.metrics import ECE_BINS, METRICS, PRIMARY, TOP_K, calibration_error, top_k_accuracy
-from rdml.train.checkpoint import load_teacher
-from rdml.train.integrity import read_record, record_problems
+from rdml.train.verified import VerifiedRun, verified_run
 
 __all__ = ["EVAL_FORMAT", "ECE_BINS", "TOP_K", "evaluate_run", "find_run", "log_probs_on_test", "scores", "calibration_error",
            "format_table"]
@@ -34,7 +32,6 @@ __all__ = ["EVAL_FORMAT", "ECE_BINS", "TOP_K", "evaluate_run", "find_run", "log_
 EVAL_FORMAT = "rdml.eval/1"
 # the labelled subset and unlabelled rows leave the test split and normalisation alone; they are passed so that
 # the rebuilt data's fingerprint can be compared with the record's (as `rdml audit` does)
-EXPECTED = "expected a run directory written by `rdml train` (record.json and model.pt) or the model.pt inside one"
 
 
 def scores(log_probs: torch.Tensor, labels: torch.Tensor, top: int = TOP_K) -> dict:
@@ -58,39 +55,11 @@ def _fail(message: str) -> ConfigError:
     return ConfigError(f"rdml eval: {message}")
 
 
-def find_run(path: str | Path) -> tuple[Path, Path, dict]:
-    """The run directory, model file and record of `path` (a run directory or its model.pt), checked:
-    a finished `ok` run whose record holds its own hash and summary and names the model's sha256."""
-    given = Path(path)
-    if not given.exists():
-        raise _fail(f"{given} does not exist; {EXPECTED}")
-    if given.is_dir():
-        run_dir, model = given, given / "model.pt"
-    elif given.name == "model.pt":
-        run_dir, model = given.parent, given
-    else:
-        raise _fail(f"{given} is neither a directory nor a model.pt; {EXPECTED}")
-    record_path = run_dir / "record.json"
-    if not record_path.is_file():
-        raise _fail(f"no run record at {record_path}; {EXPECTED}")
-    try:
-        record = read_record(record_path)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-    if record["status"] != "ok":
-        state = "has not finished" if record["status"] == "running" else "finished"
-        raise _fail(f"the run in {run_dir} {state} (status {record['status']!r}, not 'ok'); only a finished, healthy run "
-                    "is evaluated")
-    if not model.is_file():
-        raise _fail(f"no model file at {model}, though its record says the run finished; {EXPECTED}")
-    problems = record_problems(record, record_path)
-    named = (record.get("final_model") or {}).get("sha256")
-    sha = sha256_file(model)
-    if sha != named:
-        problems.append(f"{model}: sha256 {sha} is not the {named} its record names (changed after training?)")
-    if problems:
-        raise _fail("; ".join(problems))
-    return run_dir, model, record
+def find_run(path: str | Path) -> VerifiedRun:
+    """The run at `path` (a run directory or its model.pt) with its record and model file, through the
+    checks of rdml.train.verified: a finished `ok` run whose record is sealed and consistent and names the
+    model file's sha256."""
+    return verified_run(path, "rdml eval: ")
 
 
 def _device(name: str) -> torch.device:
@@ -107,7 +76,8 @@ def _device(name: str) -> torch.device:
 def evaluate_run(path: str | Path, device: str | torch.device = "cpu") -> dict:
     """Scores of every student of the run at `path` (and of their ensemble when K ≥ 2) on its test split,
     with the run directory, the model's sha256, the record's config_sha256 and the data fingerprint."""
-    run_dir, model_file, record = find_run(path)
+    run = find_run(path)
+    run_dir, record = run.directory, run.record
     device = _device(device) if isinstance(device, str) else device
     cfg = record["config"]
     try:
@@ -119,20 +89,11 @@ def evaluate_run(path: str | Path, device: str | torch.device = "cpu") -> dict:
         raise _fail(f"data set {cfg['dataset']} on disk no longer matches the fingerprint recorded in "
                     f"{run_dir / 'record.json'} ({data.fingerprint['sha256']} != {recorded})")
     data = data.to(device)
-    log_probs, shas = [], set()
+    log_probs = []
     for k in range(cfg["students"]):
-        try:
-            model, info = load_teacher(str(run_dir), k, data, device)
-        except ConfigError as exc:
-            message = str(exc)
-            for prefix in (f"teacher={run_dir}: ", f"teacher_index={k}: "):
-                message = message.removeprefix(prefix)
-            raise _fail(f"{run_dir}: {message}") from None
-        shas.add(info["sha256"])
+        model = run.model(k, data).to(device)
         log_probs.append(log_probs_on_test(model, data))
         del model
-    if len(shas) != 1:
-        raise _fail(f"{model_file} changed while it was read; evaluate again")
     labels = data.y_test
     models = {f"student_{k}": scores(lp, labels) for k, lp in enumerate(log_probs)}
     if len(log_probs) > 1:
@@ -141,8 +102,8 @@ def evaluate_run(path: str | Path, device: str | torch.device = "cpu") -> dict:
     return {
         "format": EVAL_FORMAT,
         "run": str(run_dir),
-        "model": str(model_file),
-        "model_sha256": shas.pop(),
+        "model": str(run.model_file),
+        "model_sha256": run.model_sha256,
         "config_sha256": record["config_sha256"],
         "run_record_sha256": record.get("record_sha256"),
         "data_sha256": data.fingerprint["sha256"],

@@ -4,6 +4,9 @@ so that tables and the audit check records without importing torch.
 `record_sha256` is the sha256 of the record's canonical JSON without that field. It catches an edit
 made without rdml (a forged or damaged number); it is not a signature, so the audit can also re-derive
 the summary from the epochs and re-evaluate the saved model (`rdml audit --evaluate`).
+
+`run_problems` is the one check of a finished run directory (the record sealed and consistent, its status
+one the reader accepts, the model file the weights it names); `rdml.train.verified` loads a run through it.
 """
 
 from __future__ import annotations
@@ -13,12 +16,12 @@ import json
 import math
 from pathlib import Path
 
-from rdml.io import atomic_write_json
+from rdml.io import atomic_write_json, sha256_file
 from rdml.keys import ConfigError
 from rdml.metrics import LOSS, METRICS, PRIMARY
 
 __all__ = ["summarise", "statistics_of", "best_val_epoch", "recorded_value", "summary_field", "seal", "seal_holds", "write_record", "read_record", "record_problems", "sealed", "FINISHED",
-           "MEASURES_FORMAT"]
+           "MEASURES_FORMAT", "run_problems", "model_path"]
 
 FINISHED = ("ok", "diverged")
 MEASURES_FORMAT = "rdml.measures/1"  # a run's measurements (rdml.analysis.measure), sealed like a record
@@ -142,6 +145,39 @@ def record_problems(record: dict, path: str | Path) -> list[str]:
             consistent = False
         if not consistent:
             problems.append(f"{path}: the summary does not follow from the recorded epochs")
+    return problems
+
+
+def model_path(run_dir: str | Path, record: dict) -> Path:
+    """The model file a run's record names (model.pt in the run directory where it names none yet)."""
+    return Path(run_dir) / ((record.get("final_model") or {}).get("path") or "model.pt")
+
+
+def run_problems(run_dir: str | Path, record: dict, statuses: tuple[str, ...] = FINISHED, *, unsealed: bool = False,
+                 weights: bool = True, model_sha256: str | None = None) -> list[str]:
+    """What does not hold of the run in `run_dir` whose record.json reads `record`, each problem naming its
+    file: its status one of `statuses`; the record sealed (`unsealed`: a record of the format before seals,
+    rdml.run/1, is accepted) and hashing to its seal, a finished run's summary following from its epochs;
+    with `weights`, its model file present and hashing to the sha256 the record names (`model_sha256`: that
+    file's hash where the caller has read the file already). The model file is not checked where the
+    status is refused (an unfinished run has none)."""
+    run_dir = Path(run_dir)
+    path = run_dir / "record.json"
+    problems = []
+    status = record.get("status")
+    if status not in statuses:
+        state = "finished" if status in FINISHED else "has not finished"
+        problems.append(f"the run in {run_dir} {state} (status {status!r}, not {' or '.join(map(repr, statuses))})")
+    if not unsealed and not sealed(record):
+        problems.append(f"{path}: an unsealed record of {record.get('format')} (rerun the run with this rdml)")
+    problems += record_problems(record, path)
+    if weights and status in statuses:
+        model = model_path(run_dir, record)
+        named = (record.get("final_model") or {}).get("sha256")
+        if model_sha256 is None and not model.is_file():
+            problems.append(f"{model}: the model file its record names is missing")
+        elif (sha := model_sha256 or sha256_file(model)) != named:
+            problems.append(f"{model}: sha256 {sha} is not the {named} its record names (changed after training?)")
     return problems
 
 
