@@ -90,7 +90,9 @@ class Run:
 
     @property
     def students(self) -> tuple[str, ...]:
-        return tuple(f"student_{k}" for k in range(len(self.archs)))
+        """The recorded outputs that are its cohort's members, as its method declares them (`student_k`, or e.g.
+        a multi-branch network's branches): what a per-student cell averages."""
+        return METHODS[self.method].members(self.config)
 
     @property
     def directory(self) -> str:
