@@ -5,11 +5,21 @@ class declares, without importing torch (so that configs and study plans are che
 its own config keys (`keys`, each with default, type and check), its defaults of shared keys
 (`defaults`: arch, temperature), the smallest cohort it trains (`min_students`), whether it
 distils from a teacher checkpoint (`uses_teacher`), extra checks across keys (`check`) and the
-name a paper's table gives it (`label`), and what a table caption must say about a run (`caption_notes`). An instance is one run's training: `train_step` takes a
-batch and the cohort (students with `.model`, `.optimizer`, `.step()`, and `cohort.predict(x)`),
-updates the students and returns each student's named loss terms; `state_dict` /
-`load_state_dict` carry any state of its own through checkpoints; `extra_models` names models it
-wants evaluated beside the students. The trainer knows no method by name.
+name a paper's table gives it (`label`), what a table caption must say about a run (`caption_notes`),
+and the names of its evaluated outputs (`outputs`; `members`, those a table's per-student cell averages).
+
+An instance is one run's training, and declares its models and outputs:
+- `networks(build)`: the networks it trains, each with an optimiser, a schedule and a state in model.pt
+  of its own (None, the default: one student per architecture of `arch`). The same call rebuilds them
+  from model.pt for the audit and the analyses;
+- `train_step` takes a batch and the cohort (the trained networks as students with `.model`,
+  `.optimizer`, `.step()`, and `cohort.predict(x)`), updates them and returns the named loss terms of
+  each student (a list, recorded as `student_k/<term>`) or of each name it chooses (a dict);
+- `predict(x, cohort)`: the logits of every evaluated output on a batch, by name; `combine` adds those
+  formed from others over the whole split (by default the students' `ensemble`);
+- `state_dict` / `load_state_dict` carry any state of its own through checkpoints; `extra_models`
+  names models of its own evaluated beside the students (OKDPH's hybrid-weight model).
+The trainer knows no method by name.
 
 Method modules import torch inside the functions that train, never at import time.
 """
@@ -22,7 +32,8 @@ from typing import Any
 from rdml.keys import ConfigError, Key
 from rdml.registry import Registry
 
-__all__ = ["Method", "METHODS", "update_together", "update_in_turn", "student_logits", "detached", "check_kl"]
+__all__ = ["Method", "METHODS", "update_together", "update_in_turn", "student_logits", "detached", "check_kl",
+           "student_predictions", "with_ensemble"]
 
 
 class Method(ABC):
@@ -55,8 +66,9 @@ class Method(ABC):
         return []
 
     @abstractmethod
-    def train_step(self, x, y, cohort) -> list[dict]:
-        """Update the students on one batch; each student's named loss terms, detached. With
+    def train_step(self, x, y, cohort) -> list[dict] | dict[str, dict]:
+        """Update the students on one batch; each student's named loss terms, detached (recorded as
+        `student_k/<term>`), or a dict of them under names of the method's own (`<name>/<term>`). With
         `student_augment`, x is a list of views of the batch: one per student, then `extra_views`."""
 
     def end_epoch(self, epoch: int, cohort) -> None:
@@ -72,6 +84,36 @@ class Method(ABC):
     def extra_models(self) -> dict:
         """Models evaluated and recorded beside the students, by name (none by default)."""
         return {}
+
+    @classmethod
+    def members(cls, cfg) -> tuple[str, ...]:
+        """The evaluated outputs that are the cohort's members: what a table's per-student cell averages and
+        the divergence check watches (by default each student, `student_k`)."""
+        return tuple(f"student_{k}" for k in range(cfg.students))
+
+    @classmethod
+    def outputs(cls, cfg) -> tuple[str, ...]:
+        """Every output a run records per epoch and in its summary, in the record's order: by default the
+        students, then their `ensemble` when K ≥ 2 (what `combine` forms)."""
+        return (*cls.members(cfg), *(("ensemble",) if cfg.students > 1 else ()))
+
+    def networks(self, build) -> list | None:
+        """The networks this method trains, in order, each with an optimiser, a schedule and a model.pt state
+        of its own. `build(arch, outputs=None)` is a catalogue architecture for the run's data; `build.outputs`
+        its classes, `build.spec` the data's spec. Built right after the init seed is set, and built again the
+        same way to load model.pt. None (the default): one student per architecture of `arch` (`same_init`,
+        published weights and fused forwards honoured)."""
+        return None
+
+    def predict(self, x, cohort) -> dict:
+        """The logits of every output this method evaluates on one batch, by name, its networks in eval mode:
+        by default each student's and each extra model's."""
+        return student_predictions(x, cohort, self.extra_models())
+
+    def combine(self, log_probs: dict) -> dict:
+        """Every evaluated output's log-probabilities over a whole split, in the record's order, with the
+        outputs formed from others: by default the students' `ensemble`."""
+        return with_ensemble(log_probs)
 
 
 METHODS: Registry[type[Method]] = Registry("method")
@@ -120,3 +162,24 @@ def check_kl(cfg) -> None:
     if cfg.alpha != 1:
         raise ConfigError(f"alpha={cfg.alpha:g}: method {cfg.method} distils with KL divergence as the official code does; "
                           "alpha must be 1")
+
+
+def student_predictions(x, cohort, extra: dict | None = None) -> dict:
+    """Each student's logits (`student_k`, one fused pass where the cohort is fused), then each extra model's."""
+    logits = {f"student_{k}": z for k, z in enumerate(cohort.predict(x))}
+    logits.update({name: model(x) for name, model in (extra or {}).items()})
+    return logits
+
+
+def with_ensemble(log_probs: dict) -> dict:
+    """The students' log-probabilities, their ensemble when K ≥ 2, the mean of their probabilities
+    (log Σ_k p_k − log K), then the other outputs."""
+    import math
+
+    import torch
+
+    students = {name: lp for name, lp in log_probs.items() if name.startswith("student_")}
+    ensemble = {}
+    if len(students) > 1:
+        ensemble["ensemble"] = torch.logsumexp(torch.stack(list(students.values())), dim=0) - math.log(len(students))
+    return {**students, **ensemble, **{name: lp for name, lp in log_probs.items() if name not in students}}

@@ -151,6 +151,10 @@ class ParameterHybridization(Method):
     def extra_models(self) -> dict:
         return {"hwm": self.hwm} if self.hwm is not None else {}
 
+    @classmethod
+    def outputs(cls, cfg) -> tuple[str, ...]:
+        return (*super().outputs(cfg), "hwm")  # src/OKDPH.py L132-133
+
     def state_dict(self) -> dict:
         return {"batch": self.batch, "hwm": self.hwm.state_dict() if self.hwm is not None else self.saved_hwm}
 

@@ -29,7 +29,10 @@ RESUMED_KEYS = ("started_at", "resumed_at", "epochs", "epoch_seconds", "diverged
 
 def save_model(path: Path, data: Dataset, archs: list[str], cohort, outputs: int | None = None) -> str:
     """Write model.pt; returns its sha256. `outputs`: of each student, where not the data set's classes
-    (a published head kept)."""
+    (a published head kept). `states` holds each trained network's weights in the cohort's order: one per
+    architecture of `archs`, or, where `method` names the method that declared them (Method.networks), the
+    networks it builds again to read them (rdml.train.cohort.rebuild)."""
+    built_by = getattr(cohort, "built_by", None)
     return atomic_torch_save(path, {
         "format": MODEL_FORMAT,
         "dataset": data.name,
@@ -37,6 +40,7 @@ def save_model(path: Path, data: Dataset, archs: list[str], cohort, outputs: int
         "num_classes": data.num_classes,
         **({"outputs": outputs} if outputs not in (None, data.num_classes) else {}),
         "archs": archs,
+        **({"method": built_by} if built_by else {}),
         "states": [{k: v.cpu() for k, v in s.model.state_dict().items()} for s in cohort],
     })
 

@@ -1,5 +1,9 @@
-"""The students of a run: each model with its optimiser, schedule and gradient clipping, and the
-cohort's forward pass (one per student, or one vmapped pass when the students are fused)."""
+"""The networks a run trains: each model with its optimiser, schedule and gradient clipping, and the
+cohort's forward pass (one per student, or one vmapped pass when the students are fused).
+
+By default the networks are the students, one per architecture of `arch`; a method that declares its
+own (`Method.networks`: one network with several branches and a gate, say) has them built here, from
+the same init seed, and rebuilt the same way from model.pt (`rebuild`)."""
 
 from __future__ import annotations
 
@@ -9,13 +13,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from rdml.config import config_from_mapping, resolve
 from rdml.data.base import Dataset
-from rdml.methods import METHODS
+from rdml.methods import METHODS, Method
 from rdml.models import build_model
-from rdml.train.execution import Execution
+from rdml.train.execution import Execution, ExecutionError
 from rdml.train.optim import make_optimizer, make_scheduler
 
-__all__ = ["Student", "Cohort", "build_cohort"]
+__all__ = ["Student", "Cohort", "Architectures", "build_cohort", "rebuild"]
 
 
 @dataclass
@@ -39,20 +44,33 @@ class Cohort(list):
     """The students, and when they are fused, one forward pass that predicts for all of them."""
 
     def __init__(self, students, fused: Callable[[Tensor], list[Tensor]] | None = None,
-                 runner: Callable[[nn.Module], Callable[[Tensor], Tensor]] | None = None):
+                 runner: Callable[[nn.Module], Callable[[Tensor], Tensor]] | None = None, built_by: str | None = None):
         super().__init__(students)
         self.fused = fused
         self.runner = runner  # how any other model of the run runs here (a method's own, e.g. OKDPH's HWM)
+        self.built_by = built_by  # the method that declared these networks (None: one student per architecture)
 
     def predict(self, x: Tensor) -> list[Tensor]:
         return self.fused(x) if self.fused else [s(x) for s in self]
 
 
 def build_cohort(cfg, data: Dataset, execution: Execution, steps_per_epoch: int, outputs: int | None = None,
-                 pretrained: dict[str, dict] | None = None) -> Cohort:
-    """The students, initialised from the run's init seed, or from their published weights (`pretrained`:
-    per architecture, the file to start from; a new head is still drawn from the init seed)."""
+                 pretrained: dict[str, dict] | None = None, method: Method | None = None) -> Cohort:
+    """The networks `method` declares, or the students, initialised from the run's init seed, or from their
+    published weights (`pretrained`: per architecture, the file to start from; a new head is still drawn
+    from the init seed)."""
     torch.manual_seed(cfg.seed if cfg.init_seed is None else cfg.init_seed)
+    networks = method.networks(Architectures(data, outputs, pretrained)) if method is not None else None
+    if networks is not None:
+        if execution.fuse_students:
+            raise ExecutionError(f"fuse_students=true: method {cfg.method} trains networks of its own, which are not fused")
+        trained = []
+        for model in networks:
+            model = model.to(execution.device)
+            optimizer = make_optimizer(cfg, model.parameters())
+            trained.append(Student(model, optimizer, make_scheduler(cfg, optimizer, steps_per_epoch), cfg.grad_clip,
+                                   run=execution.runner(model)))
+        return Cohort(trained, None, execution.runner, built_by=cfg.method)
     students = []
     same_init = METHODS[cfg.method].same_init
     for arch in cfg.arch:
@@ -65,3 +83,36 @@ def build_cohort(cfg, data: Dataset, execution: Execution, steps_per_epoch: int,
                                 run=execution.runner(model)))  # fused or not, sequential DML re-predicts one at a time
     return Cohort(students, execution.fused_runner([s.model for s in students]) if execution.fuse_students else None,
                   execution.runner)
+
+
+class Architectures:
+    """What a method's `networks` builds with: `build(arch, outputs=None)` is a catalogue architecture for the
+    run's data (from its published weights where the run starts from them), with the run's `outputs` classes
+    unless told otherwise; `spec` is the data's (input shape, classes, kind), for networks of its own."""
+
+    def __init__(self, data: Dataset, outputs: int | None = None, pretrained: dict[str, dict] | None = None):
+        self.spec, self.embeddings, self.pretrained = data.spec, data.embeddings, pretrained or {}
+        self.outputs = outputs or data.num_classes
+
+    def __call__(self, arch: str, outputs: int | None = None) -> nn.Module:
+        weights = self.pretrained.get(arch, {}).get("file")
+        return build_model(arch, self.spec, outputs=outputs or self.outputs, weights=weights, embeddings=self.embeddings)
+
+
+def rebuild(saved: dict, config: dict, data: Dataset, device: torch.device) -> tuple[Cohort, Method]:
+    """The networks of a model.pt (its content, `saved`) loaded with their final weights, in eval-ready students
+    without optimisers, and the run's method, from the run record's `config`: `rdml.train.evaluate` scores
+    them by the outputs the method declares, as training did. A model.pt that names a method holds the
+    networks that method declares; any other holds one student per architecture."""
+    cfg = resolve(config_from_mapping(config))
+    method = METHODS[cfg.method](cfg)
+    networks = method.networks(Architectures(data, saved.get("outputs"))) if saved.get("method") else None
+    if networks is None:
+        networks = [build_model(arch, data.spec, outputs=saved.get("outputs"), embeddings=data.embeddings)
+                    for arch in saved["archs"]]
+    if len(networks) != len(saved["states"]):
+        raise ValueError(f"model.pt holds {len(saved['states'])} networks, method {cfg.method} declares {len(networks)}")
+    for model, state in zip(networks, saved["states"]):
+        model.load_state_dict(state)
+        model.to(device)
+    return Cohort([Student(m, None, None) for m in networks], built_by=saved.get("method")), method

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 
 from rdml.data.base import Dataset
+from rdml.methods.base import student_predictions, with_ensemble
 
-__all__ = ["evaluate", "find_divergence", "input_noise", "evaluation_noise"]
+__all__ = ["evaluate", "split_log_probs", "find_divergence", "input_noise", "evaluation_noise"]
 
 
 def input_noise(std: float, generator: torch.Generator) -> Callable | None:
@@ -28,34 +29,37 @@ def evaluation_noise(std: float, seed: int, epoch: int) -> Callable | None:
 
 @torch.no_grad()
 def evaluate(cohort, data: Dataset, extra: dict[str, Callable] | None = None, batch_size: int = 1024,
-             split: str = "test", noise: Callable | None = None) -> dict:
-    """Loss, accuracy and mean prediction entropy on the test (or validation) split per student, for the
-    cohort's mean prediction, and for any extra model a method names (evaluated in eval mode like the
-    students)."""
+             split: str = "test", noise: Callable | None = None, method=None) -> dict:
+    """Loss, accuracy and mean prediction entropy on the test (or validation) split of every output the
+    run's `method` declares (rdml.methods.base.Method.predict and .combine); without one, of each student,
+    the cohort's mean prediction and any `extra` model."""
     x_all, y_all = (data.x_test, data.y_test) if split == "test" else (data.x_val, data.y_val)
-    models = [s.model for s in cohort] + [m for m in (extra or {}).values() if isinstance(m, torch.nn.Module)]
+    log_probs = split_log_probs(cohort, data, x_all, extra=extra, batch_size=batch_size, noise=noise, method=method)
+    return {name: _scores(lp, y_all) for name, lp in log_probs.items()}
+
+
+@torch.no_grad()
+def split_log_probs(cohort, data: Dataset, x_all: torch.Tensor, *, extra: dict | None = None, batch_size: int = 1024,
+                    noise: Callable | None = None, method=None, dtype: torch.dtype = torch.float32) -> dict:
+    """Log-probabilities in `dtype` of every evaluated output (see `evaluate`) on the raw inputs `x_all`, by
+    name: every network in eval mode (the students, and the extra models, as in training), no augmentation.
+    What the audit and the analyses read of a rebuilt run (rdml.train.cohort.rebuild)."""
+    extra = method.extra_models() if method is not None else (extra or {})
+    predict = method.predict if method is not None else lambda x, c: student_predictions(x, c, extra)
+    models = [s.model for s in cohort] + [m for m in extra.values() if isinstance(m, torch.nn.Module)]
     for m in models:
         m.eval()
-    log_probs = [[] for _ in cohort]
-    extra_log_probs = {name: [] for name in extra or {}}
-    for start in range(0, len(y_all), batch_size):
+    parts: dict[str, list] = {}
+    for start in range(0, len(x_all), batch_size):
         x = data.inputs(x_all[start : start + batch_size])
         if noise is not None:
             x = noise(x)
-        for k, logits in enumerate(cohort.predict(x)):
-            log_probs[k].append(torch.log_softmax(logits.float(), dim=-1))
-        for name, model in (extra or {}).items():
-            extra_log_probs[name].append(torch.log_softmax(model(x).float(), dim=-1))
+        for name, logits in predict(x, cohort).items():
+            parts.setdefault(name, []).append(torch.log_softmax(logits.to(dtype), dim=-1))
     for m in models:
         m.train()
-    per_student = [torch.cat(lp) for lp in log_probs]
-    results = {f"student_{k}": _scores(lp, y_all) for k, lp in enumerate(per_student)}
-    if len(cohort) > 1:
-        ensemble = torch.logsumexp(torch.stack(per_student), dim=0) - math.log(len(cohort))
-        results["ensemble"] = _scores(ensemble, y_all)
-    for name, lp in extra_log_probs.items():
-        results[name] = _scores(torch.cat(lp), y_all)
-    return results
+    whole = {name: torch.cat(lp) for name, lp in parts.items()}
+    return method.combine(whole) if method is not None else with_ensemble(whole)
 
 
 def _scores(log_probs: torch.Tensor, labels: torch.Tensor) -> dict:
@@ -66,14 +70,16 @@ def _scores(log_probs: torch.Tensor, labels: torch.Tensor) -> dict:
     }
 
 
-def find_divergence(epochs: list[dict], chance: float, margin: float) -> dict | None:
-    """A non-finite training loss, or a student back at chance accuracy after having been above it."""
+def find_divergence(epochs: list[dict], chance: float, margin: float, members: Iterable[str] | None = None) -> dict | None:
+    """A non-finite training loss, or a member of the cohort (`members`, by default the students) back at
+    chance accuracy after having been above it."""
     last = epochs[-1]
     bad = sorted(k for k, v in last["train"].items() if not math.isfinite(v))
     if bad:
         return {"epoch": last["epoch"], "reason": f"non-finite training loss ({', '.join(bad)})", "stopped": True}
+    watched = None if members is None else set(members)
     for name, scores in last["test"].items():
-        if not name.startswith("student_"):
+        if not (name.startswith("student_") if watched is None else name in watched):
             continue
         previous_best = max((e["test"][name]["acc"] for e in epochs[:-1]), default=0.0)
         if previous_best > chance + 2 * margin and scores["acc"] <= chance + margin:

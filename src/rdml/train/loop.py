@@ -110,9 +110,9 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
             stale.unlink(missing_ok=True)
 
     steps_per_epoch = len(batch_starts(len(data.y_train), cfg.batch_size))
-    cohort = build_cohort(cfg, data, prep.execution, steps_per_epoch, prep.outputs, prep.pretrained)
     teacher = prep.execution.runner(prep.teacher.requires_grad_(False)) if prep.teacher is not None else None
     method = METHODS[cfg.method](cfg, teacher)
+    cohort = build_cohort(cfg, data, prep.execution, steps_per_epoch, prep.outputs, prep.pretrained, method)
     record = new_record(prep, argv)
     record["environment"].update(environment_extra or {})
     if saved is not None:
@@ -129,7 +129,7 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
         entry = train_epoch(method, cohort, data, cfg, epoch, show)
         record["epochs"].append(entry)
         record["epoch_seconds"].append(time.perf_counter() - started)
-        found = find_divergence(record["epochs"], data.chance_accuracy, cfg.crash_margin)
+        found = find_divergence(record["epochs"], data.chance_accuracy, cfg.crash_margin, method.members(cfg))
         if found and (not record["diverged"] or found["stopped"] and not record["diverged"]["stopped"]):
             record["diverged"] = {**found, "earlier": record["diverged"]} if record["diverged"] else found
         record["summary"] = summarise(record["epochs"], cfg.summary_last)
@@ -173,9 +173,9 @@ def train_epoch(method, cohort: Cohort, data: Dataset, cfg: TrainConfig, epoch: 
         if noise is not None:
             x = [noise(v) for v in x] if views else noise(x)
         terms = method.train_step(x, data.y_train[rows], cohort)
-        for k, student_terms in enumerate(terms):
+        for k, student_terms in (terms.items() if isinstance(terms, dict) else enumerate(terms)):
             for name, value in {**student_terms, "total": sum(student_terms.values())}.items():
-                key = f"student_{k}/{name}"
+                key = f"{k}/{name}" if isinstance(terms, dict) else f"student_{k}/{name}"
                 sums[key] = sums.get(key, 0.0) + value
         if per_batch_schedule:
             for s in cohort:
@@ -186,8 +186,8 @@ def train_epoch(method, cohort: Cohort, data: Dataset, cfg: TrainConfig, epoch: 
         "lr": lr_first,
         "lr_last_batch": lr_last,
         "train": {k: float(v) / len(batches) for k, v in sums.items()},
-        "test": evaluate(cohort, data, method.extra_models(), noise=evaluation_noise(cfg.input_noise, cfg.seed, epoch)),
-        **({"val": evaluate(cohort, data, method.extra_models(), split="val")} if data.x_val is not None else {}),
+        "test": evaluate(cohort, data, noise=evaluation_noise(cfg.input_noise, cfg.seed, epoch), method=method),
+        **({"val": evaluate(cohort, data, split="val", method=method)} if data.x_val is not None else {}),
     }
     if not per_batch_schedule:
         for s in cohort:

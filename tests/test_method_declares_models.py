@@ -1,0 +1,166 @@
+"""A method declares the networks it trains and the outputs it evaluates (rdml.methods.base.Method:
+`networks`, `predict`, `members`, `outputs`), and the trainer, the evaluator, model.pt and its rebuilding
+read that declaration. The proof: a ONE-style method (Lan, Zhu and Gong, "Knowledge Distillation by
+On-the-Fly Native Ensemble", NeurIPS 2018: one network, a shared trunk, two branch heads and a gate whose
+gated ensemble teaches each branch) added to a copy of the package as one module and one registry line,
+nothing else, trains on the synthetic data, resumes bit-identically after SIGKILL, is recorded per branch
+and for its gated ensemble, and its model.pt is rebuilt through the method to the scores its record holds."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import sigkill_and_resume
+from rdml.code import PACKAGE
+
+MODULE = textwrap.dedent('''
+    """ONE-style online distillation in one network: a shared trunk, two branch heads and a gate; the gated
+    ensemble sum_i g_i z_i teaches every branch (Lan, Zhu and Gong, NeurIPS 2018)."""
+
+    from rdml.methods.base import METHODS, Method
+
+    BRANCHES = 2
+    FEATURES = 32
+
+
+    @METHODS.register("one_test")
+    class NativeEnsemble(Method):
+        name = "one_test"
+        description = "ONE: two branches of one network taught by their gated ensemble"
+        defaults = {**Method.defaults, "temperature": 3.0}
+
+        @classmethod
+        def label(cls, alpha):
+            return "ONE"
+
+        @classmethod
+        def members(cls, cfg):
+            return tuple(f"branch_{i}" for i in range(BRANCHES))
+
+        @classmethod
+        def outputs(cls, cfg):
+            return (*cls.members(cfg), "gated")
+
+        def networks(self, build):
+            return [two_branches(build(self.cfg.arch[0], outputs=FEATURES), build.outputs)]
+
+        def predict(self, x, cohort):
+            *branches, gate = cohort[0](x)
+            return {**{f"branch_{i}": z for i, z in enumerate(branches)}, "gated": gated(branches, gate)}
+
+        def train_step(self, x, y, cohort):
+            from rdml.core.losses import kl_distillation, supervised_cross_entropy
+
+            network = cohort[0]
+            *branches, gate = network(x)
+            ensemble = gated(branches, gate)
+            terms = {f"branch_{i}": {"ce": supervised_cross_entropy(z, y),
+                                     "kd": kl_distillation(z, ensemble.detach(), self.cfg.temperature)}
+                     for i, z in enumerate(branches)}
+            terms["gated"] = {"ce": supervised_cross_entropy(ensemble, y)}
+            network.optimizer.zero_grad(set_to_none=True)
+            sum(sum(t.values()) for t in terms.values()).backward()
+            network.step()
+            return {name: {k: v.detach() for k, v in t.items()} for name, t in terms.items()}
+
+
+    def gated(branches, gate):
+        return sum(gate[:, i : i + 1] * z for i, z in enumerate(branches))
+
+
+    def two_branches(trunk, classes):
+        from torch import nn
+
+        class TwoBranches(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.trunk = nn.Sequential(trunk, nn.ReLU())
+                self.heads = nn.ModuleList(nn.Linear(FEATURES, classes) for _ in range(BRANCHES))
+                self.gate = nn.Sequential(nn.Linear(FEATURES, BRANCHES), nn.Softmax(dim=1))
+
+            def forward(self, x):
+                h = self.trunk(x)
+                return (*(head(h) for head in self.heads), self.gate(h))
+
+        return TwoBranches()
+''')
+REGISTRY_LINE = "from rdml.methods import one_test  # noqa: F401\n"
+ARGS = ["dataset=synthetic", "method=one_test", "arch=cnn", "batch_size=4", "epochs=3"]
+OUTPUTS = ["branch_0", "branch_1", "gated"]
+
+# In the copy: model.pt rebuilt through the method and scored again, as the audit and the analyses read a run.
+REBUILD = '''
+import json, sys
+import torch
+from rdml.config import config_from_mapping, resolve
+from rdml.data.base import load_dataset
+from rdml.config import data_keys
+from rdml.methods import METHODS
+from rdml.study.runs import Run
+from rdml.train.cohort import rebuild
+from rdml.train.evaluate import evaluate, evaluation_noise
+
+run_dir = sys.argv[1]
+record = json.load(open(f"{run_dir}/record.json"))
+cfg = record["config"]
+saved = torch.load(f"{run_dir}/model.pt", weights_only=True)
+data = load_dataset(cfg["dataset"], **data_keys(cfg))
+cohort, method = rebuild(saved, cfg, data, torch.device("cpu"))
+same = all(torch.equal(v, state[k]) for s, state in zip(cohort, saved["states"]) for k, v in s.model.state_dict().items())
+scores = evaluate(cohort, data, method=method, noise=evaluation_noise(cfg["input_noise"], cfg["seed"], len(record["epochs"])))
+resolved = resolve(config_from_mapping(cfg))
+print(json.dumps({"scores": scores, "states_round_trip": same, "networks": len(cohort), "saved_method": saved.get("method"),
+                  "outputs": list(METHODS["one_test"].outputs(resolved)),
+                  "run_students": list(Run("s", "synthetic", "one_test", ("cnn",), 0).students)}))
+'''
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory) -> Path:
+    """A copy of the rdml package with the method's module and its registry line, and nothing else changed."""
+    copy = tmp_path_factory.mktemp("package") / "rdml"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(copy, copy.parent.parent / "pristine")  # the package as copied, to compare with
+    (copy / "methods" / "one_test.py").write_text(MODULE)
+    init = copy / "methods" / "__init__.py"
+    init.write_text(init.read_text() + REGISTRY_LINE)
+    return copy
+
+
+@pytest.mark.system  # rdml train processes, one SIGKILLed and resumed
+def test_a_two_branch_method_trains_resumes_is_evaluated_per_output_and_round_trips(package, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(package.parent))  # every rdml process below runs the copy
+    done = sigkill_and_resume(ARGS, 3, tmp_path)  # the same epochs and weights as an uninterrupted run
+
+    assert done["label"] == "ONE" and len(done["epochs"]) == 3
+    assert all(list(epoch["test"]) == OUTPUTS for epoch in done["epochs"])
+    assert list(done["summary"]) == OUTPUTS
+    assert set(done["epochs"][0]["train"]) == {f"branch_{i}/{t}" for i in (0, 1) for t in ("ce", "kd", "total")} | {
+        "gated/ce", "gated/total"}
+    assert len(done["epochs"][0]["lr"]) == 1  # one network, one optimiser
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", REBUILD, str(tmp_path / "run")], cwd=tmp_path, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    rebuilt = json.loads(result.stdout)
+    assert rebuilt["saved_method"] == "one_test" and rebuilt["networks"] == 1 and rebuilt["states_round_trip"]
+    assert rebuilt["scores"] == done["epochs"][-1]["test"]  # model.pt is the network the last epoch evaluated
+    assert rebuilt["outputs"] == OUTPUTS  # what a table layout selects, declared without training
+    assert rebuilt["run_students"] == ["branch_0", "branch_1"]
+
+
+def test_the_copy_differs_from_the_package_by_the_module_and_its_registry_line(package):
+    pristine = package.parent.parent / "pristine"
+    ours = {p.relative_to(pristine) for p in pristine.rglob("*") if p.is_file()}
+    theirs = {p.relative_to(package) for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    assert theirs - ours == {Path("methods/one_test.py")} and ours <= theirs
+    changed = [p for p in ours if (pristine / p).read_bytes() != (package / p).read_bytes()]
+    assert changed == [Path("methods/__init__.py")]
+    assert (package / changed[0]).read_text() == (pristine / changed[0]).read_text() + REGISTRY_LINE
