@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 BIN    := $(CURDIR)/$(VENV)/bin
 
-.PHONY: run test setup repro bench
+.PHONY: run test test-fast setup repro bench
 
 setup: $(STAMP)
 
@@ -15,7 +15,9 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
+# A run deleted on disk behind a finished job is pruned first (its job file and tables), so it is rebuilt.
 run: $(STAMP)
+	PATH="$(BIN):$$PATH" rdml pipeline prune
 	PATH="$(BIN):$$PATH" snakemake all_tables --cores all
 
 repro: $(STAMP)
@@ -23,6 +25,12 @@ repro: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
+
+# The quick tier, for the edit-and-test loop: everything but the tests marked `system` (SLURM, Snakemake,
+# DVC, killed and resumed processes) and `slow` (over ~3 s each on 2 cores; see pyproject.toml).
+# `make test` still runs them all, and is what CI runs.
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m "not slow and not system"
 
 # The README's Performance figures, measured side by side on this machine (a few minutes);
 # each script writes its JSON into benchmarks/results/.

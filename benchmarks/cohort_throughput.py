@@ -6,8 +6,10 @@ batch 128, SGD, the same DML loss:
   RandomHorizontalFlip, ToTensor and Normalize to one PIL image at a time, and a Python loop over the
   students (forward all, then for each: loss, zero_grad, backward, step), as the released codes do;
   measured with 0 and with 2 loader workers, and the faster of the two is the baseline;
-- rdml: the trainer's own path (tensor data, batched augmentation, `MutualLearning.train_step`),
-  with this device's defaults and then with each fast path of rdml.train.execution asked for.
+- rdml: the trainer's own path (the data set's loader over tensor data, batched augmentation,
+  `MutualLearning.train_step`), with this device's defaults and then with each fast path of
+  rdml.train.execution asked for; and once with the rows indexed by hand instead of through the loader
+  (the cost of the loader's indirection).
 Each path runs in its own process (so peak memory is its own), one after the other in this run.
 Images per second is the median over timed windows after a warm-up.
 
@@ -97,7 +99,7 @@ def baseline(windows: int, batches: int, workers: int) -> dict:
     return timed(step, windows, batches)
 
 
-def rdml_path(windows: int, batches: int, keys: list[str]) -> dict:
+def rdml_path(windows: int, batches: int, keys: list[str], by_hand: bool = False) -> dict:
     import torch
 
     from rdml.config import load_config, resolve
@@ -119,12 +121,16 @@ def rdml_path(windows: int, batches: int, keys: list[str]) -> dict:
     cohort = build_cohort(cfg, data, execution, steps_per_epoch=N_IMAGES // BATCH)
     method = METHODS[cfg.method](cfg)
     draws = torch.Generator().manual_seed(SEED)
-    batches_of_epoch = iter(epoch_batches(N_IMAGES, BATCH, seed=SEED, epoch=1))
+    augment = lambda b, sizes=None, size=None: augment_batch(b, cfg.augment, draws)  # noqa: E731
+    rows_of_epoch = iter(epoch_batches(N_IMAGES, BATCH, seed=SEED, epoch=1))
+    batches_of_epoch = data.train_batches(BATCH, seed=SEED, epoch=1)
 
     def step():
-        rows = next(batches_of_epoch)
-        method.train_step(data.inputs(data.x_train[rows], lambda b: augment_batch(b, cfg.augment, draws)),
-                          data.y_train[rows], cohort)
+        if by_hand:
+            rows = next(rows_of_epoch)
+            return method.train_step(data.inputs(data.x_train[rows], augment), data.y_train[rows], cohort)
+        batch = next(batches_of_epoch)
+        method.train_step(batch.inputs(augment), batch.labels, cohort)
 
     return {**timed(step, windows, batches), "execution": execution.describe()}
 
@@ -144,6 +150,7 @@ PATHS = {
     "baseline, 0 loader workers": ("baseline", ["0"]),
     "baseline, 2 loader workers": ("baseline", ["2"]),
     "rdml, this device's defaults": ("rdml", []),
+    "rdml, defaults, rows indexed by hand (no loader)": ("rdml-by-hand", []),
     "rdml, channels_last": ("rdml", ["memory_format=channels_last"]),
     "rdml, fused students": ("rdml", ["fuse_students=true"]),
     "rdml, bf16 autocast + channels_last": ("rdml", ["precision=bf16", "memory_format=channels_last"]),
@@ -154,7 +161,8 @@ PATHS = {
 def child(path: str, args: list[str], windows: int, batches: int) -> None:
     import torch
 
-    result = baseline(windows, batches, int(args[0])) if path == "baseline" else rdml_path(windows, batches, args)
+    result = baseline(windows, batches, int(args[0])) if path == "baseline" else \
+        rdml_path(windows, batches, args, by_hand=path == "rdml-by-hand")
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if torch.cuda.is_available():
         result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20

@@ -16,7 +16,7 @@ from rdml.models import build_model
 from rdml.models.catalog import ARCHITECTURES, Architecture
 from rdml.models.pretrained import fetch_weights, weights_file
 from rdml.audit import audit_cell
-from rdml.study.jobs import prepare_weights
+from rdml.pipeline.jobs import prepare_weights
 from rdml.train.checkpoint import load_teacher
 from rdml.train.loop import train
 from conftest import one_cell_table

@@ -6,11 +6,13 @@ import subprocess
 import sys
 import time
 
-from rdml.study.slots import acquire_gpu
+import pytest
+
+from rdml.pipeline.slots import acquire_gpu
 
 HOLDER = """
 import json, os, sys, time
-from rdml.study.slots import acquire_gpu
+from rdml.pipeline.slots import acquire_gpu
 slot = acquire_gpu({n}, {lock_dir!r}, poll_seconds=0.01, timeout=60, per_gpu={per_gpu})
 start = time.time()
 time.sleep({hold})
@@ -39,6 +41,7 @@ def test_eight_jobs_on_four_slots(tmp_path):
     assert max(sum(r["start"] <= t < r["end"] for r in results) for t in moments) <= 4
 
 
+@pytest.mark.system  # a slot holder's process SIGKILLed
 def test_sigkill_frees_the_slot(tmp_path):
     (victim,) = holders(1, 1, tmp_path, hold=60)
     deadline = time.time() + 60
@@ -83,7 +86,7 @@ def test_jobs_per_gpu_is_checked():
     import pytest
 
     from rdml.keys import ConfigError
-    from rdml.study.slots import jobs_per_gpu
+    from rdml.study.params import jobs_per_gpu
 
     assert jobs_per_gpu(3) == 3 and jobs_per_gpu("2") == 2
     for bad in (0, -1, 1.5, "x", True):

@@ -13,7 +13,7 @@ import yaml
 
 import rdml
 from rdml.config import KEYS, config_from_mapping, config_sha256, resolve
-from rdml.data.catalog import DATASETS, KINDS
+from rdml.data.catalog import DATASETS, KINDS, STORAGES, TASKS
 from rdml.keys import ConfigError, Key
 from rdml.methods import METHODS, Method
 from rdml.models.catalog import ARCHITECTURES
@@ -35,6 +35,7 @@ LAYERS = [
     {"rdml.study"},
     {"rdml.report"},
     {"rdml.audit"},
+    {"rdml.pipeline"},
     {"rdml.cli"},
 ]
 
@@ -128,7 +129,7 @@ PROBE = "import sys; {code}; print(sorted(m for m in sys.modules if m == 'torch'
 
 
 @pytest.mark.parametrize("code", [
-    "import rdml.study.plan, rdml.study.dvc, rdml.code, rdml.config",
+    "import rdml.study.plan, rdml.pipeline.dvc, rdml.code, rdml.config",
     "from rdml.cli import main\ntry: main(['--help'])\nexcept SystemExit: pass",
     "from rdml.cli import main\ntry: main(['train', '--help'])\nexcept SystemExit: pass",
 ])
@@ -151,6 +152,7 @@ def test_registries_are_consistent():
             key.check(key.default)  # every default passes its own check
     for name, source in DATASETS.items():
         assert source.name == name and source.spec.kind in KINDS
+        assert source.task in TASKS and source.storage in STORAGES
         module = __import__(f"rdml.data.{source.module}", fromlist=["load"])
         assert callable(module.load) and (not source.downloaded or callable(module.prepare))
         assert source.smoke is None or DATASETS[source.smoke].spec == source.spec

@@ -178,8 +178,8 @@ def test_indices_outside_the_training_set_are_refused(tmp_path, served, monkeypa
 
 
 def test_the_pipeline_prepares_the_lists_then_a_subset(tmp_path, served, monkeypatch):
-    """`rdml pipeline prepare okdph_samples`, then `... cifar10_10` (rdml.study.jobs.prepare_dataset)."""
-    from rdml.study.jobs import prepare_dataset
+    """`rdml pipeline prepare okdph_samples`, then `... cifar10_10` (rdml.pipeline.jobs.prepare_dataset)."""
+    from rdml.pipeline.jobs import prepare_dataset
 
     monkeypatch.chdir(tmp_path)
     resource = prepare_dataset("okdph_samples", data_dir="data")

@@ -70,11 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     dvc = steps.add_parser("dvc-yaml", help="write dvc.yaml from params.yaml")
     dvc.add_argument("--out", default="dvc.yaml", help="file to write, - for stdout")
     dvc.add_argument("--study", action="append", help="study to include (default: params.yaml's build list)")
-    code = steps.add_parser("code", help="write the code stamps DVC's stages depend on (rdml.study.dvc)")
-    code.add_argument("--study", action="append", help="study to include (default: params.yaml's build list)")
+    code = steps.add_parser("code", help="write the code stamps DVC's stages depend on (rdml.pipeline.dvc)")
+    prune = steps.add_parser("prune", help="remove the job files (and tables) of finished jobs whose runs were deleted")
+    for sub in (code, prune):
+        sub.add_argument("--study", action="append", help="study to include (default: params.yaml's build list)")
     runs = steps.add_parser("runs", help="list the jobs of a study, each with its run ids")
     runs.add_argument("study")
-    for sub in (run, measure, dvc, code, runs):
+    for sub in (run, measure, dvc, code, prune, runs):
         sub.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
 
     tables = commands.add_parser("tables", help="write a study's tables (Markdown, LaTeX, CSV, cell sidecars)")
@@ -166,8 +168,7 @@ def _eval(args) -> int:
 
 def _slots(args) -> tuple:
     """GPU slots and jobs per GPU: the command line's, else params.yaml's."""
-    from rdml.study.params import load_params
-    from rdml.study.slots import jobs_per_gpu
+    from rdml.study.params import jobs_per_gpu, load_params
 
     params = load_params(args.params) if args.gpus is None or args.jobs_per_gpu is None else {}
     gpus = args.gpus if args.gpus is not None else params.get("gpus", "auto")
@@ -175,15 +176,15 @@ def _slots(args) -> tuple:
 
 
 def _pipeline(args) -> int:
-    from rdml.study.params import load_params
+    from rdml.study.params import load_params, studies_to_build
     from rdml.study.plan import find_job, plan_jobs
 
     if args.step == "run":
         if args.die_with_parent:
-            from rdml.study.slots import die_with_parent
+            from rdml.pipeline.slots import die_with_parent
 
             die_with_parent()  # first, before the seconds of importing torch
-        from rdml.study.jobs import run_job
+        from rdml.pipeline.jobs import run_job
 
         if args.spec:
             spec = _json_argument("--spec", args.spec, dict)
@@ -196,10 +197,10 @@ def _pipeline(args) -> int:
             print(f"{record['config']['out']}: {record['status']}")
     elif args.step == "measure":
         if args.die_with_parent:
-            from rdml.study.slots import die_with_parent
+            from rdml.pipeline.slots import die_with_parent
 
             die_with_parent()
-        from rdml.study.jobs import measure_job
+        from rdml.pipeline.jobs import measure_job
         from rdml.study.plan import plan_measurements
 
         if args.spec:
@@ -215,22 +216,28 @@ def _pipeline(args) -> int:
         gpus, per_gpu = _slots(args)
         print(measure_job(spec, gpus, threads=args.threads, per_gpu=per_gpu))
     elif args.step == "prepare":
-        from rdml.study.jobs import prepare_dataset
+        from rdml.pipeline.jobs import prepare_dataset
 
         print(json.dumps(prepare_dataset(args.dataset), indent=1))
     elif args.step == "weights":
-        from rdml.study.jobs import prepare_weights
+        from rdml.pipeline.jobs import prepare_weights
 
         print(json.dumps(prepare_weights(args.arch, source=args.file), indent=1))
     elif args.step == "dvc-yaml":
-        from rdml.study.dvc import write_dvc_yaml
+        from rdml.pipeline.dvc import write_dvc_yaml
 
         write_dvc_yaml(args.params, args.out, args.study)
     elif args.step == "code":
-        from rdml.study.dvc import write_code_stamps
+        from rdml.pipeline.dvc import write_code_stamps
 
         for path in write_code_stamps(args.params, args.study):
             print(f"{path}: changed")
+    elif args.step == "prune":
+        from rdml.pipeline.stale import prune_stale_jobs
+
+        params = load_params(args.params)
+        for path in prune_stale_jobs(params, studies_to_build(params, args.study)):
+            print(f"removed {path}")
     else:
         for job in plan_jobs(load_params(args.params), args.study):
             print(job.id, *(run.id for run in job.runs), sep="\t")

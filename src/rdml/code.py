@@ -160,7 +160,7 @@ def module_closure(roots: tuple[str, ...] | list[str], base: Path = PACKAGE) -> 
 def code_identity(roots: tuple[str, ...] | list[str], entries: tuple[str, ...] | list[str] = (),
                   base: Path | None = None) -> CodeIdentity:
     """The identity of the code a result runs: the modules reached from `roots` (each by its tree) and
-    `entries`, descriptions of the catalogue entries it uses (e.g. the repr of an Architecture), with the
+    `entries`, descriptions of the catalogue entries it uses (the repr of an Architecture, say), with the
     modules read under `base` (default: `source_base()`)."""
     base = source_base() if base is None else Path(base)
     modules = module_closure(roots, base)

@@ -2,7 +2,6 @@
 # overrides) through rdml.study.plan, the same code dvc.yaml is written by. Planning never imports torch.
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from rdml.data.catalog import DATASETS
 from rdml.dependencies import data_code, measure_code, reporting_code, weights_code
 from rdml.study.params import load_params, studies_to_build, with_smoke_studies
 from rdml.study.plan import plan_jobs, plan_measurements
+from rdml.pipeline.stale import stale_jobs
 
 config.update(with_smoke_studies(config))  # every study also has a <study>_smoke variant
 BUILD = studies_to_build(config)
@@ -32,25 +32,10 @@ def measured_code(study, run_id):
     return measure_code(run.method, run.archs, run.dataset, run.teacher_archs).sha256
 
 
-# A job file vouches for its runs, and the tables for every job. When a run is gone from disk (record
-# or weights), its job file and its study's tables are stale: a run of the workflow removes them, so
-# that Snakemake rebuilds the run and then the tables (it would not rerun a job for a missing
-# intermediate file). A dry run, --unlock, --list and the like only say so.
-_ONLY_LOOKING = {"--dry-run", "--dryrun", "--unlock", "--list", "--list-target-rules", "--summary", "--detailed-summary",
-                 "--dag", "--rulegraph", "--filegraph", "--lint", "--cleanup-metadata", "--delete-all-output"}
-_LOOKING = any(a in _ONLY_LOOKING or (a.startswith("-") and not a.startswith("--") and "n" in a[1:]) for a in sys.argv[1:])
-for _study, _jobs in JOBS.items():
-    for _job in _jobs.values():
-        if Path(_job.file).is_file() and not all(
-                (Path(run.directory) / name).is_file() for run in _job.runs for name in ("record.json", "model.pt")):
-            if _LOOKING or not workflow.is_main_process:
-                print(f"rdml: a run of job {_job.id} is missing on disk; `snakemake all_tables` rebuilds it and the "
-                      f"tables of {_study}", file=sys.stderr)
-                continue
-            print(f"rdml: a run of job {_job.id} is missing on disk: {_job.file} and the tables of {_study} "
-                  "removed, so that both are rebuilt", file=sys.stderr)
-            Path(_job.file).unlink()
-            shutil.rmtree(paths.tables_dir(_study), ignore_errors=True)
+# A run deleted on disk behind a finished job: said here, removed by `rdml pipeline prune` (rdml.pipeline.stale).
+for _job in stale_jobs(config, BUILD):
+    print(f"rdml: a run of job {_job.id} is missing on disk; `rdml pipeline prune` removes the job's file and the "
+          f"tables of {_job.study} so that `snakemake all_tables` rebuilds both (`make run` prunes first)", file=sys.stderr)
 
 
 wildcard_constraints:

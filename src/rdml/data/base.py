@@ -24,7 +24,7 @@ from rdml.data.sequences import Ragged
 from rdml.io import sha256_bytes
 from rdml.keys import ConfigError, one_of
 
-__all__ = ["Dataset", "RawData", "load_dataset", "restrict_embeddings", "batch_starts", "epoch_batches"]
+__all__ = ["Dataset", "Batch", "RawData", "load_dataset", "restrict_embeddings", "batch_starts", "epoch_batches"]
 
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -80,6 +80,34 @@ class Dataset:
         size = tuple(self.spec.input_shape[1:])
         return self.inputs(self.x_train[rows], lambda x: augment(x, sizes=sizes, size=size))
 
+    # How training and evaluation read the rows (the data set's loader): they never index its tensors, so a
+    # set read from disk can stand where this in-memory one does.
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return len(batch_starts(len(self.y_train), batch_size))
+
+    def train_batches(self, batch_size: int, *, seed: int, epoch: int) -> Iterator[Batch]:
+        """The training batches of one epoch, in the order `epoch_batches` draws from (seed, epoch)."""
+        for rows in epoch_batches(len(self.y_train), batch_size, seed=seed, epoch=epoch):
+            yield Batch(self, rows)
+
+    def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """(normalised inputs, labels) of an evaluated split (test, val or train) in row order."""
+        x, y = self._split(split)
+        for start in range(0, len(y), batch_size):
+            yield self.inputs(x[start : start + batch_size]), y[start : start + batch_size]
+
+    def split_size(self, split: str) -> int:
+        """Rows of an evaluated split (0 for a split the data set does not have)."""
+        return 0 if split == "val" and self.y_val is None else len(self._split(split)[1])
+
+    def _split(self, split: str) -> tuple[Tensor, Tensor]:
+        splits = {"train": (self.x_train, self.y_train), "test": (self.x_test, self.y_test), "val": (self.x_val, self.y_val)}
+        if split not in splits or splits[split][1] is None:
+            raise ValueError(f"dataset {self.name} has no {split!r} split; it has: "
+                             + ", ".join(name for name, (_, y) in splits.items() if y is not None))
+        return splits[split]
+
     @property
     def num_classes(self) -> int:
         return self.spec.num_classes
@@ -94,6 +122,22 @@ class Dataset:
                  for k in ("x_train", "y_train", "x_test", "y_test", "mean", "std", "x_val", "y_val", "embeddings")}
         # train_sizes stay on the CPU, where the augmentation draws its crop boxes from them
         return Dataset(self.name, **moved, spec=self.spec, fingerprint=self.fingerprint, train_sizes=self.train_sizes)
+
+
+@dataclass
+class Batch:
+    """A training batch of an in-memory set: its labels, and its inputs under any augmentation (one call
+    per view of the same rows)."""
+
+    data: Dataset
+    rows: Tensor
+
+    @property
+    def labels(self) -> Tensor:
+        return self.data.y_train[self.rows]
+
+    def inputs(self, augment: Callable[..., Tensor] | None = None) -> Tensor:
+        return self.data.train_inputs(self.rows, augment)
 
 
 def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_fraction: float = 1.0,

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from rdml.registry import Registry
 
-__all__ = ["Kind", "DataSpec", "DataSource", "Resource", "KINDS", "DATASETS", "RESOURCES", "downloaded"]
+__all__ = ["Kind", "Task", "DataSpec", "DataSource", "Resource", "KINDS", "TASKS", "STORAGES", "DATASETS", "RESOURCES",
+           "downloaded"]
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,28 @@ class Kind:
     name: str
     augmentations: tuple[str, ...]
     normalizations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a data set's rows are for: the splits it has, what each row is labelled with, and so which
+    metrics score a model on it (rdml.metrics). Classification: classes, a training, a test and an
+    optional validation split, scored by top-1 and its kin. Retrieval (person re-identification,
+    DML §4.1 on Market-1501): training identities, then a query and a gallery whose rows carry an identity
+    and a camera, scored by mAP and CMC rank-k; its readers and metrics come with Market-1501."""
+
+    name: str
+    splits: tuple[str, ...]
+    labels: tuple[str, ...]
+
+
+TASKS: Registry[Task] = Registry("task")
+TASKS.add("classification", Task("classification", ("train", "test", "val"), ("class",)))
+TASKS.add("retrieval", Task("retrieval", ("train", "query", "gallery"), ("identity", "camera")))
+
+# How a data set is read: held in memory as tensors (every set today). Sets larger than memory (ImageNet)
+# are read as a stream of shards through the same loader interface (rdml.data.base.Dataset.train_batches).
+STORAGES = ("memory",)
 
 
 @dataclass(frozen=True)
@@ -41,6 +64,8 @@ class DataSource:
     official_split: bool = False  # otherwise split stratified by class from split_seed
     smoke: str | None = None  # a tiny generated stand-in of the same spec, for `<study>_smoke`
     needs: tuple[str, ...] = ()  # resources (RESOURCES) its prepare step reads, fetched by their own step first
+    task: str = "classification"  # TASKS
+    storage: str = "memory"  # STORAGES
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from rdml import paths
 from rdml.keys import ConfigError
 from rdml.study.runs import Run
-from rdml.train.integrity import FINISHED, MEASURES_FORMAT, read_record, record_problems, seal_holds, sealed
+from rdml.train.integrity import FINISHED, MEASURES_FORMAT, read_record, run_problems, seal_holds
 
 __all__ = ["checked_record", "checked_measurements", "Records"]
 
@@ -19,11 +19,7 @@ def checked_record(root: str | Path, study: str, run: Run) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path} is missing: run {run.id} of study {study} has no record (rerun the pipeline)")
     record = read_record(path)
-    problems = record_problems(record, path)
-    if not sealed(record):
-        problems.append(f"{path}: an unsealed record of {record.get('format')} (rerun the run with this rdml)")
-    if record["status"] not in FINISHED:
-        problems.append(f"{path}: the run has not finished (status {record['status']!r})")
+    problems = run_problems(path.parent, record, FINISHED, weights=False)  # tables read numbers, not weights
     if record.get("config_sha256") != run.config_sha256:
         problems.append(f"{path}: the run there was trained with other keys than the study now plans")
     if problems:

@@ -12,17 +12,37 @@ from rdml.config import KEYS
 from rdml.data.catalog import DATASETS
 from rdml.keys import ConfigError, one_of
 from rdml.models.catalog import ARCHITECTURES
-from rdml.study.slots import jobs_per_gpu, slot_count
 from rdml.study.layouts import LAYOUTS
 
-__all__ = ["load_params", "with_smoke_studies", "studies_to_build", "study_spec", "metric_of", "METRICS", "STUDY_KEYS",
+__all__ = ["load_params", "with_smoke_studies", "studies_to_build", "study_spec", "metric_of", "STATISTICS", "STUDY_KEYS",
+           "slot_count", "jobs_per_gpu",
            "RUN_FIELDS"]
 
 # a study's `metric`: the statistic over epochs its tables report of each table's metric (rdml.metrics);
 # at_best_val: the value at the epoch of best validation accuracy
-METRICS = ("final", "best", "last5", "last10", "at_best_val")
+STATISTICS = ("final", "best", "last5", "last10", "at_best_val")
 STUDY_KEYS = {"description", "paper", "datasets", "seeds", "seeds_per_job", "metric", "train", "train_where", "teacher"}
 RUN_FIELDS = ("out", "method", "dataset", "seed", "arch", "alpha", "teacher", "students")  # set by the tables, per run
+
+
+def slot_count(gpus) -> int | None:
+    """params.yaml's or the command line's `gpus`: None for auto (count them), else a number >= 0."""
+    if isinstance(gpus, str) and gpus.strip() == "auto":
+        return None
+    try:
+        count = int(gpus) if not isinstance(gpus, (bool, float)) else -1
+    except (TypeError, ValueError):
+        count = -1
+    if count < 0:
+        raise ConfigError(f"gpus={gpus!r} is not allowed; allowed: auto or an integer >= 0")
+    return count
+
+
+def jobs_per_gpu(value) -> int:
+    """params.yaml's or the command line's `jobs_per_gpu`: an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit() or int(value) < 1:
+        raise ConfigError(f"jobs_per_gpu={value!r} is not allowed; allowed: an integer >= 1")
+    return int(value)
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:
@@ -132,7 +152,7 @@ def study_spec(params: dict, name: str) -> dict:
     per_job = study.get("seeds_per_job", 1)
     if not isinstance(per_job, int) or isinstance(per_job, bool) or per_job < 1:
         raise ConfigError(f"studies.{name}.seeds_per_job={per_job!r} is not allowed; it must be an integer >= 1")
-    one_of(f"studies.{name}.metric", study.get("metric", "final"), METRICS)
+    one_of(f"studies.{name}.metric", study.get("metric", "final"), STATISTICS)
     return study
 
 

@@ -15,14 +15,15 @@ from rdml.config import config_from_mapping, resolve
 from rdml.data.base import load_dataset
 from rdml.data.catalog import DATASETS, KINDS, RESOURCES
 from rdml.io import atomic_write_json
-from rdml.study.slots import acquire_gpu, slot_count
+from rdml.pipeline.slots import acquire_gpu
+from rdml.study.params import slot_count
 from rdml.train.loop import train
 
 __all__ = ["run_job", "measure_job", "metrics_of", "prepare_dataset", "prepare_weights"]
 
 
 def _on_slot(gpus, per_gpu: int, threads: int | None):
-    """Take a GPU slot (rdml.study.slots) and set the job's threads; a shared GPU's memory is capped at 1/N."""
+    """Take a GPU slot (rdml.pipeline.slots) and set the job's threads; a shared GPU's memory is capped at 1/N."""
     slot = acquire_gpu(slot_count(gpus), per_gpu=per_gpu)
     if threads:
         torch.set_num_threads(threads)

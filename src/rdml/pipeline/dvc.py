@@ -23,6 +23,7 @@ from rdml.data.catalog import DATASETS, RESOURCES
 from rdml.code import SOURCE, CodeIdentity
 from rdml.dependencies import data_code, measure_code, reporting_code, weights_code
 from rdml.io import atomic_write_bytes
+from rdml.metrics import METRICS, PRIMARY
 from rdml.models.pretrained import weights_file
 from rdml.study.params import load_params, studies_to_build
 from rdml.study.plan import plan_jobs, plan_measurements, plan_study
@@ -114,7 +115,7 @@ def dvc_stages(params: dict, studies: list[str]) -> dict:
             "params": [f"studies.{study}"],
             "outs": [paths.tables_dir(study)],
             "metrics": [{paths.summary_file(study): {"cache": False}}],
-            "plots": [{paths.curves_dir(study): {"cache": False, "x": "epoch", "y": "test_acc"}}],
+            "plots": [{paths.curves_dir(study): {"cache": False, "x": "epoch", "y": f"test_{METRICS[PRIMARY].recorded}"}}],
         }
     return stages
 

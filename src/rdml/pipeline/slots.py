@@ -25,9 +25,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rdml.keys import ConfigError
 
-__all__ = ["Slot", "acquire_gpu", "count_gpus", "die_with_parent", "slot_count", "jobs_per_gpu", "DEFAULT_LOCK_DIR"]
+__all__ = ["Slot", "acquire_gpu", "count_gpus", "die_with_parent", "DEFAULT_LOCK_DIR"]
 
 DEFAULT_LOCK_DIR = Path(os.environ.get("RDML_LOCK_DIR", "/tmp/rdml-gpu-locks"))
 
@@ -59,26 +58,6 @@ def die_with_parent() -> None:
         return
     if os.getppid() != parent:
         os.kill(os.getpid(), signal.SIGTERM)
-
-
-def slot_count(gpus) -> int | None:
-    """params.yaml's or the command line's `gpus`: None for auto (count them), else a number >= 0."""
-    if isinstance(gpus, str) and gpus.strip() == "auto":
-        return None
-    try:
-        count = int(gpus) if not isinstance(gpus, (bool, float)) else -1
-    except (TypeError, ValueError):
-        count = -1
-    if count < 0:
-        raise ConfigError(f"gpus={gpus!r} is not allowed; allowed: auto or an integer >= 0")
-    return count
-
-
-def jobs_per_gpu(value) -> int:
-    """params.yaml's or the command line's `jobs_per_gpu`: an integer >= 1."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit() or int(value) < 1:
-        raise ConfigError(f"jobs_per_gpu={value!r} is not allowed; allowed: an integer >= 1")
-    return int(value)
 
 
 def count_gpus() -> int:
