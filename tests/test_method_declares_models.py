@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import sigkill_and_resume
+from conftest import run, sigkill_and_resume
 from rdml.code import PACKAGE
+from rdml.config import load_config, resolve
+from rdml.methods import METHODS
 
 MODULE = textwrap.dedent('''
     """ONE-style online distillation in one network: a shared trunk, two branch heads and a gate; the gated
@@ -164,3 +166,13 @@ def test_the_copy_differs_from_the_package_by_the_module_and_its_registry_line(p
     changed = [p for p in ours if (pristine / p).read_bytes() != (package / p).read_bytes()]
     assert changed == [Path("methods/__init__.py")]
     assert (package / changed[0]).read_text() == (pristine / changed[0]).read_text() + REGISTRY_LINE
+
+
+@pytest.mark.parametrize("args", [["method=independent"], ["method=dml", "arch=mlp,cnn"], ["method=dml_e", "students=3"],
+                                  ["method=kdcl"], ["method=okdph", "arch=cnn"]])
+def test_the_existing_methods_declare_the_outputs_their_records_hold(tmp_path, args):
+    """`outputs` and `members` name, without training, what a record holds: students, ensemble, OKDPH's hwm."""
+    record = run(tmp_path / "r", *args, "epochs=1")
+    cfg = resolve(load_config(None, ["dataset=synthetic", *args]))
+    assert list(record["summary"]) == list(record["epochs"][0]["test"]) == list(METHODS[cfg.method].outputs(cfg))
+    assert [name for name in record["summary"] if name.startswith("student_")] == list(METHODS[cfg.method].members(cfg))
