@@ -99,19 +99,22 @@ class Architectures:
         return build_model(arch, self.spec, outputs=outputs or self.outputs, weights=weights, embeddings=self.embeddings)
 
 
-def rebuild(saved: dict, config: dict, data: Dataset, device: torch.device) -> tuple[Cohort, Method]:
-    """The networks of a model.pt (its content, `saved`) loaded with their final weights, in eval-ready students
-    without optimisers, and the run's method, from the run record's `config`: `rdml.train.evaluate` scores
-    them by the outputs the method declares, as training did. A model.pt that names a method holds the
-    networks that method declares; any other holds one student per architecture."""
-    cfg = resolve(config_from_mapping(config))
-    method = METHODS[cfg.method](cfg)
-    networks = method.networks(Architectures(data, saved.get("outputs"))) if saved.get("method") else None
-    if networks is None:
+def rebuild(saved: dict, config: dict, data: Dataset, device: torch.device) -> tuple[Cohort, Method | None]:
+    """The networks of a model.pt (its content, `saved`) with their final weights, as students without
+    optimisers, and the method that declared them, for `rdml.train.evaluate` to score every output it
+    declares, as training did. A model.pt that names a method holds the networks that method declares,
+    built from the run record's `config`; any other holds one student per architecture (method None: the
+    students and their ensemble, read without the config, whichever rdml wrote it)."""
+    method = None
+    if saved.get("method"):
+        cfg = resolve(config_from_mapping(config))
+        method = METHODS[cfg.method](cfg)
+        networks = method.networks(Architectures(data, saved.get("outputs")))
+    else:
         networks = [build_model(arch, data.spec, outputs=saved.get("outputs"), embeddings=data.embeddings)
                     for arch in saved["archs"]]
     if len(networks) != len(saved["states"]):
-        raise ValueError(f"model.pt holds {len(saved['states'])} networks, method {cfg.method} declares {len(networks)}")
+        raise ValueError(f"model.pt holds {len(saved['states'])} networks, its method declares {len(networks)}")
     for model, state in zip(networks, saved["states"]):
         model.load_state_dict(state)
         model.to(device)
