@@ -1,7 +1,14 @@
+"""The suite's fixtures and the helpers several test files share (imported as `from conftest import …`).
+
+Two tiers: `make test-fast` (`-m "not slow and not system"`) and `make test` (everything). Markers:
+`system` for end-to-end runs of Snakemake, DVC, SLURM, killed and resumed processes; `slow` for any
+other test over ~3 s on 2 cores."""
+
 import functools
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,11 +19,15 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
+from torch import nn
 
 from rdml.config import load_config
+from rdml.data.augment import RATIO, SCALE
 from rdml.train.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the virtual environment's rdml, snakemake and dvc
 REPOSITORY_STATE = ("results", ".snakemake", "data", "dvc.lock")  # what `make run` writes; tests never touch it
 
 
@@ -140,3 +151,119 @@ def killed_after_checkpoint(epoch: int, train) -> None:
         mp.setattr(loop, "save_checkpoint", save_then_die)
         with pytest.raises(KeyboardInterrupt):
             train()
+
+
+def flipped(data: bytes) -> bytes:
+    """`data` with its middle byte inverted: a damaged file of the same size."""
+    data = bytearray(data)
+    data[len(data) // 2] ^= 0xFF
+    return bytes(data)
+
+
+# ---- projects for the Snakemake, DVC and SLURM tests --------------------------------------------------
+
+# A small synthetic study: a teacher and one table of each kind, 8 runs of 2 epochs.
+SMOKE = {
+    "build": ["smoke"],
+    "gpus": 0,
+    "studies": {
+        "smoke": {
+            "datasets": ["synthetic"],
+            "seeds": [0],
+            "metric": "final",
+            "train": {"epochs": 2, "batch_size": 64},
+            "teacher": {"arch": "cnn", "seed": 0},
+            "rdml_table": {"archs": ["mlp"], "alphas": [2.0]},
+            "kd_table": {"student": "mlp", "alphas": [1.0, 2.0], "temperature": 4.0, "beta": 0.9},
+            "pair_table": {"pairs": [["mlp", "cnn"]]},
+        }
+    },
+}
+
+
+def sh(*args, cwd, check=True):
+    """A command with the virtual environment first on PATH and one thread per torch process; with `check`,
+    a failure fails the test with the command's output."""
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def make_project(root: Path, params: dict | None = None) -> Path:
+    """A copy of the workflow and the source it depends on, with `params` (default: the repository's)."""
+    shutil.copy(REPO / "Snakefile", root)
+    shutil.copytree(REPO / "workflow", root / "workflow")
+    shutil.copytree(REPO / "profiles", root / "profiles")
+    shutil.copytree(REPO / "src" / "rdml", root / "src" / "rdml", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / ".dvcignore", root)
+    shutil.copytree(REPO / "reported", root / "reported")
+    if params is None:
+        shutil.copy(REPO / "params.yaml", root)
+    else:
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return root
+
+
+# ---- networks against their reference implementations -------------------------------------------------
+
+def count(model: nn.Module, trainable_only: bool = False) -> int:
+    """The model's parameters (only those that train, with `trainable_only`)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def trace(model: nn.Module, x, leave_out=(nn.Flatten,)) -> list:
+    """Every leaf module in call order: its repr and output shape, in eval mode (`leave_out`: by default
+    nn.Flatten, the reference codes' `view`)."""
+    calls, hooks = [], []
+    for m in model.modules():
+        if not list(m.children()) and not isinstance(m, leave_out):
+            hooks.append(m.register_forward_hook(lambda m, i, o: calls.append((repr(m), tuple(o.shape)))))
+    model.eval()
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return calls
+
+
+def randomise_batch_norm(model: nn.Module, seed: int = 1) -> None:
+    """Non-trivial BatchNorm statistics and affine parameters, so eval-mode outputs test them too."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+
+# ---- torchvision as the reference of the crop augmentations --------------------------------------------
+
+def torchvision_resized_crop(x, boxes, size=None):
+    """torchvision's resized_crop of each image's box to `size` (the image's own size if None)."""
+    import torchvision.transforms.v2.functional as TF
+    from torchvision.transforms import InterpolationMode
+
+    h_out, w_out = x.shape[-2:] if size is None else size
+    return torch.stack([TF.resized_crop(image, *map(int, box), size=[h_out, w_out],
+                                        interpolation=InterpolationMode.BILINEAR, antialias=True)
+                        for image, box in zip(x, boxes)])
+
+
+def torchvision_boxes(n, height, width, seed, scale=SCALE, ratio=RATIO):
+    """`n` boxes drawn by torchvision's RandomResizedCrop.get_params under torch's global seed `seed`."""
+    from torchvision.transforms import RandomResizedCrop
+
+    image = torch.empty(3, height, width)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        boxes = [RandomResizedCrop.get_params(image, list(scale), list(ratio)) for _ in range(n)]
+    return torch.tensor(boxes)
+
+
+def fallback_box(height, width, ratio=RATIO):
+    """torchvision's central crop when no attempt fits: deterministic, so get_params with a scale no box
+    can meet returns it."""
+    return torchvision_boxes(1, height, width, 0, scale=(1e6, 1e6), ratio=ratio)[0]

@@ -12,7 +12,7 @@ import torchvision.transforms.v2 as v2
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from test_augment_resized_crop import torchvision_boxes, torchvision_resized_crop
+from conftest import fallback_box, torchvision_boxes, torchvision_resized_crop
 from rdml.data.augment import (PHOTO_DEGREES, antialiased_resized_crop, augment_batch, random_flip, resized_crop,
                                resized_crop_boxes, rotate)
 
@@ -32,11 +32,6 @@ def reference_sizes(n, height, width):
 def torchvision_rotate(x, angles):
     return torch.stack([TF.rotate(image, float(angle), interpolation=InterpolationMode.NEAREST, fill=0)
                         for image, angle in zip(x, angles)])
-
-
-def fallback_box(height, width):
-    """torchvision's central crop when no attempt fits (an impossible scale forces it)."""
-    return torchvision_boxes(1, height, width, 0, scale=(1e6, 1e6))[0]
 
 
 # Boxes for per-image reference sizes

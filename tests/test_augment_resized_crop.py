@@ -7,36 +7,14 @@ import math
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
-from torchvision.transforms import InterpolationMode, RandomResizedCrop
 
+from conftest import fallback_box, torchvision_boxes, torchvision_resized_crop
 from rdml.data.augment import RATIO, SCALE, augment_batch, resized_crop, resized_crop_boxes
 
 # Max abs difference measured against torchvision: float64 ≤ 7e-15; float32 ≤ 3.6e-6 (both sides
 # round the source coordinate in float32, by up to ~size·eps, on a 24×40 image; 2e-7 on 32×32).
 TOLERANCE = {torch.float64: 1e-12, torch.float32: 1e-5}
 SHAPES = [(32, 32), (24, 40), (40, 24)]
-
-
-def torchvision_resized_crop(x, boxes, size=None):
-    """torchvision's resized_crop of each image's box to `size` (the image's own size if None)."""
-    h_out, w_out = x.shape[-2:] if size is None else size
-    return torch.stack([TF.resized_crop(image, *map(int, box), size=[h_out, w_out],
-                                        interpolation=InterpolationMode.BILINEAR, antialias=True)
-                        for image, box in zip(x, boxes)])
-
-
-def torchvision_boxes(n, height, width, seed, scale=SCALE, ratio=RATIO):
-    image = torch.empty(3, height, width)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        boxes = [RandomResizedCrop.get_params(image, list(scale), list(ratio)) for _ in range(n)]
-    return torch.tensor(boxes)
-
-
-def fallback_box(height, width, ratio=RATIO):
-    """torchvision's central crop when no attempt fits: deterministic, so get_params with a scale no box
-    can meet returns it."""
-    return torchvision_boxes(1, height, width, 0, scale=(1e6, 1e6), ratio=ratio)[0]
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from conftest import flipped
 from rdml.cli import main
 from rdml.config import KEYS, load_config, resolve
 from rdml.train.integrity import seal
@@ -26,12 +27,6 @@ def diverged(text):
     record = json.loads(text)
     record["status"] = "diverged"
     return json.dumps(seal(record))
-
-
-def flipped(data):
-    data = bytearray(data)
-    data[len(data) // 2] ^= 0xFF
-    return bytes(data)
 
 
 @pytest.fixture
@@ -126,6 +121,7 @@ def test_help_lists_every_key():
         assert f"  {name}=" in result.stdout
 
 
+@pytest.mark.slow  # a training run in its own process, ~7 s
 def test_console_script_trains_and_prints_summary(tmp_path):
     rdml = [sys.executable, "-c", "import sys; from rdml.cli import main; sys.exit(main())"]
     result = subprocess.run([*rdml, "train", "dataset=synthetic", "epochs=2", "alpha=1.5", "out=r", "--progress", "off"],

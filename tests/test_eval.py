@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run
+from conftest import flipped, run
 from rdml.analysis.evaluate import calibration_error, evaluate_run, scores
 from rdml.cli import main
 from rdml.data.base import load_dataset
@@ -150,9 +150,7 @@ def test_scores_on_fixed_probabilities():
 
 
 def flip_middle_byte(path):
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path.write_bytes(bytes(data))
+    path.write_bytes(flipped(path.read_bytes()))
 
 
 def test_bad_runs_are_refused_naming_the_path(run_dir, tmp_path, capsys):

@@ -79,6 +79,7 @@ def test_bf16_autocast_trains_close_to_float32_but_not_identically(tmp_path):
         assert abs(a["test"]["ensemble"]["acc"] - b["test"]["ensemble"]["acc"]) <= 0.05
 
 
+@pytest.mark.slow  # torch.compile, ~4 s
 def test_compiled_models_give_the_reference_run(tmp_path):
     reference = run(tmp_path / "eager", "method=independent", "epochs=2")
     compiled = run(tmp_path / "compiled", "method=independent", "epochs=2", "compile=true")

@@ -135,6 +135,7 @@ def test_channels_last_gives_the_reference_output(device, shape):
     assert_same_models(other, reference)
 
 
+@pytest.mark.slow  # torch.compile, ~9 s the first time
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("shape", ["dict", "tuple"])
 def test_a_compiled_model_gives_the_reference_output(device, shape):

@@ -294,7 +294,9 @@ def assert_same_states(got, want):
             assert torch.equal(value, b.state_dict()[key]), key
 
 
-@pytest.mark.parametrize("fusion_every,gamma", [("2b", 0.5), ("1b", 1.0), ("none", 0.5), ("1e", 0.5)])
+@pytest.mark.parametrize("fusion_every,gamma", [pytest.param("2b", 0.5, marks=pytest.mark.slow),  # ~5 s
+                                                pytest.param("1b", 1.0, marks=pytest.mark.slow),  # ~3.5 s
+                                                ("none", 0.5), ("1e", 0.5)])
 def test_train_steps_are_the_official_loop(fusion_every, gamma):
     """Three batches of two cnn students and the HWM, each on its own view, against src/OKDPH.py L61–103 with
     plain SGD (L117): every weight and batch-norm statistic equal, bit for bit, after every batch."""
@@ -454,6 +456,7 @@ def test_kdcl_run_records_its_terms(tmp_path):
     assert set(record["epochs"][0]["train"]) == {f"student_{k}/{t}" for k in (0, 1) for t in ("ce", "kd", "total")}
 
 
+@pytest.mark.slow  # ~5 s
 def test_batch_level_hybrid_state_resumes_bit_identically(tmp_path):
     """Fusion every 3 batches of 19 (ii restarts each epoch): killed after epoch 1's checkpoint, which holds the
     method's state, the run resumes to the uninterrupted one's every number and weight."""
@@ -470,6 +473,7 @@ def test_batch_level_hybrid_state_resumes_bit_identically(tmp_path):
     assert all(torch.equal(a[k], b[k]) for a, b in zip(got, want) for k in a)
 
 
+@pytest.mark.system  # rdml train processes, one SIGKILLed and resumed
 def test_sigkill_then_same_command_resumes_okdph_to_identical_metrics(tmp_path):
     """Epoch-level fusion every 2 epochs with γ = 0.5 and the HWM evaluated each epoch: killed with SIGKILL
     after at least two epochs, the same command resumes to the uninterrupted run's every number and weight."""

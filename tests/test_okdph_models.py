@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from test_zoo import _trace
+from conftest import count, randomise_batch_norm, trace
 from rdml.data.catalog import DataSpec
 from rdml.keys import ConfigError
 from rdml.models import build_model
@@ -255,10 +255,6 @@ NAMES = list(OFFICIAL)
 
 # ---- parameter counts ---------------------------------------------------------------------------------
 
-def _count(model):
-    return sum(p.numel() for p in model.parameters())
-
-
 def _conv(cin, cout, k, bias=False):
     return k * k * cin * cout + (cout if bias else 0)
 
@@ -302,14 +298,14 @@ COUNTS = {  # exact, at 10 and 100 classes
 def test_parameter_counts(name):
     ours, theirs = OFFICIAL[name]
     for classes, expected in zip((10, 100), COUNTS[name]):
-        assert _count(ours((3, 32, 32), classes)) == _count(theirs(classes)) == _hand_count(name, classes) == expected
+        assert count(ours((3, 32, 32), classes)) == count(theirs(classes)) == _hand_count(name, classes) == expected
 
 
 @pytest.mark.parametrize("name,millions,digits", [("okdph_resnet32", (0.467, 0.473), 3), ("okdph_vgg16", (15.25, 15.30), 2),
                                                  ("okdph_densenet40_12", (0.176, 0.188), 3)])
 def test_counts_in_millions(name, millions, digits):
     for classes, m in zip((10, 100), millions):
-        assert round(_count(build_model(name, DataSpec("images", classes, (3, 32, 32)))) / 1e6, digits) == m
+        assert round(count(build_model(name, DataSpec("images", classes, (3, 32, 32)))) / 1e6, digits) == m
 
 
 def test_registered_as_image_architectures():
@@ -367,7 +363,7 @@ def test_layers_run_in_the_official_order(name):
     """Layer by layer: kind, kernel, stride, padding, bias, dropout p, and output shape."""
     ours, theirs = OFFICIAL[name]
     x = torch.randn(2, 3, 32, 32)
-    assert _trace(ours((3, 32, 32), 10), x, ()) == _trace(theirs(10), x, ())
+    assert trace(ours((3, 32, 32), 10), x, ()) == trace(theirs(10), x, ())
 
 
 def test_the_shapes_the_paper_names():
@@ -390,22 +386,11 @@ def _trace_named(model, x):
     return calls
 
 
-def _randomise(model, seed=1):
-    """Non-trivial BatchNorm statistics and affine parameters, so eval-mode outputs test them too."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_outputs_equal_the_official_ones_with_the_same_weights(name):
     ours, theirs = OFFICIAL[name]
     official = theirs(100)
-    _randomise(official)
+    randomise_batch_norm(official)
     mine = ours((3, 32, 32), 100)
     mine.load_state_dict(official.state_dict())  # strict: the official keys
     x = torch.randn(4, 3, 32, 32)

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,38 +19,14 @@ import pytest
 import torch
 import yaml
 
+from conftest import BIN, REPO, SMOKE, make_project, sh
 from rdml.config import ConfigError, config_from_mapping
 from rdml.study.jobs import run_job
 from rdml.study.params import load_params
 from rdml.study.plan import find_job, plan_jobs, plan_study
 from rdml.train.loop import train
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-SMOKE = {
-    "build": ["smoke"],
-    "gpus": 0,
-    "studies": {
-        "smoke": {
-            "datasets": ["synthetic"],
-            "seeds": [0],
-            "metric": "final",
-            "train": {"epochs": 2, "batch_size": 64},
-            "teacher": {"arch": "cnn", "seed": 0},
-            "rdml_table": {"archs": ["mlp"], "alphas": [2.0]},
-            "kd_table": {"student": "mlp", "alphas": [1.0, 2.0], "temperature": 4.0, "beta": 0.9},
-            "pair_table": {"pairs": [["mlp", "cnn"]]},
-        }
-    },
-}
-
-
-def sh(*args, cwd, check=True):
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
+pytestmark = pytest.mark.system  # Snakemake and DVC on a copy of the project, end to end
 
 
 def scheduled(cwd, *extra):
@@ -62,21 +37,6 @@ def scheduled(cwd, *extra):
 def scheduled_jobs(cwd, *extra):
     """Job ids a Snakemake dry run would train, read from the commands it prints."""
     return set(re.findall(r"rdml pipeline run \S+ (\S+) --gpus", scheduled(cwd, *extra)))
-
-
-def make_project(root: Path, params: dict | None = None) -> Path:
-    """A copy of the workflow and the source it depends on, with `params` (default: the repository's)."""
-    shutil.copy(REPO / "Snakefile", root)
-    shutil.copytree(REPO / "workflow", root / "workflow")
-    shutil.copytree(REPO / "profiles", root / "profiles")
-    shutil.copytree(REPO / "src" / "rdml", root / "src" / "rdml", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / ".dvcignore", root)
-    shutil.copytree(REPO / "reported", root / "reported")
-    if params is None:
-        shutil.copy(REPO / "params.yaml", root)
-    else:
-        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return root
 
 
 def records(project):

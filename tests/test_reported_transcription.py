@@ -158,6 +158,7 @@ def test_as_released_table_copies_the_paper_table():
     assert cells("rdml_table1_as_released", "googlenet_as_released") == paper
 
 
+@pytest.mark.slow  # ~7 s
 def test_printed_differences_agree_with_the_printed_cells():
     """DML Table 2's DML-Ind columns and the thesis's improvements are differences of printed cells."""
     for c in cells_of("dml.yaml"):

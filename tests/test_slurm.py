@@ -22,10 +22,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import BIN, SMOKE, make_project
 from slurm_cluster import CPU_PARTITION, GPU_PARTITION, Cluster, Unavailable, install
-from test_pipeline import BIN, SMOKE, make_project
 from rdml.study.params import load_params
 from rdml.study.plan import plan_jobs
+
+pytestmark = pytest.mark.system  # a real single-node SLURM cluster, ~2 min
 
 PROFILE = "workflow/profiles/slurm"
 # The site values, given the documented way (workflow/profiles/slurm/README.md).

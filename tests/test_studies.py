@@ -1,26 +1,22 @@
 """The papers' studies in params.yaml: every stated hyper-parameter in the resolved configs, the job
 counts of each full study's dry run, and one job of each study's smoke variant through the pipeline."""
 
+import functools
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+import conftest
+from conftest import BIN, REPO, make_project
 from rdml.data.catalog import DATASETS
 from rdml.models import ARCHITECTURES, build_model
 from rdml.study.params import load_params
 from rdml.keys import ConfigError
 from rdml.study.plan import plan_jobs, plan_measurements, plan_study, plan_tables
 from rdml.report.table import build_tables
-from test_pipeline import make_project
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 PARAMS = load_params(REPO / "params.yaml")
 
 # What the papers state, written out again here (not read from params.yaml).
@@ -233,6 +229,7 @@ def test_dml_analyses_measure_the_papers_networks():
                      ("independent", ("mobilenet",), ("noise",)), ("dml", ("mobilenet",) * 2, ("noise",))}
 
 
+@pytest.mark.system  # Snakemake trains, measures and tabulates
 def test_analysis_smoke_study_measures_its_runs_and_refuses_edited_measurements(project):
     """The smoke variant of dml_analyses through Snakemake: train, measure (a rule reading model.pt), tables."""
     smoke = "dml_analyses_smoke"
@@ -251,9 +248,7 @@ def test_analysis_smoke_study_measures_its_runs_and_refuses_edited_measurements(
         build_tables(PARAMS, smoke, project)
 
 
-def sh(*args, cwd):
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True)
+sh = functools.partial(conftest.sh, check=False)  # the tests read the exit status themselves
 
 
 @pytest.fixture(scope="module")
@@ -261,6 +256,7 @@ def project(tmp_path_factory):
     return make_project(tmp_path_factory.mktemp("studies"))
 
 
+@pytest.mark.system  # a Snakemake dry run of each study
 @pytest.mark.parametrize("study", sorted(STATED))
 def test_dry_run_lists_every_job(study, project):
     result = sh(str(BIN / "snakemake"), "all_tables", "-n", "--config", f"build=[{study}]", cwd=project)
@@ -280,6 +276,7 @@ def cost(run, runs):
     return size + (cost(run.teacher, runs) if run.teacher else 0)
 
 
+@pytest.mark.system  # Snakemake trains a job of each study
 @pytest.mark.parametrize("study", sorted(STATED))
 def test_one_job_of_each_smoke_study_runs_through_the_pipeline(study, project):
     smoke = f"{study}_smoke"

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import count, trace
 from rdml.data.sequences import Ragged, TextRows
 from rdml.keys import ConfigError
 from rdml.models.text import SYMBOLS, CharCNN, FastText, charcnn, charcnn_logits, fasttext, fasttext_logits
@@ -116,10 +117,6 @@ def released_charcnn_from(ours, classes, length=300):
     released = ReleasedCharCNN(SYMBOLS, torch.eye(SYMBOLS), classes, seq_len=length)
     released.load_state_dict({**ours.state_dict(), "embeddings.weight": torch.eye(SYMBOLS)})
     return released
-
-
-def count(model, trainable_only=False):
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 # ---- fastText -----------------------------------------------------------------------------------------
@@ -243,23 +240,10 @@ def test_charcnn_one_hot_is_the_released_frozen_identity_embedding_permuted():
     assert torch.equal(F.one_hot(chars.long(), SYMBOLS).float().permute(0, 2, 1), released)
 
 
-def _trace(model, x):
-    """Every leaf module in call order with its output shape (the released Embedding left out)."""
-    calls, hooks = [], []
-    for m in model.modules():
-        if not list(m.children()) and not isinstance(m, nn.Embedding):
-            hooks.append(m.register_forward_hook(lambda m, i, o: calls.append((repr(m), tuple(o.shape)))))
-    with torch.no_grad():
-        model.eval()(x)
-    for h in hooks:
-        h.remove()
-    return calls
-
-
 def test_charcnn_runs_the_released_layers_in_order_and_flattens_256_by_7():
     chars = random_chars(2)
-    ours = _trace(charcnn((300,), 5), chars)
-    assert ours == _trace(ReleasedCharCNN(SYMBOLS, torch.eye(SYMBOLS), 5), chars.T.long())
+    ours = trace(charcnn((300,), 5), chars, (nn.Embedding,))  # the released Embedding left out
+    assert ours == trace(ReleasedCharCNN(SYMBOLS, torch.eye(SYMBOLS), 5), chars.T.long(), (nn.Embedding,))
     lengths = [shape[-1] for name, shape in ours if name.startswith(("Conv1d", "MaxPool1d"))]
     assert lengths == [294, 98, 92, 30, 28, 26, 24, 22, 7]
     assert [shape for name, shape in ours if name.startswith("MaxPool1d")][-1] == (2, 256, 7)  # 256 × 7 = 1792

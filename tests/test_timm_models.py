@@ -14,7 +14,8 @@ CIFAR100 = DataSpec("images", 100, (3, 32, 32))
 
 
 @pytest.mark.parametrize("arch,reference", [("timm_resnet18", torchvision.models.resnet18),
-                                            ("timm_resnet152", torchvision.models.resnet152)])
+                                            pytest.param("timm_resnet152", torchvision.models.resnet152,
+                                                         marks=pytest.mark.slow)])  # ~7 s
 def test_timm_resnets_are_the_imagenet_resnets_with_a_100_class_head(arch, reference):
     """The thesis describes ResNet's 7×7 stem (§2.2): timm's ResNet is torchvision's ImageNet ResNet,
     tensor for tensor, so torchvision's weights load into it and both give the same outputs."""

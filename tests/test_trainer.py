@@ -209,6 +209,7 @@ def test_crash_to_chance_is_detected():
     assert find_divergence([epoch(1, 0.11), epoch(2, 0.13)], chance=0.1, margin=0.05) is None
 
 
+@pytest.mark.system  # rdml train processes, one SIGKILLed and resumed
 def test_sigkill_then_same_command_resumes_to_identical_metrics(tmp_path):
     sigkill_and_resume(["dataset=synthetic", "arch=cnn", "batch_size=8", "epochs=10", "method=dml",
                         "update_order=sequential"], 10, tmp_path)
@@ -338,6 +339,7 @@ def test_an_out_where_nothing_can_be_written_is_refused(tmp_path):
         run("/proc/rdml-run")
 
 
+@pytest.mark.system  # two rdml train processes racing for one out=
 def test_two_commands_into_one_out_take_turns(tmp_path):
     args = ["dataset=synthetic", "epochs=3", f"out={tmp_path / 'r'}"]
     procs = [subprocess.Popen([sys.executable, "-m", "rdml.cli", "train", "--progress", "off", *args], stdout=subprocess.PIPE,

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import count, randomise_batch_norm, trace
 from rdml.data.catalog import DataSpec
 from rdml.models import build_model
 from rdml.models.zoo.googlenet import googlenet, googlenet_as_released
@@ -129,40 +130,21 @@ def _hand_count(classes):
 GOOGLENET_CIFAR100_PARAMETERS = 6_402_564
 
 
-def _count(model):
-    return sum(p.numel() for p in model.parameters())
-
-
 @pytest.mark.parametrize("released", [False, True])
 def test_googlenet_has_the_parameters_and_state_shapes_of_pytorch_cifar100(released):
     ours = (googlenet_as_released if released else googlenet)((3, 32, 32), 100)
     theirs = UpstreamGoogleNet(100, released=released)
-    assert _count(ours) == _count(theirs) == _hand_count(100) == GOOGLENET_CIFAR100_PARAMETERS
+    assert count(ours) == count(theirs) == _hand_count(100) == GOOGLENET_CIFAR100_PARAMETERS
     assert [t.shape for t in ours.state_dict().values()] == [t.shape for t in theirs.state_dict().values()]
-    assert _count(googlenet((3, 32, 32), 10)) == _hand_count(10)
-
-
-def _trace(model, x, leave_out=(nn.Flatten,)):
-    """Every leaf module in call order: its repr and output shape (`leave_out`: by default nn.Flatten,
-    upstream's `view`)."""
-    calls, hooks = [], []
-    for m in model.modules():
-        if not list(m.children()) and not isinstance(m, leave_out):
-            hooks.append(m.register_forward_hook(lambda m, i, o: calls.append((repr(m), tuple(o.shape)))))
-    model.eval()
-    with torch.no_grad():
-        model(x)
-    for h in hooks:
-        h.remove()
-    return calls
+    assert count(googlenet((3, 32, 32), 10)) == _hand_count(10)
 
 
 @pytest.mark.parametrize("released", [False, True])
 def test_googlenet_runs_the_layers_of_pytorch_cifar100_in_order(released):
     """Layer by layer: kind, kernel, stride, padding, bias, eps, dropout kind and p, and output shape."""
     x = torch.randn(2, 3, 32, 32)
-    ours = _trace((googlenet_as_released if released else googlenet)((3, 32, 32), 100), x)
-    assert ours == _trace(UpstreamGoogleNet(100, released=released), x)
+    ours = trace((googlenet_as_released if released else googlenet)((3, 32, 32), 100), x)
+    assert ours == trace(UpstreamGoogleNet(100, released=released), x)
     assert ("Dropout2d(p=0.4, inplace=False)", (2, 1024, 1, 1)) in ours
 
 
@@ -195,20 +177,10 @@ def test_googlenet_as_released_has_eps_n5x5_exactly_where_the_released_code_does
     assert all(m.eps == 1e-5 for m in googlenet((3, 32, 32), 100).modules() if isinstance(m, nn.BatchNorm2d))
 
 
-def _randomise_batch_norm_statistics(model):
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-
-
 @pytest.mark.parametrize("released", [False, True])
 def test_googlenet_computes_what_pytorch_cifar100_computes_with_the_same_weights(released):
     theirs = UpstreamGoogleNet(100, released=released)
-    _randomise_batch_norm_statistics(theirs)
+    randomise_batch_norm(theirs)
     ours = (googlenet_as_released if released else googlenet)((3, 32, 32), 100)
     ours.load_state_dict(dict(zip(ours.state_dict(), theirs.state_dict().values())))
     x = torch.randn(4, 3, 32, 32)
