@@ -58,7 +58,7 @@ BAD = [
     (["method=kd", "teacher=CORRUPT"], "is not the"),
     (["method=kd", "teacher=FLIPPED"], "is not the"),  # one flipped byte in the teacher's weights
     (["method=kd", "teacher=BADRECORD"], "is not a readable run record"),
-    (["method=kd", "teacher=DIVERGED"], "its run finished 'diverged', not 'ok'"),
+    (["method=kd", "teacher=DIVERGED"], "finished (status 'diverged', not 'ok')"),
     (["seed=99999999999999999999999"], "seed=99999999999999999999999 is not allowed; it must be an integer in [0, 4294967295]"),
     (["split_seed=-1"], "split_seed=-1 is not allowed; it must be an integer in [0, 4294967295]"),
     (["test_fraction=0.001"], "test_fraction=0.001 leaves no test rows in dataset synthetic"),

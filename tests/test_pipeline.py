@@ -21,7 +21,7 @@ import yaml
 
 from conftest import BIN, REPO, SMOKE, make_project, sh
 from rdml.config import ConfigError, config_from_mapping
-from rdml.study.jobs import run_job
+from rdml.pipeline.jobs import run_job
 from rdml.study.params import load_params
 from rdml.study.plan import find_job, plan_jobs, plan_study
 from rdml.train.loop import train
@@ -107,33 +107,51 @@ def test_report_plots_and_metrics_show_what_was_built(project):
 
 
 def edited(path: Path, line: str):
-    """A context in which `path` has `line` appended; the file's own bytes come back afterwards."""
+    """A context in which `path` has `line` appended (a new file: holds it); the file's own bytes (or its
+    absence) come back afterwards."""
     import contextlib
 
     @contextlib.contextmanager
     def context():
-        original = path.read_bytes()
-        path.write_bytes(original + line.encode())
+        original = path.read_bytes() if path.exists() else None
+        path.write_bytes((original or b"") + line.encode())
         try:
             yield
         finally:
-            path.write_bytes(original)
+            if original is None:
+                path.unlink()
+            else:
+                path.write_bytes(original)
 
     return context()
 
 
-def test_a_table_code_edit_retrains_nothing_and_a_loss_edit_retrains_every_job(project):
-    jobs = {job.id for job in plan_jobs(load_params(project / "params.yaml"), "smoke")}
-    with edited(project / "src/rdml/report/table.py", "# a comment\n"):
-        commands = scheduled(project)
-        assert scheduled_jobs(project) == set() and "rdml tables smoke" in commands
-        stale = sh(str(BIN / "dvc"), "status", cwd=project).stdout
-        assert "tables-smoke" in stale and "train-" not in stale and "prepare-" not in stale
-    with edited(project / "src/rdml/core/losses.py", "# a comment\n"):
-        assert scheduled_jobs(project) == jobs
-        stale = sh(str(BIN / "dvc"), "status", cwd=project).stdout
-        assert {stage for stage in re.findall(r"^(train-\S+):", stale, re.M)} == {
-            job.stage for job in plan_jobs(load_params(project / "params.yaml"), "smoke")}
+def test_code_edits_rerun_exactly_the_results_that_run_that_code(project):
+    """Snakemake (a rule parameter) and DVC (a code stamp, refreshed by the `code` stage) rerun a job when
+    the code its runs execute changed (rdml.dependencies): a comment, a docstring or a new method module
+    reruns nothing, a table edit the tables only, a DML-loss edit exactly the DML jobs."""
+    plan = plan_jobs(load_params(project / "params.yaml"), "smoke")
+    dml = [job for job in plan if job.runs[0].method == "dml"]
+    assert dml and len(dml) < len(plan)
+    src = project / "src/rdml"
+
+    def dvc_stale() -> set[str]:
+        sh(str(BIN / "dvc"), "repro", "--single-item", "code", cwd=project)
+        return set(re.findall(r"^(\S+):$", sh(str(BIN / "dvc"), "status", cwd=project).stdout, re.M))
+
+    with edited(src / "report/table.py", "\n\ndef _unused():\n    return 0\n"):
+        assert scheduled_jobs(project) == set() and "rdml tables smoke" in scheduled(project)
+        assert dvc_stale() == {"tables-smoke"}
+    method = '@METHODS.register("throwaway")\nclass Throwaway(Method):\n    name = "throwaway"\n'
+    with edited(src / "core/mutual.py", "# a comment\n"), edited(src / "train/loop.py", '\n"""A docstring."""\n'), \
+            edited(src / "methods/throwaway.py", "from rdml.methods.base import METHODS, Method\n" + method), \
+            edited(src / "methods/__init__.py", "from rdml.methods import throwaway  # noqa: F401\n"):
+        assert scheduled_jobs(project) == set() and "rdml tables" not in scheduled(project)
+        assert dvc_stale() == set()
+    with edited(src / "core/mutual.py", "\n\ndef _unused():\n    return 0\n"):
+        assert scheduled_jobs(project) == {job.id for job in dml}
+        assert dvc_stale() == {job.stage for job in dml}
+    sh(str(BIN / "rdml"), "pipeline", "code", cwd=project)
     assert scheduled_jobs(project) == set() and "up to date" in sh(str(BIN / "dvc"), "status", cwd=project).stdout
 
 
@@ -225,6 +243,11 @@ def test_a_run_deleted_on_disk_is_rebuilt(project):
     sh(str(BIN / "snakemake"), "all_tables", "--cores", "2", cwd=project)  # Snakemake catches up with `dvc repro` above
     before = records(project)
     shutil.rmtree(project / "results/smoke/runs/synthetic/independent-mlp-s0")
+    job = project / "results/smoke/jobs/synthetic/independent-mlp-s0.json"
+    looked = sh(str(BIN / "snakemake"), "all_tables", "-n", "--cores", "2", cwd=project)  # says so, removes nothing
+    assert "rdml pipeline prune" in looked.stderr and job.is_file() and (project / "results/smoke/tables").is_dir()
+    pruned = sh(str(BIN / "rdml"), "pipeline", "prune", cwd=project).stdout
+    assert f"removed {job.relative_to(project)}" in pruned and not (project / "results/smoke/tables").exists()
     sh(str(BIN / "snakemake"), "all_tables", "--cores", "2", cwd=project)
     after = records(project)
     assert after["synthetic/independent-mlp-s0"]["epochs"] == before["synthetic/independent-mlp-s0"]["epochs"]

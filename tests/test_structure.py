@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import rdml
-from rdml.config import KEYS, config_from_mapping, config_sha256, resolve
+from rdml.config import KEYS, config_from_mapping, config_sha256, method_keys, resolve
 from rdml.data.catalog import DATASETS, KINDS, STORAGES, TASKS
 from rdml.keys import ConfigError, Key
 from rdml.methods import METHODS, Method
@@ -142,10 +142,10 @@ def test_planning_and_help_do_not_import_torch(code):
 def test_registries_are_consistent():
     for name, method in METHODS.items():
         assert issubclass(method, Method) and method.name == name and method.description
-        assert isinstance(method.label(1.0), str) and isinstance(method.label(1.5), str)
+        assert isinstance(method.label({}), str) and isinstance(method.label({"alpha": 1.5}), str)
         assert method.min_students >= 1 and set(method.defaults) >= {"arch", "temperature"}
         for key in method.keys:
-            assert KEYS[key.name] is key
+            assert method_keys(name)[key.name] is key and key.name not in KEYS  # its own namespace
     for name, key in KEYS.items():
         assert isinstance(key, Key) and key.name == name and key.help
         if key.check is not None and key.default is not None:

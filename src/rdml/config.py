@@ -1,5 +1,6 @@
-"""One flat training configuration: the shared keys here, each method's own keys from its module,
-`key=value` parsing, per-method defaults, validation, and the run's identity hash. Torch-free.
+"""A run's training configuration: the keys every run takes (here), each method's own keys (in its
+module, a namespace of its own: two methods may each have a `beta`), `key=value` parsing, per-method
+defaults, validation, and the run's identity hash. Torch-free.
 
 Every check runs before any data is loaded or any file is written, and every error names the bad
 key, its value and what is allowed.
@@ -23,8 +24,8 @@ from rdml.keys import ConfigError, Key, at_least, in_range, one_of, real_in_rang
 from rdml.methods import METHODS
 from rdml.models.catalog import ARCHITECTURES
 
-__all__ = ["ConfigError", "TrainConfig", "KEYS", "load_config", "config_from_mapping", "resolve", "config_sha256",
-           "describe_keys", "config_values", "DATA_KEYS", "data_keys"]
+__all__ = ["ConfigError", "TrainConfig", "KEYS", "V1_METHOD_KEYS", "method_keys", "is_key", "load_config", "config_from_mapping", "resolve",
+           "config_sha256", "describe_keys", "config_values", "DATA_KEYS", "data_keys"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle")
@@ -55,7 +56,6 @@ WHAT = (
     Key("dataset", "digits", "str", "one of: " + ", ".join(DATASETS), check=lambda v: DATASETS[v]),
     Key("arch", None, "list[str]", "architecture, or one per student (comma-separated); default mlp (cnn_wide for teacher)"),
     Key("students", None, "int", "cohort size K; default 2 for dml/dml_e, else 1 (or the number of archs)"),
-    Key("alpha", 1.0, "float", "Rényi order in [0, inf] (kd: in (0, inf)); 1 = KL, i.e. DML and Hinton KD"),
     Key("temperature", None, "float", "softmax temperature of the mimicry term; default 4 for kd, else 1"),
 )
 HOW = (
@@ -118,16 +118,31 @@ HOW = (
 )
 
 
-def _method_keys() -> list[Key]:
-    keys: dict[str, Key] = {}
-    for method in METHODS.items():
-        for key in method[1].keys:
-            if keys.setdefault(key.name, key) is not key:
-                raise ValueError(f"key {key.name!r} is declared by two methods")
-    return list(keys.values())
+KEYS: dict[str, Key] = {k.name: k for k in (*WHAT, *HOW)}  # the keys every run takes
 
 
-KEYS: dict[str, Key] = {k.name: k for k in (*WHAT, *_method_keys(), *HOW)}
+def method_keys(method: str) -> dict[str, Key]:
+    """Every key a run of `method` takes: the shared ones, then the method's own."""
+    return {**KEYS, **{key.name: key for key in METHODS[method].keys}}
+
+
+def _own_key_names() -> tuple[str, ...]:
+    names: dict[str, None] = {}
+    for name, method in METHODS.items():
+        for key in method.keys:
+            if key.name in KEYS:
+                raise ValueError(f"method {name}'s key {key.name!r} is a key every run takes; name it otherwise")
+            names[key.name] = None
+    return tuple(names)
+
+
+OWN_KEYS = _own_key_names()  # every method's own keys, by name
+
+
+def is_key(name: str) -> bool:
+    """A key of some run: a shared one, or one of some method."""
+    return name in KEYS or name in OWN_KEYS
+
 
 # The keys of format rdml.run/1. A key added since counts in a run's identity only when it is set to
 # something other than its default, so adding a key never changes the hash of an existing run.
@@ -138,6 +153,10 @@ IDENTITY_V1 = frozenset({
     "test_fraction", "augment", "normalize", "summary_last", "crash_margin", "device", "precision", "memory_format",
     "compile", "fuse_students"})
 NOT_IDENTITY = ("out", "data_dir")  # where a run's output and data live
+# rdml.run/1 had one flat namespace, so every run's identity holds these method keys; a run of a method
+# without them hashes them at the values every such run had.
+V1_METHOD_KEYS = {"alpha": 1.0, "beta": 0.9, "mimic_weight": 1.0, "update_order": "simultaneous", "teacher": None,
+                  "teacher_index": 0}
 
 
 # The keys that say which rows of a data set a run trains, validates and tests on, and how they are normalised.
@@ -147,7 +166,7 @@ DATA_KEYS = ("split_seed", "test_fraction", "val_fraction", "labelled_fraction",
 def data_keys(values: Mapping[str, Any]) -> dict[str, Any]:
     """`load_dataset`'s keyword arguments from a config's values (a record's stored mapping included:
     a key it predates takes its default)."""
-    return {k: values.get(k, KEYS[k].default) for k in DATA_KEYS}
+    return {k: values.get(k, KEYS[k].default) for k in DATA_KEYS}  # all of them shared keys
 
 
 def _field(key: Key) -> tuple[str, Any, dataclasses.Field]:
@@ -156,21 +175,42 @@ def _field(key: Key) -> tuple[str, Any, dataclasses.Field]:
     return key.name, Any, dataclasses.field(default=key.default)
 
 
-TrainConfig = dataclasses.make_dataclass("TrainConfig", [_field(k) for k in KEYS.values()])
+# One field per key of any run; a method's own keys are None until `resolve` gives the run's method's defaults.
+TrainConfig = dataclasses.make_dataclass(
+    "TrainConfig", [_field(k) for k in KEYS.values()] + [(name, Any, dataclasses.field(default=None)) for name in OWN_KEYS])
 TrainConfig.__doc__ = "Every `rdml train` key (see `rdml train --help`); resolved by `resolve`."
 TrainConfig.__module__ = __name__
 
 
 def describe_keys() -> str:
-    """The `--help` listing: every key, its type, its default and what it does."""
-    return "\n".join(f"  {k.name}={show(k.default)}  [{k.kind}]\n      {k.help}" for k in KEYS.values())
+    """The `--help` listing: every key, its type, its default and what it does; then each method's own."""
+    def lines(keys) -> str:
+        return "\n".join(f"  {k.name}={show(k.default)}  [{k.kind}]\n      {k.help}" for k in keys)
+
+    own = [f"keys of method {name}:\n{lines(method.keys)}" for name, method in METHODS.items() if method.keys]
+    return "\n\n".join([lines(KEYS.values()), *own])
 
 
-def _check_known(name: str) -> None:
-    if name not in KEYS:
-        close = difflib.get_close_matches(name, KEYS, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"unknown key {name!r}{hint} (see `rdml train --help` for the keys)")
+def _key_of(name: str, method: str) -> Key:
+    """The key `name` of a run of `method`: its own or a shared one; or a key of rdml.run/1's flat namespace
+    (V1_METHOD_KEYS), which every method still takes, as a run of rdml.run/1 did, though only its own
+    method reads it (a study that sets `update_order` for all its runs keeps their identities)."""
+    own = method_keys(method)
+    if name in own:
+        return own[name]
+    if name in V1_METHOD_KEYS:
+        return next(key for _, kind in METHODS.items() for key in kind.keys if key.name == name)
+    _refuse(name, method)
+
+
+def _refuse(name: str, method: str) -> None:
+    owners = [m for m, kind in METHODS.items() if any(key.name == name for key in kind.keys)]
+    if owners:
+        raise ConfigError(f"{name} is not a key of method {method}; it is a key of {', '.join(owners)} "
+                          "(see `rdml train --help`)")
+    close = difflib.get_close_matches(name, [*method_keys(method), *V1_METHOD_KEYS], n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ConfigError(f"unknown key {name!r}{hint} (see `rdml train --help` for the keys)")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
@@ -201,10 +241,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 
 def config_from_mapping(values: Mapping[str, Any]) -> TrainConfig:
     """Typed config from a mapping of keys to strings or YAML values, unresolved."""
+    method = KEYS["method"].parse(values.get("method", KEYS["method"].default))
+    KEYS["method"].check(method)  # the namespace the other keys are read in
     typed = {}
     for name, value in values.items():
-        _check_known(str(name))
-        typed[str(name)] = KEYS[str(name)].parse(value)
+        typed[str(name)] = _key_of(str(name), method).parse(value)
     return TrainConfig(**typed)
 
 
@@ -213,7 +254,17 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     c = dataclasses.replace(cfg, arch=list(cfg.arch) if cfg.arch else None, milestones=list(cfg.milestones))
     method = METHODS[c.method]
     kind = KINDS[DATASETS[c.dataset].spec.kind]
-    for key in KEYS.values():
+    own = method_keys(c.method)
+    for name in OWN_KEYS:
+        value = getattr(c, name)
+        if name not in own and value is not None:
+            key = _key_of(name, c.method)  # refuses a key of another method
+            if key.check is not None:
+                key.check(value)
+    for key in method.keys:
+        if getattr(c, key.name) is None:
+            setattr(c, key.name, list(key.default) if isinstance(key.default, list) else key.default)
+    for key in own.values():
         if key.check is not None and getattr(c, key.name) is not None:
             key.check(getattr(c, key.name))
     if not c.arch:
@@ -231,7 +282,11 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"arch={','.join(c.arch)} names {len(c.arch)} architectures for students={c.students}: give one, or one per student")
     if len(c.arch) == 1:
         c.arch = c.arch * c.students
-    c.alpha = real_in_range("alpha", c.alpha, 0, INF, "a real number in [0, inf]")  # as rdml.core.divergences.check_alpha
+    if "alpha" in own:
+        c.alpha = real_in_range("alpha", c.alpha, 0, INF, "a real number in [0, inf]")  # as rdml.core.divergences.check_alpha
+    elif c.alpha not in (None, V1_METHOD_KEYS["alpha"]):  # accepted as rdml.run/1 did, never silently ignored
+        raise ConfigError(f"alpha={c.alpha:g}: method {c.method} takes no Rényi order (it distils with KL divergence or "
+                          "not at all); leave alpha at 1")
     if c.temperature is None:
         c.temperature = method.defaults["temperature"]
     in_range("temperature", c.temperature, 0, INF, "a finite number > 0", open_low=True, open_high=True)
@@ -268,18 +323,31 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"device={c.device!r} is not allowed; allowed: auto, cpu, cuda, cuda:N")
     if c.out is None:
         archs = "+".join(sorted(set(c.arch)))
-        c.out = str(Path("runs") / f"{c.method}-{c.dataset}-{archs}-a{c.alpha:g}-s{c.seed}-{config_sha256(c)[:8]}")
+        order = f"-a{c.alpha:g}" if "alpha" in own else ""
+        c.out = str(Path("runs") / f"{c.method}-{c.dataset}-{archs}{order}-s{c.seed}-{config_sha256(c)[:8]}")
     return c
 
 
 def config_values(cfg: TrainConfig) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
+    """The run's keys: the shared ones, its method's own, and any key of rdml.run/1 it was given."""
+    own = method_keys(cfg.method)
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k in own or (k in V1_METHOD_KEYS and v is not None)}
 
 
 def config_sha256(cfg: TrainConfig | Mapping[str, Any]) -> str:
-    """Hash of everything that defines the experiment: the keys of rdml.run/1, and any later key that is
-    not at its default. Takes a config or a record's stored mapping, whichever version wrote it."""
+    """Hash of everything that defines the experiment: the keys of rdml.run/1, and any later key of the
+    run's method (or unknown to this rdml) that is not at its default. Takes a config or a record's stored
+    mapping, whichever version wrote it: a mapping of the flat namespace holds every method's keys, and
+    another method's keys say nothing of this run."""
     values = config_values(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
-    identity = {k: v for k, v in values.items() if k not in NOT_IDENTITY
-                and (k in IDENTITY_V1 or k not in KEYS or v != KEYS[k].default)}
+    method = values.get("method", KEYS["method"].default)
+    own = method_keys(method) if method in METHODS else KEYS
+    identity = {}
+    for k, v in values.items():
+        if k in NOT_IDENTITY or (k not in IDENTITY_V1 and k in OWN_KEYS and k not in own):
+            continue
+        if k in IDENTITY_V1 or k not in own or v != own[k].default:
+            identity[k] = v
+    for k, v in V1_METHOD_KEYS.items():
+        identity.setdefault(k, v)
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()

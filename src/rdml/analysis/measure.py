@@ -2,7 +2,10 @@
 analyses (§4.8): the mean prediction entropy and sorted top-5 posterior (Fig. 4c), the entropy of
 the teaching signal (DML: each peer; DML_e: the other students' average), and the training loss
 after Gaussian noise on every parameter (Figs. 4a/4b, flat minima). The models are loaded through
-the same checks as a KD teacher (a finished run, weights matching its record)."""
+the same checks as a KD teacher (rdml.train.verified: a finished run, weights matching its record).
+A run whose method trains networks of its own (rdml.methods.base.Method.networks) is measured per
+member it declares (`Method.members`, e.g. each branch of one network), its networks rebuilt through
+the method (rdml.train.cohort.rebuild); noise then reaches every parameter of them."""
 
 from __future__ import annotations
 
@@ -14,8 +17,8 @@ import torch.nn.functional as F
 from rdml.config import data_keys
 from rdml.data.base import Dataset, load_dataset
 from rdml.keys import ConfigError
-from rdml.train.checkpoint import load_teacher
-from rdml.train.integrity import MEASURES_FORMAT, read_record, seal
+from rdml.train.integrity import FINISHED, MEASURES_FORMAT, seal
+from rdml.train.verified import verified_run
 
 __all__ = ["MEASURES_FORMAT", "MEASUREMENTS", "train_log_probs", "prediction_statistics", "noisy_losses", "measure_run"]
 
@@ -43,30 +46,32 @@ def _entropy(log_p: torch.Tensor) -> torch.Tensor:
     return -(log_p.exp() * log_p.nan_to_num(neginf=0.0)).sum(-1)
 
 
-def prediction_statistics(log_probs: list[torch.Tensor], method: str) -> dict[str, dict]:
-    """Per student: mean entropy, mean k-th largest posterior (top1..top5) and, in a cohort, the mean
-    entropy of the signal it mimics: each peer's prediction (DML, averaged over peers) or the peers'
-    average prediction (DML_e, DML eq. 11)."""
+def prediction_statistics(log_probs: list[torch.Tensor], method: str, names: list[str] | None = None) -> dict[str, dict]:
+    """Per student (named `names`, by default `student_k`): mean entropy, mean k-th largest posterior
+    (top1..top5) and, in a cohort, the mean entropy of the signal it mimics: each peer's prediction (DML,
+    averaged over peers) or the peers' average prediction (DML_e, DML eq. 11)."""
     stats = {}
     for k, log_p in enumerate(log_probs):
+        name = names[k] if names is not None else f"student_{k}"
         top = log_p.exp().topk(min(TOP, log_p.shape[-1]), dim=-1).values.mean(0)
-        stats[f"student_{k}"] = {"entropy": float(_entropy(log_p).mean()),
-                                 **{f"top{i + 1}": float(v) for i, v in enumerate(top)}}
+        stats[name] = {"entropy": float(_entropy(log_p).mean()), **{f"top{i + 1}": float(v) for i, v in enumerate(top)}}
         peers = [lp for j, lp in enumerate(log_probs) if j != k]
         if peers and method == "dml_e":
             average = torch.logsumexp(torch.stack(peers), 0) - torch.log(torch.tensor(float(len(peers))))
-            stats[f"student_{k}"]["signal_entropy"] = float(_entropy(average).mean())
+            stats[name]["signal_entropy"] = float(_entropy(average).mean())
         elif peers:
-            stats[f"student_{k}"]["signal_entropy"] = float(torch.stack([_entropy(p).mean() for p in peers]).mean())
+            stats[name]["signal_entropy"] = float(torch.stack([_entropy(p).mean() for p in peers]).mean())
     return stats
 
 
 @torch.no_grad()
-def noisy_losses(model: torch.nn.Module, data: Dataset, sigmas: list[float], draws: int, seed: int) -> dict:
-    """Mean training cross-entropy before and after adding N(0, σ²) to every parameter, `draws` times
-    per σ; noise from a CPU generator seeded by `seed`, the weights restored after each draw."""
+def noisy_losses(model: torch.nn.Module, data: Dataset, sigmas: list[float], draws: int, seed: int,
+                 log_probs=None) -> dict:
+    """Mean training cross-entropy before and after adding N(0, σ²) to every parameter of `model`, `draws`
+    times per σ; noise from a CPU generator seeded by `seed`, the weights restored after each draw.
+    `log_probs()`: the training rows' log-probabilities the loss reads (by default `model`'s own)."""
     def loss() -> float:
-        return float(F.nll_loss(train_log_probs(model, data), data.y_train))
+        return float(F.nll_loss(log_probs() if log_probs is not None else train_log_probs(model, data), data.y_train))
 
     saved = [p.detach().clone() for p in model.parameters()]
     generator = torch.Generator().manual_seed(seed)
@@ -90,7 +95,8 @@ def measure_run(run_dir: str | Path, measurements: dict, device: torch.device) -
     if unknown:
         raise ConfigError(f"measurements {unknown} are not known; allowed: {', '.join(MEASUREMENTS)}")
     run_dir = Path(run_dir)
-    record = read_record(run_dir / "record.json")
+    run = verified_run(run_dir, "rdml pipeline measure: ", FINISHED)
+    record = run.record
     cfg = record["config"]
     head = {"format": MEASURES_FORMAT, "run": str(run_dir), "status": record["status"],
             "config_sha256": record["config_sha256"], "run_record_sha256": record.get("record_sha256"),
@@ -98,11 +104,9 @@ def measure_run(run_dir: str | Path, measurements: dict, device: torch.device) -
     if record["status"] != "ok":  # a diverged run is counted as diverged in the tables, not measured
         return seal({**head, "model_sha256": None, "students": {}})
     data = load_dataset(cfg["dataset"], **data_keys(cfg)).to(device)
-    models, sha = [], None
-    for k in range(cfg["students"]):
-        model, info = load_teacher(str(run_dir), k, data, device)
-        models.append(model.to(device))
-        sha = info["sha256"]
+    if run.saved.get("method"):  # the networks its method declares
+        return seal({**head, "model_sha256": run.model_sha256, "students": declared_networks(run, data, measurements, device)})
+    models, sha = [run.model(k, data).to(device) for k in range(cfg["students"])], run.model_sha256
     students = {f"student_{k}": {} for k in range(len(models))}
     if "predictions" in measurements:
         for name, values in prediction_statistics([train_log_probs(m, data) for m in models], cfg["method"]).items():
@@ -112,3 +116,27 @@ def measure_run(run_dir: str | Path, measurements: dict, device: torch.device) -
         for k, model in enumerate(models):
             students[f"student_{k}"].update(noisy_losses(model, data, spec["sigmas"], spec["draws"], spec["seed"] + k))
     return seal({**head, "model_sha256": sha, "students": students})
+
+
+def declared_networks(run, data: Dataset, measurements: dict, device: torch.device) -> dict[str, dict]:
+    """The measurements of each member of a run whose model.pt holds the networks its method declares,
+    the networks rebuilt through the method and read through its outputs (rdml.train.evaluate)."""
+    from rdml.train.cohort import rebuild
+    from rdml.train.evaluate import split_log_probs
+
+    cohort, method = rebuild(run.saved, run.record["config"], data, device)
+    members = list(method.members(method.cfg))
+
+    def log_probs() -> dict:
+        return split_log_probs(cohort, data, data.x_train, method=method)
+
+    students = {name: {} for name in members}
+    if "predictions" in measurements:
+        outputs = log_probs()
+        students.update(prediction_statistics([outputs[m] for m in members], method.cfg.method, members))
+    if "noise" in measurements:
+        spec, networks = measurements["noise"], torch.nn.ModuleList([s.model for s in cohort])
+        for k, name in enumerate(members):
+            students[name].update(noisy_losses(networks, data, spec["sigmas"], spec["draws"], spec["seed"] + k,
+                                               log_probs=lambda name=name: log_probs()[name]))
+    return students

@@ -27,13 +27,19 @@ Method modules import torch inside the functions that train, never at import tim
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any
 
-from rdml.keys import ConfigError, Key
+from rdml.keys import Key, real_in_range
 from rdml.registry import Registry
 
-__all__ = ["Method", "METHODS", "update_together", "update_in_turn", "student_logits", "detached", "check_kl",
+__all__ = ["Method", "METHODS", "ALPHA", "update_together", "update_in_turn", "student_logits", "detached",
            "student_predictions", "with_ensemble"]
+
+
+# The Rényi order, a key of the methods that have one (kd, dml, dml_e): RDML eq. 3.3, Rényi-KD thesis eq. 1.15.
+ALPHA = Key("alpha", 1.0, "float", "Rényi order in [0, inf] (kd: in (0, inf)); 1 = KL, i.e. DML and Hinton KD",
+            check=lambda v: real_in_range("alpha", v, 0, float("inf"), "a real number in [0, inf]"))
 
 
 class Method(ABC):
@@ -57,8 +63,9 @@ class Method(ABC):
 
     @classmethod
     @abstractmethod
-    def label(cls, alpha: float) -> str:
-        """The row name a paper's table gives a run of this method at order α."""
+    def label(cls, keys: Mapping[str, Any]) -> str:
+        """The row name a paper's table gives a run of this method with these keys of its own (its `alpha`,
+        say; a key left out is at its default)."""
 
     @classmethod
     def caption_notes(cls, cfg) -> list[str]:
@@ -154,14 +161,6 @@ def update_in_turn(cohort, terms: list[dict], after=None) -> None:
         student.step()
         if after is not None:
             after(student)
-
-
-def check_kl(cfg) -> None:
-    """Refuse a Rényi order for a method whose official code distils with KL divergence alone (KDCL and OKDPH,
-    tianlizhang/OKDPH): shared here so that no method module imports another."""
-    if cfg.alpha != 1:
-        raise ConfigError(f"alpha={cfg.alpha:g}: method {cfg.method} distils with KL divergence as the official code does; "
-                          "alpha must be 1")
 
 
 def student_predictions(x, cohort, extra: dict | None = None) -> dict:

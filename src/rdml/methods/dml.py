@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 
 from rdml.keys import Key, in_range, one_of
-from rdml.methods.base import METHODS, Method, detached, student_logits, update_together
+from rdml.methods.base import ALPHA, METHODS, Method, detached, student_logits, update_together
 
 __all__ = ["MutualLearning", "EnsembleMutualLearning", "frozen_batch_norm_statistics"]
 
 UPDATE_ORDERS = ("simultaneous", "sequential")
 KEYS = (
+    ALPHA,
     Key("mimic_weight", 1.0, "float", "dml/dml_e: weight on the mimicry term",
         check=lambda v: in_range("mimic_weight", v, 0, float("inf"), "a finite number >= 0", open_high=True)),
     Key("update_order", "simultaneous", "str",
@@ -39,7 +40,8 @@ class MutualLearning(Method):
     views = True  # with student_augment, each student on its own view (as the OKDPH authors' DML baseline)
 
     @classmethod
-    def label(cls, alpha: float) -> str:
+    def label(cls, keys) -> str:
+        alpha = keys.get("alpha", ALPHA.default)
         base = "DML_e" if cls.ensemble else "DML"
         return base if alpha == 1 else f"R{base} α={alpha:g}"
 

@@ -14,7 +14,7 @@ class Independent(Method):
     tag = "ind"  # teaching: "kd-resnet32-from-ind-wrn_28_10" (DML Table 4's "1 distills 2")
 
     @classmethod
-    def label(cls, alpha: float) -> str:
+    def label(cls, keys) -> str:
         return "Ind."
 
     def train_step(self, x, y, cohort) -> list[dict]:
@@ -33,5 +33,5 @@ class Teacher(Independent):
     tag = ""  # a pretrained teacher is named by its architecture alone: "kd-mlp-from-cnn_wide"
 
     @classmethod
-    def label(cls, alpha: float) -> str:
+    def label(cls, keys) -> str:
         return "Teacher"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from rdml.keys import ConfigError, Key, at_least, in_range, one_of
-from rdml.methods.base import METHODS, Method, detached, update_together
+from rdml.methods.base import ALPHA, METHODS, Method, detached, update_together
 
 __all__ = ["Distillation"]
 
@@ -18,6 +18,7 @@ class Distillation(Method):
     name = "kd"
     description = "KD from a frozen teacher: Hinton KD at alpha=1, Rényi KD otherwise (thesis eqs. 1.15-1.16)"
     keys = (
+        ALPHA,
         Key("beta", 0.9, "float", "kd: weight of the distillation term, (1-beta) on cross-entropy",
             check=lambda v: in_range("beta", v, 0, 1, "a number in [0, 1]")),
         Key("teacher", None, "str", "kd: teacher run directory or model.pt file"),
@@ -37,7 +38,8 @@ class Distillation(Method):
             raise ConfigError("method kd needs teacher=<teacher run directory or model.pt>")
 
     @classmethod
-    def label(cls, alpha: float) -> str:
+    def label(cls, keys) -> str:
+        alpha = keys.get("alpha", ALPHA.default)
         return "KD" if alpha == 1 else f"Rényi KD α={alpha:g}"
 
     def train_step(self, x, y, cohort) -> list[dict]:

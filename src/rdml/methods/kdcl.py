@@ -15,7 +15,7 @@ same augmented batch.
 from __future__ import annotations
 
 from rdml.keys import Key, in_range
-from rdml.methods.base import METHODS, Method, check_kl, detached, student_logits, update_in_turn
+from rdml.methods.base import METHODS, Method, detached, student_logits, update_in_turn
 
 __all__ = ["CollaborativeLearning", "kdcl_terms"]
 
@@ -36,11 +36,7 @@ class CollaborativeLearning(Method):
     views = True
 
     @classmethod
-    def check(cls, cfg) -> None:
-        check_kl(cfg)
-
-    @classmethod
-    def label(cls, alpha: float) -> str:
+    def label(cls, keys) -> str:
         return "KDCL"
 
     @classmethod

@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 
 from rdml.keys import ConfigError, Key, in_range
-from rdml.methods.base import METHODS, Method, check_kl, detached, student_logits, update_in_turn
+from rdml.methods.base import METHODS, Method, detached, student_logits, update_in_turn
 
 __all__ = ["ParameterHybridization", "okdph_terms", "load_hybrid", "fuse", "fusion_interval"]
 
@@ -88,13 +88,12 @@ class ParameterHybridization(Method):
 
     @classmethod
     def check(cls, cfg) -> None:
-        check_kl(cfg)
         if len(set(cfg.arch)) != 1:
             raise ConfigError(f"arch={','.join(cfg.arch)}: okdph averages the students' weights into its hybrid-weight "
                               "model, so every student needs the same architecture")
 
     @classmethod
-    def label(cls, alpha: float) -> str:
+    def label(cls, keys) -> str:
         return "OKDPH"
 
     @classmethod

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from rdml.config import KEYS
+from rdml.config import is_key
 from rdml.data.catalog import DATASETS
 from rdml.keys import ConfigError, one_of
 from rdml.models.catalog import ARCHITECTURES
@@ -145,8 +145,8 @@ def study_spec(params: dict, name: str) -> dict:
         sections.append((f"train_where[{i}].train", where["train"]))
     for section, keys in sections:
         for key in keys or {}:
-            if key not in KEYS or key in RUN_FIELDS:
-                raise ConfigError(f"studies.{name}.{section}.{key} is not a shared training key (see `rdml train --help`)")
+            if not is_key(key) or key in RUN_FIELDS:
+                raise ConfigError(f"studies.{name}.{section}.{key} is not a training key a study sets (see `rdml train --help`)")
     for dataset in study["datasets"]:
         DATASETS[dataset]
     per_job = study.get("seeds_per_job", 1)

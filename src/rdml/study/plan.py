@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rdml.config import V1_METHOD_KEYS, method_keys
 from rdml.keys import ConfigError
 from rdml.study.layouts import LAYOUTS, TableSpec
 from rdml.study.params import metric_of, study_spec
@@ -40,7 +41,11 @@ class StudyPlan:
         for where in self.where:  # in order: a later one that applies wins
             if named in where.get("datasets", [named]) and set(archs) <= set(where.get("archs", archs)):
                 own.update(where["train"])
-        options = json.dumps({**self.shared, **own, **(keys or {})}, sort_keys=True)
+        # a study's keys reach the runs whose method takes them (a method's own keys, its own runs; a key of
+        # rdml.run/1, every run, as it did then: rdml.config.V1_METHOD_KEYS)
+        takes = method_keys(method)
+        study_keys = {k: v for k, v in {**self.shared, **own}.items() if k in takes or k in V1_METHOD_KEYS}
+        options = json.dumps({**study_keys, **(keys or {})}, sort_keys=True)
         own_params = (f"{self.base}.train_where",) if own else ()
         return Run(self.name, dataset, method, tuple(archs), seed, None if alpha is None else float(alpha), teacher,
                    options, variant, self.shared_params + own_params + tuple(params))

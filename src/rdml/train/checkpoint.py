@@ -14,15 +14,13 @@ import torch
 from torch import nn
 
 from rdml.data.base import Dataset
-from rdml.io import atomic_torch_save, sha256_bytes, sha256_file, utc_now
+from rdml.io import atomic_torch_save, sha256_bytes, utc_now
 from rdml.keys import ConfigError
-from rdml.models import ARCHITECTURES, build_model
-from rdml.train.integrity import read_record, record_problems
+from rdml.train.verified import MODEL_FORMAT, verified_run
 
 __all__ = ["MODEL_FORMAT", "CHECKPOINT_FORMAT", "RESUMED_KEYS", "save_model", "save_checkpoint", "read_checkpoint",
            "restore_checkpoint", "load_teacher"]
 
-MODEL_FORMAT = "rdml.models/1"
 CHECKPOINT_FORMAT = "rdml.checkpoint/2"  # /1 had no digest of its content
 RESUMED_KEYS = ("started_at", "resumed_at", "epochs", "epoch_seconds", "diverged")
 
@@ -93,58 +91,21 @@ def restore_checkpoint(state: dict, device: torch.device, cohort, method, record
 
 
 def load_teacher(path: str, index: int, data: Dataset, device: torch.device) -> tuple[nn.Module, dict]:
-    """Load model `index` of a model.pt (or a run directory holding one) and check it fits the data."""
-    file = Path(path)
-    if file.is_dir():
-        file = file / "model.pt"
-    if not file.is_file():
-        raise ConfigError(f"teacher={path}: no teacher checkpoint at {file}")
-    run_record = file.parent / "record.json"
-    if not run_record.is_file():
-        raise ConfigError(f"teacher={path}: no run record beside {file}; a teacher must be an rdml run (its record names its weights)")
-    try:
-        record = read_record(run_record)
-    except ConfigError as exc:
-        raise ConfigError(f"teacher={path}: {exc}") from None
-    if record["status"] != "ok":
-        raise ConfigError(f"teacher={path}: its run finished {record['status']!r}, not 'ok'; only a finished, healthy run teaches")
-    problems = record_problems(record, run_record)
-    sha = sha256_file(file)
-    if (record.get("final_model") or {}).get("sha256") != sha:
-        problems.append(f"{file}: sha256 {sha} is not the {(record.get('final_model') or {}).get('sha256')} its record names")
-    if problems:
-        raise ConfigError(f"teacher={path}: " + "; ".join(problems))
-    try:
-        saved = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds for a damaged file
-        raise ConfigError(f"teacher={path}: {file} is not a readable checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(saved, dict) or saved.get("format") != MODEL_FORMAT:
-        raise ConfigError(f"teacher={path}: {file} is not an rdml model file (expected format {MODEL_FORMAT})")
-    archs = saved["archs"]
-    if not 0 <= index < len(archs):
-        raise ConfigError(f"teacher_index={index}: {file} holds {len(archs)} model(s), allowed 0..{len(archs) - 1}")
-    if archs[index] not in ARCHITECTURES:
-        raise ConfigError(f"teacher={path}: architecture {archs[index]!r} is unknown to this rdml")
-    if saved.get("dataset") != data.name:
-        raise ConfigError(f"teacher={path}: trained on dataset {saved.get('dataset')!r}, but this run uses {data.name!r}")
-    if tuple(saved["input_shape"]) != tuple(data.spec.input_shape) or saved["num_classes"] != data.num_classes:
-        raise ConfigError(
-            f"teacher={path}: trained for input {tuple(saved['input_shape'])} and {saved['num_classes']} classes, "
-            f"but dataset {data.name} has input {tuple(data.spec.input_shape)} and {data.num_classes} classes"
-        )
-    outputs = saved.get("outputs", data.num_classes)
-    model = build_model(archs[index], data.spec, outputs=outputs, embeddings=getattr(data, "embeddings", None))
-    try:
-        model.load_state_dict(saved["states"][index])
-    except RuntimeError as exc:
-        raise ConfigError(f"teacher={path}: weights do not fit {archs[index]} ({exc})") from None
+    """Model `index` of a finished `ok` run (its directory or its model.pt), through the checks of
+    rdml.train.verified, checked to fit the data; with what the student's record names of it."""
+    if not Path(path).exists():
+        raise ConfigError(f"teacher={path}: no teacher checkpoint at {path}")
+    run = verified_run(path, f"teacher={path}: ")
+    if not 0 <= index < len(run.archs):
+        raise ConfigError(f"teacher_index={index}: {run.model_file} holds {len(run.archs)} model(s), allowed 0..{len(run.archs) - 1}")
+    model = run.model(index, data)
     info = {
-        "path": str(file),
-        "sha256": sha,
+        "path": str(run.model_file),
+        "sha256": run.model_sha256,
         "index": index,
-        "arch": archs[index],
-        "dataset": saved.get("dataset"),
-        "outputs": outputs,
-        "run_config_sha256": record.get("config_sha256"),
+        "arch": run.archs[index],
+        "dataset": run.saved.get("dataset"),
+        "outputs": run.outputs,
+        "run_config_sha256": run.record.get("config_sha256"),
     }
     return model.to(device).eval(), info

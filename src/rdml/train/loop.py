@@ -22,12 +22,12 @@ from rdml.config import ConfigError, TrainConfig, config_values
 from rdml.data.augment import augment_batch
 from rdml.data.base import Dataset, batch_starts, epoch_batches
 from rdml.dependencies import training_code
-from rdml.io import sha256_file, utc_now
+from rdml.io import utc_now
 from rdml.methods import METHODS
 from rdml.train.checkpoint import read_checkpoint, restore_checkpoint, save_checkpoint, save_model
 from rdml.train.cohort import Cohort, build_cohort
 from rdml.train.evaluate import evaluate, evaluation_noise, find_divergence, input_noise
-from rdml.train.integrity import FINISHED, read_record, record_problems, summarise, write_record
+from rdml.train.integrity import FINISHED, read_record, run_problems, summarise, write_record
 from rdml.train.prepare import Prepared, prepare
 from rdml.train.record import code_provenance, environment
 
@@ -98,7 +98,7 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
             )
         existing = saved = None
     if existing is not None and existing.get("status") in FINISHED:
-        problems = finished_run_problems(run_dir, existing)
+        problems = run_problems(run_dir, existing, FINISHED, unsealed=True)  # rdml.run/1 records predate seals
         if not problems and not retrain:
             return existing
         if problems and not replace:
@@ -145,17 +145,6 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
     write_record(record_path, record)
     checkpoint_path.unlink(missing_ok=True)
     return record
-
-
-def finished_run_problems(run_dir: Path, record: dict) -> list[str]:
-    """What no longer matches in a finished run directory: the record itself, or its model file."""
-    problems = record_problems(record, run_dir / "record.json")
-    model = run_dir / ((record.get("final_model") or {}).get("path") or "model.pt")
-    if not model.is_file():
-        problems.append(f"{model} is missing")
-    elif sha256_file(model) != (record.get("final_model") or {}).get("sha256"):
-        problems.append(f"{model} does not hash to the sha256 its record names")
-    return problems
 
 
 def train_epoch(method, cohort: Cohort, data: Dataset, cfg: TrainConfig, epoch: int, show: bool) -> dict:
@@ -208,7 +197,7 @@ def new_record(prep: Prepared, argv: list[str] | None) -> dict:
     return {
         "format": RECORD_FORMAT,
         "status": "running",
-        "label": METHODS[cfg.method].label(cfg.alpha),
+        "label": METHODS[cfg.method].label(config_values(cfg)),
         "method": cfg.method,
         "alpha": cfg.alpha,
         "seed": cfg.seed,

@@ -51,7 +51,7 @@ def _entries(row: str, column: str, run) -> Entry:
 
 def _claims(row: str, columns: dict[str, str], family: str) -> list[Claim]:
     ours = columns.get("okdph")
-    return [Claim(f"OKDPH > {METHODS[m].label(1.0)}", (row, ours), (row, c), family)
+    return [Claim(f"OKDPH > {METHODS[m].label({})}", (row, ours), (row, c), family)
             for m, c in columns.items() if m != "okdph" and ours]
 
 
@@ -59,7 +59,7 @@ def _claims(row: str, columns: dict[str, str], family: str) -> list[Claim]:
 def okdph_table(plan, spec: dict) -> TableSpec:
     """Supplement Table 3: two, three and four students of ResNet-32 and VGG-16 on CIFAR-10/100."""
     methods = spec.get("methods", METHOD_NAMES)
-    columns = [f"{arch}: {METHODS[m].label(1.0)}" for arch in spec["archs"] for m in methods]
+    columns = [f"{arch}: {METHODS[m].label({})}" for arch in spec["archs"] for m in methods]
     rows, entries, claims = [], [], []
     for d in plan.datasets:
         for k in spec["students"]:
@@ -68,7 +68,7 @@ def okdph_table(plan, spec: dict) -> TableSpec:
             views = spec["views"][d][k]
             for arch in spec["archs"]:
                 hybrid = _hybrid(spec, dataset=d, arch=arch, students=k)
-                named = {m: f"{arch}: {METHODS[m].label(1.0)}" for m in methods}
+                named = {m: f"{arch}: {METHODS[m].label({})}" for m in methods}
                 claims += _claims(row, named, f"{row}, {arch}")
                 for seed in plan.seeds:
                     for method, run in _runs(plan, spec, d, arch, k, seed, {}, views, hybrid, d).items():
@@ -85,7 +85,7 @@ def okdph_data_table(plan, spec: dict) -> TableSpec:
     (`datasets`) and its training keys (`train`)."""
     methods = spec.get("methods", METHOD_NAMES)
     arch = spec["arch"]
-    columns = [METHODS[m].label(1.0) for m in methods]
+    columns = [METHODS[m].label({}) for m in methods]
     rows, entries, claims = [], [], []
     for d in plan.datasets:
         for how in spec["settings"]:
@@ -99,7 +99,7 @@ def okdph_data_table(plan, spec: dict) -> TableSpec:
             for seed in plan.seeds:
                 for method, run in _runs(plan, spec, d, arch, 2, seed, how.get("train") or {}, spec["views"][d], hybrid,
                                          run_dataset, variant).items():
-                    entries.append(_entries(row, METHODS[method].label(1.0), run))
+                    entries.append(_entries(row, METHODS[method].label({}), run))
     return TableSpec("okdph_data_table", f"Top-1 {{what}} (%) of the best network of each run, {arch}, with noisy and "
                      "limited data (OKDPH supplement Table 4 layout)", rows, columns, entries, claims=claims,
                      figures=("curves",))

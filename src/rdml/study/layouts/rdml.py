@@ -9,7 +9,11 @@ from rdml.study.layouts.base import Claim, Entry, TableSpec, layout
 @layout("rdml_table", ("archs", "alphas"))
 def rdml_table(plan, spec: dict) -> TableSpec:
     alphas = sorted({1.0, *map(float, spec["alphas"])})
-    label, independent = METHODS["dml"].label, METHODS["independent"].label(1.0)
+    independent = METHODS["independent"].label({})
+
+    def label(alpha: float) -> str:
+        return METHODS["dml"].label({"alpha": alpha})
+
     columns = [f"{d}/{arch}/{i}" for d in plan.datasets for arch in spec["archs"] for i in (0, 1)]
     entries = []
     for d in plan.datasets:

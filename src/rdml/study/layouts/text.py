@@ -33,7 +33,7 @@ def text_table(plan, spec: dict) -> TableSpec:
             row = f"{d}, α by validation"
             claims += [Claim(f"RDML {arch}-{i} > Independent", (row, f"{arch}-{i}"), (row, f"{arch}: Independent"),
                              f"{d}/{arch}: RDML vs Independent") for i in (0, 1)]
-    independent = METHODS["independent"].label(1.0)
+    independent = METHODS["independent"].label({})
     return TableSpec("text_table", f"Top-1 {{what}} (%) of {independent} and of the two students at the best α (RDML Table 3 "
                      "layout); α chosen by the students' mean best validation accuracy, or, as the paper's caption "
                      "says, by their mean test accuracy, which favours RDML", rows, columns, entries,
