@@ -4,7 +4,8 @@ read that declaration. The proof: a ONE-style method (Lan, Zhu and Gong, "Knowle
 On-the-Fly Native Ensemble", NeurIPS 2018: one network, a shared trunk, two branch heads and a gate whose
 gated ensemble teaches each branch) added to a copy of the package as one module and one registry line,
 nothing else, trains on the synthetic data, resumes bit-identically after SIGKILL, is recorded per branch
-and for its gated ensemble, and its model.pt is rebuilt through the method to the scores its record holds."""
+and for its gated ensemble, and its model.pt is rebuilt through the method to the scores its record holds
+and measured per branch."""
 
 import json
 import os
@@ -38,7 +39,7 @@ MODULE = textwrap.dedent('''
         defaults = {**Method.defaults, "temperature": 3.0}
 
         @classmethod
-        def label(cls, alpha):
+        def label(cls, keys):
             return "ONE"
 
         @classmethod
@@ -96,7 +97,7 @@ REGISTRY_LINE = "from rdml.methods import one_test  # noqa: F401\n"
 ARGS = ["dataset=synthetic", "method=one_test", "arch=cnn", "batch_size=4", "epochs=3"]
 OUTPUTS = ["branch_0", "branch_1", "gated"]
 
-# In the copy: model.pt rebuilt through the method and scored again, as the audit and the analyses read a run.
+# In the copy: model.pt rebuilt through the method, scored again and measured, as the audit and the analyses read a run.
 REBUILD = '''
 import json, sys
 import torch
@@ -117,7 +118,10 @@ cohort, method = rebuild(saved, cfg, data, torch.device("cpu"))
 same = all(torch.equal(v, state[k]) for s, state in zip(cohort, saved["states"]) for k, v in s.model.state_dict().items())
 scores = evaluate(cohort, data, method=method, noise=evaluation_noise(cfg["input_noise"], cfg["seed"], len(record["epochs"])))
 resolved = resolve(config_from_mapping(cfg))
+from rdml.analysis.measure import measure_run
+measured = measure_run(run_dir, {"predictions": {}, "noise": {"sigmas": [0.01], "draws": 1, "seed": 0}}, torch.device("cpu"))
 print(json.dumps({"scores": scores, "states_round_trip": same, "networks": len(cohort), "saved_method": saved.get("method"),
+                  "measured": {name: sorted(values) for name, values in measured["students"].items()},
                   "outputs": list(METHODS["one_test"].outputs(resolved)),
                   "run_students": list(Run("s", "synthetic", "one_test", ("cnn",), 0).students)}))
 '''
@@ -156,6 +160,8 @@ def test_a_two_branch_method_trains_resumes_is_evaluated_per_output_and_round_tr
     assert rebuilt["scores"] == done["epochs"][-1]["test"]  # model.pt is the network the last epoch evaluated
     assert rebuilt["outputs"] == OUTPUTS  # what a table layout selects, declared without training
     assert rebuilt["run_students"] == ["branch_0", "branch_1"]
+    assert list(rebuilt["measured"]) == ["branch_0", "branch_1"]  # the DML §4.8 analyses, per branch
+    assert all({"entropy", "signal_entropy", "top1", "loss", "loss@0.01"} <= set(v) for v in rebuilt["measured"].values())
 
 
 def test_the_copy_differs_from_the_package_by_the_module_and_its_registry_line(package):
