@@ -153,7 +153,7 @@ def _evaluated(model_file: Path, record: dict, data, out) -> list[str]:
     cfg = record["config"]  # a noisy run's last test pass is drawn again with its noise
     noise = evaluation_noise(cfg.get("input_noise", 0.0), cfg["seed"], len(record["epochs"]))
     scores = evaluate(Cohort([Student(m, None, None) for m in models]), data, noise=noise)
-    tolerance = 1 / len(data.y_test) + 1e-12
+    tolerance = 1 / data.split_size("test") + 1e-12
     key = METRICS[PRIMARY].recorded
     problems = []
     for name, recorded in record["epochs"][-1]["test"].items():

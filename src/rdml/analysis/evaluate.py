@@ -48,7 +48,7 @@ def scores(log_probs: torch.Tensor, labels: torch.Tensor, top: int = TOP_K) -> d
 
 def log_probs_on_test(model: torch.nn.Module, data: Dataset) -> torch.Tensor:
     """float64 log-probabilities of every test example."""
-    return log_probs_of(model, data, data.x_test, torch.float64)
+    return log_probs_of(model, data, "test", torch.float64)
 
 
 def _fail(message: str) -> ConfigError:

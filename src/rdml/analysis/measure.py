@@ -27,18 +27,18 @@ TOP = 5
 
 
 @torch.no_grad()
-def log_probs_of(model: torch.nn.Module, data: Dataset, x: torch.Tensor, dtype=torch.float32,
+def log_probs_of(model: torch.nn.Module, data: Dataset, split: str, dtype=torch.float32,
                  batch_size: int = 1024) -> torch.Tensor:
-    """Log-probabilities of raw inputs `x` (eval mode, float32 forward, no augmentation) in `dtype`."""
+    """Log-probabilities of a split's rows, read through the data set's loader (eval mode, float32 forward,
+    no augmentation), in `dtype`."""
     model.eval()
-    out = [torch.log_softmax(model(data.inputs(x[i : i + batch_size])).to(dtype), dim=-1)
-           for i in range(0, len(x), batch_size)]
+    out = [torch.log_softmax(model(x).to(dtype), dim=-1) for x, _ in data.eval_batches(split, batch_size)]
     return torch.cat(out)
 
 
 def train_log_probs(model: torch.nn.Module, data: Dataset) -> torch.Tensor:
     """Log-probabilities of every training image."""
-    return log_probs_of(model, data, data.x_train)
+    return log_probs_of(model, data, "train")
 
 
 def _entropy(log_p: torch.Tensor) -> torch.Tensor:
@@ -128,7 +128,7 @@ def declared_networks(run, data: Dataset, measurements: dict, device: torch.devi
     members = list(method.members(method.cfg))
 
     def log_probs() -> dict:
-        return split_log_probs(cohort, data, data.x_train, method=method)
+        return split_log_probs(cohort, data, "train", method=method)[0]
 
     students = {name: {} for name in members}
     if "predictions" in measurements:

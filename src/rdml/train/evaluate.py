@@ -33,25 +33,28 @@ def evaluate(cohort, data: Dataset, extra: dict[str, Callable] | None = None, ba
     """Loss, accuracy and mean prediction entropy on the test (or validation) split of every output the
     run's `method` declares (rdml.methods.base.Method.predict and .combine); without one, of each student,
     the cohort's mean prediction and any `extra` model."""
-    x_all, y_all = (data.x_test, data.y_test) if split == "test" else (data.x_val, data.y_val)
-    log_probs = split_log_probs(cohort, data, x_all, extra=extra, batch_size=batch_size, noise=noise, method=method)
-    return {name: _scores(lp, y_all) for name, lp in log_probs.items()}
+    log_probs, labels = split_log_probs(cohort, data, split, extra=extra, batch_size=batch_size, noise=noise,
+                                        method=method)
+    return {name: _scores(lp, labels) for name, lp in log_probs.items()}
 
 
 @torch.no_grad()
-def split_log_probs(cohort, data: Dataset, x_all: torch.Tensor, *, extra: dict | None = None, batch_size: int = 1024,
-                    noise: Callable | None = None, method=None, dtype: torch.dtype = torch.float32) -> dict:
-    """Log-probabilities in `dtype` of every evaluated output (see `evaluate`) on the raw inputs `x_all`, by
-    name: every network in eval mode (the students, and the extra models, as in training), no augmentation.
-    What the audit and the analyses read of a rebuilt run (rdml.train.cohort.rebuild)."""
+def split_log_probs(cohort, data: Dataset, split: str, *, extra: dict | None = None, batch_size: int = 1024,
+                    noise: Callable | None = None, method=None,
+                    dtype: torch.dtype = torch.float32) -> tuple[dict, torch.Tensor]:
+    """Log-probabilities in `dtype` of every evaluated output (see `evaluate`) on a split of the data set
+    (read through its loader), by name, and the split's labels: every network in eval mode (the students,
+    and the extra models, as in training), no augmentation. What the audit and the analyses read of a
+    rebuilt run (rdml.train.cohort.rebuild)."""
     extra = method.extra_models() if method is not None else (extra or {})
     predict = method.predict if method is not None else lambda x, c: student_predictions(x, c, extra)
     models = [s.model for s in cohort] + [m for m in extra.values() if isinstance(m, torch.nn.Module)]
     for m in models:
         m.eval()
     parts: dict[str, list] = {}
-    for start in range(0, len(x_all), batch_size):
-        x = data.inputs(x_all[start : start + batch_size])
+    labels = []
+    for x, y in data.eval_batches(split, batch_size):
+        labels.append(y)
         if noise is not None:
             x = noise(x)
         for name, logits in predict(x, cohort).items():
@@ -59,7 +62,7 @@ def split_log_probs(cohort, data: Dataset, x_all: torch.Tensor, *, extra: dict |
     for m in models:
         m.train()
     whole = {name: torch.cat(lp) for name, lp in parts.items()}
-    return method.combine(whole) if method is not None else with_ensemble(whole)
+    return (method.combine(whole) if method is not None else with_ensemble(whole)), torch.cat(labels)
 
 
 def _scores(log_probs: torch.Tensor, labels: torch.Tensor) -> dict:

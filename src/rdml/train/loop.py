@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from rdml.code import PACKAGE
 from rdml.config import ConfigError, TrainConfig, config_values
 from rdml.data.augment import augment_batch
-from rdml.data.base import Dataset, batch_starts, epoch_batches
+from rdml.data.base import Dataset
 from rdml.dependencies import training_code
 from rdml.io import utc_now
 from rdml.methods import METHODS
@@ -109,7 +109,7 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
         for stale in (model_path, checkpoint_path, record_path):  # the record last: it vouches for the rest
             stale.unlink(missing_ok=True)
 
-    steps_per_epoch = len(batch_starts(len(data.y_train), cfg.batch_size))
+    steps_per_epoch = data.steps_per_epoch(cfg.batch_size)
     teacher = prep.execution.runner(prep.teacher.requires_grad_(False)) if prep.teacher is not None else None
     method = METHODS[cfg.method](cfg, teacher)
     cohort = build_cohort(cfg, data, prep.execution, steps_per_epoch, prep.outputs, prep.pretrained, method)
@@ -152,16 +152,16 @@ def train_epoch(method, cohort: Cohort, data: Dataset, cfg: TrainConfig, epoch: 
     per_batch_schedule = cfg.schedule == "onecycle"
     lr_first = [s.optimizer.param_groups[0]["lr"] for s in cohort]
     sums: dict[str, torch.Tensor] = {}
-    batches = list(epoch_batches(len(data.y_train), cfg.batch_size, seed=cfg.seed, epoch=epoch))
+    batches = list(data.train_batches(cfg.batch_size, seed=cfg.seed, epoch=epoch))
     draws = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch + 500_000_000)  # augmentation only
     augment = None if cfg.augment == "none" else partial(augment_batch, kind=cfg.augment, generator=draws)
     views = [None if kind == "none" else partial(augment_batch, kind=kind, generator=draws) for kind in cfg.student_augment]
     noise = input_noise(cfg.input_noise, draws)
-    for rows in tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not show):
-        x = [data.train_inputs(rows, view) for view in views] if views else data.train_inputs(rows, augment)
+    for batch in tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not show):
+        x = [batch.inputs(view) for view in views] if views else batch.inputs(augment)
         if noise is not None:
             x = [noise(v) for v in x] if views else noise(x)
-        terms = method.train_step(x, data.y_train[rows], cohort)
+        terms = method.train_step(x, batch.labels, cohort)
         for k, student_terms in (terms.items() if isinstance(terms, dict) else enumerate(terms)):
             for name, value in {**student_terms, "total": sum(student_terms.values())}.items():
                 key = f"{k}/{name}" if isinstance(terms, dict) else f"student_{k}/{name}"
@@ -176,7 +176,7 @@ def train_epoch(method, cohort: Cohort, data: Dataset, cfg: TrainConfig, epoch: 
         "lr_last_batch": lr_last,
         "train": {k: float(v) / len(batches) for k, v in sums.items()},
         "test": evaluate(cohort, data, noise=evaluation_noise(cfg.input_noise, cfg.seed, epoch), method=method),
-        **({"val": evaluate(cohort, data, split="val", method=method)} if data.x_val is not None else {}),
+        **({"val": evaluate(cohort, data, split="val", method=method)} if data.split_size("val") else {}),
     }
     if not per_batch_schedule:
         for s in cohort:
