@@ -14,7 +14,7 @@ from rdml.config import ConfigError, config_sha256, data_keys
 from rdml.data.base import load_dataset
 from rdml.io import read_json, sha256_file
 from rdml.metrics import METRICS, PRIMARY
-from rdml.train.integrity import read_record, record_problems, recorded_value, sealed, summary_field
+from rdml.train.integrity import FINISHED, read_record, record_problems, recorded_value, sealed, summary_field
 
 __all__ = ["audit_cell"]
 
@@ -136,23 +136,20 @@ def _check_file(path: Path, expected: str, what: str, out) -> list[str]:
 
 
 def _evaluated(model_file: Path, record: dict, data, out) -> list[str]:
-    """Evaluate the saved students on the test split again (float32 on the CPU) and compare with the
-    record's last epoch; float paths may differ by one test example, no more."""
+    """Evaluate every output the run's method declares, from its saved networks (rdml.train.cohort.rebuild),
+    on the test split again (float32 on the CPU) and compare with the record's last epoch; float paths may
+    differ by one test example, no more."""
     import torch
 
-    from rdml.models import build_model
-    from rdml.train.cohort import Cohort, Student
+    from rdml.train.cohort import rebuild
     from rdml.train.evaluate import evaluate, evaluation_noise
+    from rdml.train.verified import verified_run
 
-    saved = torch.load(model_file, map_location="cpu", weights_only=True)
-    models = []
-    for arch, state in zip(saved["archs"], saved["states"]):
-        model = build_model(arch, data.spec, outputs=saved.get("outputs"), embeddings=data.embeddings)
-        model.load_state_dict(state)
-        models.append(model)
+    run = verified_run(model_file, "", FINISHED, unsealed=True)  # the bytes hashed are the bytes loaded
+    cohort, method = rebuild(run.saved, record["config"], data, torch.device("cpu"))
     cfg = record["config"]  # a noisy run's last test pass is drawn again with its noise
     noise = evaluation_noise(cfg.get("input_noise", 0.0), cfg["seed"], len(record["epochs"]))
-    scores = evaluate(Cohort([Student(m, None, None) for m in models]), data, noise=noise)
+    scores = evaluate(cohort, data, noise=noise, method=method)
     tolerance = 1 / data.split_size("test") + 1e-12
     key = METRICS[PRIMARY].recorded
     problems = []
