@@ -182,3 +182,55 @@ def test_the_existing_methods_declare_the_outputs_their_records_hold(tmp_path, a
     cfg = resolve(load_config(None, ["dataset=synthetic", *args]))
     assert list(record["summary"]) == list(record["epochs"][0]["test"]) == list(METHODS[cfg.method].outputs(cfg))
     assert [name for name in record["summary"] if name.startswith("student_")] == list(METHODS[cfg.method].members(cfg))
+
+
+# In the copy, in a project folder: the study's jobs trained as the pipeline trains them, its tables written, and the
+# gated ensemble's cell audited with its network rebuilt and scored again.
+TABLE = '''
+import json, sys
+from rdml.audit import audit_cell
+from rdml.pipeline.jobs import run_job
+from rdml.report.write import write_tables
+from rdml.study.params import load_params
+from rdml.study.plan import plan_jobs
+
+params = load_params("params.yaml")
+for job in plan_jobs(params, "outputs"):
+    run_job(job.spec(), gpus=0, threads=1)
+write_tables("outputs", "params.yaml")
+sidecar = json.load(open("results/outputs/tables/outputs_table.cells.json"))
+problems = audit_cell("results/outputs/tables/outputs_table.cells.json", "synthetic: cnn: ONE|gated", out=lambda *a: None,
+                      evaluate=True)
+import torch
+from rdml.data.base import load_dataset
+from rdml.keys import ConfigError
+from rdml.train.checkpoint import load_teacher
+one = next(run for job in plan_jobs(params, "outputs") for run in job.runs if run.method == "one_test")
+try:
+    load_teacher(one.directory, 0, load_dataset("synthetic", split_seed=0, test_fraction=0.25), torch.device("cpu"))
+    refused = None
+except ConfigError as exc:
+    refused = str(exc)
+print(json.dumps({"cells": sorted(sidecar["cells"]), "problems": problems, "as_teacher": refused}))
+'''
+STUDY = {"build": ["outputs"], "gpus": 0, "studies": {"outputs": {
+    "datasets": ["synthetic"], "seeds": [0], "metric": "final", "train": {"epochs": 1, "batch_size": 16},
+    "outputs_table": {"methods": ["one_test", "dml"], "archs": ["cnn"]}}}}
+
+
+@pytest.mark.slow  # two training runs in their own process
+def test_the_two_branch_method_appears_as_columns_of_a_table(package, tmp_path):
+    """The generic outputs_table shows every output a method declares: the method needs no layout of its own."""
+    import yaml
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(STUDY))
+    env = {**os.environ, "PYTHONPATH": str(package.parent), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", TABLE], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["cells"] == sorted([*(f"synthetic: cnn: ONE|{o}" for o in OUTPUTS),
+                                     *(f"synthetic: cnn: DML|{o}" for o in ("student_0", "student_1", "ensemble"))])
+    assert found["problems"] == []
+    assert "holds the networks method one_test declares" in found["as_teacher"]  # not a teacher of students
+    table = (tmp_path / "results/outputs/tables/outputs_table.md").read_text()
+    assert "| branch_0 | branch_1 | gated | student_0 | student_1 | ensemble |" in table.replace("  ", " ")

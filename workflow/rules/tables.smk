@@ -41,6 +41,7 @@ onsuccess:
         print("rdml: Snakemake ran with overrides of params.yaml; dvc.lock is left as it was")
     elif Path("dvc.yaml").is_file() and Path(".dvc").is_dir():
         try:
+            shell("rdml pipeline code")  # the code stamps of what was built: DVC's `code` stage outputs
             shell("dvc commit --force --quiet")
         except Exception:
             print("rdml: `dvc commit` failed (are all stages of dvc.yaml built? see `rdml pipeline dvc-yaml`)")

@@ -14,19 +14,19 @@ students' probabilities (log Σ_k p_k − log K, as `rdml.train.evaluate`), scor
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
 
-from rdml.analysis.measure import log_probs_of
 from rdml.config import data_keys
-from rdml.data.base import Dataset, load_dataset
+from rdml.data.base import load_dataset
 from rdml.keys import ConfigError
 from rdml.metrics import ECE_BINS, METRICS, PRIMARY, TOP_K, calibration_error, top_k_accuracy
+from rdml.train.cohort import rebuild
+from rdml.train.evaluate import split_log_probs
 from rdml.train.verified import VerifiedRun, verified_run
 
-__all__ = ["EVAL_FORMAT", "ECE_BINS", "TOP_K", "evaluate_run", "find_run", "log_probs_on_test", "scores", "calibration_error",
+__all__ = ["EVAL_FORMAT", "ECE_BINS", "TOP_K", "evaluate_run", "find_run", "scores", "calibration_error",
            "format_table"]
 
 EVAL_FORMAT = "rdml.eval/1"
@@ -44,11 +44,6 @@ def scores(log_probs: torch.Tensor, labels: torch.Tensor, top: int = TOP_K) -> d
         "nll": METRICS["nll"].of_log_probs(log_probs, labels),
         "ece": METRICS["ece"].of_log_probs(log_probs, labels),
     }
-
-
-def log_probs_on_test(model: torch.nn.Module, data: Dataset) -> torch.Tensor:
-    """float64 log-probabilities of every test example."""
-    return log_probs_of(model, data, "test", torch.float64)
 
 
 def _fail(message: str) -> ConfigError:
@@ -74,7 +69,8 @@ def _device(name: str) -> torch.device:
 
 
 def evaluate_run(path: str | Path, device: str | torch.device = "cpu") -> dict:
-    """Scores of every student of the run at `path` (and of their ensemble when K ≥ 2) on its test split,
+    """Scores of every output the run's method evaluates (each student, and their ensemble when K ≥ 2) on its
+    test split (float64 log-probabilities of float32 forward passes),
     with the run directory, the model's sha256, the record's config_sha256 and the data fingerprint."""
     run = find_run(path)
     run_dir, record = run.directory, run.record
@@ -89,16 +85,12 @@ def evaluate_run(path: str | Path, device: str | torch.device = "cpu") -> dict:
         raise _fail(f"data set {cfg['dataset']} on disk no longer matches the fingerprint recorded in "
                     f"{run_dir / 'record.json'} ({data.fingerprint['sha256']} != {recorded})")
     data = data.to(device)
-    log_probs = []
-    for k in range(cfg["students"]):
-        model = run.model(k, data).to(device)
-        log_probs.append(log_probs_on_test(model, data))
-        del model
-    labels = data.y_test
-    models = {f"student_{k}": scores(lp, labels) for k, lp in enumerate(log_probs)}
-    if len(log_probs) > 1:
-        ensemble = torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(len(log_probs))
-        models["ensemble"] = scores(ensemble, labels)
+    try:
+        cohort, method = rebuild(run.saved, cfg, data, device)  # every network the run's method declares
+    except (ConfigError, ValueError, RuntimeError) as exc:
+        raise _fail(f"{run.model_file}: its networks cannot be rebuilt ({exc})") from None
+    log_probs, labels = split_log_probs(cohort, data, "test", method=method, dtype=torch.float64)
+    models = {name: scores(lp, labels) for name, lp in log_probs.items()}
     return {
         "format": EVAL_FORMAT,
         "run": str(run_dir),

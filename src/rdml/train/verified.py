@@ -58,6 +58,9 @@ class VerifiedRun:
         """Student `index` rebuilt (on the CPU, in eval mode) for `data`, refused unless it was trained for
         that data set's name, input shape and classes and its weights fit its architecture."""
         saved, file = self.saved, self.model_file
+        if saved.get("method"):
+            raise ConfigError(f"{self.prefix}{file} holds the networks method {saved['method']} declares, not students "
+                              "to read one by one (rdml.train.cohort.rebuild reads them)")
         archs = saved["archs"]
         if not 0 <= index < len(archs):
             raise ConfigError(f"{self.prefix}{file} holds {len(archs)} model(s), allowed 0..{len(archs) - 1}")
