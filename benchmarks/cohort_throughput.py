@@ -13,7 +13,7 @@ batch 128, SGD, the same DML loss:
 Each path runs in its own process (so peak memory is its own), one after the other in this run.
 Images per second is the median over timed windows after a warm-up.
 
-    .venv/bin/python benchmarks/cohort_throughput.py [--windows 5] [--batches 4] [--out FILE]
+    .venv/bin/python benchmarks/cohort_throughput.py [--windows 5] [--batches 4] [--only WORD ...] [--out FILE]
 """
 
 from __future__ import annotations
@@ -184,11 +184,14 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=5)
     parser.add_argument("--batches", type=int, default=4, help="batches per timed window")
     parser.add_argument("--out", help="where to write the results as JSON (default: benchmarks/results/cohort_throughput_<device>.json)")
+    parser.add_argument("--only", nargs="+", help="measure only the paths whose name holds one of these words "
+                        "(the baselines always run: ratios are to them)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args.child[0], args.child[1:], args.windows, args.batches)
-    results = {name: measure(name, args.windows, args.batches) for name in PATHS}
+    names = [name for name in PATHS if name.startswith("baseline") or not args.only or any(w in name for w in args.only)]
+    results = {name: measure(name, args.windows, args.batches) for name in names}
     reference = max((r for name, r in results.items() if name.startswith("baseline")),
                     key=lambda r: r["images_per_second"])["images_per_second"]
     machine_info = next(r["machine"] for r in results.values() if "machine" in r)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 import torch
 
 from rdml.data.base import Dataset
+from rdml.metrics import LOSS, METRICS, PRIMARY
 from rdml.methods.base import student_predictions, with_ensemble
 
 __all__ = ["evaluate", "split_log_probs", "find_divergence", "input_noise", "evaluation_noise"]
@@ -25,6 +26,9 @@ def input_noise(std: float, generator: torch.Generator) -> Callable | None:
 def evaluation_noise(std: float, seed: int, epoch: int) -> Callable | None:
     """The test rows' noise of one epoch, from the run's seed and the epoch alone: the audit draws it again."""
     return input_noise(std, torch.Generator().manual_seed(seed * 1_000_003 + epoch + 700_000_000))
+
+
+ACC, LOSS_KEY = METRICS[PRIMARY].recorded, METRICS[LOSS].recorded  # the keys of a record's scores
 
 
 @torch.no_grad()
@@ -67,8 +71,8 @@ def split_log_probs(cohort, data: Dataset, split: str, *, extra: dict | None = N
 
 def _scores(log_probs: torch.Tensor, labels: torch.Tensor) -> dict:
     return {
-        "loss": torch.nn.functional.nll_loss(log_probs, labels).item(),
-        "acc": (log_probs.argmax(-1) == labels).sum().item() / len(labels),
+        LOSS_KEY: torch.nn.functional.nll_loss(log_probs, labels).item(),
+        ACC: (log_probs.argmax(-1) == labels).sum().item() / len(labels),  # top-1, as rdml.metrics computes it
         "entropy": -(log_probs.exp() * log_probs).sum(-1).mean().item(),
     }
 
@@ -84,11 +88,11 @@ def find_divergence(epochs: list[dict], chance: float, margin: float, members: I
     for name, scores in last["test"].items():
         if not (name.startswith("student_") if watched is None else name in watched):
             continue
-        previous_best = max((e["test"][name]["acc"] for e in epochs[:-1]), default=0.0)
-        if previous_best > chance + 2 * margin and scores["acc"] <= chance + margin:
+        previous_best = max((e["test"][name][ACC] for e in epochs[:-1]), default=0.0)
+        if previous_best > chance + 2 * margin and scores[ACC] <= chance + margin:
             return {
                 "epoch": last["epoch"],
-                "reason": f"{name} fell back to chance accuracy ({scores['acc']:.4f} <= {chance:.4f} + {margin}) "
+                "reason": f"{name} fell back to chance accuracy ({scores[ACC]:.4f} <= {chance:.4f} + {margin}) "
                 f"after reaching {previous_best:.4f}",
                 "stopped": False,  # a crashed student stays in the cohort, as in the DML-vs-KD study
             }

@@ -26,7 +26,7 @@ from rdml.io import utc_now
 from rdml.methods import METHODS
 from rdml.train.checkpoint import read_checkpoint, restore_checkpoint, save_checkpoint, save_model
 from rdml.train.cohort import Cohort, build_cohort
-from rdml.train.evaluate import evaluate, evaluation_noise, find_divergence, input_noise
+from rdml.train.evaluate import ACC, evaluate, evaluation_noise, find_divergence, input_noise
 from rdml.train.integrity import FINISHED, read_record, run_problems, summarise, write_record
 from rdml.train.prepare import Prepared, prepare
 from rdml.train.record import code_provenance, environment
@@ -223,5 +223,5 @@ def new_record(prep: Prepared, argv: list[str] | None) -> dict:
 
 
 def _epoch_line(entry: dict, epochs: int) -> str:
-    accs = " ".join(f"{name}={scores['acc']:.4f}" for name, scores in entry["test"].items())
+    accs = " ".join(f"{name}={scores[ACC]:.4f}" for name, scores in entry["test"].items())
     return f"epoch {entry['epoch']}/{epochs} lr={entry['lr'][0]:.4g} test acc: {accs}"
