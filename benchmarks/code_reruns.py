@@ -51,7 +51,7 @@ class Throwaway(Method):
     name = "throwaway"
 
     @classmethod
-    def label(cls, alpha):
+    def label(cls, keys):
         return "T"
 
     def train_step(self, x, y, cohort):

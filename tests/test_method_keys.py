@@ -1,7 +1,8 @@
 """Keys per method (rdml.config): a method's keys live in its own namespace, α is a key of the methods
-that have one, and a run's label and default directory come from its method; identities of runs of
+that have one, and a run's label comes from its method; identities and default directories of runs of
 the earlier flat namespace are kept."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -12,7 +13,7 @@ import textwrap
 import pytest
 
 from rdml.code import PACKAGE
-from rdml.config import ConfigError, config_sha256, config_values, load_config, resolve
+from rdml.config import IDENTITY_V1, ConfigError, config_sha256, config_values, load_config, resolve
 from rdml.methods import METHODS
 
 TWO_BETAS = '''
@@ -77,7 +78,7 @@ def test_alpha_belongs_to_the_methods_that_have_one():
     assert {name for name, method in METHODS.items() if any(k.name == "alpha" for k in method.keys)} == {"kd", "dml", "dml_e"}
     independent = resolve(load_config(None, ["method=independent"]))
     assert independent.alpha is None and "alpha" not in config_values(independent)
-    assert "-a" not in independent.out.split("/")[-1].replace("-independent", "")  # runs/independent-digits-mlp-s0-<hash>
+    assert independent.out.startswith("runs/independent-digits-mlp-a1-s0-")  # named as rdml.run/1 named it
     assert resolve(load_config(None, ["alpha=1.5"])).out.startswith("runs/dml-digits-mlp-a1.5-s0-")
     for method in ("independent", "okdph"):
         with pytest.raises(ConfigError, match=f"method {method} takes no Rényi order"):
@@ -103,4 +104,15 @@ def flat(values: dict) -> dict:
 def test_a_run_of_the_flat_namespace_keeps_its_identity(overrides):
     """A record of the flat namespace stored every method's keys; hashed again, it is the run planned now."""
     cfg = resolve(load_config(None, ["dataset=synthetic", *overrides]))
+    assert config_sha256(flat(config_values(cfg))) == config_sha256(cfg)
+
+
+def test_a_flat_record_holding_another_methods_key_still_hashes_to_its_identity():
+    """rdml.run/1 gave every run a study's shared keys: an Ind. run with DML's probability_floor = 1e-8 was
+    hashed with it, and its record still audits (its stored mapping hashes to its stored identity)."""
+    cfg = resolve(load_config(None, ["dataset=synthetic", "method=independent"]))
+    flat_record = flat({**config_values(cfg), "probability_floor": 1e-8})
+    counted = {k: v for k, v in flat_record.items() if k in IDENTITY_V1 and k not in ("out", "data_dir")}
+    old_rule = hashlib.sha256(json.dumps({**counted, "probability_floor": 1e-8}, sort_keys=True).encode()).hexdigest()
+    assert config_sha256(flat_record) == old_rule  # the hash rdml.run/1 wrote into that record
     assert config_sha256(flat(config_values(cfg))) == config_sha256(cfg)

@@ -157,6 +157,8 @@ NOT_IDENTITY = ("out", "data_dir")  # where a run's output and data live
 # without them hashes them at the values every such run had.
 V1_METHOD_KEYS = {"alpha": 1.0, "beta": 0.9, "mimic_weight": 1.0, "update_order": "simultaneous", "teacher": None,
                   "teacher_index": 0}
+V1_OWNERS = {"alpha": "dml", "beta": "kd", "mimic_weight": "dml", "update_order": "dml", "teacher": "kd",
+             "teacher_index": "kd"}  # whose definition parses and checks such a key given to another method
 
 
 # The keys that say which rows of a data set a run trains, validates and tests on, and how they are normalised.
@@ -199,7 +201,7 @@ def _key_of(name: str, method: str) -> Key:
     if name in own:
         return own[name]
     if name in V1_METHOD_KEYS:
-        return next(key for _, kind in METHODS.items() for key in kind.keys if key.name == name)
+        return method_keys(V1_OWNERS[name])[name]
     _refuse(name, method)
 
 
@@ -323,7 +325,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"device={c.device!r} is not allowed; allowed: auto, cpu, cuda, cuda:N")
     if c.out is None:
         archs = "+".join(sorted(set(c.arch)))
-        order = f"-a{c.alpha:g}" if "alpha" in own else ""
+        order = f"-a{c.alpha if 'alpha' in own else V1_METHOD_KEYS['alpha']:g}"  # as rdml.run/1 named it
         c.out = str(Path("runs") / f"{c.method}-{c.dataset}-{archs}{order}-s{c.seed}-{config_sha256(c)[:8]}")
     return c
 
@@ -334,20 +336,26 @@ def config_values(cfg: TrainConfig) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k in own or (k in V1_METHOD_KEYS and v is not None)}
 
 
+def _counts(name: str, value: Any, own: dict[str, Key]) -> bool:
+    """Whether a key of a run's stored mapping counts in its identity: every key of rdml.run/1; a later key of
+    its method (or one unknown to this rdml) not at its default; another method's key not at that method's
+    default (a record of the flat namespace holds every method's keys, at their defaults where not its own)."""
+    if name in IDENTITY_V1:
+        return True
+    if name in own:
+        return value != own[name].default
+    defaults = [key.default for _, kind in METHODS.items() for key in kind.keys if key.name == name]
+    return not defaults or all(value != default for default in defaults)
+
+
 def config_sha256(cfg: TrainConfig | Mapping[str, Any]) -> str:
     """Hash of everything that defines the experiment: the keys of rdml.run/1, and any later key of the
-    run's method (or unknown to this rdml) that is not at its default. Takes a config or a record's stored
-    mapping, whichever version wrote it: a mapping of the flat namespace holds every method's keys, and
-    another method's keys say nothing of this run."""
+    run's method (or unknown to this rdml) that is not at its default (`_counts`). Takes a config or a
+    record's stored mapping, whichever version wrote it."""
     values = config_values(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
     method = values.get("method", KEYS["method"].default)
     own = method_keys(method) if method in METHODS else KEYS
-    identity = {}
-    for k, v in values.items():
-        if k in NOT_IDENTITY or (k not in IDENTITY_V1 and k in OWN_KEYS and k not in own):
-            continue
-        if k in IDENTITY_V1 or k not in own or v != own[k].default:
-            identity[k] = v
+    identity = {k: v for k, v in values.items() if k not in NOT_IDENTITY and _counts(k, v, own)}
     for k, v in V1_METHOD_KEYS.items():
         identity.setdefault(k, v)
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()

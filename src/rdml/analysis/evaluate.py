@@ -30,8 +30,6 @@ __all__ = ["EVAL_FORMAT", "ECE_BINS", "TOP_K", "evaluate_run", "find_run", "scor
            "format_table"]
 
 EVAL_FORMAT = "rdml.eval/1"
-# the labelled subset and unlabelled rows leave the test split and normalisation alone; they are passed so that
-# the rebuilt data's fingerprint can be compared with the record's (as `rdml audit` does)
 
 
 def scores(log_probs: torch.Tensor, labels: torch.Tensor, top: int = TOP_K) -> dict:

@@ -1,5 +1,5 @@
 """Deep mutual learning: every peer a teacher (DML eq. 10; Rényi DML, RDML eq. 3.3, for α ≠ 1), or
-the peers' average as one teacher (DML_e, DML eq. 11); rdml.core.losses.mutual_terms.
+the peers' average as one teacher (DML_e, DML eq. 11); rdml.core.mutual.mutual_terms.
 
 `update_order=simultaneous` updates every student from the same predictions (what the released codes
 do); `sequential` is DML Algorithm 1: student k steps on its peers' latest predictions, then its own

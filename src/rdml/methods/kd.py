@@ -1,6 +1,6 @@
 """Knowledge distillation from a frozen teacher in eval mode: Hinton KD at α = 1, Rényi KD otherwise.
 
-L = (1−β)·CE + β·T²/α·D_α(P_t^T‖Q_s^T)  (Rényi-KD thesis eqs. 1.15–1.16; rdml.core.losses.kd_terms).
+L = (1−β)·CE + β·T²/α·D_α(P_t^T‖Q_s^T)  (Rényi-KD thesis eqs. 1.15–1.16; rdml.core.distillation.kd_terms).
 """
 
 from __future__ import annotations

@@ -145,8 +145,11 @@ def study_spec(params: dict, name: str) -> dict:
         sections.append((f"train_where[{i}].train", where["train"]))
     for section, keys in sections:
         for key in keys or {}:
-            if not is_key(key) or key in RUN_FIELDS:
-                raise ConfigError(f"studies.{name}.{section}.{key} is not a training key a study sets (see `rdml train --help`)")
+            if key in RUN_FIELDS:
+                raise ConfigError(f"studies.{name}.{section}.{key}: the table layouts set {key} per run; "
+                                  f"a study's shared keys may not (they set: {', '.join(RUN_FIELDS)})")
+            if not is_key(key):
+                raise ConfigError(f"studies.{name}.{section}.{key} is not a training key (see `rdml train --help`)")
     for dataset in study["datasets"]:
         DATASETS[dataset]
     per_job = study.get("seeds_per_job", 1)

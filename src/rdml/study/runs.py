@@ -132,7 +132,8 @@ class Job:
         """The code its runs execute: one configuration, so one identity."""
         identities = {run.code for run in self.runs}
         if len(identities) != 1:
-            raise ValueError(f"job {self.id}: its runs execute different code ({len(identities)} identities)")
+            raise ValueError(f"job {self.id}: its runs {', '.join(run.id for run in self.runs)} execute different code "
+                             f"({len(identities)} identities); a job holds the seeds of one configuration")
         return identities.pop()
 
     @property

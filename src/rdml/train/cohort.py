@@ -114,7 +114,9 @@ def rebuild(saved: dict, config: dict, data: Dataset, device: torch.device) -> t
         networks = [build_model(arch, data.spec, outputs=saved.get("outputs"), embeddings=data.embeddings)
                     for arch in saved["archs"]]
     if len(networks) != len(saved["states"]):
-        raise ValueError(f"model.pt holds {len(saved['states'])} networks, its method declares {len(networks)}")
+        raise ValueError(f"model.pt holds {len(saved['states'])} networks, but "
+                         f"{'method ' + saved['method'] if saved.get('method') else 'its architecture list'} "
+                         f"declares {len(networks)}")
     for model, state in zip(networks, saved["states"]):
         model.load_state_dict(state)
         model.to(device)

@@ -74,7 +74,9 @@ def recorded_value(record: dict, model: str, statistic: str, metric: str = PRIMA
     record's summary where the summary holds it, else from the recorded epochs alike."""
     chosen = METRICS[metric]
     if chosen.recorded is None:
-        raise ConfigError(f"metric {metric} is not in training records (`rdml eval` computes it); a table cannot read it")
+        recorded = ", ".join(name for name, m in METRICS.items() if m.recorded)
+        raise ConfigError(f"metric {metric} is not in training records (`rdml eval` computes it); a table can read "
+                          f"the recorded ones: {recorded}")
     epochs = record["epochs"]
     if epoch is not None:
         return epochs[epoch - 1]["test"][model][chosen.recorded] if len(epochs) >= epoch else math.nan
