@@ -24,7 +24,13 @@ def load(name: str) -> dict:
     return yaml.safe_load((REPORTED / name).read_text(encoding="utf-8"))
 
 
+PAPERS = REPO.parent / "shared" / "papers"  # beside the repository where rdml is developed; a user's clone has none
+NO_PAPERS = "the paper texts are not here: they live in ../shared/papers beside the repository, which a user's clone lacks"
+
+
 def paper_text(doc: dict) -> str:
+    if not PAPERS.is_dir():
+        pytest.skip(NO_PAPERS)
     return (REPO / doc["file"]).read_text(encoding="utf-8")
 
 
@@ -62,8 +68,14 @@ def test_file_names_its_paper(name):
     assert set(doc) == {"paper", "file", "cells"}, sorted(doc)
     assert isinstance(doc["paper"], str) and doc["paper"].strip()
     assert doc["file"].startswith("../shared/papers/") and doc["file"].endswith(".md")
-    assert (REPO / doc["file"]).is_file(), f"{name}: no paper file {doc['file']}"
     assert isinstance(doc["cells"], list) and doc["cells"]
+
+
+@pytest.mark.skipif(not PAPERS.is_dir(), reason=NO_PAPERS)
+@pytest.mark.parametrize("name", FILES)
+def test_the_named_paper_is_there(name):
+    doc = load(name)
+    assert (REPO / doc["file"]).is_file(), f"{name}: no paper file {doc['file']}"
 
 
 @pytest.mark.parametrize("name", FILES)
