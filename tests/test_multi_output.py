@@ -123,29 +123,29 @@ def test_fused_students_give_each_student_its_reference_output(device, shape, me
     assert_same_models(fused, reference)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("shape", SHAPES)
-def test_channels_last_gives_the_reference_output(device, shape):
+def single_model_gives_the_reference_output(device: str, shape: str, memory_format: str, compiled: bool) -> None:
+    """One model run through the execution path asked for: its outputs, gradients and batch-norm statistics
+    against the float32 reference's."""
     reference, x = students(shape, device, 1), batch(device)
     other = copy.deepcopy(reference)
     expected = reference_run(reference, x)
-    out = Execution(torch.device(device), "fp32", "channels_last", False, False).runner(other[0])(x)
+    out = Execution(torch.device(device), "fp32", memory_format, compiled, False).runner(other[0])(x)
     assert_close(out, expected[0])
     loss(out).backward()
     assert_same_models(other, reference)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_channels_last_gives_the_reference_output(device, shape):
+    single_model_gives_the_reference_output(device, shape, "channels_last", False)
 
 
 @pytest.mark.slow  # torch.compile, ~9 s the first time
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("shape", ["dict", "tuple"])
 def test_a_compiled_model_gives_the_reference_output(device, shape):
-    reference, x = students(shape, device, 1), batch(device)
-    other = copy.deepcopy(reference)
-    expected = reference_run(reference, x)
-    out = Execution(torch.device(device), "fp32", "contiguous", True, False).runner(other[0])(x)
-    assert_close(out, expected[0])
-    loss(out).backward()
-    assert_same_models(other, reference)
+    single_model_gives_the_reference_output(device, shape, "contiguous", True)
 
 
 @pytest.mark.parametrize("device", DEVICES)

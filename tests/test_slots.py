@@ -15,6 +15,7 @@ import json, os, sys, time
 from rdml.pipeline.slots import acquire_gpu
 slot = acquire_gpu({n}, {lock_dir!r}, poll_seconds=0.01, timeout=60, per_gpu={per_gpu})
 start = time.time()
+open(os.path.join({lock_dir!r}, f"held-{{os.getpid()}}"), "w").close()  # this holder has its slot
 time.sleep({hold})
 print(json.dumps({{"slot": slot.index, "cuda": os.environ["CUDA_VISIBLE_DEVICES"], "start": start, "end": time.time()}}))
 """
@@ -69,7 +70,11 @@ def test_two_jobs_per_gpu_pack_six_jobs_on_two_fake_gpus_four_at_a_time(tmp_path
     to start land on different GPUs."""
     import json
 
-    jobs = holders(6, 2, tmp_path, hold=0.8, per_gpu=2)
+    first = holders(2, 2, tmp_path, hold=0.8, per_gpu=2)
+    deadline = time.monotonic() + 60  # the first two hold their slots before the other four start, so that
+    while len(list(tmp_path.glob("held-*"))) < 2 and time.monotonic() < deadline:  # "first" is not a race
+        time.sleep(0.01)
+    jobs = first + holders(4, 2, tmp_path, hold=0.8, per_gpu=2)
     results = [json.loads(p.communicate(timeout=120)[0]) for p in jobs]
     assert {r["cuda"] for r in results} == {"0", "1"} and all(r["cuda"] == str(r["slot"]) for r in results)
     moments = sorted(t for r in results for t in (r["start"], r["end"]))
@@ -77,8 +82,7 @@ def test_two_jobs_per_gpu_pack_six_jobs_on_two_fake_gpus_four_at_a_time(tmp_path
         on_gpu = [r for r in results if r["cuda"] == gpu]
         assert max(sum(r["start"] <= t < r["end"] for r in on_gpu) for t in moments) <= 2
     assert max(sum(r["start"] <= t < r["end"] for r in results) for t in moments) <= 4
-    first_two = sorted(results, key=lambda r: r["start"])[:2]
-    assert {r["cuda"] for r in first_two} == {"0", "1"}
+    assert {r["cuda"] for r in results[:2]} == {"0", "1"}  # the first two to start
     assert {p.name for p in tmp_path.glob("*.lock")} == {"gpu-0.lock", "gpu-1.lock", "gpu-0-1.lock", "gpu-1-1.lock"}
 
 

@@ -111,9 +111,19 @@ def _absolute(node: ast.ImportFrom, path: Path) -> str:
     return node.module or ""
 
 
-def _parse(path: Path):
-    status = path.stat()
-    return _parsed(path, (status.st_mtime_ns, status.st_size))
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return None
+    return status.st_mtime_ns, status.st_size
+
+
+def _parse(path: Path, read: dict | None = None):
+    stamp = _stamp(path)
+    if read is not None:
+        read[path] = stamp
+    return _parsed(path, stamp)
 
 
 def module_sha256(path: Path) -> str:
@@ -121,8 +131,9 @@ def module_sha256(path: Path) -> str:
     return _parse(path)[0]
 
 
-def _targets(module: str, names: tuple[str, ...], base: Path, seen: frozenset = frozenset()) -> set[str]:
-    """The modules that `from module import names` (or `import module`: no names) executes for what it uses."""
+def _targets(module: str, names: tuple[str, ...], base: Path, read: dict, seen: frozenset = frozenset()) -> set[str]:
+    """The modules that `from module import names` (or `import module`: no names) executes for what it uses;
+    every file read is noted in `read`."""
     path = module_path(module, base)
     if path is None:
         return set()
@@ -130,31 +141,47 @@ def _targets(module: str, names: tuple[str, ...], base: Path, seen: frozenset = 
         return {module}
     found: set[str] = set()
     exports = {}  # name → the module the package's __init__ imports it from
-    for source, imported in _parse(path)[1]:
+    for source, imported in _parse(path, read)[1]:
         for name in imported:
             exports.setdefault(name, source)
     for name in names:
         if module_path(f"{module}.{name}", base) is not None:  # a submodule
-            found |= _targets(f"{module}.{name}", (), base, seen)
+            found |= _targets(f"{module}.{name}", (), base, read, seen)
         elif name in exports and (module, name) not in seen:  # re-exported: follow it to where it is defined
-            found |= _targets(exports[name], (name,), base, seen | {(module, name)})
+            found |= _targets(exports[name], (name,), base, read, seen | {(module, name)})
         else:  # defined in the package's __init__ itself
             found.add(module)
     return found
 
 
-def module_closure(roots: tuple[str, ...] | list[str], base: Path = PACKAGE) -> tuple[str, ...]:
-    """The roots and every rdml module they import, transitively, in sorted order."""
-    todo = [m for root in roots for m in _targets(root, (), base)]
-    done: set[str] = set()
+# (roots, base) → (modules, their files, the stamp of every file read to find them). Planning asks for the
+# same few closures once per run (1,303 runs in params.yaml); a closure is walked again only when a file
+# it read has changed.
+_CLOSURES: dict[tuple, tuple[tuple[str, ...], tuple[Path, ...], dict[Path, tuple | None]]] = {}
+
+
+def _closure(roots: tuple[str, ...], base: Path) -> tuple[tuple[str, ...], tuple[Path, ...]]:
+    cached = _CLOSURES.get((roots, base))
+    if cached is not None and all(_stamp(path) == stamp for path, stamp in cached[2].items()):
+        return cached[0], cached[1]
+    read: dict[Path, tuple | None] = {}
+    todo = [m for root in roots for m in _targets(root, (), base, read)]
+    done: dict[str, Path] = {}
     while todo:
         module = todo.pop()
         if module in done or module in MACHINERY:
             continue
-        done.add(module)
-        for source, names in _parse(module_path(module, base))[1]:
-            todo += sorted(_targets(source, names, base) - done)
-    return tuple(sorted(done))
+        done[module] = module_path(module, base)
+        for source, names in _parse(done[module], read)[1]:
+            todo += sorted(_targets(source, names, base, read) - set(done))
+    modules = tuple(sorted(done))
+    _CLOSURES[(roots, base)] = (modules, tuple(done[m] for m in modules), read)
+    return modules, tuple(done[m] for m in modules)
+
+
+def module_closure(roots: tuple[str, ...] | list[str], base: Path = PACKAGE) -> tuple[str, ...]:
+    """The roots and every rdml module they import, transitively, in sorted order."""
+    return _closure(tuple(roots), Path(base))[0]
 
 
 def code_identity(roots: tuple[str, ...] | list[str], entries: tuple[str, ...] | list[str] = (),
@@ -163,10 +190,10 @@ def code_identity(roots: tuple[str, ...] | list[str], entries: tuple[str, ...] |
     `entries`, descriptions of the catalogue entries it uses (the repr of an Architecture, say), with the
     modules read under `base` (default: `source_base()`)."""
     base = source_base() if base is None else Path(base)
-    modules = module_closure(roots, base)
+    modules, files = _closure(tuple(roots), base)
     digest = hashlib.sha256()
-    for module in modules:
-        digest.update(f"{module}\0{module_sha256(module_path(module, base))}\n".encode())
+    for module, path in zip(modules, files):
+        digest.update(f"{module}\0{module_sha256(path)}\n".encode())
     for entry in sorted(set(entries)):
         digest.update(f"entry\0{entry}\n".encode())
     return CodeIdentity(digest.hexdigest(), modules)

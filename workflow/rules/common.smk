@@ -33,7 +33,7 @@ def measured_code(study, run_id):
 
 
 # A run deleted on disk behind a finished job: said here, removed by `rdml pipeline prune` (rdml.pipeline.stale).
-for _job in stale_jobs(config, BUILD):
+for _job in stale_jobs(job for jobs in JOBS.values() for job in jobs.values()):
     print(f"rdml: a run of job {_job.id} is missing on disk; `rdml pipeline prune` removes the job's file and the "
           f"tables of {_job.study} so that `snakemake all_tables` rebuilds both (`make run` prunes first)", file=sys.stderr)
 

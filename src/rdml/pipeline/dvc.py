@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -57,7 +58,7 @@ def write_code_stamps(params_path: str = PARAMS, studies: list[str] | None = Non
     written = []
     for path, identity in code_stamps(params, studies_to_build(params, studies)).items():
         body = (json.dumps(identity.describe(), indent=1, sort_keys=True) + "\n").encode()
-        if not os.path.isfile(path) or open(path, "rb").read() != body:
+        if not os.path.isfile(path) or Path(path).read_bytes() != body:
             atomic_write_bytes(path, body)
             written.append(path)
     return written
