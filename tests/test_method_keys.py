@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 from rdml.code import PACKAGE
-from rdml.config import IDENTITY_V1, ConfigError, config_sha256, config_values, load_config, resolve
+from rdml.config import IDENTITY_V1, ConfigError, config_from_mapping, config_sha256, config_values, load_config, resolve
 from rdml.methods import METHODS
 
 TWO_BETAS = '''
@@ -74,6 +74,30 @@ def test_a_key_of_another_method_is_refused_naming_its_method(overrides, message
         resolve(load_config(None, overrides))
 
 
+@pytest.mark.parametrize("method,key,value,owners", [
+    ("dml", "beta", "0.5", "kd"), ("dml", "teacher_index", "1", "kd"), ("okdph", "mimic_weight", "2.0", "dml, dml_e"),
+    ("kdcl", "update_order", "sequential", "dml, dml_e"), ("independent", "beta", "0.3", "kd"),
+    ("teacher", "teacher_index", "2", "kd"),
+])
+def test_a_user_key_of_rdml_run_1_for_another_method_is_refused_unless_it_leaves_the_identity(method, key, value, owners):
+    """`rdml train method=dml beta=0.5` trained a DML run that kd's beta never reached, under a new identity.
+    Refused, naming the key and its methods; the value every such run held is still taken (the same identity)."""
+    base = ["dataset=synthetic", f"method={method}"]
+    with pytest.raises(ConfigError, match=f"^{key}={value}: {key} is not a key of method {method}; it is a key of {owners};"):
+        load_config(None, [*base, f"{key}={value}"])
+    same = {"beta": "0.9", "teacher_index": "0", "mimic_weight": "1", "update_order": "simultaneous"}[key]
+    assert config_sha256(resolve(load_config(None, [*base, f"{key}={same}"]))) == config_sha256(resolve(load_config(None, base)))
+    planned = resolve(config_from_mapping({"dataset": "synthetic", "method": method, key: value}))  # a study's shared key
+    assert getattr(planned, key) is not None
+
+
+def test_a_config_file_of_another_methods_key_is_refused_too(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("method: dml\nmimic_weight: 2\nbeta: 0.5\n")
+    with pytest.raises(ConfigError, match="beta=0.5: beta is not a key of method dml; it is a key of kd"):
+        load_config(path)
+
+
 def test_alpha_belongs_to_the_methods_that_have_one():
     assert {name for name, method in METHODS.items() if any(k.name == "alpha" for k in method.keys)} == {"kd", "dml", "dml_e"}
     independent = resolve(load_config(None, ["method=independent"]))
@@ -102,8 +126,9 @@ def flat(values: dict) -> dict:
 @pytest.mark.parametrize("overrides", [["method=independent"], ["method=dml", "alpha=2"], ["method=okdph"],
                                        ["method=independent", "update_order=sequential"]])
 def test_a_run_of_the_flat_namespace_keeps_its_identity(overrides):
-    """A record of the flat namespace stored every method's keys; hashed again, it is the run planned now."""
-    cfg = resolve(load_config(None, ["dataset=synthetic", *overrides]))
+    """A record of the flat namespace stored every method's keys; hashed again, it is the run planned now
+    (planned: a study's shared `update_order: sequential` reaches its Ind. runs, as it did then)."""
+    cfg = resolve(config_from_mapping(dict(item.split("=") for item in ["dataset=synthetic", *overrides])))
     assert config_sha256(flat(config_values(cfg))) == config_sha256(cfg)
 
 

@@ -39,6 +39,17 @@ class _TrainHelp(argparse.RawDescriptionHelpFormatter):
         super().add_text(train_help() if text == "TRAIN_HELP" else text)
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a count such as --threads, refused with its value (exit 2) unless an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: an integer >= 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rdml", description="Reproducible knowledge distillation: DML, RDML, KD, Rényi KD.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -58,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("--spec", help="what to measure as JSON, as Snakemake planned it (default: plan it from --params)")
     for sub in (run, measure):
         sub.add_argument("--gpus", default=None, help="GPU slots to choose from: auto or a number (default: params.yaml's gpus)")
-        sub.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+        sub.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for torch, an integer >= 1")
         sub.add_argument("--jobs-per-gpu", default=None, help="jobs that share one GPU (default: params.yaml's jobs_per_gpu, 1)")
         sub.add_argument("--die-with-parent", action="store_true", help="end when the process that started this one dies "
                          "(what Snakemake's jobs ask for)")
@@ -109,8 +120,14 @@ def main(argv: list[str] | None = None) -> int:
             return _pipeline(args)
         if args.command == "tables":
             from rdml.report.write import write_tables
+            from rdml.study.params import check_study, load_params, study_spec
 
-            spec = _json_argument("--spec", args.spec, dict) if args.spec else None
+            # checked before write_tables makes the tables folder: a refused command writes nothing
+            if args.spec:
+                spec = check_study(args.study, _json_argument("--spec", args.spec, dict))
+            else:
+                spec = None
+                study_spec(load_params(args.params), args.study)
             for path in write_tables(args.study, args.params, spec=spec):
                 print(path)
             return 0

@@ -17,12 +17,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rdml.data.catalog import DATASETS, KINDS
 from rdml.keys import ConfigError, Key, at_least, in_range, one_of, real_in_range, show
 from rdml.methods import METHODS
 from rdml.models.catalog import ARCHITECTURES
+from rdml.yamlfile import load_yaml
 
 __all__ = ["ConfigError", "TrainConfig", "KEYS", "V1_METHOD_KEYS", "method_keys", "is_key", "load_config", "config_from_mapping", "resolve",
            "config_sha256", "describe_keys", "config_values", "DATA_KEYS", "data_keys"]
@@ -219,12 +218,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     """A config file (YAML or JSON mapping of keys) if given, then `key=value` overrides, unresolved."""
     values: dict[str, Any] = {}
     if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+        loaded = load_yaml(path, "config file")
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping of key: value")
         values.update(loaded)
@@ -238,7 +232,29 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise ConfigError(f"{name} is given twice ({given[name]}, {item}); give it once")
         given[name] = item
         values[name] = value
+    _refuse_foreign_v1_keys(values)
     return config_from_mapping(values)
+
+
+def _refuse_foreign_v1_keys(values: Mapping[str, Any]) -> None:
+    """A user's key of rdml.run/1 (V1_METHOD_KEYS) for a method that does not read it: taken only at the value
+    every such run had, which leaves the run's identity as it is. Another value would change the identity and
+    nothing else, so it is refused. A planned run (config_from_mapping) still takes it, as rdml.run/1 did: a
+    study's shared `update_order: sequential` reaches its Ind. runs too, and their identities stay. α has its
+    own message in `resolve`; `teacher` too."""
+    method = KEYS["method"].parse(values.get("method", KEYS["method"].default))
+    KEYS["method"].check(method)
+    own = method_keys(method)
+    for name, value in values.items():
+        name = str(name)
+        if name in own or name not in V1_METHOD_KEYS or name in ("alpha", "teacher"):
+            continue
+        parsed = method_keys(V1_OWNERS[name])[name].parse(value)
+        if parsed != V1_METHOD_KEYS[name]:
+            owners = [m for m, kind in METHODS.items() if any(key.name == name for key in kind.keys)]
+            raise ConfigError(f"{name}={show(parsed)}: {name} is not a key of method {method}; it is a key of "
+                              f"{', '.join(owners)}; a run of {method} takes it only at {show(V1_METHOD_KEYS[name])}, "
+                              "its value in every run of another method (see `rdml train --help`)")
 
 
 def config_from_mapping(values: Mapping[str, Any]) -> TrainConfig:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 from pathlib import Path
 
-import yaml
-
-from rdml.config import is_key
+from rdml.config import KEYS, OWN_KEYS, V1_METHOD_KEYS, is_key, method_keys
 from rdml.data.catalog import DATASETS
 from rdml.keys import ConfigError, one_of
+from rdml.methods import METHODS
 from rdml.models.catalog import ARCHITECTURES
 from rdml.study.layouts import LAYOUTS
+from rdml.study.layouts.okdph import HYBRID_KEYS, METHOD_NAMES
+from rdml.yamlfile import load_yaml
 
-__all__ = ["load_params", "with_smoke_studies", "studies_to_build", "study_spec", "metric_of", "STATISTICS", "STUDY_KEYS",
+__all__ = ["load_params", "with_smoke_studies", "studies_to_build", "study_spec", "check_study", "metric_of", "STATISTICS",
+           "STUDY_KEYS", "TOP_KEYS",
            "slot_count", "jobs_per_gpu",
            "RUN_FIELDS"]
 
@@ -22,6 +25,7 @@ __all__ = ["load_params", "with_smoke_studies", "studies_to_build", "study_spec"
 # at_best_val: the value at the epoch of best validation accuracy
 STATISTICS = ("final", "best", "last5", "last10", "at_best_val")
 STUDY_KEYS = {"description", "paper", "datasets", "seeds", "seeds_per_job", "metric", "train", "train_where", "teacher"}
+TOP_KEYS = ("build", "gpus", "jobs_per_gpu", "threads", "studies")  # params.yaml's own keys; `threads`: CPU threads per job
 RUN_FIELDS = ("out", "method", "dataset", "seed", "arch", "alpha", "teacher", "students")  # set by the tables, per run
 
 
@@ -46,15 +50,42 @@ def jobs_per_gpu(value) -> int:
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:
-    try:
-        params = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    """params.yaml with every study checked, at every depth, before any of them is planned (a typo in a
+    study not built today is named today), and a `<study>_smoke` variant of each."""
+    params = load_yaml(path, "params file")
     if not isinstance(params, dict) or not isinstance(params.get("studies"), dict):
         raise ConfigError(f"{path} must hold a mapping with a 'studies' mapping")
+    _unknown(str(path), params, TOP_KEYS)
     slot_count(params.get("gpus", "auto"))
     jobs_per_gpu(params.get("jobs_per_gpu", 1))
+    build = params.get("build", [])
+    if not isinstance(build, list) or not all(isinstance(name, str) for name in build):
+        raise ConfigError(f"build={build!r} is not allowed; it must be a list of study names")
+    for name, study in params["studies"].items():
+        check_study(name, study)
     return with_smoke_studies(params)
+
+
+def _unknown(at: str, section: dict, allowed, what: str = "key") -> None:
+    """Refuse the keys of `section` not in `allowed`, naming them, a close match, and the allowed ones."""
+    unknown = [str(key) for key in section if key not in allowed]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], [str(a) for a in allowed], n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"{at}: unknown {what}(s) {', '.join(sorted(unknown))}{hint}; allowed: "
+                          f"{', '.join(sorted(map(str, allowed)))}")
+
+
+def _mapping(at: str, value, what: str = "a mapping") -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{at}={value!r} is not allowed; it must be {what}")
+    return value
+
+
+def _list(at: str, value, what: str) -> list:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{at}={value!r} is not allowed; it must be {what}")
+    return value
 
 
 def with_smoke_studies(params: dict) -> dict:
@@ -115,48 +146,131 @@ def studies_to_build(params: dict, requested: list[str] | None = None) -> list[s
 
 
 def study_spec(params: dict, name: str) -> dict:
-    """The study's section of params.yaml, its keys checked (table sections by their layouts)."""
+    """The study's section of params.yaml, checked at every depth (`check_study`)."""
     studies = params["studies"]
     if name not in studies:
         raise ConfigError(f"study {name!r} is not in params.yaml; allowed: {', '.join(sorted(studies))}")
-    if not re.fullmatch(r"[A-Za-z0-9_]+", name):  # it names folders and reaches shell commands
+    return check_study(name, studies[name])
+
+
+def check_study(name: str, study) -> dict:
+    """A study's section (from params.yaml, or as Snakemake passes it, JSON) with every key at every depth
+    checked: its own keys, each table layout's section, `teacher`, `train`, `train_where`, and OKDPH's
+    sections. Returns it as the layouts read it (an OKDPH `views` mapping keyed by cohort sizes written
+    as JSON strings gets integer keys, as params.yaml gives them)."""
+    if not re.fullmatch(r"[A-Za-z0-9_]+", str(name)):  # it names folders and reaches shell commands
         raise ConfigError(f"study name {name!r} is not allowed; use letters, digits and _ only")
-    study = studies[name]
+    at = f"studies.{name}"
+    _mapping(at, study, "a mapping of the study's keys")
     allowed = STUDY_KEYS | set(LAYOUTS)
-    unknown = set(study) - allowed
-    if unknown:
-        raise ConfigError(f"studies.{name}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
-    sections = {key: LAYOUTS[key].keys for key in study if key in LAYOUTS} | {"teacher": ("arch", "seed", "train")}
+    _unknown(at, study, allowed)
+    missing = [key for key in ("datasets", "seeds") if key not in study]
+    if missing:
+        raise ConfigError(f"{at}: missing key(s) {', '.join(missing)}; a study names its datasets and seeds")
+    for dataset in _list(f"{at}.datasets", study["datasets"], "a list of data sets"):
+        DATASETS[dataset]
+    seeds = _list(f"{at}.seeds", study["seeds"], "a list of integer seeds")
+    if not all(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 for seed in seeds):
+        raise ConfigError(f"{at}.seeds={seeds!r} is not allowed; it must be a list of integers >= 0")
+    sections = {key: LAYOUTS[key].keys for key in study if key in LAYOUTS}
+    if "teacher" in study:
+        sections["teacher"] = ("arch", "seed", "train")
+    if not any(key in LAYOUTS for key in study):
+        raise ConfigError(f"{at}: no table; give at least one of: {', '.join(sorted(LAYOUTS))}")
     for section, allowed_keys in sections.items():
-        unknown = set(study.get(section) or {}) - set(allowed_keys)
-        if unknown:
-            raise ConfigError(f"studies.{name}.{section}: unknown key(s) {', '.join(sorted(unknown))}; "
-                              f"allowed: {', '.join(allowed_keys)}")
-    sections = [("train", study.get("train")), ("teacher.train", (study.get("teacher") or {}).get("train"))]
+        _unknown(f"{at}.{section}", _mapping(f"{at}.{section}", study[section]), allowed_keys)
+    trains = [("train", study.get("train")), ("teacher.train", (study.get("teacher") or {}).get("train"))]
     for i, where in enumerate(study.get("train_where") or []):
-        at = f"studies.{name}.train_where[{i}]"
+        where_at = f"{at}.train_where[{i}]"
         if not isinstance(where, dict) or set(where) - {"datasets", "archs", "train"} or "train" not in where:
-            raise ConfigError(f"{at} must hold `train` keys and the `datasets` and/or `archs` they apply to")
+            raise ConfigError(f"{where_at} must hold `train` keys and the `datasets` and/or `archs` they apply to")
         unknown = set(where.get("datasets", [])) - set(study["datasets"])
         if unknown:
-            raise ConfigError(f"{at}.datasets: {', '.join(sorted(unknown))} not among the study's datasets")
+            raise ConfigError(f"{where_at}.datasets: {', '.join(sorted(unknown))} not among the study's datasets")
         for arch in where.get("archs", []):
             ARCHITECTURES[arch]
-        sections.append((f"train_where[{i}].train", where["train"]))
-    for section, keys in sections:
-        for key in keys or {}:
-            if key in RUN_FIELDS:
-                raise ConfigError(f"studies.{name}.{section}.{key}: the table layouts set {key} per run; "
-                                  f"a study's shared keys may not (they set: {', '.join(RUN_FIELDS)})")
-            if not is_key(key):
-                raise ConfigError(f"studies.{name}.{section}.{key} is not a training key (see `rdml train --help`)")
-    for dataset in study["datasets"]:
-        DATASETS[dataset]
+        trains.append((f"train_where[{i}].train", where["train"]))
+    for section in ("okdph_table", "okdph_data_table"):
+        if section in study:
+            study = {**study, section: _okdph_section(f"{at}.{section}", section, study[section], study, trains)}
+    for section, keys in trains:
+        _train_keys(f"{at}.{section}", keys)
     per_job = study.get("seeds_per_job", 1)
     if not isinstance(per_job, int) or isinstance(per_job, bool) or per_job < 1:
-        raise ConfigError(f"studies.{name}.seeds_per_job={per_job!r} is not allowed; it must be an integer >= 1")
-    one_of(f"studies.{name}.metric", study.get("metric", "final"), STATISTICS)
+        raise ConfigError(f"{at}.seeds_per_job={per_job!r} is not allowed; it must be an integer >= 1")
+    one_of(f"{at}.metric", study.get("metric", "final"), STATISTICS)
     return study
+
+
+def _train_keys(at: str, keys) -> None:
+    """A study's shared training keys: a mapping of keys some run takes, none that the layouts set per run."""
+    for key in _mapping(at, {} if keys is None else keys, "a mapping of training keys (see `rdml train --help`)"):
+        if key in RUN_FIELDS:
+            raise ConfigError(f"{at}.{key}: the table layouts set {key} per run; "
+                              f"a study's shared keys may not (they set: {', '.join(RUN_FIELDS)})")
+        if not is_key(key):
+            close = difflib.get_close_matches(str(key), [*KEYS, *OWN_KEYS, *V1_METHOD_KEYS], n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(f"{at}.{key} is not a training key{hint} (see `rdml train --help`)")
+
+
+def _okdph_section(at: str, layout: str, spec: dict, study: dict, trains: list) -> dict:
+    """An OKDPH layout's section (rdml.study.layouts.okdph): `methods`, `students`, `baseline`, `views`,
+    `hybrid` and `settings`, each entry's keys named when unknown or missing, and the OKDPH keys of each
+    `hybrid` entry checked as `rdml train` checks them. Appends each setting's `train` to `trains`."""
+    datasets = study["datasets"]
+    methods = _list(f"{at}.methods", spec.get("methods", list(METHOD_NAMES)), "a list of methods")
+    for method in methods:
+        one_of(f"{at}.methods", method, METHOD_NAMES)
+    fewest = max(METHODS[m].min_students for m in methods)
+    if layout == "okdph_table":
+        sizes = _list(f"{at}.students", spec.get("students"), f"a list of cohort sizes, integers >= {fewest}")
+        if not all(isinstance(k, int) and not isinstance(k, bool) and k >= fewest for k in sizes):
+            raise ConfigError(f"{at}.students={sizes!r} is not allowed; it must be a list of integers >= {fewest}")
+        where_keys = ("dataset", "arch", "students")
+    else:
+        settings = _list(f"{at}.settings", spec.get("settings"), "a list of settings, each a name, datasets and train")
+        for i, setting in enumerate(settings):
+            setting_at = f"{at}.settings[{i}]"
+            _unknown(setting_at, _mapping(setting_at, setting), ("name", "datasets", "train"))
+            if "name" not in setting:
+                raise ConfigError(f"{setting_at}: missing key name")
+            _unknown(f"{setting_at}.datasets", _mapping(f"{setting_at}.datasets", setting.get("datasets") or {}),
+                     datasets, "data set")
+            for dataset in (setting.get("datasets") or {}).values():
+                DATASETS[dataset]
+            trains.append((f"{layout}.settings[{i}].train", setting.get("train")))
+        where_keys = ("dataset", "setting")
+    if set(methods) - {"okdph"}:
+        baseline = _mapping(f"{at}.baseline", spec.get("baseline"), "a mapping of each data set to its augmentation")
+        _unknown(f"{at}.baseline", baseline, datasets, "data set")
+        _missing(f"{at}.baseline", baseline, datasets, "data set")
+    views = dict(_mapping(f"{at}.views", spec.get("views"), "a mapping of each data set to its students' augmentations"))
+    _unknown(f"{at}.views", views, datasets, "data set")
+    _missing(f"{at}.views", views, datasets, "data set")
+    if layout == "okdph_table":
+        for dataset, by_size in views.items():
+            by_size = {int(k) if isinstance(k, str) and k.isdigit() else k: v  # Snakemake's JSON: string keys
+                       for k, v in _mapping(f"{at}.views.{dataset}", by_size, "a mapping of cohort sizes").items()}
+            _unknown(f"{at}.views.{dataset}", by_size, sizes, "cohort size")
+            _missing(f"{at}.views.{dataset}", by_size, sizes, "cohort size")
+            views[dataset] = by_size
+    okdph = method_keys("okdph")
+    for i, entry in enumerate(_list(f"{at}.hybrid", spec.get("hybrid"), "a list of OKDPH keys per table row")):
+        entry_at = f"{at}.hybrid[{i}]"
+        _unknown(entry_at, _mapping(entry_at, entry), (*where_keys, *HYBRID_KEYS))
+        _missing(entry_at, entry, (*where_keys, *HYBRID_KEYS))
+        for key in HYBRID_KEYS:
+            value = okdph[key].parse(entry[key])
+            if okdph[key].check is not None:
+                okdph[key].check(value)
+    return {**spec, "views": views}
+
+
+def _missing(at: str, section: dict, wanted, what: str = "key") -> None:
+    missing = [str(key) for key in wanted if key not in section]
+    if missing:
+        raise ConfigError(f"{at}: missing {what}(s) {', '.join(missing)}")
 
 
 def metric_of(params: dict, study: str) -> str:

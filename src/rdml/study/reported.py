@@ -8,9 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from rdml.keys import ConfigError
+from rdml.yamlfile import load_yaml
 
 __all__ = ["KINDS", "REPORTED", "Reported", "load_reported"]
 
@@ -36,10 +35,7 @@ def load_reported(root: str | Path = ".") -> list[Reported]:
     """Every reported cell of every paper file; a malformed file or cell stops with its name."""
     cells = []
     for path in sorted((Path(root) / REPORTED).glob("*.yaml")):
-        try:
-            body = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: not a readable reported-numbers file ({exc})") from None
+        body = load_yaml(path, "reported-numbers file")
         if not isinstance(body, dict) or not isinstance(body.get("cells"), list):
             raise ConfigError(f"{path}: expected a mapping with paper and a list of cells")
         for i, cell in enumerate(body["cells"]):
