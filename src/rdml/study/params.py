@@ -252,8 +252,8 @@ def _okdph_section(at: str, layout: str, spec: dict, study: dict, trains: list) 
         for dataset, by_size in views.items():
             by_size = {int(k) if isinstance(k, str) and k.isdigit() else k: v  # Snakemake's JSON: string keys
                        for k, v in _mapping(f"{at}.views.{dataset}", by_size, "a mapping of cohort sizes").items()}
-            _unknown(f"{at}.views.{dataset}", by_size, sizes, "cohort size")
-            _missing(f"{at}.views.{dataset}", by_size, sizes, "cohort size")
+            _missing(f"{at}.views.{dataset}", by_size, sizes, "cohort size")  # other sizes may wait there
+            _unknown(f"{at}.views.{dataset}", by_size, [k for k in by_size if isinstance(k, int)], "cohort size")
             views[dataset] = by_size
     okdph = method_keys("okdph")
     for i, entry in enumerate(_list(f"{at}.hybrid", spec.get("hybrid"), "a list of OKDPH keys per table row")):
