@@ -2,7 +2,7 @@
 # Run:  snakemake all_tables --cores 8 --resources gpu=4   (targets before --resources; see README)
 from snakemake.utils import min_version, validate
 
-min_version("8.0")
+min_version("9.0")  # the update() output flag (workflow/rules/tables.smk)
 
 
 configfile: "params.yaml"

@@ -9,7 +9,7 @@ from rdml import paths
 from rdml.data.catalog import DATASETS
 from rdml.dependencies import data_code, measure_code, reporting_code, weights_code
 from rdml.study.params import load_params, studies_to_build, with_smoke_studies
-from rdml.study.plan import plan_jobs, plan_measurements
+from rdml.study.plan import plan_jobs, plan_measurements, thread_count
 from rdml.pipeline.stale import stale_jobs
 
 config.update(with_smoke_studies(config))  # every study also has a <study>_smoke variant
@@ -22,6 +22,11 @@ JOB_OF = {study: {run.id: job for job in jobs.values() for run in job.runs} for 
 # --resources gpu= counts GPUs × N slots.
 os.environ["RDML_GPUS"] = str(config.get("gpus", "auto"))
 os.environ["RDML_JOBS_PER_GPU"] = str(config.get("jobs_per_gpu", 1))
+# torch's threads in every job: params.yaml's `threads`, as under DVC and `rdml pipeline run` (intra-op
+# threads change float32 sums). The jobs read it from here, not from the rule's `threads:`, which
+# Snakemake lowers to --cores; like the GPU slots it is no rule parameter, so a change retrains nothing.
+THREADS = thread_count(config)
+os.environ["RDML_THREADS"] = str(THREADS)
 # What can change a result: the code it runs (rdml.dependencies), each a rule parameter. A table-code
 # edit retrains nothing, a DML-loss edit reruns the DML jobs, a docstring or a new method nothing.
 CODE = {"weights": weights_code().sha256, "reporting": reporting_code().sha256}

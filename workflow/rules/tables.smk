@@ -12,9 +12,9 @@ rule measure:
         gpu=1,
         mem_mb=JOB_MEM_MB,
         runtime=30,
-    threads: 1
+    threads: THREADS
     shell:
-        "exec rdml pipeline measure {wildcards.study:q} {wildcards.run:q} --gpus $RDML_GPUS --jobs-per-gpu $RDML_JOBS_PER_GPU --threads {threads} --die-with-parent --spec {params.spec:q}"
+        "exec rdml pipeline measure {wildcards.study:q} {wildcards.run:q} --gpus $RDML_GPUS --jobs-per-gpu $RDML_JOBS_PER_GPU --threads $RDML_THREADS --die-with-parent --spec {params.spec:q}"
 
 
 rule tables:
@@ -23,10 +23,12 @@ rule tables:
         lambda w: [paths.measures_file(w.study, run_id) for run_id in MEASURED[w.study]],
         sorted(Path("reported").glob("*.yaml")),  # the papers' numbers the tables are compared with
     output:
-        # `snakemake --report report.html` shows every table, claims table and figure of the built studies
-        report(directory(paths.tables_dir("{study}")), patterns=["{name}.html", "{name}.png"], category="{study}"),
-        directory(paths.curves_dir("{study}")),
-        paths.summary_file("{study}"),
+        # `snakemake --report report.html` shows every table, claims table and figure of the built studies.
+        # update(): Snakemake neither removes the old tables before the job nor keeps the remains of a job
+        # that failed; it restores the old ones (and `rdml tables` replaces them only once all is written).
+        update(report(directory(paths.tables_dir("{study}")), patterns=["{name}.html", "{name}.png"], category="{study}")),
+        update(directory(paths.curves_dir("{study}"))),
+        update(paths.summary_file("{study}")),
     params:
         spec=lambda w: json.dumps(config["studies"][w.study], sort_keys=True),
         code=CODE["reporting"],

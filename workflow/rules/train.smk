@@ -39,7 +39,7 @@ rule train_job:
         gpu=1,
         mem_mb=JOB_MEM_MB,
         runtime=job_runtime,
-    threads: 1
+    threads: THREADS
     shell:
         # exec: the job's parent is Snakemake itself, and the job ends when Snakemake dies.
-        "exec rdml pipeline run {wildcards.study:q} {wildcards.job:q} --gpus $RDML_GPUS --jobs-per-gpu $RDML_JOBS_PER_GPU --threads {threads} --die-with-parent --spec {params.spec:q}"
+        "exec rdml pipeline run {wildcards.study:q} {wildcards.job:q} --gpus $RDML_GPUS --jobs-per-gpu $RDML_JOBS_PER_GPU --threads $RDML_THREADS --die-with-parent --spec {params.spec:q}"

@@ -70,13 +70,24 @@ def _prepared(dataset: str) -> list[str]:
         if dataset in DATASETS else [dataset]
 
 
-def dvc_stages(params: dict, studies: list[str]) -> dict:
+def dvc_stages(params: dict, studies: list[str], declared: set[str] | None = None) -> dict:
+    """The stages of the studies. `declared`: the studies params.yaml itself holds (default: all); a
+    `<study>_smoke` variant made from one (rdml.study.params.with_smoke_studies) depends on its parent's keys,
+    the only ones in the file DVC reads.
+
+    Every output persists: DVC would otherwise delete it before running its stage, and a stage refused
+    (a bad value in params.yaml) or failed would lose the results it was to replace. Each command replaces
+    its outputs itself once the new ones are complete (training, `rdml tables`)."""
+    declared = set(params["studies"]) if declared is None else declared
+    code = "rdml pipeline code" + "".join(f" --study {shlex.quote(s)}" for s in studies) \
+        if studies != list(params.get("build") or []) else "rdml pipeline code"
     stages: dict[str, dict] = {"code": {
-        "cmd": "rdml pipeline code",
+        "cmd": code,  # the stamps of exactly these studies
         "deps": [SOURCE, PARAMS],
-        "outs": [{paths.CODE_STAMPS: {"cache": False}}],
+        "outs": [{paths.CODE_STAMPS: kept()}],
     }}
     for study in studies:
+        keys = _in_file(study, declared, params)
         runs = plan_study(params, study)
         for dataset in sorted({r.dataset for r in runs}):
             downloaded = [paths.data_folder(dataset)] if DATASETS[dataset].downloaded else []  # DVC-tracked data
@@ -84,60 +95,78 @@ def dvc_stages(params: dict, studies: list[str]) -> dict:
             stages[f"prepare-{dataset}"] = {
                 "cmd": f"rdml pipeline prepare {shlex.quote(dataset)}",
                 "deps": [paths.code_stamp("data", dataset), *(paths.data_stamp(n) for n in needs)],
-                "outs": [*downloaded, paths.data_stamp(dataset)],
+                "outs": _persist(*downloaded, paths.data_stamp(dataset)),
             }
             for name in needs:  # a shared resource, or a parent data set
                 folder = RESOURCES[name].folder if name in RESOURCES else name
                 stages[f"prepare-{name}"] = {
                     "cmd": f"rdml pipeline prepare {shlex.quote(name)}",
                     "deps": [paths.code_stamp("data", name)],
-                    "outs": [paths.data_folder(folder), paths.data_stamp(name)],
+                    "outs": _persist(paths.data_folder(folder), paths.data_stamp(name)),
                 }
         for job in plan_jobs(params, study):
             for arch in job.weights:
                 stages[f"weights-{arch}"] = {
                     "cmd": f"rdml pipeline weights {shlex.quote(arch)}",
                     "deps": [paths.code_stamp("weights", "fetch")],
-                    "outs": [str(weights_file(arch)), paths.weights_stamp(arch)],
+                    "outs": _persist(str(weights_file(arch)), paths.weights_stamp(arch)),
                 }
-            stages[job.stage] = _train_stage(job)
+            stages[job.stage] = _train_stage(job, keys)
         measured = plan_measurements(params, study)
         for run, _ in measured.values():
             stages[re.sub(r"[^A-Za-z0-9_-]", "_", f"measure-{study}-{run.id.replace('/', '-')}")] = {
                 "cmd": f"rdml pipeline measure {shlex.quote(study)} {shlex.quote(run.id)}",
                 "deps": [paths.code_stamp("measure", f"{study}/{run.id}"), f"{run.directory}/model.pt"],
-                "params": [f"studies.{study}"],
-                "outs": [{paths.measures_file(study, run.id): {"cache": False}}],
+                "params": [keys(f"studies.{study}")],
+                "outs": [{paths.measures_file(study, run.id): kept()}],
             }
         stages[f"tables-{study}"] = {
             "cmd": f"rdml tables {shlex.quote(study)}",
             "deps": [paths.code_stamp("tables", "report"), REPORTED, *(r.directory for r in runs),
                      *(paths.measures_file(study, run_id) for run_id in measured)],
-            "params": [f"studies.{study}"],
-            "outs": [paths.tables_dir(study)],
-            "metrics": [{paths.summary_file(study): {"cache": False}}],
-            "plots": [{paths.curves_dir(study): {"cache": False, "x": "epoch", "y": f"test_{METRICS[PRIMARY].recorded}"}}],
+            "params": [keys(f"studies.{study}")],
+            "outs": _persist(paths.tables_dir(study)),
+            "metrics": [{paths.summary_file(study): kept()}],
+            "plots": [{paths.curves_dir(study): kept(x="epoch", y=f"test_{METRICS[PRIMARY].recorded}")}],
         }
     return stages
 
 
-def _train_stage(job: Job) -> dict:
+def kept(**more) -> dict:
+    """An output outside DVC's cache, kept while its stage runs (a new dict each: no YAML anchors)."""
+    return {"cache": False, "persist": True, **more}
+
+
+def _persist(*outs: str) -> list[dict]:
+    return [{out: {"persist": True}} for out in outs]
+
+
+def _in_file(study: str, declared: set[str], params: dict):
+    """The params.yaml key DVC reads for a key of the study: a smoke variant's is its parent's."""
+    parent = study.removesuffix("_smoke")
+    if study in declared or parent == study or parent not in params["studies"]:
+        return lambda key: key
+    return lambda key: re.sub(rf"^studies\.{re.escape(study)}(?=\.|$)", f"studies.{parent}", key)
+
+
+def _train_stage(job: Job, keys=lambda key: key) -> dict:
     deps = [paths.code_stamp("train", f"{job.study}/{job.id}"), paths.data_stamp(job.dataset)]
     deps += [f"{teacher.directory}/model.pt" for teacher in job.teachers]
     deps += [paths.weights_stamp(arch) for arch in job.weights]
     stage = {"cmd": f"rdml pipeline run {shlex.quote(job.study)} {shlex.quote(job.id)}", "deps": deps}
     if job.params:
-        stage["params"] = job.params
+        stage["params"] = sorted({keys(p) for p in job.params})
     # persist: DVC keeps the outputs while the command runs, which validates the whole job before it
     # replaces anything, so a bad value in params.yaml cannot destroy trained runs.
-    stage["outs"] = [*({run.directory: {"persist": True}} for run in job.runs), {job.file: {"cache": False, "persist": True}}]
-    stage["metrics"] = [{run.metrics: {"cache": False, "persist": True}} for run in job.runs]
+    stage["outs"] = [*_persist(*(run.directory for run in job.runs)), {job.file: kept()}]
+    stage["metrics"] = [{run.metrics: kept()} for run in job.runs]
     return stage
 
 
 def write_dvc_yaml(params_path: str = PARAMS, out: str = "dvc.yaml", studies: list[str] | None = None) -> str:
     params = load_params(params_path)
-    body = {"stages": dvc_stages(params, studies_to_build(params, studies))}
+    declared = set(yaml.safe_load(Path(params_path).read_text())["studies"])  # before the smoke variants were added
+    body = {"stages": dvc_stages(params, studies_to_build(params, studies), declared)}
     text = "# Generated from params.yaml by `rdml pipeline dvc-yaml`; do not edit by hand.\n" + yaml.safe_dump(
         body, sort_keys=False, width=200
     )

@@ -8,6 +8,8 @@ job from params.yaml.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from rdml import paths
@@ -16,17 +18,27 @@ from rdml.data.base import load_dataset
 from rdml.data.catalog import DATASETS, KINDS, RESOURCES
 from rdml.io import atomic_write_json
 from rdml.pipeline.slots import acquire_gpu
-from rdml.study.params import slot_count
+from rdml.study.params import load_params, slot_count
+from rdml.study.plan import thread_count
 from rdml.train.loop import train
 
-__all__ = ["run_job", "measure_job", "metrics_of", "prepare_dataset", "prepare_weights"]
+__all__ = ["run_job", "measure_job", "job_threads", "metrics_of", "prepare_dataset", "prepare_weights"]
+
+PARAMS = "params.yaml"
 
 
-def _on_slot(gpus, per_gpu: int, threads: int | None):
+def job_threads(threads: int | None, params_path: str = PARAMS) -> int:
+    """The torch threads of a job: the command line's, else params.yaml's `threads` (default 1), never
+    torch's own choice of every core, so that a run's numbers do not depend on which command started it."""
+    if threads is None:
+        threads = thread_count(load_params(params_path)) if Path(params_path).is_file() else 1
+    return thread_count({"threads": threads})
+
+
+def _on_slot(gpus, per_gpu: int, threads: int):
     """Take a GPU slot (rdml.pipeline.slots) and set the job's threads; a shared GPU's memory is capped at 1/N."""
     slot = acquire_gpu(slot_count(gpus), per_gpu=per_gpu)
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
     if slot.sharing > 1 and torch.cuda.is_available():
         torch.cuda.set_per_process_memory_fraction(1 / slot.sharing, 0)
     return slot
@@ -35,10 +47,13 @@ def _on_slot(gpus, per_gpu: int, threads: int | None):
 def run_job(spec: dict, gpus: int | str = "auto", threads: int | None = None, per_gpu: int = 1) -> list[dict]:
     """Train the runs of a job spec (rdml.study.runs.Job.spec) one after the other; returns their records.
 
-    A job runs because its outputs are missing or out of date, so each run trains anew; only an
-    interrupted run's checkpoint (same configuration) is resumed.
+    A job runs because its outputs are missing or out of date, so each run trains anew, unless its
+    finished run is already what it would train (same configuration, code, data and teacher: a job
+    file lost to a failed job); an interrupted run's checkpoint (same configuration) is resumed.
+    `threads`: None reads params.yaml's (job_threads).
     """
     study, job_id = spec["study"], spec["job"]
+    threads = job_threads(threads)
     configs = {run_id: config_from_mapping(keys) for run_id, keys in spec["runs"].items()}
     for cfg in configs.values():
         resolve(cfg)  # every run of the job is valid before any file of any run is touched
@@ -70,7 +85,7 @@ def measure_job(spec: dict, gpus: int | str = "auto", threads: int | None = None
     """Measure one run's final models (rdml.analysis.measure) on one GPU slot; returns the file written."""
     from rdml.analysis.measure import measure_run
 
-    slot = _on_slot(gpus, per_gpu, threads)
+    slot = _on_slot(gpus, per_gpu, job_threads(threads))
     try:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         out = paths.measures_file(spec["study"], spec["run"])

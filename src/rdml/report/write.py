@@ -4,11 +4,16 @@ Each table is written as Markdown, LaTeX, CSV and HTML, with `<table>.cells.json
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from rdml import paths
 from rdml.io import atomic_write_bytes, atomic_write_json
+from rdml.keys import ConfigError
 from rdml.report.claims import claims_table
 from rdml.report.compute import compute_summary
 from rdml.report.figures import write_figures
@@ -25,22 +30,18 @@ __all__ = ["write_tables", "write_curves", "study_summary"]
 
 
 def write_curves(frame, folder: Path) -> list[Path]:
-    """One CSV per run and model: epoch and each recorded metric (test accuracy, test loss), what `dvc
-    plots` draws. The folder is replaced whole, so no curve of a run the study no longer plans survives."""
-    fresh = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(fresh, ignore_errors=True)
+    """One CSV per run and model in `folder`: epoch and each recorded metric (test accuracy, test loss),
+    what `dvc plots` draws. `folder` is new (write_tables moves it into place whole, so no curve of a run
+    the study no longer plans survives)."""
     written = []
     columns = [column(m) for m in RECORDED]
     scores = frame[frame.metric.isin(columns)]
     for (run, model), group in scores.groupby(["run", "model"]):
         wide = group.pivot_table(index="epoch", columns="metric", values="value").reset_index()
-        path = fresh / run / f"{model}.csv"
+        path = folder / run / f"{model}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         wide[["epoch", *columns]].to_csv(path, index=False)
-        written.append(folder / run / f"{model}.csv")
-    shutil.rmtree(folder, ignore_errors=True)
-    if fresh.exists():
-        fresh.replace(folder)
+        written.append(path)
     return written
 
 
@@ -66,31 +67,92 @@ def _text_files(study: str, tables: list[Table], checked: list, root) -> tuple[d
 
 
 def write_tables(study: str, params_path: str = "params.yaml", root: str | Path = ".", spec: dict | None = None) -> list[Path]:
-    """Write every table of the study to results/<study>/tables/; returns the files written.
+    """Write every table of the study to results/<study>/tables/ (with its curves and summary); returns the files written.
 
     `spec`: the study's section as Snakemake planned it (overrides included); else read from params.yaml.
+    The outputs are replaced only once the new ones are complete: everything is written into a fresh
+    folder beside them, then moved into place, so a refused or failed command (a bad value, a damaged
+    record, a full disk) leaves the old tables as they were. Commands writing one study's tables take
+    turns (a lock file beside them); a place that cannot be written is a ConfigError before any work.
     """
     params = {"studies": {study: spec}} if spec is not None else load_params(params_path)
-    out = Path(root) / paths.tables_dir(study)
-    out.mkdir(parents=True, exist_ok=True)
+    root = Path(root)
+    places = {"tables": root / paths.tables_dir(study), "curves": root / paths.curves_dir(study),
+              "summary": root / paths.summary_file(study)}
     statistic = metric_of(params, study)
-    checked = [(run, checked_record(root, study, run)) for run in plan_study(params, study)]  # each read once
-    tables = build_tables(params, study, root, {run.id: record for run, record in checked})
-    frame = long_frame(study, checked)
-    files, claims = _text_files(study, tables, checked, root)
-    written = []
-    for name, text in files.items():
-        atomic_write_bytes(out / name, text.encode())
-        written.append(out / name)
-    atomic_write_bytes(out / "runs.csv", frame.to_csv(index=False).encode())
-    written += write_curves(frame, Path(root) / paths.curves_dir(study))
-    atomic_write_json(Path(root) / paths.summary_file(study), study_summary(tables))
-    written.append(Path(root) / paths.summary_file(study))
-    written += [out / "runs.csv", *write_figures(plan_tables(params, study), tables, frame, out)]
-    for table in tables:
-        atomic_write_json(out / f"{table.name}.cells.json", table.sidecar(study, statistic))
-        written.append(out / f"{table.name}.cells.json")
-    if claims:
-        atomic_write_json(out / "claims.json", {"study": study, "metric": statistic, "claims": claims})
-        written.append(out / "claims.json")
-    return written
+    home = _writable_home(places)
+    with _turn(home / ".tables.lock"):
+        checked = [(run, checked_record(root, study, run)) for run in plan_study(params, study)]  # each read once
+        tables = build_tables(params, study, root, {run.id: record for run, record in checked})
+        frame = long_frame(study, checked)
+        files, claims = _text_files(study, tables, checked, root)
+        staging = _staging(home)
+        try:
+            new = {name: staging / place.name for name, place in places.items()}
+            out = new["tables"]
+            out.mkdir()
+            for name, text in files.items():
+                atomic_write_bytes(out / name, text.encode())
+            atomic_write_bytes(out / "runs.csv", frame.to_csv(index=False).encode())
+            write_curves(frame, new["curves"])
+            new["curves"].mkdir(exist_ok=True)
+            write_figures(plan_tables(params, study), tables, frame, out)
+            for table in tables:
+                atomic_write_json(out / f"{table.name}.cells.json", table.sidecar(study, statistic))
+            if claims:
+                atomic_write_json(out / "claims.json", {"study": study, "metric": statistic, "claims": claims})
+            atomic_write_json(new["summary"], study_summary(tables))
+            for name in ("tables", "curves", "summary"):  # the summary last: DVC's metrics vouch for the tables
+                _swap(new[name], places[name], staging)
+        except OSError as exc:
+            raise ConfigError(f"cannot write the tables of {study} in {home} ({exc.strerror}: {exc.filename}); "
+                              "what was there is left as it was") from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return [p for place in (places["tables"], places["curves"]) for p in sorted(place.rglob("*")) if p.is_file()] \
+        + [places["summary"]]
+
+
+def _writable_home(places: dict[str, Path]) -> Path:
+    """results/<study>/, created, checked to take the new outputs: a ConfigError naming what is in the way."""
+    home = places["tables"].parent
+    for name, place in places.items():
+        folder = name != "summary"
+        if place.exists() and place.is_dir() != folder:
+            raise ConfigError(f"{place} is a {'file' if folder else 'directory'}, where the {name} of the study belong; "
+                              "move it away to write the tables")
+        if place.exists() and folder and not os.access(place, os.W_OK):
+            raise ConfigError(f"{place} is read-only; make it writable to write the tables (nothing was changed)")
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {home} for the tables ({exc.strerror})") from None
+    if not os.access(home, os.W_OK):
+        raise ConfigError(f"{home} is read-only; make it writable to write the tables (nothing was changed)")
+    return home
+
+
+@contextmanager
+def _turn(lock_path: Path):
+    """One command at a time writes a study's tables: an exclusive flock the kernel drops when its holder dies."""
+    try:
+        handle = open(lock_path, "a")
+    except OSError as exc:
+        raise ConfigError(f"cannot open the lock {lock_path} ({exc.strerror})") from None
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _staging(home: Path) -> Path:
+    """A fresh folder for the new outputs, after removing any a killed command left (we hold the lock)."""
+    for stale in home.glob(".tables-*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=".tables-", suffix=".tmp", dir=home))
+
+
+def _swap(new: Path, place: Path, staging: Path) -> None:
+    """Put `new` where `place` is; the old one goes into `staging`, removed with it."""
+    if place.is_dir():
+        place.replace(staging / f"old-{place.name}")
+    new.replace(place)

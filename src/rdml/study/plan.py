@@ -19,7 +19,37 @@ from rdml.study.layouts import LAYOUTS, TableSpec
 from rdml.study.params import metric_of, study_spec
 from rdml.study.runs import Job, Run
 
-__all__ = ["StudyPlan", "plan_tables", "plan_study", "plan_jobs", "find_job", "plan_measurements"]
+__all__ = ["StudyPlan", "plan_tables", "plan_study", "plan_jobs", "find_job", "plan_measurements", "thread_count",
+           "check_devices"]
+
+
+def thread_count(params: dict) -> int:
+    """params.yaml's `threads` (default 1): the CPU threads of torch in every job, whichever command
+    starts it (Snakemake, DVC, `rdml pipeline run`). Intra-op threads change float32 sums, so two
+    orchestrators that let torch pick its own count give one run two sets of numbers."""
+    value = params.get("threads", 1)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"threads={value!r} is not allowed; allowed: an integer >= 1")
+    return value
+
+
+def check_devices(params: dict, name: str, runs) -> None:
+    """Refuse, before any job starts, a run asking for a CUDA device on a host that has none (`gpus: 0`,
+    or `gpus: auto` and nvidia-smi finds no GPU); `gpus: N` vouches for N GPUs where the jobs run
+    (e.g. SLURM's compute nodes), which this host may not have."""
+    wanted = sorted({r.config.device for r in runs if r.config.device.startswith("cuda")})
+    if not wanted:
+        return
+    from rdml.pipeline.slots import count_gpus
+    from rdml.study.params import slot_count
+
+    gpus = slot_count(params.get("gpus", "auto"))
+    found = count_gpus() if gpus is None else gpus
+    if found == 0:
+        run = next(r for r in runs if r.config.device in wanted)
+        raise ConfigError(f"studies.{name}: run {run.id} asks for device={wanted[0]}, but this host has no CUDA GPU "
+                          f"(gpus={params.get('gpus', 'auto')}); allowed here: device=cpu or auto "
+                          "(where the jobs run on other hosts, set gpus to their GPU count)")
 
 
 class StudyPlan:
@@ -29,6 +59,10 @@ class StudyPlan:
         self.name, self.study, self.base = name, study, f"studies.{name}"
         self.datasets: list[str] = list(study["datasets"])
         self.seeds: list[int] = list(study["seeds"])
+        twice = sorted({s for s in self.seeds if self.seeds.count(s) > 1}, key=str)
+        if twice:  # one seed is one run: listed twice, a cell would count the run twice
+            raise ConfigError(f"studies.{name}.seeds lists seed {twice[0]} more than once ({self.seeds}); "
+                              "each seed must appear once")
         self.shared = dict(study.get("train") or {})
         self.shared_params = (f"{self.base}.train",) if self.shared else ()
         self.where = study.get("train_where") or []  # keys of some data sets or architectures, over the shared ones
@@ -101,6 +135,10 @@ def plan_study(params: dict, name: str) -> list[Run]:
         if window and (window not in cfg.summary_last or cfg.epochs < window):
             raise ConfigError(f"studies.{name}: metric={metric} needs summary_last to hold {window} and epochs >= {window}; "
                               f"run {run.id} has summary_last={cfg.summary_last}, epochs={cfg.epochs}")
+        if metric == "at_best_val" and not cfg.val_fraction:
+            raise ConfigError(f"studies.{name}: metric=at_best_val reads each run's validation split, but run {run.id} "
+                              "has val_fraction=0 (no validation split); give the study's train keys val_fraction > 0, "
+                              "or choose another metric")
     teachers = {r.teacher.id for r in runs.values() if r.teacher}
     return sorted(runs.values(), key=lambda r: (r.id not in teachers, r.id))
 
@@ -109,12 +147,15 @@ def plan_jobs(params: dict, name: str) -> list[Job]:
     """The study's runs in jobs of up to `seeds_per_job` seeds of one configuration, teachers' jobs first."""
     per_job = study_spec(params, name).get("seeds_per_job", 1)
     configurations: dict[tuple[str, str], list[Run]] = {}
-    for run in plan_study(params, name):
+    thread_count(params)  # a job's setting, refused here like any other before a job starts
+    runs = plan_study(params, name)
+    check_devices(params, name, runs)
+    for run in runs:
         configurations.setdefault((run.dataset, run.configuration), []).append(run)
     jobs = []
-    for runs in configurations.values():
-        runs.sort(key=lambda r: r.seed)
-        jobs += [Job(name, tuple(runs[i : i + per_job])) for i in range(0, len(runs), per_job)]
+    for group in configurations.values():
+        group.sort(key=lambda r: r.seed)
+        jobs += [Job(name, tuple(group[i : i + per_job])) for i in range(0, len(group), per_job)]
     return jobs
 
 

@@ -6,9 +6,9 @@ only when its weights are the ones its finished `ok` record names."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import io
+import sys
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -31,16 +31,29 @@ def save_model(path: Path, data: Dataset, archs: list[str], cohort, outputs: int
     architecture of `archs`, or, where `method` names the method that declared them (Method.networks), the
     networks it builds again to read them (rdml.train.cohort.rebuild)."""
     built_by = getattr(cohort, "built_by", None)
-    return atomic_torch_save(path, {
+    about = _canonical({
         "format": MODEL_FORMAT,
         "dataset": data.name,
         "input_shape": list(data.spec.input_shape),
         "num_classes": data.num_classes,
         **({"outputs": outputs} if outputs not in (None, data.num_classes) else {}),
-        "archs": archs,
+        "archs": list(archs),
         **({"method": built_by} if built_by else {}),
-        "states": [{k: v.cpu() for k, v in s.model.state_dict().items()} for s in cohort],
     })
+    return atomic_torch_save(path, {**about, "states": [{k: v.cpu() for k, v in s.model.state_dict().items()} for s in cohort]})
+
+
+def _canonical(value):
+    """`value` with every string interned: pickle writes a string a second time as a reference to the first
+    only when it is the same object, so ["mlp", "mlp"] from a JSON spec and ["mlp"] * 2 from the command line
+    would give the same weights two files; interned, equal strings are one object whichever way they came."""
+    if isinstance(value, str):
+        return sys.intern(str(value))
+    if isinstance(value, dict):
+        return {_canonical(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return value
 
 
 def save_checkpoint(path: Path, resume: dict, device: torch.device, cohort, method, record: dict) -> None:

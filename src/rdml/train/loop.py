@@ -97,24 +97,24 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
                 "training code or execution); choose another out= or remove that directory"
             )
         existing = saved = None
+    record = new_record(prep, argv)
+    record["environment"].update(environment_extra or {})
     if existing is not None and existing.get("status") in FINISHED:
         problems = run_problems(run_dir, existing, FINISHED, unsealed=True)  # rdml.run/1 records predate seals
-        if not problems and not retrain:
+        if not problems and (not retrain or same_run(existing, record)):
             return existing
         if problems and not replace:
             raise ConfigError(f"out={run_dir} holds a finished run whose files no longer match its record: "
                               + "; ".join(problems) + "; remove the directory to train the run again")
         existing = saved = None
-    if existing is None and saved is None:
-        for stale in (model_path, checkpoint_path, record_path):  # the record last: it vouches for the rest
-            stale.unlink(missing_ok=True)
 
     steps_per_epoch = data.steps_per_epoch(cfg.batch_size)
     teacher = prep.execution.runner(prep.teacher.requires_grad_(False)) if prep.teacher is not None else None
     method = METHODS[cfg.method](cfg, teacher)
     cohort = build_cohort(cfg, data, prep.execution, steps_per_epoch, prep.outputs, prep.pretrained, method)
-    record = new_record(prep, argv)
-    record["environment"].update(environment_extra or {})
+    if existing is None and saved is None:  # only now, once all that can refuse the new run has passed
+        for stale in (model_path, checkpoint_path, record_path):  # the record last: it vouches for the rest
+            stale.unlink(missing_ok=True)
     if saved is not None:
         restore_checkpoint(saved, prep.device, cohort, method, record)
         if record["epochs"]:  # killed after an epoch's checkpoint, perhaps before its record
@@ -183,6 +183,19 @@ def train_epoch(method, cohort: Cohort, data: Dataset, cfg: TrainConfig, epoch: 
             s.scheduler.step()
     method.end_epoch(epoch, cohort)
     return entry
+
+
+SAME_RUN = ("config_sha256", "config", "data", "teacher", "pretrained")  # with the code run and the execution
+
+
+def same_run(finished: dict, fresh: dict) -> bool:
+    """Whether a finished record is what training anew would give the record `fresh`: the same configuration,
+    code, data, teacher, published weights and execution. A pipeline job reruns when its job file is gone,
+    which a failed job (a refused device, say) also does; its finished runs are then kept, not trained again."""
+    return all(finished.get(key) == fresh[key] for key in SAME_RUN) \
+        and (finished.get("code") or {}).get("run") == fresh["code"]["run"] \
+        and all((finished.get("environment") or {}).get(key) == value for key, value in fresh["environment"].items()
+                if key in ("device", "precision", "memory_format", "compile", "fuse_students"))
 
 
 def run_code(prep: Prepared):
