@@ -1,8 +1,18 @@
 """`rdml audit TABLE CELL`: the chain behind one number of a table, every hash checked on disk.
 
-For each run behind the cell: the record's own hash, its summary re-derived from its epochs, its
-config hash, data fingerprint, weights and teacher, and with `evaluate` the saved model evaluated
-again on the test split. A damaged file is a problem reported, never a traceback.
+For each run behind the cell: the record's own hash, its summary re-derived from its epochs, its status
+(finished; a diverged one by rdml's divergence rule, replayed over its epochs), its config hash, data
+fingerprint, weights and teacher; for a measured cell (the DML §4.8 analyses) the run's measurements
+file, its own hash, the record and weights it measured, and the value read from it; and with `evaluate`
+the saved model evaluated again on the test split. Then the cell itself: its mean, std, n and diverged
+count recomputed from the audited values by the code that wrote them (rdml.report.cells.Cell), and,
+where the sidecar names the study's section, every run the study plans for the cell listed in it.
+A damaged file is a problem reported, never a traceback; a malformed sidecar is a ConfigError.
+
+`--evaluate` compares each output's test accuracy with its record. Tolerance per device: exact (0 test
+examples) where the record was trained on this machine's kind of device and the same device model, the
+audit evaluating in float32 with the record's thread count; one test example where it was trained
+elsewhere (e.g. on CUDA, audited on the CPU), as float paths of different devices may flip one near tie.
 """
 
 from __future__ import annotations
@@ -13,17 +23,45 @@ from pathlib import Path
 from rdml.config import ConfigError, config_sha256, data_keys
 from rdml.data.base import load_dataset
 from rdml.io import read_json, sha256_file
-from rdml.metrics import METRICS, PRIMARY
+from rdml.metrics import LOSS, METRICS, PRIMARY
+from rdml.report.cells import Cell, measured_values, planned_runs
+from rdml.report.records import measurement_problems
 from rdml.train.integrity import FINISHED, read_record, record_problems, recorded_value, sealed, summary_field
 
-__all__ = ["audit_cell"]
+__all__ = ["audit_cell", "same_device", "evaluation_tolerance", "replayed_divergence", "MEASURE_RTOL"]
+
+CELL_FIELDS = ("mean", "std", "n", "diverged", "runs")
+RUN_FIELDS = ("run", "student", "value", "status")
+STATISTICS = ("mean", "std", "n", "diverged")
 
 
 def audit_cell(table: str | Path, cell: str, root: str | Path = ".", out=print, evaluate: bool = False) -> list[str]:
     """Print the provenance of `cell` ("row|column") of a table sidecar; returns the problems found.
 
-    A missing sidecar or an unknown cell is a ConfigError (bad input), not an audit failure.
+    A missing or malformed sidecar, or an unknown cell, is a ConfigError (bad input), not an audit failure.
     """
+    sidecar_path, sidecar = _read_sidecar(table)
+    if cell not in sidecar["cells"]:
+        known = "\n  ".join(sorted(sidecar["cells"]))
+        raise ConfigError(f"cell {cell!r} is not in {sidecar_path}; cells are:\n  {known}")
+    entry = _cell_entry(sidecar_path, cell, sidecar["cells"][cell])
+    out(f"{sidecar['study']} / {sidecar['table']} / {cell}: mean {entry['mean']}, std {entry['std']}, "
+        f"n={entry['n']}, diverged={entry['diverged']} (metric: {sidecar['metric']})")
+    if evaluate:
+        out("  evaluation        exact (0 test examples) on the device model that trained the run, else 1 example")
+    audit = _Audit(Path(root), sidecar, out, evaluate)
+    problems: list[str] = []
+    for item in entry["runs"]:
+        problems += audit.item(item)
+    problems += _statistics_problems(sidecar_path, cell, entry, audit.cell)
+    problems += audit.planned(cell, entry)
+    out("OK: every hash matches the files on disk" if not problems else f"FAILED: {len(problems)} problem(s)")
+    for problem in problems:
+        out(f"  - {problem}")
+    return problems
+
+
+def _read_sidecar(table: str | Path) -> tuple[Path, dict]:
     sidecar_path = Path(table)
     if sidecar_path.suffix != ".json":
         sidecar_path = sidecar_path.with_suffix(".cells.json") if sidecar_path.suffix else Path(f"{table}.cells.json")
@@ -32,94 +70,284 @@ def audit_cell(table: str | Path, cell: str, root: str | Path = ".", out=print, 
     try:
         sidecar = read_json(sidecar_path)
         sidecar["cells"], sidecar["study"], sidecar["table"], sidecar["metric"]
+        if not isinstance(sidecar["cells"], dict):
+            raise TypeError("cells is not a mapping")
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{sidecar_path} is not a readable table sidecar ({type(exc).__name__}: {exc}); "
                           "rebuild the tables (`rdml tables <study>`)") from None
-    if cell not in sidecar["cells"]:
-        known = "\n  ".join(sorted(sidecar["cells"]))
-        raise ConfigError(f"cell {cell!r} is not in {sidecar_path}; cells are:\n  {known}")
-    entry = sidecar["cells"][cell]
-    out(f"{sidecar['study']} / {sidecar['table']} / {cell}: mean {entry['mean']}, std {entry['std']}, "
-        f"n={entry['n']}, diverged={entry['diverged']} (metric: {sidecar['metric']})")
-    problems: list[str] = []
-    metric = (sidecar["metric"], sidecar.get("score", PRIMARY))  # the study's statistic of the table's metric
-    for item in entry["runs"]:
-        problems += _audit_run(Path(root), item, metric, out, evaluate)
-    out("OK: every hash matches the files on disk" if not problems else f"FAILED: {len(problems)} problem(s)")
-    for problem in problems:
-        out(f"  - {problem}")
-    return problems
+    return sidecar_path, sidecar
 
 
-def _audit_run(root: Path, item: dict, metric: tuple[str, str], out, evaluate: bool) -> list[str]:
-    run_dir = root / item["run"]
-    record_path = run_dir / "record.json"
-    if not record_path.is_file():
-        return [f"{run_dir}: record.json is missing"]
-    try:
-        record = read_record(record_path)
-    except ConfigError as exc:
-        return [str(exc)]
-    problems = record_problems(record, record_path)
-    try:
-        _audit_record(root, run_dir, record_path, record, item, metric, out, evaluate, problems)
-    except ConfigError as exc:  # the data set is missing or damaged on disk
-        problems.append(f"{record_path}: {exc}")
-    except (KeyError, TypeError, IndexError, ValueError) as exc:
-        problems.append(f"{record_path}: a field the audit needs is missing or malformed ({type(exc).__name__}: {exc})")
-    return problems
+def _cell_entry(path: Path, cell: str, entry) -> dict:
+    """The sidecar's entry of `cell`, or a ConfigError naming the cell and the field it lacks."""
+    rebuild = "rebuild the tables (`rdml tables <study>`)"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{path}: cell {cell!r} is not a mapping of {', '.join(CELL_FIELDS)}; {rebuild}")
+    for name in CELL_FIELDS:
+        if name not in entry:
+            raise ConfigError(f"{path}: cell {cell!r} has no field {name!r} (a cell holds {', '.join(CELL_FIELDS)}); {rebuild}")
+    if not isinstance(entry["runs"], list):
+        raise ConfigError(f"{path}: cell {cell!r}: field 'runs' is not a list; {rebuild}")
+    for i, item in enumerate(entry["runs"]):
+        missing = [name for name in RUN_FIELDS if not isinstance(item, dict) or name not in item]
+        if missing:
+            raise ConfigError(f"{path}: cell {cell!r}, runs[{i}] has no field {missing[0]!r} (each run holds "
+                              f"{', '.join(RUN_FIELDS)}); {rebuild}")
+    return entry
 
 
-def _audit_record(root, run_dir, record_path, record, item, metric, out, evaluate, problems: list[str]) -> None:
-    if not sealed(record):
-        out(f"  note              an unsealed {record.get('format')} record: its numbers are checked against its "
-            "epochs and, with --evaluate, its weights")
-    cfg = record["config"]
-    out(f"run {item['run']} ({item['student']}, {record['label']}, seed {record['seed']}, status {record['status']})")
-    recomputed = config_sha256(cfg)  # the stored mapping, whichever rdml version wrote it
-    out(f"  config sha256     {record['config_sha256']}")
-    if recomputed != record["config_sha256"]:
-        problems.append(f"{record_path}: config does not hash to its recorded config_sha256")
-    code = record["code"]
-    out(f"  code              git {code['git_commit']} dirty={code['git_dirty']} src {code['src_sha256'][:16]}…")
-    out(f"  data              {record['data']['name']} fingerprint {record['data']['sha256']}")
-    data = load_dataset(cfg["dataset"], **data_keys(cfg))
-    if data.fingerprint["sha256"] != record["data"]["sha256"]:
-        problems.append(f"{record_path}: data set {cfg['dataset']} on disk no longer matches the recorded fingerprint")
-    statistic, score = metric
-    value = recorded_value(record, item["student"], statistic, score, item.get("epoch"))  # NaN: an epoch never reached
-    if "epoch" in item:
-        what = f"{METRICS[score].label} at epoch {item['epoch']}"
-    else:
-        what = summary_field(statistic, score)
-    if value != item["value"] and not (_missing(value) and _missing(item["value"])):
-        problems.append(f"{record_path}: {item['student']} {what} is {value}, the table used {item['value']}")
-    for arch, weights in sorted((record.get("pretrained") or {}).items()):  # what the students started from
-        file = Path(weights["file"])
-        problems += _check_file(file if file.is_absolute() else root / file, weights["sha256"], f"weights {arch}", out)
-    model_problems = _check_file(run_dir / record["final_model"]["path"], record["final_model"]["sha256"], "checkpoint", out)
-    problems += model_problems
-    if evaluate and not model_problems:
-        problems += _evaluated(run_dir / record["final_model"]["path"], record, data, out)
-    teacher = record.get("teacher")
-    if teacher:
-        problems += _check_file(Path(teacher["path"]) if Path(teacher["path"]).is_absolute() else root / teacher["path"],
-                                teacher["sha256"], "teacher checkpoint", out)
-        teacher_record = (root / teacher["path"]).parent / "record.json"
-        out(f"  teacher run       {teacher_record.parent} (config {teacher['run_config_sha256']})")
-        if not teacher_record.is_file():
-            problems.append(f"{teacher_record}: the teacher's run record is missing")
-            return
+def _statistics_problems(path: Path, cell: str, entry: dict, again: Cell) -> list[str]:
+    """The cell's mean, std, n and diverged count against those of the audited values (the tables' Cell)."""
+    recomputed = again.sidecar()
+    return [f"{path}: cell {cell!r} says {name} {entry[name]}, its runs give {recomputed[name]}"
+            for name in STATISTICS if not _equal(entry[name], recomputed[name])]
+
+
+class _Audit:
+    """The runs behind one cell, each run (and measurements file) audited once however many of its
+    values the cell holds; `cell` refilled from what the records and measurements say."""
+
+    def __init__(self, root: Path, sidecar: dict, out, evaluate: bool):
+        self.root, self.sidecar, self.out, self.evaluate = root, sidecar, out, evaluate
+        self.metric = (sidecar["metric"], sidecar.get("score", PRIMARY))  # the study's statistic of the table's metric
+        self.records: dict[str, dict | None] = {}  # run directory → its record (None: not readable)
+        self.measured: dict[str, dict | None] = {}  # measurements file → its content (None: not usable)
+        self.cell = Cell()
+
+    def item(self, item: dict) -> list[str]:
+        """One value of the cell: its run audited (once), its status and value against the record."""
+        problems = []
+        run = item["run"]
+        if run not in self.records:
+            record, problems = self._run(run)
+            self.records[run] = record
+        record = self.records[run]
+        if record is None:  # reported already; the sidecar's value stands in so the statistics are not blamed too
+            self.cell.add_value(run, item.get("seed"), item["student"], item["value"], item["status"], item.get("epoch"))
+            return problems
+        status = record.get("status")
+        if item["status"] != status:
+            problems.append(f"{run}: the table lists {item['student']} as {item['status']!r}, its record says {status!r}")
         try:
-            own = read_record(teacher_record)
+            value, problems_of_value = self._value(run, record, item)
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
+            problems.append(f"{run}/record.json: the value of {item['student']} is missing or malformed "
+                            f"({type(exc).__name__}: {exc})")
+            value, problems_of_value = item["value"], []
+        problems += problems_of_value
+        self.cell.add_value(run, record.get("seed"), item["student"], value, status, item.get("epoch"))
+        return problems
+
+    def _value(self, run: str, record: dict, item: dict) -> tuple[float | None, list[str]]:
+        """What the cell's `item` should hold, from the record or from the run's measurements file."""
+        if "measure" in item:
+            return self._measured(run, record, item)
+        statistic, score = self.metric
+        value = recorded_value(record, item["student"], statistic, score, item.get("epoch"))  # NaN: an epoch never reached
+        what = f"{METRICS[score].label} at epoch {item['epoch']}" if "epoch" in item else summary_field(statistic, score)
+        if not _equal(value, item["value"]):
+            return value, [f"{run}/record.json: {item['student']} {what} is {value}, the table used {item['value']}"]
+        return value, []
+
+    def _measured(self, run: str, record: dict, item: dict) -> tuple[float | None, list[str]]:
+        path = self.root / item["measures"]
+        problems = []
+        if str(path) not in self.measured:
+            self.measured[str(path)] = None
+            if not path.is_file():
+                self.out(f"  measurements      {path} MISSING")
+                return item["value"], [f"{path}: the measurements file of {run} is missing"]
+            try:
+                measured = read_record(path, "measurements file", ("format", "students"))
+            except ConfigError as exc:
+                return item["value"], [str(exc)]
+            problems = measurement_problems(path, measured, record, run, self.sidecar.get("measurements") or {})
+            self.out(f"  measurements      {path} of model {measured.get('model_sha256')} {'ok' if not problems else 'MISMATCH'}")
+            if self.evaluate and not problems:
+                problems += _measured_again(path, self.root / run, measured, self.out)
+            self.measured[str(path)] = measured
+        measured = self.measured[str(path)]
+        if measured is None:
+            return item["value"], problems
+        values = measured_values(measured, item["student"], item["measure"])
+        value = values[item["index"]] if 0 <= item.get("index", 0) < len(values) else math.nan
+        if not _equal(value, item["value"]):
+            problems.append(f"{path}: {item['student']} {item['measure']}[{item.get('index', 0)}] is {value}, "
+                            f"the table used {item['value']}")
+        return value, problems
+
+    def _run(self, run: str) -> tuple[dict | None, list[str]]:
+        run_dir = self.root / run
+        record_path = run_dir / "record.json"
+        if not record_path.is_file():
+            return None, [f"{run_dir}: record.json is missing"]
+        try:
+            record = read_record(record_path)
         except ConfigError as exc:
-            problems.append(str(exc))
+            return None, [str(exc)]
+        problems = record_problems(record, record_path)
+        try:
+            self._record(run, record_path, record, problems)
+        except ConfigError as exc:  # the data set is missing or damaged on disk
+            problems.append(f"{record_path}: {exc}")
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
+            problems.append(f"{record_path}: a field the audit needs is missing or malformed ({type(exc).__name__}: {exc})")
+        return record, problems
+
+    def _record(self, run: str, record_path: Path, record: dict, problems: list[str]) -> None:
+        out, root, run_dir = self.out, self.root, record_path.parent
+        if not sealed(record):
+            out(f"  note              an unsealed {record.get('format')} record: its numbers are checked against its "
+                "epochs and, with --evaluate, its weights")
+        cfg = record["config"]
+        out(f"run {run} ({record['label']}, "
+            f"seed {record['seed']}, status {record['status']})")
+        if record["status"] not in FINISHED:
+            problems.append(f"{record_path}: the run has not finished (status {record['status']!r}): no table reads it")
             return
-        problems += record_problems(own, teacher_record)
-        if own["config_sha256"] != teacher["run_config_sha256"]:
-            problems.append(f"{teacher_record}: the teacher run there is not the one that taught this run")
-        if (own.get("final_model") or {}).get("sha256") != teacher["sha256"]:
-            problems.append(f"{teacher_record}: the teacher's own record names other weights than the ones that taught this run")
+        problems += _divergence_problems(record_path, record)
+        recomputed = config_sha256(cfg)  # the stored mapping, whichever rdml version wrote it
+        out(f"  config sha256     {record['config_sha256']}")
+        if recomputed != record["config_sha256"]:
+            problems.append(f"{record_path}: config does not hash to its recorded config_sha256")
+        code = record["code"]
+        out(f"  code              git {code['git_commit']} dirty={code['git_dirty']} src {code['src_sha256'][:16]}…")
+        out(f"  data              {record['data']['name']} fingerprint {record['data']['sha256']}")
+        data = load_dataset(cfg["dataset"], **data_keys(cfg))
+        if data.fingerprint["sha256"] != record["data"]["sha256"]:
+            problems.append(f"{record_path}: data set {cfg['dataset']} on disk no longer matches the recorded fingerprint")
+        for arch, weights in sorted((record.get("pretrained") or {}).items()):  # what the students started from
+            file = Path(weights["file"])
+            problems += _check_file(file if file.is_absolute() else root / file, weights["sha256"], f"weights {arch}", out)
+        model = run_dir / record["final_model"]["path"]
+        model_problems = _check_file(model, record["final_model"]["sha256"], "checkpoint", out)
+        problems += model_problems
+        if self.evaluate and not model_problems:
+            problems += _evaluated(model, record, data, out)
+        teacher = record.get("teacher")
+        if teacher:
+            problems += _teacher_problems(root, teacher, out)
+
+    def planned(self, cell: str, entry: dict) -> list[str]:
+        """Every run the study's section (as the sidecar names it) plans for the cell is listed in it, each
+        of the keys its record was trained with; nothing else is. Skipped for a sidecar without `spec`."""
+        spec, study = self.sidecar.get("spec"), self.sidecar["study"]
+        if spec is None:
+            self.out("  note              the sidecar names no study section: the runs it lists are not checked "
+                     "against the study's plan (rebuild the tables)")
+            return []
+        from rdml.study.plan import plan_tables
+
+        try:
+            layouts = {t.name: t for t in plan_tables({"studies": {study: spec}}, study)}
+        except ConfigError as exc:
+            return [f"the study section the sidecar names does not plan ({exc})"]
+        if self.sidecar["table"] not in layouts:
+            return [f"study {study} plans no table {self.sidecar['table']}"]
+        layout = layouts[self.sidecar["table"]]
+        choices = self.sidecar.get("choices") or {}
+        problems = self._choices(layout, choices)
+        row, _, column = cell.partition("|")
+        planned = planned_runs(layout, choices).get((row, column), {})
+        listed = {item["run"] for item in entry["runs"]}
+        problems += [f"cell {cell!r} does not list run {run}, which study {study} plans for it" for run in sorted(set(planned) - listed)]
+        problems += [f"cell {cell!r} lists run {run}, which study {study} does not plan for it" for run in sorted(listed - set(planned))]
+        for directory, run in sorted(planned.items()):
+            record = self.records.get(directory)
+            if record is not None and record.get("config_sha256") != run.config_sha256:
+                problems.append(f"{directory}/record.json: the run there was trained with other keys than study {study} plans")
+        return problems
+
+    def _choices(self, layout, choices: dict) -> list[str]:
+        """A Choice's kept option chosen again from the records, as the tables choose it."""
+        if not any(e.choice for e in layout.entries):
+            return []
+        from rdml.report.cells import choose
+        from rdml.report.records import Records
+
+        try:
+            again = choose(layout, Records(self.root, self.sidecar["study"]), self.sidecar["metric"])
+        except ConfigError as exc:
+            return [f"the choice of the table's options cannot be made again: {exc}"]
+        return [f"the table kept option {choices.get(group, {}).get('chosen')!r} of {group}, the records choose "
+                f"{chosen['chosen']!r}" for group, chosen in again.items()
+                if (choices.get(group) or {}).get("chosen") != chosen["chosen"]]
+
+
+def replayed_divergence(record: dict) -> dict | None:
+    """What rdml's divergence rule (rdml.train.evaluate.find_divergence, applied after every epoch as the
+    training loop applies it) finds in the record's epochs: the `diverged` entry the record must carry."""
+    from rdml.config import KEYS
+    from rdml.train.evaluate import find_divergence
+
+    cfg = record["config"]
+    margin = cfg.get("crash_margin", KEYS["crash_margin"].default)
+    diverged = None
+    for i in range(1, len(record["epochs"]) + 1):
+        if diverged and diverged["stopped"]:
+            break
+        found = find_divergence(record["epochs"][:i], record["data"]["chance_acc"], margin, _members(cfg))
+        if found and (not diverged or found["stopped"] and not diverged["stopped"]):
+            diverged = {**found, "earlier": diverged} if diverged else found
+    return diverged
+
+
+def _members(cfg: dict):
+    """The outputs the divergence rule watches: the members the run's method declares (its students by
+    default, and where the stored config no longer resolves)."""
+    from rdml.config import config_from_mapping, resolve
+    from rdml.methods import METHODS
+
+    try:
+        resolved = resolve(config_from_mapping(cfg))
+    except (ConfigError, KeyError, TypeError, ValueError):
+        return None
+    return METHODS[resolved.method].members(resolved)
+
+
+def _divergence_problems(path: Path, record: dict) -> list[str]:
+    """A finished run's status against its `diverged` entry, and that entry against the epochs."""
+    claimed = record.get("diverged")
+    if (record["status"] == "diverged") != bool(claimed):
+        return [f"{path}: status {record['status']!r}, but its divergence entry is {claimed!r}"]
+    if "diverged" not in record or "chance_acc" not in record.get("data", {}):
+        return []  # a record of a format before divergence was recorded
+    found = replayed_divergence(record)
+    if not _equal(found, claimed):
+        return [f"{path}: the epochs give divergence {found!r}, the record says {claimed!r} (status {record['status']!r})"]
+    return []
+
+
+def _teacher_problems(root: Path, teacher: dict, out) -> list[str]:
+    path = Path(teacher["path"])
+    problems = _check_file(path if path.is_absolute() else root / path, teacher["sha256"], "teacher checkpoint", out)
+    teacher_record = (root / teacher["path"]).parent / "record.json"
+    out(f"  teacher run       {teacher_record.parent} (config {teacher['run_config_sha256']})")
+    if not teacher_record.is_file():
+        return problems + [f"{teacher_record}: the teacher's run record is missing"]
+    try:
+        own = read_record(teacher_record)
+    except ConfigError as exc:
+        return problems + [str(exc)]
+    problems += record_problems(own, teacher_record)
+    if own.get("status") != "ok":
+        problems.append(f"{teacher_record}: the teacher run's status is {own.get('status')!r}, not 'ok'")
+    if own["config_sha256"] != teacher["run_config_sha256"]:
+        problems.append(f"{teacher_record}: the teacher run there is not the one that taught this run")
+    if (own.get("final_model") or {}).get("sha256") != teacher["sha256"]:
+        problems.append(f"{teacher_record}: the teacher's own record names other weights than the ones that taught this run")
+    return problems
+
+
+def _equal(a, b) -> bool:
+    """JSON values alike, NaN and None alike (a value never reached)."""
+    if _missing(a) and _missing(b):
+        return True
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(_equal, a, b))
+    return a == b
 
 
 def _missing(value) -> bool:
@@ -135,10 +363,80 @@ def _check_file(path: Path, expected: str, what: str, out) -> list[str]:
     return [] if actual == expected else [f"{path}: {what} sha256 is {actual}, recorded {expected}"]
 
 
+def same_device(environment: dict) -> bool:
+    """Whether what was computed where `environment` says (a record's, a measurements file's `measured_on`)
+    is computed again here bit for bit: on the CPU of the same model (at its thread count, which the audit
+    sets), where rdml's float32 evaluation is deterministic."""
+    from rdml.train.record import cpu_name
+
+    return str(environment.get("device", "")).split(":")[0] == "cpu" and environment.get("device_name") == cpu_name()
+
+
+def _where(environment: dict) -> str:
+    from rdml.train.record import cpu_name
+
+    if same_device(environment):
+        return f"this CPU model ({cpu_name()})"
+    return f"{environment.get('device') or 'an unrecorded device'} ({environment.get('device_name')}), audited on {cpu_name()}"
+
+
+def evaluation_tolerance(environment: dict, test_examples: int) -> tuple[float, str]:
+    """How far an output's test accuracy evaluated again may be from its record, and why: exact (0 test
+    examples) where the record was trained on this machine's device model (`same_device`), one test
+    example where it was trained on another device (CUDA, another CPU), whose float paths may flip one
+    near tie."""
+    if same_device(environment):
+        return 0.0, f"exact: trained on {_where(environment)}"
+    return 1 / test_examples + 1e-12, f"1 test example: trained on {_where(environment)}"
+
+
+MEASURE_RTOL = 1e-4  # a measurement (a mean over the training rows) made again on another device
+
+
+def _measured_again(path: Path, run_dir: Path, measured: dict, out) -> list[str]:
+    """The run measured again (rdml.analysis.measure, on the CPU, at the thread count it was measured
+    with): exact where it was measured on this CPU model, else within MEASURE_RTOL."""
+    import torch
+
+    from rdml.analysis.measure import measure_run
+
+    where = measured.get("measured_on") or {}
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(int(where.get("threads") or threads))
+        again = measure_run(run_dir, measured["measurements"], torch.device("cpu"))
+    except ConfigError as exc:
+        return [f"{path}: cannot be measured again ({exc})"]
+    finally:
+        torch.set_num_threads(threads)
+    exact = same_device(where)
+    problems = []
+    for student, values in sorted(measured["students"].items()):
+        for name, value in sorted(values.items()):
+            new = (again["students"].get(student) or {}).get(name)
+            if not _close(value, new, 0.0 if exact else MEASURE_RTOL):
+                problems.append(f"{path}: {student} {name} measures {new} again, the file says {value} "
+                                f"({'exact' if exact else f'relative tolerance {MEASURE_RTOL:g}'}: measured on {_where(where)})")
+    if set(again["students"]) != set(measured["students"]):
+        problems.append(f"{path}: measures students {sorted(measured['students'])}, the run has {sorted(again['students'])}")
+    out(f"  measured again    {len(measured['students'])} student(s) "
+        f"{'ok' if not problems else 'MISMATCH'} ({'exact' if exact else 'within tolerance'}: measured on {_where(where)})")
+    return problems
+
+
+def _close(a, b, rtol: float) -> bool:
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y, rtol) for x, y in zip(a, b))
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+        return _equal(a, b)
+    return a == b or abs(a - b) <= rtol * max(abs(a), abs(b))
+
+
 def _evaluated(model_file: Path, record: dict, data, out) -> list[str]:
     """Evaluate every output the run's method declares, from its saved networks (rdml.train.cohort.rebuild),
-    on the test split again (float32 on the CPU) and compare with the record's last epoch; float paths may
-    differ by one test example, no more."""
+    on the test split again (float32 on the CPU, at the record's thread count) and compare with the record's
+    last epoch within `evaluation_tolerance`. A record that says its training loss went non-finite must
+    hold weights or test losses that are not finite."""
     import torch
 
     from rdml.train.cohort import rebuild
@@ -146,16 +444,30 @@ def _evaluated(model_file: Path, record: dict, data, out) -> list[str]:
     from rdml.train.verified import verified_run
 
     run = verified_run(model_file, "", FINISHED, unsealed=True)  # the bytes hashed are the bytes loaded
-    cohort, method = rebuild(run.saved, record["config"], data, torch.device("cpu"))
-    cfg = record["config"]  # a noisy run's last test pass is drawn again with its noise
-    noise = evaluation_noise(cfg.get("input_noise", 0.0), cfg["seed"], len(record["epochs"]))
-    scores = evaluate(cohort, data, noise=noise, method=method)
-    tolerance = 1 / data.split_size("test") + 1e-12
-    key = METRICS[PRIMARY].recorded
+    environment = record.get("environment") or {}
+    tolerance, why = evaluation_tolerance(environment, data.split_size("test"))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(int(environment.get("threads") or threads))
+        cohort, method = rebuild(run.saved, record["config"], data, torch.device("cpu"))
+        cfg = record["config"]  # a noisy run's last test pass is drawn again with its noise
+        noise = evaluation_noise(cfg.get("input_noise", 0.0), cfg["seed"], len(record["epochs"]))
+        scores = evaluate(cohort, data, noise=noise, method=method)
+    finally:
+        torch.set_num_threads(threads)
+    key, loss = METRICS[PRIMARY].recorded, METRICS[LOSS].recorded
     problems = []
     for name, recorded in record["epochs"][-1]["test"].items():
-        if name in scores and abs(scores[name][key] - recorded[key]) > tolerance:
-            problems.append(f"{model_file}: {name} evaluates to accuracy {scores[name][key]}, its record says {recorded[key]}")
+        if name in scores and not abs(scores[name][key] - recorded[key]) <= tolerance:
+            problems.append(f"{model_file}: {name} evaluates to accuracy {scores[name][key]}, its record says "
+                            f"{recorded[key]} (tolerance {why})")
+    if (record.get("diverged") or {}).get("stopped"):
+        finite_weights = all(torch.isfinite(t).all() for state in run.saved["states"] for t in state.values()
+                             if t.is_floating_point())
+        finite_losses = all(math.isfinite(score.get(loss, 0.0)) for score in scores.values())
+        if finite_weights and finite_losses:
+            problems.append(f"{model_file}: its record says training stopped on a non-finite loss, but its weights "
+                            "are finite and evaluate to finite test losses")
     evaluated = ", ".join(f"{name} {score[key]:.4f}" for name, score in scores.items())
-    out(f"  evaluated         {evaluated}")
+    out(f"  evaluated         {evaluated} (tolerance {why})")
     return problems

@@ -20,7 +20,7 @@ from rdml.keys import ConfigError
 from rdml.train.integrity import FINISHED, MEASURES_FORMAT, seal
 from rdml.train.verified import verified_run
 
-__all__ = ["MEASURES_FORMAT", "MEASUREMENTS", "train_log_probs", "prediction_statistics", "noisy_losses", "measure_run"]
+__all__ = ["MEASURES_FORMAT", "MEASUREMENTS", "train_log_probs", "prediction_statistics", "noisy_losses", "measure_run", "measured_on"]
 
 MEASUREMENTS = ("predictions", "noise")
 TOP = 5
@@ -90,7 +90,8 @@ def noisy_losses(model: torch.nn.Module, data: Dataset, sigmas: list[float], dra
 
 def measure_run(run_dir: str | Path, measurements: dict, device: torch.device) -> dict:
     """The requested measurements of every student of the run in `run_dir`, sealed, with the sha256 of
-    the weights and of the record they come from."""
+    the weights and of the record they come from, and where they were measured (`measured_on`: the audit
+    measures again exactly on the same CPU model and thread count, within a tolerance elsewhere)."""
     unknown = sorted(set(measurements) - set(MEASUREMENTS))
     if unknown:
         raise ConfigError(f"measurements {unknown} are not known; allowed: {', '.join(MEASUREMENTS)}")
@@ -100,7 +101,7 @@ def measure_run(run_dir: str | Path, measurements: dict, device: torch.device) -
     cfg = record["config"]
     head = {"format": MEASURES_FORMAT, "run": str(run_dir), "status": record["status"],
             "config_sha256": record["config_sha256"], "run_record_sha256": record.get("record_sha256"),
-            "measurements": measurements}
+            "measurements": measurements, "measured_on": measured_on(device)}
     if record["status"] != "ok":  # a diverged run is counted as diverged in the tables, not measured
         return seal({**head, "model_sha256": None, "students": {}})
     data = load_dataset(cfg["dataset"], **data_keys(cfg)).to(device)
@@ -116,6 +117,13 @@ def measure_run(run_dir: str | Path, measurements: dict, device: torch.device) -
         for k, model in enumerate(models):
             students[f"student_{k}"].update(noisy_losses(model, data, spec["sigmas"], spec["draws"], spec["seed"] + k))
     return seal({**head, "model_sha256": sha, "students": students})
+
+
+def measured_on(device: torch.device) -> dict:
+    """The device, its model and the thread count measurements (or an evaluation) ran with."""
+    from rdml.train.record import environment
+
+    return {k: v for k, v in environment(device).items() if k in ("device", "device_name", "threads")}
 
 
 def declared_networks(run, data: Dataset, measurements: dict, device: torch.device) -> dict[str, dict]:

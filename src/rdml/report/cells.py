@@ -8,13 +8,14 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
+from rdml import paths
 from rdml.metrics import METRICS, PRIMARY
 from rdml.report.records import Records
 from rdml.study.layouts import Entry, TableSpec
 from rdml.study.runs import Run
 from rdml.train.integrity import recorded_value
 
-__all__ = ["Cell", "entry_values", "choose", "fill_cells"]
+__all__ = ["Cell", "entry_values", "measured_values", "measure_source", "choose", "fill_cells", "planned_runs"]
 
 
 @dataclass
@@ -24,14 +25,22 @@ class Cell:
     diverged: int = 0
     by_seed: dict[int, list[float]] = field(default_factory=dict)
 
-    def add(self, run: Run, record: dict, student: str, value: float | None, epoch: int | None = None) -> None:
-        if record["status"] == "diverged":
+    def add(self, run: Run, record: dict, student: str, value: float | None, epoch: int | None = None,
+            where: dict | None = None) -> None:
+        self.add_value(run.directory, run.seed, student, value, record["status"], epoch, where)
+
+    def add_value(self, directory: str, seed: int, student: str, value: float | None, status: str,
+                  epoch: int | None = None, where: dict | None = None) -> None:
+        """One value of a run: counted as diverged where the run diverged, else kept unless never reached.
+        `where`: the measurement it was read from (`measure_source`). `rdml audit` refills a cell through
+        this from the records, so its statistics are recomputed by the code that wrote them."""
+        if status == "diverged":
             self.diverged += 1
         elif value is not None and not math.isnan(value):  # NaN / None: never reached (epoch, last-k window)
             self.values.append(value)
-            self.by_seed.setdefault(run.seed, []).append(value)
-        entry = {"run": run.directory, "seed": run.seed, "student": student, "value": value, "status": record["status"]}
-        self.runs.append(entry if epoch is None else {**entry, "epoch": epoch})
+            self.by_seed.setdefault(seed, []).append(value)
+        entry = {"run": directory, "seed": seed, "student": student, "value": value, "status": status}
+        self.runs.append({**entry, **({} if epoch is None else {"epoch": epoch}), **(where or {})})
 
     def per_seed(self) -> dict[int, float]:
         """The cell's mean per seed over the runs that did not diverge: what paired comparisons match."""
@@ -66,9 +75,20 @@ def entry_values(entry: Entry, student: str, records: Records, statistic: str, s
     record = records.record(entry.run)
     if entry.measure is None:
         return [recorded_value(record, student, statistic, spec.metric, entry.epoch)]
-    measured = records.measurements(entry.run, spec.measurements)["students"].get(student, {})
-    found = measured.get(entry.measure, math.nan)
+    return measured_values(records.measurements(entry.run, spec.measurements), student, entry.measure)
+
+
+def measured_values(measured: dict, student: str, measure: str) -> list[float]:
+    """The values a measurements file (rdml.analysis.measure) holds for `measure` of `student`: a list
+    (noise draws) counts as that many; NaN where it holds none (a diverged run is not measured)."""
+    found = (measured.get("students") or {}).get(student, {}).get(measure, math.nan)
     return [float(v) for v in found] if isinstance(found, list) else [float(found)]
+
+
+def measure_source(study: str, entry: Entry, index: int) -> dict:
+    """Where a measured value of a cell comes from, for the sidecar (what `rdml audit` opens): the
+    measurements file of the entry's run, the measure, and its position in that measure's values."""
+    return {"measures": paths.measures_file(study, entry.run.id), "measure": entry.measure, "index": index}
 
 
 def choose(spec: TableSpec, records: Records, statistic: str) -> dict[str, dict]:
@@ -103,7 +123,9 @@ def fill_cells(spec: TableSpec, records: Records, statistic: str, choices: dict[
         if entry.choice and choices[entry.choice.group]["chosen"] != entry.choice.option:
             continue
         record = records.record(entry.run)
-        values = [(student, v) for student in entry.students for v in entry_values(entry, student, records, statistic, spec)]
+        values = [(student, v, None if entry.measure is None else measure_source(records.study, entry, i))
+                  for student in entry.students
+                  for i, v in enumerate(entry_values(entry, student, records, statistic, spec))]
         if entry.ranked:
             order = sorted(values, key=lambda p: (_reached(p[1]), p[1] or 0.0))
             placed = [(column, [pair]) for column, pair in zip(entry.columns, order)]
@@ -113,11 +135,23 @@ def fill_cells(spec: TableSpec, records: Records, statistic: str, choices: dict[
             placed = [(entry.columns[0], values)]
         for column, pairs in placed:
             cell = cells.setdefault((entry.row, column), Cell())
-            for student, v in pairs:
-                cell.add(entry.run, record, student, v, entry.epoch)
+            for student, v, where in pairs:
+                cell.add(entry.run, record, student, v, entry.epoch, where)
     return cells
 
 
 def _reached(value: float | None) -> bool:
     """Whether a value exists: None and NaN stand for an epoch or a last-k window the run never reached."""
     return value is not None and not math.isnan(value)
+
+
+def planned_runs(spec: TableSpec, choices: dict[str, dict]) -> dict[tuple[str, str], dict[str, Run]]:
+    """Per cell, every run the layout places there (by directory), whatever its records say: what a
+    cell's sidecar must list, each diverged run counted, never left out (`rdml audit`)."""
+    planned: dict[tuple[str, str], dict[str, Run]] = {}
+    for entry in spec.entries:
+        if entry.choice and (choices.get(entry.choice.group) or {}).get("chosen") != entry.choice.option:
+            continue
+        for column in entry.columns[: len(entry.students)] if entry.ranked else entry.columns[:1]:
+            planned.setdefault((entry.row, column), {})[entry.run.directory] = entry.run
+    return planned

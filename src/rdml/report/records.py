@@ -10,7 +10,7 @@ from rdml.keys import ConfigError
 from rdml.study.runs import Run
 from rdml.train.integrity import FINISHED, MEASURES_FORMAT, read_record, run_problems, seal_holds
 
-__all__ = ["checked_record", "checked_measurements", "Records"]
+__all__ = ["checked_record", "checked_measurements", "measurement_problems", "Records"]
 
 
 def checked_record(root: str | Path, study: str, run: Run) -> dict:
@@ -34,16 +34,28 @@ def checked_measurements(root: str | Path, study: str, run: Run, record: dict, w
     if not path.is_file():
         raise ConfigError(f"{path} is missing: run {run.id} of study {study} has not been measured (rerun the pipeline)")
     measured = read_record(path, "measurements file", ("format", "students"))
-    problems = [] if seal_holds(measured) else [f"{path}: does not hash to its record_sha256 (edited outside rdml?)"]
-    if measured.get("format") != MEASURES_FORMAT or measured.get("run_record_sha256") != record.get("record_sha256"):
-        problems.append(f"{path}: not the measurements of the record at {run.directory}")
-    elif record["status"] == "ok" and measured.get("model_sha256") != record["final_model"]["sha256"]:
-        problems.append(f"{path}: measured other weights than {run.directory}/model.pt")
-    if any((measured.get("measurements") or {}).get(name) != value for name, value in wanted.items()):
-        problems.append(f"{path}: measured with {measured.get('measurements')}, but the table asks for {wanted}")
+    problems = measurement_problems(path, measured, record, run.directory, wanted)
     if problems:
         raise ConfigError("no table is written from measurements that do not hold: " + "; ".join(problems))
     return measured
+
+
+def measurement_problems(path: str | Path, measured: dict, record: dict, run_dir: str, wanted: dict) -> list[str]:
+    """What does not hold of the measurements file at `path` (read as `measured`) of the run at `run_dir`
+    whose record reads `record`: its own hash, the record it names (its record_sha256), the weights it
+    measured (model_sha256: the model.pt that record names; none for a diverged run, which is not
+    measured) and the settings the table asks for (`wanted`). What tables and `rdml audit` both check."""
+    problems = [] if seal_holds(measured) else [f"{path}: does not hash to its record_sha256 (edited outside rdml?)"]
+    if measured.get("format") != MEASURES_FORMAT or measured.get("run_record_sha256") != record.get("record_sha256"):
+        problems.append(f"{path}: not the measurements of the record at {run_dir}")
+    elif measured.get("status") != record.get("status"):
+        problems.append(f"{path}: measured a run of status {measured.get('status')!r}, the record at {run_dir} says "
+                        f"{record.get('status')!r}")
+    elif measured.get("model_sha256") != (record["final_model"]["sha256"] if record.get("status") == "ok" else None):
+        problems.append(f"{path}: measured other weights than {run_dir}/model.pt")
+    if any((measured.get("measurements") or {}).get(name) != value for name, value in wanted.items()):
+        problems.append(f"{path}: measured with {measured.get('measurements')}, but the table asks for {wanted}")
+    return problems
 
 
 class Records:

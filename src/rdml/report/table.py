@@ -38,6 +38,8 @@ class Table:
     notes: dict[tuple[str, str], str] = field(default_factory=dict)  # text cells: the option a Choice kept
     choices: dict[str, dict] = field(default_factory=dict)  # group → by, the option kept, every option's score
     metric: Metric = METRICS[PRIMARY]  # what its cells report: which way is better
+    measurements: dict = field(default_factory=dict)  # what its measured cells asked of each run (rdml.analysis.measure)
+    study: dict | None = None  # the study's section it was planned from: the audit plans its cells again from it
 
     def ranked(self, column: str) -> list[str]:
         """The rows of a column by their mean, best first (highest, or lowest where lower is better)."""
@@ -70,12 +72,15 @@ class Table:
 
     def sidecar(self, study: str, metric: str) -> dict:
         """The cells and their runs (`<table>.cells.json`, what `rdml audit` reads); `metric`: the study's
-        statistic; `score`: the table's metric, where it is not top-1 accuracy."""
+        statistic; `score`: the table's metric, where it is not top-1 accuracy; `measurements`: what measured
+        cells asked of their runs; `spec`: the study's section, from which the audit plans each cell's runs."""
         score = {} if self.metric.name == PRIMARY else {"score": self.metric.name}
         return {
             "table": self.name, "study": study, "metric": metric, **score, "caption": self.caption,
             "cells": {f"{row}|{col}": cell.sidecar() for (row, col), cell in self.cells.items() if cell.runs},
             **({"choices": self.choices} if self.choices else {}),
+            **({"measurements": self.measurements} if self.measurements else {}),
+            **({"spec": self.study} if self.study is not None else {}),
         }
 
 
@@ -101,7 +106,7 @@ def build_table(spec: TableSpec, records: Records, statistic: str) -> Table:
     caption = " ".join([spec.caption.replace("{what}", describe(statistic, spec.metric)), *notes])
     kept = {where: choices[group]["chosen"] or "—" for group, where in spec.choice_cells.items() if group in choices}
     table = Table(spec.name, caption, spec.rows, spec.columns, cells, spec.bold_columns, derived, spec.scale,
-                  spec.digits, spec.claims, kept, choices, METRICS[spec.metric])
+                  spec.digits, spec.claims, kept, choices, METRICS[spec.metric], spec.measurements)
     table.caption = table.caption.rstrip(".") + "." + table.legend
     return table
 
@@ -111,4 +116,7 @@ def build_tables(params: dict, study: str, root: str | Path = ".", records: dict
     run id → checked record, when the caller has read them already)."""
     statistic = metric_of(params, study)
     source = Records(root, study, records)
-    return [build_table(spec, source, statistic) for spec in plan_tables(params, study)]
+    tables = [build_table(spec, source, statistic) for spec in plan_tables(params, study)]
+    for table in tables:
+        table.study = params["studies"][study]
+    return tables
