@@ -148,14 +148,14 @@ def rename(mapping: dict, old: str, new: str) -> None:
 
 
 UNKNOWN = [
-    (lambda p: p.update(thread=1), "params.yaml: unknown key(s) thread (did you mean threads?); allowed: build, gpus"),
+    (lambda p: p.update(thread=1), "params.yaml: unknown key(s) thread; allowed: build, gpus, jobs_per_gpu, threads, studies (did you mean threads?)"),
     (lambda p: p.update(build="digits"), "build='digits' is not allowed; it must be a list of study names"),
-    (lambda p: p["studies"]["digits"].update(seed=[0]), "studies.digits: unknown key(s) seed (did you mean seeds?)"),
+    (lambda p: p["studies"]["digits"].update(seed=[0]), ("studies.digits: unknown key(s) seed; allowed: ", "(did you mean seeds?)")),
     (lambda p: p["studies"]["digits"]["train"].update(epoch=3), "studies.digits.train.epoch is not a training key; did you mean epochs?"),
     (lambda p: p["studies"]["digits"].update(train=[1]), "studies.digits.train=[1] is not allowed; it must be a mapping"),
-    (lambda p: p["studies"]["digits"]["kd_table"].update(alpha=[1]), "studies.digits.kd_table: unknown key(s) alpha (did you mean alphas?)"),
+    (lambda p: p["studies"]["digits"]["kd_table"].update(alpha=[1]), ("studies.digits.kd_table: unknown key(s) alpha; allowed: ", "(did you mean alphas?)")),
     (lambda p: p["studies"]["digits"].update(pair_table=None), "studies.digits.pair_table=None is not allowed; it must be a mapping"),
-    (lambda p: p["studies"]["digits"]["teacher"].update(seeds=1), "studies.digits.teacher: unknown key(s) seeds (did you mean seed?)"),
+    (lambda p: p["studies"]["digits"]["teacher"].update(seeds=1), ("studies.digits.teacher: unknown key(s) seeds; allowed: ", "(did you mean seed?)")),
     (lambda p: p["studies"]["digits"]["teacher"].update(train={"lr_": 1}), "studies.digits.teacher.train.lr_ is not a training key"),
     (lambda p: p["studies"]["digits"].update(train_where=[{"datasets": ["digits"], "train": {"epochz": 2}}]),
      "studies.digits.train_where[0].train.epochz is not a training key; did you mean epochs?"),
@@ -165,17 +165,17 @@ UNKNOWN = [
     (lambda p: p["studies"]["digits"].pop("seeds"), "studies.digits: missing key(s) seeds"),
     (lambda p: [p["studies"]["digits"].pop(k) for k in list(p["studies"]["digits"]) if k.endswith("_table")],
      "studies.digits: no table; give at least one of"),
-    (lambda p: hybrid(p, 3, fusion_evry="1e"), "studies.okdph_table3.okdph_table.hybrid[3]: unknown key(s) fusion_evry "
-     "(did you mean fusion_every?)"),
+    (lambda p: hybrid(p, 3, fusion_evry="1e"), ("studies.okdph_table3.okdph_table.hybrid[3]: unknown key(s) fusion_evry; allowed: ",
+                                         "(did you mean fusion_every?)")),
     (lambda p: rename(p["studies"]["okdph_table3"]["okdph_table"]["hybrid"][0], "fusion_every", "fusion_evry"),
-     "studies.okdph_table3.okdph_table.hybrid[0]: unknown key(s) fusion_evry (did you mean fusion_every?)"),
+     ("studies.okdph_table3.okdph_table.hybrid[0]: unknown key(s) fusion_evry; allowed: ", "(did you mean fusion_every?)")),
     (lambda p: p["studies"]["okdph_table3"]["okdph_table"]["hybrid"][0].pop("kd_weight"),
      "studies.okdph_table3.okdph_table.hybrid[0]: missing key(s) kd_weight"),
     (lambda p: hybrid(p, 0, fusion_every="2x"), "fusion_every='2x' is not allowed"),
     (lambda p: hybrid(p, 0, hybrid_weight=2), "hybrid_weight=2.0 is not allowed; it must be a number in [0, 1]"),
     (lambda p: hybrid(p, 0, ce_weight="high"), "ce_weight='high' is not a valid float"),
     (lambda p: okdph(p, baseline={"cifar10": "crop_flip", "cifar100": "crop_flip", "cifar1000": "none"}),
-     "studies.okdph_table3.okdph_table.baseline: unknown data set(s) cifar1000 (did you mean cifar100?); allowed: cifar10, cifar100"),
+     "studies.okdph_table3.okdph_table.baseline: unknown data set(s) cifar1000; allowed: cifar10, cifar100 (did you mean cifar100?)"),
     (lambda p: okdph(p, baseline={"cifar10": "crop_flip"}), "studies.okdph_table3.okdph_table.baseline: missing data set(s) cifar100"),
     (lambda p: okdph(p, baseline="crop_flip"), "studies.okdph_table3.okdph_table.baseline='crop_flip' is not allowed; it must be a mapping"),
     (lambda p: okdph(p, students=3), "studies.okdph_table3.okdph_table.students=3 is not allowed; it must be a list of cohort sizes"),
@@ -187,11 +187,11 @@ UNKNOWN = [
     (lambda p: p["studies"]["okdph_table4"]["okdph_data_table"]["settings"][0].update(train={"input_nois": 1.0}),
      "studies.okdph_table4.okdph_data_table.settings[0].train.input_nois is not a training key; did you mean input_noise?"),
     (lambda p: p["studies"]["okdph_table4"]["okdph_data_table"]["settings"][1].update(dataset={"cifar10": "cifar10_10"}),
-     "studies.okdph_table4.okdph_data_table.settings[1]: unknown key(s) dataset (did you mean datasets?)"),
+     ("studies.okdph_table4.okdph_data_table.settings[1]: unknown key(s) dataset; allowed: ", "(did you mean datasets?)")),
     (lambda p: p["studies"]["okdph_table4"]["okdph_data_table"]["settings"][1]["datasets"].update(cifar1000="cifar10_1"),
      "studies.okdph_table4.okdph_data_table.settings[1].datasets: unknown data set(s) cifar1000"),
-    (lambda p: hybrid_data(p, settings="Noisy"), "studies.okdph_table4.okdph_data_table.hybrid[0]: unknown key(s) settings "
-     "(did you mean setting?)"),
+    (lambda p: hybrid_data(p, settings="Noisy"), ("studies.okdph_table4.okdph_data_table.hybrid[0]: unknown key(s) settings; allowed: ",
+                                              "(did you mean setting?)")),
 ]
 
 
@@ -207,9 +207,9 @@ def test_a_mistake_at_any_depth_of_params_yaml_is_named_before_any_work(tmp_path
     path = spoiled(tmp_path, edit)
     with pytest.raises(ConfigError) as caught:
         load_params(path)
-    assert message in str(caught.value)
     err = refused(capsys, "pipeline", "dvc-yaml", "--params", str(path), "--out", str(tmp_path / "dvc.yaml"))
-    assert message in err
+    for part in (message,) if isinstance(message, str) else message:
+        assert part in str(caught.value) and part in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
@@ -223,7 +223,7 @@ def test_the_repository_params_and_a_top_level_threads_key_are_accepted(tmp_path
 
 @pytest.mark.parametrize("spec,message", [
     ("{}", "studies.s: missing key(s) datasets, seeds"),
-    ('{"datasets": ["synthetic"], "seeds": [0], "pair_tabel": {}}', "studies.s: unknown key(s) pair_tabel (did you mean pair_table?)"),
+    ('{"datasets": ["synthetic"], "seeds": [0], "pair_tabel": {}}', ("studies.s: unknown key(s) pair_tabel; allowed: ", "(did you mean pair_table?)")),
     ('{"datasets": ["synthetic"], "seeds": [0], "pair_table": {"pairs": [["mlp", "mlp"]]}, "train": {"epoks": 1}}',
      "studies.s.train.epoks is not a training key"),
     ("[]", "--spec must be a JSON dict"),
@@ -231,7 +231,8 @@ def test_the_repository_params_and_a_top_level_threads_key_are_accepted(tmp_path
 def test_tables_spec_that_is_not_a_study_is_a_message(tmp_path, capsys, monkeypatch, spec, message):
     """`rdml tables s --spec '{}'` ended in KeyError: 'datasets', after making the tables folder."""
     monkeypatch.chdir(tmp_path)
-    assert message in refused(capsys, "tables", "s", "--spec", spec)
+    err = refused(capsys, "tables", "s", "--spec", spec)
+    assert all(part in err for part in ((message,) if isinstance(message, str) else message))
     assert list(tmp_path.iterdir()) == []
 
 

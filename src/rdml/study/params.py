@@ -72,8 +72,8 @@ def _unknown(at: str, section: dict, allowed, what: str = "key") -> None:
     if unknown:
         close = difflib.get_close_matches(unknown[0], [str(a) for a in allowed], n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        raise ConfigError(f"{at}: unknown {what}(s) {', '.join(sorted(unknown))}{hint}; allowed: "
-                          f"{', '.join(sorted(map(str, allowed)))}")
+        shown = sorted(map(str, allowed)) if isinstance(allowed, (set, frozenset)) else map(str, allowed)  # as declared
+        raise ConfigError(f"{at}: unknown {what}(s) {', '.join(sorted(unknown))}; allowed: {', '.join(shown)}{hint}")
 
 
 def _mapping(at: str, value, what: str = "a mapping") -> dict:
