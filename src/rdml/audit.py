@@ -32,6 +32,7 @@ __all__ = ["audit_cell", "same_device", "evaluation_tolerance", "replayed_diverg
 
 CELL_FIELDS = ("mean", "std", "n", "diverged", "runs")
 RUN_FIELDS = ("run", "student", "value", "status")
+MEASURED_FIELDS = ("measures", "measure", "index")  # a measured value: its file, its measure, its place in it
 STATISTICS = ("mean", "std", "n", "diverged")
 
 
@@ -89,10 +90,11 @@ def _cell_entry(path: Path, cell: str, entry) -> dict:
     if not isinstance(entry["runs"], list):
         raise ConfigError(f"{path}: cell {cell!r}: field 'runs' is not a list; {rebuild}")
     for i, item in enumerate(entry["runs"]):
-        missing = [name for name in RUN_FIELDS if not isinstance(item, dict) or name not in item]
+        fields = RUN_FIELDS + (MEASURED_FIELDS if isinstance(item, dict) and "measure" in item else ())
+        missing = [name for name in fields if not isinstance(item, dict) or name not in item]
         if missing:
             raise ConfigError(f"{path}: cell {cell!r}, runs[{i}] has no field {missing[0]!r} (each run holds "
-                              f"{', '.join(RUN_FIELDS)}); {rebuild}")
+                              f"{', '.join(fields)}); {rebuild}")
     return entry
 
 
@@ -170,9 +172,10 @@ class _Audit:
         if measured is None:
             return item["value"], problems
         values = measured_values(measured, item["student"], item["measure"])
-        value = values[item["index"]] if 0 <= item.get("index", 0) < len(values) else math.nan
+        index = item["index"]
+        value = values[index] if isinstance(index, int) and 0 <= index < len(values) else math.nan
         if not _equal(value, item["value"]):
-            problems.append(f"{path}: {item['student']} {item['measure']}[{item.get('index', 0)}] is {value}, "
+            problems.append(f"{path}: {item['student']} {item['measure']}[{index}] is {value}, "
                             f"the table used {item['value']}")
         return value, problems
 
@@ -363,13 +366,18 @@ def _check_file(path: Path, expected: str, what: str, out) -> list[str]:
     return [] if actual == expected else [f"{path}: {what} sha256 is {actual}, recorded {expected}"]
 
 
+REFERENCE_EXECUTION = {"precision": "fp32", "memory_format": "contiguous", "compile": False, "fuse_students": False}
+
+
 def same_device(environment: dict) -> bool:
     """Whether what was computed where `environment` says (a record's, a measurements file's `measured_on`)
     is computed again here bit for bit: on the CPU of the same model (at its thread count, which the audit
-    sets), where rdml's float32 evaluation is deterministic."""
+    sets) and, where it says how the students ran, as the audit runs them (float32, contiguous, neither
+    compiled nor fused): there rdml's evaluation is deterministic."""
     from rdml.train.record import cpu_name
 
-    return str(environment.get("device", "")).split(":")[0] == "cpu" and environment.get("device_name") == cpu_name()
+    return (str(environment.get("device", "")).split(":")[0] == "cpu" and environment.get("device_name") == cpu_name()
+            and all(environment.get(key, value) == value for key, value in REFERENCE_EXECUTION.items()))
 
 
 def _where(environment: dict) -> str:
@@ -377,7 +385,10 @@ def _where(environment: dict) -> str:
 
     if same_device(environment):
         return f"this CPU model ({cpu_name()})"
-    return f"{environment.get('device') or 'an unrecorded device'} ({environment.get('device_name')}), audited on {cpu_name()}"
+    how = ", ".join(f"{key} {environment[key]}" for key, value in REFERENCE_EXECUTION.items()
+                    if environment.get(key, value) != value)
+    return (f"{environment.get('device') or 'an unrecorded device'} ({environment.get('device_name')}"
+            f"{', ' + how if how else ''}), audited on {cpu_name()} in float32")
 
 
 def evaluation_tolerance(environment: dict, test_examples: int) -> tuple[float, str]:

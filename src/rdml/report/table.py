@@ -8,6 +8,7 @@ the number of values; diverged runs are left out of the mean and counted in the 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,6 +118,7 @@ def build_tables(params: dict, study: str, root: str | Path = ".", records: dict
     statistic = metric_of(params, study)
     source = Records(root, study, records)
     tables = [build_table(spec, source, statistic) for spec in plan_tables(params, study)]
+    section = json.loads(json.dumps(params["studies"][study], sort_keys=True))  # one order, whoever planned it
     for table in tables:
-        table.study = params["studies"][study]
+        table.study = section
     return tables
