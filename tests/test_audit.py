@@ -307,6 +307,20 @@ def test_evaluation_is_exact_on_the_training_cpu_and_within_one_example_across_d
     assert any("student_0 evaluates to accuracy" in p for p in problems) == caught, problems
 
 
+@pytest.mark.parametrize("relative, device, caught", [(1e-6, None, True), (5e-4, "cuda:0", False), (5e-3, "cuda:0", True)])
+def test_measuring_again_is_exact_on_the_measuring_cpu_and_within_tolerance_elsewhere(project, relative, device, caught):
+    def edit(content):
+        content["students"]["student_0"]["entropy"] *= 1 + relative
+        if device:
+            content["measured_on"].update(device=device, device_name="NVIDIA H100 80GB HBM3")
+
+    reseal(measures(project, IND_RUN), edit)
+    tables(project)
+    assert audit(project, "entropy_table", IND) == []
+    problems = audit(project, "entropy_table", IND, evaluate=True)
+    assert any("student_0 entropy measures" in p for p in problems) == caught, problems
+
+
 def test_the_tolerance_is_stated_per_device():
     from rdml.train.record import cpu_name
 
