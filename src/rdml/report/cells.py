@@ -21,7 +21,8 @@ __all__ = ["Cell", "entry_values", "measured_values", "measure_source", "choose"
 @dataclass
 class Cell:
     values: list[float] = field(default_factory=list)
-    runs: list[dict] = field(default_factory=list)  # {"run", "seed", "student", "value", "status"}
+    runs: list[dict] = field(default_factory=list)  # {"run", "seed", "student", "value", "status"}, and its "epoch"
+    # or its measurement ("measures" file, "measure", "index") where the value is one
     diverged: int = 0
     by_seed: dict[int, list[float]] = field(default_factory=dict)
 
