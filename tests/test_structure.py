@@ -223,6 +223,7 @@ def test_an_epoch_cell_of_a_run_that_stopped_earlier_audits(tmp_path):
     root = legacy_project(tmp_path)
     cells = json.loads((root / "t.cells.json").read_text())
     cells["cells"]["DML|x"]["runs"][0].update(epoch=25, value=float("nan"))  # the table's NaN: never reached
+    cells["cells"]["DML|x"].update(mean=None, std=None, n=0)  # what the table makes of it: no value
     (root / "t.cells.json").write_text(json.dumps(cells))
     assert audit_cell(root / "t.cells.json", "DML|x", root, out=lambda _: None) == []
 
@@ -248,7 +249,7 @@ def test_the_audit_catches_forged_numbers_and_damaged_files(tmp_path):
     forged["summary"]["student_0"].update(final_acc=0.99, best_acc=0.99)
     path.write_text(json.dumps(forged))
     cells = json.loads(sidecar.read_text())
-    cells["cells"]["DML|x"]["runs"][0]["value"] = 0.99
+    cells["cells"]["DML|x"]["runs"][0]["value"] = cells["cells"]["DML|x"]["mean"] = 0.99
     sidecar.write_text(json.dumps(cells))
     assert audit() == []  # consistent numbers, and a record of rdml.run/1 has no hash of its own …
     assert any("evaluates to accuracy" in p for p in audit(evaluate=True))  # … but the model does not say 0.99
