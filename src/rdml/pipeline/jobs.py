@@ -75,7 +75,8 @@ def run_job(spec: dict, gpus: int | str = "auto", threads: int | None = None, pe
 
 def _train_run(study: str, run_id: str, cfg, command: list[str], gpu_slot: str) -> dict:
     """The job runs because something it depends on changed: train anew, unless an interrupted run of
-    the same configuration can resume; replace what is stale or damaged only once all is validated."""
+    the same configuration can resume or the finished run is already what it would train (rdml.train.loop
+    same_run); replace what is stale or damaged only once all is validated."""
     record = train(cfg, argv=command, progress=False, replace=True, retrain=True, environment_extra={"gpu_slot": gpu_slot})
     atomic_write_json(paths.metrics_file(study, run_id), metrics_of(record))
     return record

@@ -46,7 +46,9 @@ def train(cfg: TrainConfig, argv: list[str] | None = None, *, progress: bool | N
     files rdml did not write is refused, and one command at a time works in it (a lock the kernel
     drops when its holder dies). A finished run is returned only if its files still match its record.
     `replace`: a run of another configuration, or damaged files, are replaced instead of refused.
-    `retrain`: a finished run is trained again (the pipeline reruns a job because something changed).
+    `retrain`: a finished run is trained again (the pipeline reruns a job because something changed),
+    unless its record says it is what training anew would give (`same_run`). A run being replaced keeps
+    its files until everything that can refuse the new one (device, data, teacher, cohort) has passed.
     """
     prep = prepare(cfg)
     cfg = prep.cfg
