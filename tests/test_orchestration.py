@@ -26,7 +26,7 @@ from rdml.pipeline.dvc import dvc_stages
 from rdml.pipeline.jobs import job_threads, run_job
 from rdml.report import write
 from rdml.report.write import write_tables
-from rdml.study.params import load_params
+from rdml.study.params import load_params, with_smoke_studies
 from rdml.study.plan import find_job, plan_jobs, plan_study, thread_count
 from rdml.train import loop
 from rdml.train.loop import train
@@ -52,6 +52,11 @@ def project(tmp_path, monkeypatch):
     threads = torch.get_num_threads()
     yield tmp_path
     torch.set_num_threads(threads)
+
+
+def load_params_from(params: dict) -> dict:
+    """`params` as rdml.study.params.load_params gives it: with the smoke variants."""
+    return with_smoke_studies(params)
 
 
 def files_under(*folders: Path) -> dict:
@@ -90,12 +95,6 @@ def test_snakemake_and_dvc_hand_every_job_params_threads():
     assert "--threads $RDML_THREADS" in rules and "{threads}" not in rules
     stages = dvc_stages(load_params_from(tiny()), ["smoke"])
     assert all("--threads" not in stage["cmd"] for stage in stages.values())
-
-
-def load_params_from(params: dict) -> dict:
-    from rdml.study.params import with_smoke_studies
-
-    return with_smoke_studies(params)
 
 
 # ---- 2. model.pt bytes ------------------------------------------------------------------------------------
