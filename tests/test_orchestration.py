@@ -27,7 +27,8 @@ from rdml.pipeline.jobs import job_threads, run_job
 from rdml.report import write
 from rdml.report.write import write_tables
 from rdml.study.params import load_params, with_smoke_studies
-from rdml.study.plan import find_job, plan_jobs, plan_study, thread_count
+from rdml.study.params import thread_count
+from rdml.study.plan import find_job, plan_jobs, plan_study
 from rdml.train import loop
 from rdml.train.loop import train
 from test_tables import PARAMS as FABRICATED, fabricate

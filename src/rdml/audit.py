@@ -281,20 +281,18 @@ class _Audit:
 
 
 def replayed_divergence(record: dict) -> dict | None:
-    """What rdml's divergence rule (rdml.train.evaluate.find_divergence, applied after every epoch as the
+    """What rdml's divergence rule (rdml.train.evaluate.divergence_after, applied after every epoch as the
     training loop applies it) finds in the record's epochs: the `diverged` entry the record must carry."""
     from rdml.config import KEYS
-    from rdml.train.evaluate import find_divergence
+    from rdml.train.evaluate import divergence_after
 
     cfg = record["config"]
-    margin = cfg.get("crash_margin", KEYS["crash_margin"].default)
+    margin, members = cfg.get("crash_margin", KEYS["crash_margin"].default), _members(cfg)
     diverged = None
     for i in range(1, len(record["epochs"]) + 1):
         if diverged and diverged["stopped"]:
             break
-        found = find_divergence(record["epochs"][:i], record["data"]["chance_acc"], margin, _members(cfg))
-        if found and (not diverged or found["stopped"] and not diverged["stopped"]):
-            diverged = {**found, "earlier": diverged} if diverged else found
+        diverged = divergence_after(diverged, record["epochs"][:i], record["data"]["chance_acc"], margin, members)
     return diverged
 
 

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("--spec", help="what to measure as JSON, as Snakemake planned it (default: plan it from --params)")
     for sub in (run, measure):
         sub.add_argument("--gpus", default=None, help="GPU slots to choose from: auto or a number (default: params.yaml's gpus)")
-        sub.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for torch, an integer >= 1")
+        sub.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for torch, an integer >= 1 (default: params.yaml's threads, 1)")
         sub.add_argument("--jobs-per-gpu", default=None, help="jobs that share one GPU (default: params.yaml's jobs_per_gpu, 1)")
         sub.add_argument("--die-with-parent", action="store_true", help="end when the process that started this one dies "
                          "(what Snakemake's jobs ask for)")
@@ -201,7 +201,7 @@ def _pipeline(args) -> int:
             from rdml.pipeline.slots import die_with_parent
 
             die_with_parent()  # first, before the seconds of importing torch
-        from rdml.pipeline.jobs import run_job
+        from rdml.pipeline.jobs import job_threads, run_job
 
         if args.spec:
             spec = _json_argument("--spec", args.spec, dict)
@@ -210,14 +210,14 @@ def _pipeline(args) -> int:
         else:
             spec = find_job(load_params(args.params), args.study, args.job_id).spec()
         gpus, per_gpu = _slots(args)
-        for record in run_job(spec, gpus, threads=args.threads, per_gpu=per_gpu):
+        for record in run_job(spec, gpus, threads=job_threads(args.threads, args.params), per_gpu=per_gpu):
             print(f"{record['config']['out']}: {record['status']}")
     elif args.step == "measure":
         if args.die_with_parent:
             from rdml.pipeline.slots import die_with_parent
 
             die_with_parent()
-        from rdml.pipeline.jobs import measure_job
+        from rdml.pipeline.jobs import job_threads, measure_job
         from rdml.study.plan import plan_measurements
 
         if args.spec:
@@ -231,7 +231,7 @@ def _pipeline(args) -> int:
             run, wanted = planned[args.run_id]
             spec = {"study": args.study, "run": run.id, "directory": run.directory, "measurements": wanted}
         gpus, per_gpu = _slots(args)
-        print(measure_job(spec, gpus, threads=args.threads, per_gpu=per_gpu))
+        print(measure_job(spec, gpus, threads=job_threads(args.threads, args.params), per_gpu=per_gpu))
     elif args.step == "prepare":
         from rdml.pipeline.jobs import prepare_dataset
 

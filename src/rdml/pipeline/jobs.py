@@ -18,8 +18,7 @@ from rdml.data.base import load_dataset
 from rdml.data.catalog import DATASETS, KINDS, RESOURCES
 from rdml.io import atomic_write_json
 from rdml.pipeline.slots import acquire_gpu
-from rdml.study.params import load_params, slot_count
-from rdml.study.plan import thread_count
+from rdml.study.params import load_params, slot_count, thread_count
 from rdml.train.loop import train
 
 __all__ = ["run_job", "measure_job", "job_threads", "metrics_of", "prepare_dataset", "prepare_weights"]

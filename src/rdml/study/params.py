@@ -18,7 +18,7 @@ from rdml.yamlfile import load_yaml
 
 __all__ = ["load_params", "with_smoke_studies", "studies_to_build", "study_spec", "check_study", "metric_of", "STATISTICS",
            "STUDY_KEYS", "TOP_KEYS",
-           "slot_count", "jobs_per_gpu",
+           "slot_count", "jobs_per_gpu", "thread_count",
            "RUN_FIELDS"]
 
 # a study's `metric`: the statistic over epochs its tables report of each table's metric (rdml.metrics);
@@ -49,6 +49,16 @@ def jobs_per_gpu(value) -> int:
     return int(value)
 
 
+def thread_count(params: dict) -> int:
+    """params.yaml's `threads` (default 1): the CPU threads of torch in every job, whichever command
+    starts it (Snakemake, DVC, `rdml pipeline run`). Intra-op threads change float32 sums, so two
+    orchestrators that let torch pick its own count give one run two sets of numbers."""
+    value = params.get("threads", 1)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"threads={value!r} is not allowed; allowed: an integer >= 1")
+    return value
+
+
 def load_params(path: str | Path = "params.yaml") -> dict:
     """params.yaml with every study checked, at every depth, before any of them is planned (a typo in a
     study not built today is named today), and a `<study>_smoke` variant of each."""
@@ -58,6 +68,7 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     _unknown(str(path), params, TOP_KEYS)
     slot_count(params.get("gpus", "auto"))
     jobs_per_gpu(params.get("jobs_per_gpu", 1))
+    thread_count(params)
     build = params.get("build", [])
     if not isinstance(build, list) or not all(isinstance(name, str) for name in build):
         raise ConfigError(f"build={build!r} is not allowed; it must be a list of study names")

@@ -16,21 +16,11 @@ from typing import Any
 from rdml.config import V1_METHOD_KEYS, method_keys
 from rdml.keys import ConfigError
 from rdml.study.layouts import LAYOUTS, TableSpec
-from rdml.study.params import metric_of, study_spec
+from rdml.study.params import metric_of, study_spec, thread_count
 from rdml.study.runs import Job, Run
 
-__all__ = ["StudyPlan", "plan_tables", "plan_study", "plan_jobs", "find_job", "plan_measurements", "thread_count",
+__all__ = ["StudyPlan", "plan_tables", "plan_study", "plan_jobs", "find_job", "plan_measurements",
            "check_devices"]
-
-
-def thread_count(params: dict) -> int:
-    """params.yaml's `threads` (default 1): the CPU threads of torch in every job, whichever command
-    starts it (Snakemake, DVC, `rdml pipeline run`). Intra-op threads change float32 sums, so two
-    orchestrators that let torch pick its own count give one run two sets of numbers."""
-    value = params.get("threads", 1)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"threads={value!r} is not allowed; allowed: an integer >= 1")
-    return value
 
 
 def check_devices(params: dict, name: str, runs) -> None:

@@ -11,7 +11,7 @@ from rdml.data.base import Dataset
 from rdml.metrics import LOSS, METRICS, PRIMARY
 from rdml.methods.base import student_predictions, with_ensemble
 
-__all__ = ["evaluate", "split_log_probs", "find_divergence", "input_noise", "evaluation_noise"]
+__all__ = ["evaluate", "split_log_probs", "find_divergence", "divergence_after", "input_noise", "evaluation_noise"]
 
 
 def input_noise(std: float, generator: torch.Generator) -> Callable | None:
@@ -97,3 +97,13 @@ def find_divergence(epochs: list[dict], chance: float, margin: float, members: I
                 "stopped": False,  # a crashed student stays in the cohort, as in the DML-vs-KD study
             }
     return None
+
+
+def divergence_after(diverged: dict | None, epochs: list[dict], chance: float, margin: float,
+                     members: Iterable[str] | None = None) -> dict | None:
+    """The run's `diverged` entry once its latest epoch is in: a first finding, or a stopping one that
+    follows a crash (the crash kept as `earlier`); what the loop records and the audit replays."""
+    found = find_divergence(epochs, chance, margin, members)
+    if found and (not diverged or found["stopped"] and not diverged["stopped"]):
+        return {**found, "earlier": diverged} if diverged else found
+    return diverged

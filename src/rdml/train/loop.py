@@ -26,7 +26,7 @@ from rdml.io import utc_now
 from rdml.methods import METHODS
 from rdml.train.checkpoint import read_checkpoint, restore_checkpoint, save_checkpoint, save_model
 from rdml.train.cohort import Cohort, build_cohort
-from rdml.train.evaluate import ACC, evaluate, evaluation_noise, find_divergence, input_noise
+from rdml.train.evaluate import ACC, divergence_after, evaluate, evaluation_noise, input_noise
 from rdml.train.integrity import FINISHED, read_record, run_problems, summarise, write_record
 from rdml.train.prepare import Prepared, prepare
 from rdml.train.record import code_provenance, environment
@@ -131,9 +131,8 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
         entry = train_epoch(method, cohort, data, cfg, epoch, show)
         record["epochs"].append(entry)
         record["epoch_seconds"].append(time.perf_counter() - started)
-        found = find_divergence(record["epochs"], data.chance_accuracy, cfg.crash_margin, method.members(cfg))
-        if found and (not record["diverged"] or found["stopped"] and not record["diverged"]["stopped"]):
-            record["diverged"] = {**found, "earlier": record["diverged"]} if record["diverged"] else found
+        record["diverged"] = divergence_after(record["diverged"], record["epochs"], data.chance_accuracy,
+                                              cfg.crash_margin, method.members(cfg))
         record["summary"] = summarise(record["epochs"], cfg.summary_last)
         save_checkpoint(checkpoint_path, resume, prep.device, cohort, method, record)
         write_record(record_path, record)
