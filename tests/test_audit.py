@@ -154,6 +154,7 @@ def _entropy(value):
     ("another run's", "not the measurements of the record"),
     ("missing", "the measurements file of"),
 ])
+@pytest.mark.tamper
 def test_a_tampered_measurement_is_caught(project, tampering, found):
     path = measures(project, IND_RUN)
     evaluate = tampering == "edited, re-sealed and tabulated"
@@ -182,6 +183,7 @@ def test_a_tampered_measurement_is_caught(project, tampering, found):
 # ---- item: a cell's statistics recomputed from its runs ------------------------------------------------------
 
 @pytest.mark.parametrize("field, forged", [("mean", 0.99), ("std", 0.0), ("n", 3), ("diverged", 1)])
+@pytest.mark.tamper
 def test_an_edited_statistic_of_a_cell_is_caught(project, field, forged):
     path, content = sidecar(project, "kd_table")
     true = content["cells"][KD][field]
@@ -191,6 +193,7 @@ def test_an_edited_statistic_of_a_cell_is_caught(project, field, forged):
     assert audit(project, "kd_table", KD) == [f"{path}: cell {KD!r} says {field} {forged}, its runs give {true}"]
 
 
+@pytest.mark.tamper
 def test_an_edited_value_of_a_measured_cell_is_caught_and_its_mean_recomputed(project):
     path, content = sidecar(project, "flat_minima_table")
     cell = content["cells"]["synthetic: DML|σ = 0"]
@@ -203,11 +206,13 @@ def test_an_edited_value_of_a_measured_cell_is_caught_and_its_mean_recomputed(pr
 
 # ---- item: statuses: finished, diverged by rdml's rule, every planned run listed -----------------------------
 
+@pytest.mark.tamper
 def test_a_running_record_behind_a_cell_fails_the_audit(project):
     write_record(project / KD_RUN / "record.json", {**read_record(project / KD_RUN / "record.json"), "status": "running"})
     assert any("the run has not finished (status 'running')" in p for p in audit(project, "kd_table", KD))
 
 
+@pytest.mark.tamper
 def test_a_record_turned_diverged_is_caught_whether_or_not_the_table_is_rebuilt(project):
     record_path = project / KD_RUN / "record.json"
     reseal(record_path, lambda r: r.update(status="diverged"))
@@ -225,6 +230,7 @@ def test_a_record_turned_diverged_is_caught_whether_or_not_the_table_is_rebuilt(
     assert problems == [f"{record_path}: the epochs give divergence None, the record says {reason!r} (status 'diverged')"]
 
 
+@pytest.mark.tamper
 def test_a_forged_non_finite_loss_passes_the_epochs_but_not_the_weights(project):
     """Epochs, summary and seal forged alike (a NaN training loss in the last epoch): the rule finds it in the
     epochs; the weights, evaluated again, are finite."""
@@ -260,6 +266,7 @@ def test_a_genuinely_diverged_run_audits_with_its_weights(tmp_path):
 
 
 @pytest.mark.parametrize("change", ["dropped", "foreign"])
+@pytest.mark.tamper
 def test_a_cell_lists_every_run_its_study_plans_and_no_other(project, change):
     path, content = sidecar(project, "kd_table")
     cell = content["cells"][KD]
@@ -298,7 +305,8 @@ def _test_size(record) -> int:
     return load_dataset(record["config"]["dataset"], **data_keys(record["config"])).split_size("test")
 
 
-@pytest.mark.parametrize("examples, device, caught", [(1, None, True), (1, "cuda:0", False), (2, "cuda:0", True)])
+@pytest.mark.parametrize("examples, device, caught", [pytest.param(1, None, True, marks=pytest.mark.tamper), (1, "cuda:0", False),
+                                                       pytest.param(2, "cuda:0", True, marks=pytest.mark.tamper)])
 def test_evaluation_is_exact_on_the_training_cpu_and_within_one_example_across_devices(project, examples, device, caught):
     reseal(project / KD_RUN / "record.json", _off_by(examples, device))
     tables(project)
@@ -307,7 +315,8 @@ def test_evaluation_is_exact_on_the_training_cpu_and_within_one_example_across_d
     assert any("student_0 evaluates to accuracy" in p for p in problems) == caught, problems
 
 
-@pytest.mark.parametrize("relative, device, caught", [(1e-6, None, True), (5e-4, "cuda:0", False), (5e-3, "cuda:0", True)])
+@pytest.mark.parametrize("relative, device, caught", [pytest.param(1e-6, None, True, marks=pytest.mark.tamper), (5e-4, "cuda:0", False),
+                                                      pytest.param(5e-3, "cuda:0", True, marks=pytest.mark.tamper)])
 def test_measuring_again_is_exact_on_the_measuring_cpu_and_within_tolerance_elsewhere(project, relative, device, caught):
     def edit(content):
         content["students"]["student_0"]["entropy"] *= 1 + relative
@@ -349,6 +358,7 @@ def test_the_sidecar_names_the_study_section_in_one_order_whoever_planned_it(pro
     ("kd_table", KD, "cell", "mean"), ("kd_table", KD, "cell", "runs"), ("kd_table", KD, "run", "value"),
     ("kd_table", KD, "run", "status"), ("entropy_table", IND, "run", "measures"), ("entropy_table", IND, "run", "index"),
 ])
+@pytest.mark.tamper
 def test_a_sidecar_missing_a_field_is_an_error_naming_the_cell_and_the_field(project, capsys, table, cell, where, field):
     path, content = sidecar(project, table)
     del (content["cells"][cell] if where == "cell" else content["cells"][cell]["runs"][0])[field]

@@ -153,6 +153,7 @@ def flip_middle_byte(path):
     path.write_bytes(flipped(path.read_bytes()))
 
 
+@pytest.mark.bad_input
 def test_bad_runs_are_refused_naming_the_path(run_dir, tmp_path, capsys):
     missing = tmp_path / "nowhere"
     with pytest.raises(ConfigError, match=f"^rdml eval: {re.escape(str(missing))} does not exist; expected a run directory"):

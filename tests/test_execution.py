@@ -93,12 +93,14 @@ def test_compiled_models_give_the_reference_run(tmp_path):
     (["fuse_students=true", "arch=mlp,cnn"], "fuse_students=true needs one architecture for every student, got mlp,cnn"),
     (["fuse_students=true", "compile=true"], "compile=true with fuse_students=true is not supported; choose one"),
 ])
+@pytest.mark.bad_input
 def test_bad_execution_keys_are_refused_before_any_work(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         prepare(load_config(None, ["dataset=synthetic", f"out={tmp_path / 'r'}", *overrides]))
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.bad_input
 def test_bf16_is_refused_on_a_cpu_without_it(tmp_path, monkeypatch):
     monkeypatch.setattr(execution, "bf16_cpu", lambda: False)
     with pytest.raises(ConfigError, match=r"precision=bf16: this CPU \(no AVX512-BF16 or AMX\) has no native bf16; "

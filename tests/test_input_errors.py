@@ -49,6 +49,7 @@ def refused(capsys, *argv) -> str:
 
 # ---- 1. duplicate keys, anchors without bound, invalid YAML: every file rdml reads
 
+@pytest.mark.bad_input
 def test_a_key_given_twice_in_a_config_file_is_refused_naming_it_and_both_lines(tmp_path, capsys):
     """`epochs: 2` then `epochs: 5` trained 5 epochs (the last one silently won)."""
     path = write(tmp_path, "epochs: 2\nlr: 0.1\nepochs: 5\n")
@@ -57,11 +58,13 @@ def test_a_key_given_twice_in_a_config_file_is_refused_naming_it_and_both_lines(
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.bad_input
 def test_a_key_given_twice_in_a_json_config_file_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="key 'seed' is given twice in one mapping"):
         load_config(write(tmp_path, '{"seed": 1, "epochs": 2, "seed": 3}', "c.json"))
 
 
+@pytest.mark.bad_input
 def test_a_study_defined_twice_in_params_yaml_is_refused_naming_both_lines(tmp_path, capsys):
     """The second definition of a study replaced the first silently."""
     text = (REPO / "params.yaml").read_text()
@@ -73,6 +76,7 @@ def test_a_study_defined_twice_in_params_yaml_is_refused_naming_both_lines(tmp_p
     assert "key 'digits' is given twice" in refused(capsys, "pipeline", "runs", "digits", "--params", str(path))
 
 
+@pytest.mark.bad_input
 def test_a_key_given_twice_deep_in_params_yaml_is_refused(tmp_path):
     path = write(tmp_path, "studies:\n  s:\n    datasets: [synthetic]\n    train:\n      epochs: 2\n      lr: 0.1\n"
                            "      epochs: 3\n")
@@ -87,6 +91,7 @@ def test_a_merge_key_may_be_overridden_it_is_not_a_duplicate():
     assert load_params(REPO / "params.yaml")["studies"]["rdml_table1_as_released"]["train"]["schedule"] == "multistep"
 
 
+@pytest.mark.bad_input
 def test_a_reported_numbers_file_with_a_cell_key_given_twice_is_refused(tmp_path):
     (tmp_path / "reported").mkdir()
     write(tmp_path / "reported", "paper: p\ncells:\n  - {study: s, table: t, row: r, column: c, kind: value, value: 1, value: 2}\n", "p.yaml")
@@ -95,6 +100,7 @@ def test_a_reported_numbers_file_with_a_cell_key_given_twice_is_refused(tmp_path
 
 
 @pytest.mark.parametrize("where", ["config", "params"])
+@pytest.mark.bad_input
 def test_aliases_that_expand_without_bound_are_refused_at_once(tmp_path, capsys, where):
     """A billion laughs read as is would expand at the first json.dumps or deepcopy of it."""
     path = write(tmp_path, LAUGHS if where == "config" else "studies: {}\n" + LAUGHS)
@@ -108,6 +114,7 @@ def test_aliases_that_expand_without_bound_are_refused_at_once(tmp_path, capsys,
     assert not (tmp_path / "run").exists() and not (tmp_path / "dvc.yaml").exists()
 
 
+@pytest.mark.bad_input
 def test_an_alias_inside_its_own_anchor_is_refused():
     with pytest.raises(ConfigError, match="f.yaml, line 1: an alias refers to a node that contains it"):
         parse_yaml("a: &a [1, *a]\n", "f.yaml")
@@ -122,6 +129,7 @@ BROKEN = "studies:\n  s: {datasets: [synthetic]\n  t: 2\n"
     ["pipeline", "runs", "s", "--params", "PARAMS"],
     ["train", "PARAMS", "out=OUT"],
 ])
+@pytest.mark.bad_input
 def test_invalid_yaml_is_a_message_naming_the_file_and_line_not_a_traceback(tmp_path, capsys, monkeypatch, argv):
     """`rdml tables x --params bad.yaml` and `rdml pipeline dvc-yaml --params bad.yaml` printed tracebacks."""
     monkeypatch.chdir(tmp_path)
@@ -200,6 +208,7 @@ def hybrid_data(params, **change):
 
 
 @pytest.mark.parametrize("edit,message", UNKNOWN)
+@pytest.mark.bad_input
 def test_a_mistake_at_any_depth_of_params_yaml_is_named_before_any_work(tmp_path, capsys, monkeypatch, edit, message):
     """Every study is checked when params.yaml is read, built or not: the OKDPH studies are not in `build`,
     and a misspelt `fusion_evry` there gave a KeyError traceback when they were planned."""
@@ -228,6 +237,7 @@ def test_the_repository_params_and_a_top_level_threads_key_are_accepted(tmp_path
      "studies.s.train.epoks is not a training key"),
     ("[]", "--spec must be a JSON dict"),
 ])
+@pytest.mark.bad_input
 def test_tables_spec_that_is_not_a_study_is_a_message(tmp_path, capsys, monkeypatch, spec, message):
     """`rdml tables s --spec '{}'` ended in KeyError: 'datasets', after making the tables folder."""
     monkeypatch.chdir(tmp_path)
@@ -236,6 +246,7 @@ def test_tables_spec_that_is_not_a_study_is_a_message(tmp_path, capsys, monkeypa
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.bad_input
 def test_tables_of_a_study_not_in_params_writes_nothing(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = write(tmp_path, (REPO / "params.yaml").read_text(), "params.yaml")
@@ -258,6 +269,7 @@ def test_an_okdph_study_as_snakemake_passes_it_plans_the_same_runs():
     (["pipeline", "measure", "s", "r", "--threads", "0"], "0"),
     (["pipeline", "run", "s", "j", "--threads", "two"], "two"),
 ])
+@pytest.mark.bad_input
 def test_threads_must_be_a_count(capsys, argv, value):
     with pytest.raises(SystemExit) as exited:
         main(argv)

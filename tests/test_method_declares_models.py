@@ -140,6 +140,7 @@ def package(tmp_path_factory) -> Path:
 
 
 @pytest.mark.system  # rdml train processes, one SIGKILLed and resumed
+@pytest.mark.fault
 def test_a_two_branch_method_trains_resumes_is_evaluated_per_output_and_round_trips(package, tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(package.parent))  # every rdml process below runs the copy
     done = sigkill_and_resume(ARGS, 3, tmp_path)  # the same epochs and weights as an uninterrupted run

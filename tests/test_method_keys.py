@@ -69,6 +69,7 @@ def test_two_methods_may_each_have_a_beta(tmp_path):
     (["method=independent", "ensemble_weight=0.5"], "it is a key of kdcl"),
     (["method=dml", "betta=0.5"], "unknown key 'betta'; did you mean beta"),
 ])
+@pytest.mark.bad_input
 def test_a_key_of_another_method_is_refused_naming_its_method(overrides, message):
     with pytest.raises(ConfigError, match=message):
         resolve(load_config(None, overrides))
@@ -79,6 +80,7 @@ def test_a_key_of_another_method_is_refused_naming_its_method(overrides, message
     ("kdcl", "update_order", "sequential", "dml, dml_e"), ("independent", "beta", "0.3", "kd"),
     ("teacher", "teacher_index", "2", "kd"),
 ])
+@pytest.mark.bad_input
 def test_a_user_key_of_rdml_run_1_for_another_method_is_refused_unless_it_leaves_the_identity(method, key, value, owners):
     """`rdml train method=dml beta=0.5` trained a DML run that kd's beta never reached, under a new identity.
     Refused, naming the key and its methods; the value every such run held is still taken (the same identity)."""
@@ -91,6 +93,7 @@ def test_a_user_key_of_rdml_run_1_for_another_method_is_refused_unless_it_leaves
     assert getattr(planned, key) is not None
 
 
+@pytest.mark.bad_input
 def test_a_config_file_of_another_methods_key_is_refused_too(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("method: dml\nmimic_weight: 2\nbeta: 0.5\n")

@@ -208,6 +208,7 @@ def test_fusion_every_reads_the_supplement_notation(value, expected):
 
 
 @pytest.mark.parametrize("value", ["0b", "5", "b5", "5 b", "1_epoch", "", "5x", "-1e", "1.5e"])
+@pytest.mark.bad_input
 def test_fusion_every_refuses_anything_else(value):
     with pytest.raises(ConfigError, match=r"fusion_every=.* must be <n>b .* <n>e .* or none"):
         resolve(load_config(None, ["method=okdph", "dataset=synthetic", f"fusion_every={value}"]))
@@ -240,6 +241,7 @@ def test_defaults_keys_and_labels():
     (["method=okdph", "kd_weight=-1"], r"kd_weight=-1.0 is not allowed"),
     (["method=kdcl", "ensemble_weight=2"], r"ensemble_weight=2.0 is not allowed"),
 ])
+@pytest.mark.bad_input
 def test_bad_configs_are_refused(overrides, match):
     with pytest.raises(ConfigError, match=match):
         resolve(load_config(None, ["dataset=synthetic", *overrides]))
@@ -456,6 +458,7 @@ def test_kdcl_run_records_its_terms(tmp_path):
 
 
 @pytest.mark.slow  # ~5 s
+@pytest.mark.fault
 def test_batch_level_hybrid_state_resumes_bit_identically(tmp_path):
     """Fusion every 3 batches of 19 (ii restarts each epoch): killed after epoch 1's checkpoint, which holds the
     method's state, the run resumes to the uninterrupted one's every number and weight."""
@@ -473,6 +476,7 @@ def test_batch_level_hybrid_state_resumes_bit_identically(tmp_path):
 
 
 @pytest.mark.system  # rdml train processes, one SIGKILLed and resumed
+@pytest.mark.fault
 def test_sigkill_then_same_command_resumes_okdph_to_identical_metrics(tmp_path):
     """Epoch-level fusion every 2 epochs with γ = 0.5 and the HWM evaluated each epoch: killed with SIGKILL
     after at least two epochs, the same command resumes to the uninterrupted run's every number and weight."""

@@ -68,6 +68,7 @@ def files_under(*folders: Path) -> dict:
 # ---- 1. threads ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("value", [0, -4, "two", True, 1.5])
+@pytest.mark.bad_input
 def test_a_thread_count_that_is_not_a_positive_integer_is_refused(value):
     with pytest.raises(ConfigError, match=f"threads={value!r} is not allowed; allowed: an integer >= 1"):
         thread_count({"threads": value})
@@ -113,6 +114,7 @@ def test_one_set_of_weights_gives_one_model_file_through_rdml_train_and_through_
 
 # ---- 3. refused or failed commands keep outputs -----------------------------------------------------------
 
+@pytest.mark.bad_input
 def test_at_best_val_without_a_validation_split_is_refused_when_planned():
     params = tiny()
     params["studies"]["smoke"]["metric"] = "at_best_val"
@@ -124,6 +126,7 @@ def test_at_best_val_without_a_validation_split_is_refused_when_planned():
 
 
 @pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+@pytest.mark.bad_input
 def test_a_cuda_device_this_host_lacks_is_refused_when_planned(device, monkeypatch):
     monkeypatch.setattr(slots, "count_gpus", lambda: 0)
     for gpus in (0, "auto"):
@@ -133,6 +136,7 @@ def test_a_cuda_device_this_host_lacks_is_refused_when_planned(device, monkeypat
     assert len(plan_jobs({**tiny(device=device), "gpus": 2}, "smoke")) == 2  # GPUs where the jobs run (SLURM)
 
 
+@pytest.mark.fault
 def test_a_job_rerun_after_a_failure_keeps_its_finished_runs(project):
     """A failed job loses its job file (Snakemake removes it), so the job runs again once the failure is fixed:
     its finished runs, already what it would train, are kept, not trained again."""
@@ -148,6 +152,7 @@ def test_a_job_rerun_after_a_failure_keeps_its_finished_runs(project):
     assert changed["config"]["lr"] == 0.2 and files_under(run_dir) != before
 
 
+@pytest.mark.fault
 def test_a_replacement_that_fails_before_training_keeps_the_finished_run(project, monkeypatch):
     """The old run's files go only once everything that can refuse the new one has passed."""
     spec = find_job(load_params("params.yaml"), "smoke", "synthetic/independent-mlp-s0").spec()
@@ -178,6 +183,7 @@ def outputs(root: Path) -> dict:
     return files_under(root / "results/t/tables", root / "results/t/curves", root / "results/t/summary.json")
 
 
+@pytest.mark.fault
 def test_tables_that_fail_half_way_leave_the_old_ones_whole(tables_project, monkeypatch):
     before = outputs(tables_project)
     params = copy.deepcopy(FABRICATED)
@@ -202,6 +208,7 @@ def test_tables_that_fail_half_way_leave_the_old_ones_whole(tables_project, monk
 
 
 @pytest.mark.parametrize("blocked", ["tables", "curves", "summary.json"])
+@pytest.mark.fault
 def test_a_file_or_folder_in_the_way_of_the_tables_is_a_message(tables_project, blocked):
     place = tables_project / "results/t" / blocked
     shutil.rmtree(place) if place.is_dir() else place.unlink()
@@ -215,6 +222,7 @@ def test_a_file_or_folder_in_the_way_of_the_tables_is_a_message(tables_project, 
     assert outputs(tables_project) == before
 
 
+@pytest.mark.fault
 def test_a_file_where_the_study_folder_belongs_is_a_message(tmp_path):
     fabricate(tmp_path, {})
     (tmp_path / "results/t/tables").parent.mkdir(parents=True, exist_ok=True)
@@ -229,6 +237,7 @@ def test_a_file_where_the_study_folder_belongs_is_a_message(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+@pytest.mark.fault
 def test_read_only_tables_are_a_message_and_left_alone(tables_project):
     tables = tables_project / "results/t/tables"
     before = outputs(tables_project)
@@ -242,6 +251,7 @@ def test_read_only_tables_are_a_message_and_left_alone(tables_project):
 
 
 @pytest.mark.slow
+@pytest.mark.fault
 def test_concurrent_tables_commands_of_one_study_take_turns(tables_project):
     """Three `rdml tables` at once: each finishes, and the tables are those one alone writes."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -260,6 +270,7 @@ def test_concurrent_tables_commands_of_one_study_take_turns(tables_project):
 
 # ---- 4. a seed listed twice -------------------------------------------------------------------------------
 
+@pytest.mark.bad_input
 def test_a_seed_listed_twice_is_refused_when_planned():
     params = tiny()
     params["studies"]["smoke"]["seeds"] = [0, 0, 1]
@@ -317,6 +328,7 @@ def kd_study() -> dict:
 
 @pytest.mark.system
 @pytest.mark.slow
+@pytest.mark.fault
 def test_snakemake_and_dvc_write_the_same_tables_and_a_refused_repro_keeps_them(tmp_path):
     """One study built by `snakemake all_tables` and, in another copy, by `dvc repro`: byte-identical tables
     (the compute tables excepted: they hold each run's measured seconds) from runs that used one thread each.
@@ -350,6 +362,7 @@ def test_snakemake_and_dvc_write_the_same_tables_and_a_refused_repro_keeps_them(
 
 @pytest.mark.system
 @pytest.mark.slow
+@pytest.mark.fault
 def test_a_failed_tables_job_under_snakemake_leaves_the_old_tables(tmp_path):
     root = make_project(tmp_path, tiny())
     run_here(str(BIN / "snakemake"), "all_tables", "--cores", "2", cwd=root)

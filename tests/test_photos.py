@@ -140,6 +140,7 @@ def test_download_verify_extract_and_decode_equal_torchvision(tmp_path, monkeypa
     assert torch.equal(data.x_test, raw.x_test) and data.spec.input_shape == (3, 224, 224)
 
 
+@pytest.mark.tamper
 def test_corrupt_and_missing_files_name_the_path_and_md5(tmp_path, monkeypatch, http):
     source = serve("flowers102", tmp_path, monkeypatch, http)
     data_dir = tmp_path / "data"

@@ -206,6 +206,7 @@ def files_of(project: Path) -> dict:
     return {p: p.read_bytes() for p in (project / "results/smoke").rglob("*") if p.is_file() and p.name != ".rdml.lock"}
 
 
+@pytest.mark.fault
 def test_a_bad_value_in_params_is_refused_at_plan_time_and_destroys_nothing(project):
     before = files_of(project)
     with params_edited(project, lambda s: s["train"].update(lr=-0.1)):
@@ -217,6 +218,7 @@ def test_a_bad_value_in_params_is_refused_at_plan_time_and_destroys_nothing(proj
     assert files_of(project) == before  # the teacher and every run survived, byte for byte
 
 
+@pytest.mark.bad_input
 def test_a_misspelt_study_key_is_refused_at_plan_time():
     params = copy.deepcopy(SMOKE)
     params["studies"]["smoke"]["rdml_tabel"] = params["studies"]["smoke"].pop("rdml_table")
@@ -229,6 +231,7 @@ def test_a_misspelt_study_key_is_refused_at_plan_time():
     (lambda s: s["teacher"].update(seeed=5), "studies.smoke.teacher: unknown key(s) seeed; allowed: arch, seed, train"),
     (lambda s: s.update(metric="last5"), "metric=last5 needs summary_last to hold 5 and epochs >= 5"),
 ])
+@pytest.mark.bad_input
 def test_a_study_that_cannot_give_its_tables_is_refused_at_plan_time(edit, message):
     params = copy.deepcopy(SMOKE)
     edit(params["studies"]["smoke"])
@@ -236,12 +239,14 @@ def test_a_study_that_cannot_give_its_tables_is_refused_at_plan_time(edit, messa
         plan_study(params, "smoke")
 
 
+@pytest.mark.bad_input
 def test_a_bad_gpus_value_is_refused(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({**SMOKE, "gpus": "two"}))
     with pytest.raises(ConfigError, match="gpus='two' is not allowed; allowed: auto or an integer >= 0"):
         load_params(tmp_path / "params.yaml")
 
 
+@pytest.mark.bad_input
 def test_a_name_that_reaches_a_shell_is_validated(project):
     with params_edited(project, lambda s: s["rdml_table"].update(archs=["x||touch PWNED;#"])):
         dry = sh(str(BIN / "snakemake"), "all_tables", "-n", "-p", cwd=project, check=False)
@@ -250,6 +255,7 @@ def test_a_name_that_reaches_a_shell_is_validated(project):
     assert not (project / "PWNED").exists()
 
 
+@pytest.mark.fault
 def test_a_run_deleted_on_disk_is_rebuilt(project):
     sh(str(BIN / "snakemake"), "all_tables", "--cores", "2", cwd=project)  # Snakemake catches up with `dvc repro` above
     before = records(project)
@@ -266,6 +272,7 @@ def test_a_run_deleted_on_disk_is_rebuilt(project):
     assert scheduled_jobs(project) == set() and (project / "results/smoke/tables/rdml_table.md").is_file()
 
 
+@pytest.mark.fault
 def test_jobs_die_with_a_killed_snakemake_and_the_rerun_finishes(tmp_path):
     params = copy.deepcopy(SMOKE)
     study = params["studies"]["smoke"]
@@ -310,6 +317,7 @@ def test_dvc_push_and_pull_through_a_local_remote(project, tmp_path):
     assert "up to date" in sh(str(BIN / "dvc"), "status", cwd=project).stdout
 
 
+@pytest.mark.tamper
 def test_audit_verifies_every_hash_and_names_a_corrupted_checkpoint(project):
     table = "results/smoke/tables/kd_table.cells.json"
     cell = "synthetic: α=1|Average accuracy"

@@ -53,6 +53,7 @@ def test_a_local_file_goes_through_timm_and_training_starts_from_it(tmp_path, pu
     assert torch.equal(kept.head.weight, theirs["head.weight"])  # head=pretrained: the published head itself
 
 
+@pytest.mark.bad_input
 def test_a_file_that_is_not_the_network_s_weights_is_refused(tmp_path, published):
     torch.save({"something": torch.zeros(3)}, tmp_path / "other.pth")
     with pytest.raises(ConfigError, match="does not hold weights of test_vit.r160_in1k"):
@@ -68,6 +69,7 @@ def test_a_failed_download_says_how_to_give_a_local_file(tmp_path, published, mo
         fetch_weights(published, tmp_path / "data")
 
 
+@pytest.mark.bad_input
 def test_pretrained_keys_are_checked_before_anything_runs():
     with pytest.raises(ConfigError, match="arch mlp has no published weights"):
         resolve(load_config(None, ["pretrained=true", "arch=mlp"]))
@@ -77,6 +79,7 @@ def test_pretrained_keys_are_checked_before_anything_runs():
         resolve(load_config(None, ["head=imagenet"]))
 
 
+@pytest.mark.bad_input
 def test_a_run_without_its_weights_file_says_how_to_fetch_it(tmp_path):
     cfg = load_config(None, ["dataset=tiny_cifar10", "arch=test_vit", "pretrained=true", f"data_dir={tmp_path}",
                              f"out={tmp_path / 'run'}", "epochs=1"])
@@ -85,6 +88,7 @@ def test_a_run_without_its_weights_file_says_how_to_fetch_it(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.tamper
 def test_records_name_the_weights_and_the_audit_fails_when_they_change(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     stamp = prepare_weights("test_vit")

@@ -43,6 +43,7 @@ def test_eight_jobs_on_four_slots(tmp_path):
 
 
 @pytest.mark.system  # a slot holder's process SIGKILLed
+@pytest.mark.fault
 def test_sigkill_frees_the_slot(tmp_path):
     (victim,) = holders(1, 1, tmp_path, hold=60)
     deadline = time.time() + 60
@@ -86,6 +87,7 @@ def test_two_jobs_per_gpu_pack_six_jobs_on_two_fake_gpus_four_at_a_time(tmp_path
     assert {p.name for p in tmp_path.glob("*.lock")} == {"gpu-0.lock", "gpu-1.lock", "gpu-0-1.lock", "gpu-1-1.lock"}
 
 
+@pytest.mark.bad_input
 def test_jobs_per_gpu_is_checked():
     import pytest
 

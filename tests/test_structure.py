@@ -166,6 +166,7 @@ def test_registries_are_consistent():
 
 @pytest.mark.parametrize("registry,name,what", [(METHODS, "distill", "method"), (DATASETS, "imagenet", "dataset"),
                                                 (ARCHITECTURES, "resnet9000", "arch"), (LAYOUTS, "nope_table", "table layout")])
+@pytest.mark.bad_input
 def test_unknown_names_are_refused_with_the_allowed_ones(registry, name, what):
     with pytest.raises(ConfigError, match=f"{what}='{name}' is not allowed; allowed: " + ", ".join(sorted(registry))):
         registry[name]
@@ -228,6 +229,7 @@ def test_an_epoch_cell_of_a_run_that_stopped_earlier_audits(tmp_path):
     assert audit_cell(root / "t.cells.json", "DML|x", root, out=lambda _: None) == []
 
 
+@pytest.mark.tamper
 def test_a_tampered_legacy_record_fails_the_audit(tmp_path):
     root = legacy_project(tmp_path)
     path = root / "results/legacy/runs/synthetic/dml-mlp+mlp-a1-s0/record.json"
@@ -237,6 +239,7 @@ def test_a_tampered_legacy_record_fails_the_audit(tmp_path):
     assert any("config does not hash" in p for p in audit_cell(root / "t.cells.json", "DML|x", root, out=lambda _: None))
 
 
+@pytest.mark.tamper
 def test_the_audit_catches_forged_numbers_and_damaged_files(tmp_path):
     root = legacy_project(tmp_path)
     path = root / "results/legacy/runs/synthetic/dml-mlp+mlp-a1-s0/record.json"

@@ -235,6 +235,7 @@ def test_dml_analyses_measure_the_papers_networks():
 
 
 @pytest.mark.system  # Snakemake trains, measures and tabulates
+@pytest.mark.tamper
 def test_analysis_smoke_study_measures_its_runs_and_refuses_edited_measurements(project):
     """The smoke variant of dml_analyses through Snakemake: train, measure (a rule reading model.pt), tables."""
     smoke = "dml_analyses_smoke"

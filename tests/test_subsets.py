@@ -119,6 +119,7 @@ def test_the_notebook_draws_with_replacement(served):
     assert len(indices) == 30 and len(set(indices)) < 30 and indices != sorted(indices)
 
 
+@pytest.mark.tamper
 def test_a_list_is_read_as_stored_without_unpickling_anything_else(tmp_path):
     path = tmp_path / "list.pkl"
     path.write_bytes(official_pickle([3, 1, 3, 2]))
@@ -145,6 +146,7 @@ def test_a_list_is_read_as_stored_without_unpickling_anything_else(tmp_path):
         subsets.read_indices(path)
 
 
+@pytest.mark.tamper
 def test_corrupt_and_missing_lists_name_the_file_and_md5(tmp_path, served):
     data_dir = tmp_path / "data"
     subsets.fetch_samples(data_dir)
@@ -167,6 +169,7 @@ def test_corrupt_and_missing_lists_name_the_file_and_md5(tmp_path, served):
     assert load_dataset("cifar10_1", split_seed=0, test_fraction=0.25, data_dir=data_dir).y_train.numel() == 5
 
 
+@pytest.mark.tamper
 def test_indices_outside_the_training_set_are_refused(tmp_path, served, monkeypatch):
     (served["server"] / "cifar100_1.pkl").write_bytes(official_pickle([6]))  # CIFAR-100 here has 6 rows: 0..5
     files = tuple((f, md5(served["server"] / f)) for f, _ in subsets.sources()[subsets.SAMPLES].files)

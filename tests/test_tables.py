@@ -103,6 +103,7 @@ def test_written_files_and_sidecar_name_every_run(tmp_path):
 
 
 @pytest.mark.parametrize("forge", ["one epoch", "summary and epochs alike", "unfinished", "seal removed", "other keys"])
+@pytest.mark.tamper
 def test_no_table_is_built_from_a_forged_or_unfinished_record(tmp_path, forge):
     from rdml.keys import ConfigError
 

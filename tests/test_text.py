@@ -208,6 +208,7 @@ def test_google_drive_archives_are_fetched_extracted_and_read(tmp_path, monkeypa
         assert last[:10] == [0, 0] + [text.char_vocab().index(c) for c in "stunaep"] + [1]
 
 
+@pytest.mark.tamper
 def test_corrupt_and_missing_files_name_the_path_and_checksum(tmp_path, monkeypatch, http):
     source = serve_ag_news(tmp_path, monkeypatch, http)
     serve_glove(tmp_path, monkeypatch, http)

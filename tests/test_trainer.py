@@ -94,6 +94,7 @@ def test_same_seed_bit_identical_other_seed_not(tmp_path):
     assert a["epochs"] != c["epochs"]
 
 
+@pytest.mark.bad_input
 def test_finished_run_is_returned_not_retrained_and_other_config_refused(tmp_path):
     first = run(tmp_path / "r")
     again = run(tmp_path / "r")
@@ -210,6 +211,7 @@ def test_crash_to_chance_is_detected():
 
 
 @pytest.mark.system  # rdml train processes, one SIGKILLed and resumed
+@pytest.mark.fault
 def test_sigkill_then_same_command_resumes_to_identical_metrics(tmp_path):
     sigkill_and_resume(["dataset=synthetic", "arch=cnn", "batch_size=8", "epochs=10", "method=dml",
                         "update_order=sequential"], 10, tmp_path)
@@ -257,6 +259,7 @@ class AveragedStudent:
         return Averaged
 
 
+@pytest.mark.fault
 def test_a_method_state_is_checkpointed_and_resumes_bit_identically(tmp_path, monkeypatch):
     from rdml.methods import METHODS
 
@@ -271,6 +274,7 @@ def test_a_method_state_is_checkpointed_and_resumes_bit_identically(tmp_path, mo
 
 # ---- Nothing lost, nothing forged: faults and tamperings of one run directory ----
 
+@pytest.mark.fault
 def test_a_kill_while_the_final_model_is_written_resumes_to_the_whole_run(tmp_path, monkeypatch):
     from rdml.train import loop
 
@@ -295,6 +299,7 @@ def damaged_checkpoint(tmp_path, how):
 
 
 @pytest.mark.parametrize("how", ["flipped", "truncated", "empty"])
+@pytest.mark.tamper
 def test_a_damaged_checkpoint_is_refused_with_a_hint_and_replaced_on_request(tmp_path, how):
     run_dir = damaged_checkpoint(tmp_path, how)
     with pytest.raises(ValueError, match=f"remove {run_dir / 'checkpoint.pt'} to train the run from its first epoch"):
@@ -303,6 +308,7 @@ def test_a_damaged_checkpoint_is_refused_with_a_hint_and_replaced_on_request(tmp
 
 
 @pytest.mark.parametrize("damage", ["deleted", "flipped"])
+@pytest.mark.tamper
 def test_a_finished_run_whose_model_changed_is_reported_not_returned(tmp_path, damage):
     first = run(tmp_path / "r")
     model = tmp_path / "r" / "model.pt"
@@ -325,6 +331,7 @@ def test_a_finished_run_whose_model_changed_is_reported_not_returned(tmp_path, d
     (lambda d: (d.mkdir(), (d / "checkpoint.pt").write_bytes(b"my own checkpoint")), "is not a readable checkpoint"),
     (lambda d: (d.mkdir(), (d / "record.json").write_text('{"status": "ok", "con')), "is not a readable run record"),
 ])
+@pytest.mark.bad_input
 def test_an_out_that_is_not_rdml_s_is_refused_and_left_as_it_was(tmp_path, setup, message):
     out = tmp_path / "r"
     setup(out)
@@ -334,12 +341,14 @@ def test_an_out_that_is_not_rdml_s_is_refused_and_left_as_it_was(tmp_path, setup
     assert ({p.name: p.read_bytes() for p in out.iterdir() if p.name != ".rdml.lock"} if out.is_dir() else out.read_bytes()) == before
 
 
+@pytest.mark.bad_input
 def test_an_out_where_nothing_can_be_written_is_refused(tmp_path):
     with pytest.raises(ValueError, match="out=/proc/rdml-run: cannot write there"):
         run("/proc/rdml-run")
 
 
 @pytest.mark.system  # two rdml train processes racing for one out=
+@pytest.mark.fault
 def test_two_commands_into_one_out_take_turns(tmp_path):
     args = ["dataset=synthetic", "epochs=3", f"out={tmp_path / 'r'}"]
     procs = [subprocess.Popen([sys.executable, "-m", "rdml.cli", "train", "--progress", "off", *args], stdout=subprocess.PIPE,
@@ -350,6 +359,7 @@ def test_two_commands_into_one_out_take_turns(tmp_path):
     assert record["resumed_at"] == [] and len(record["epochs"]) == 3  # trained once, then returned
 
 
+@pytest.mark.tamper
 def test_an_interrupted_run_resumes_only_under_the_teacher_it_started_with(tmp_path):
     teacher = tmp_path / "teacher"
     run(teacher, "method=teacher", "arch=cnn", "epochs=2")

@@ -76,6 +76,7 @@ def broken(teacher_dir, tmp_path, request):
 
 
 @pytest.mark.parametrize("broken", list(REFUSALS), indirect=True)
+@pytest.mark.tamper
 def test_a_teacher_is_refused_with_the_teacher_prefix_and_nothing_is_written(broken, tmp_path, capsys, request):
     problem = REFUSALS[request.node.callspec.params["broken"]][1]
     before = files(broken)
@@ -87,6 +88,7 @@ def test_a_teacher_is_refused_with_the_teacher_prefix_and_nothing_is_written(bro
 
 
 @pytest.mark.parametrize("broken", list(REFUSALS), indirect=True)
+@pytest.mark.tamper
 def test_a_run_is_refused_by_eval_with_its_prefix_and_nothing_is_written(broken, tmp_path, capsys, request):
     problem = REFUSALS[request.node.callspec.params["broken"]][1]
     before = files(broken)
@@ -99,6 +101,7 @@ def test_a_run_is_refused_by_eval_with_its_prefix_and_nothing_is_written(broken,
 
 
 @pytest.mark.parametrize("broken", list(REFUSALS), indirect=True)
+@pytest.mark.tamper
 def test_the_loader_names_the_caller_s_prefix_the_run_and_the_problem(broken, request):
     problem = REFUSALS[request.node.callspec.params["broken"]][1]
     with pytest.raises(ConfigError) as info:
@@ -124,6 +127,7 @@ def test_a_diverged_run_passes_where_the_reader_accepts_it(teacher_dir, tmp_path
     assert run_problems(run, record, ("ok",)) == [f"the run in {run} finished (status 'diverged', not 'ok')"]
 
 
+@pytest.mark.bad_input
 def test_a_file_other_than_the_run_s_model_is_refused(teacher_dir, tmp_path):
     run = tmp_path / "r"
     shutil.copytree(teacher_dir, run)

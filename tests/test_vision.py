@@ -105,6 +105,7 @@ def test_fashion_mnist_idx_files(tmp_path, monkeypatch, http):
     assert data.y_train.tolist() == labels["train"].tolist()
 
 
+@pytest.mark.tamper
 def test_corrupt_and_missing_files_name_the_file_and_checksum(tmp_path, monkeypatch, http):
     archive, _ = cifar_archive(tmp_path, "cifar10", np.random.default_rng(2))
     good = md5(archive)
