@@ -150,6 +150,9 @@ def test_a_job_rerun_after_a_failure_keeps_its_finished_runs(project):
     other["runs"]["synthetic/independent-mlp-s0"]["lr"] = 0.2
     [changed] = run_job(other, gpus=0, threads=1)
     assert changed["config"]["lr"] == 0.2 and files_under(run_dir) != before
+    before = files_under(run_dir)
+    [threaded] = run_job(other, gpus=0, threads=2)  # other threads, other float32 sums: trained anew
+    assert threaded["environment"]["threads"] == 2 and files_under(run_dir) != before
 
 
 @pytest.mark.fault

@@ -16,7 +16,7 @@ import yaml
 
 from conftest import BIN, REPO, SMOKE, make_project, sh
 
-pytestmark = [pytest.mark.system, pytest.mark.slow]
+pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.fault]  # each case: refused, nothing lost
 
 KEPT = ("results", "dvc.yaml", "dvc.lock", "params.yaml")  # what a refused command must not touch
 

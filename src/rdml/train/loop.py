@@ -191,12 +191,13 @@ SAME_RUN = ("config_sha256", "config", "data", "teacher", "pretrained")  # with 
 
 def same_run(finished: dict, fresh: dict) -> bool:
     """Whether a finished record is what training anew would give the record `fresh`: the same configuration,
-    code, data, teacher, published weights and execution. A pipeline job reruns when its job file is gone,
-    which a failed job (a refused device, say) also does; its finished runs are then kept, not trained again."""
+    code, data, teacher, published weights and execution (threads too: they change float32 sums). A pipeline
+    job reruns when its job file is gone, which a failed job (a refused device, say) also does; its finished
+    runs are then kept, not trained again."""
     return all(finished.get(key) == fresh[key] for key in SAME_RUN) \
         and (finished.get("code") or {}).get("run") == fresh["code"]["run"] \
         and all((finished.get("environment") or {}).get(key) == value for key, value in fresh["environment"].items()
-                if key in ("device", "precision", "memory_format", "compile", "fuse_students"))
+                if key in ("device", "threads", "precision", "memory_format", "compile", "fuse_students"))
 
 
 def run_code(prep: Prepared):
