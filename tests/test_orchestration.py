@@ -21,13 +21,13 @@ import yaml
 from conftest import BIN, SMOKE, make_project
 from rdml.config import load_config
 from rdml.keys import ConfigError
-from rdml.pipeline import slots
 from rdml.pipeline.dvc import dvc_stages
 from rdml.pipeline.jobs import job_threads, run_job
 from rdml.report import write
 from rdml.report.write import write_tables
 from rdml.study.params import load_params, with_smoke_studies
 from rdml.study.params import thread_count
+from rdml.study import plan as plan_module
 from rdml.study.plan import find_job, plan_jobs, plan_study
 from rdml.train import loop
 from rdml.train.loop import train
@@ -118,22 +118,45 @@ def test_one_set_of_weights_gives_one_model_file_through_rdml_train_and_through_
 def test_at_best_val_without_a_validation_split_is_refused_when_planned():
     params = tiny()
     params["studies"]["smoke"]["metric"] = "at_best_val"
-    with pytest.raises(ConfigError, match="studies.smoke: metric=at_best_val reads each run's validation split, but "
-                                          "run synthetic/.* has val_fraction=0"):
+    with pytest.raises(ConfigError, match="studies.smoke: metric=at_best_val, which reads the validation split of "
+                                          "run synthetic/.*, but it has val_fraction=0"):
         plan_study(params, "smoke")
     params["studies"]["smoke"]["train"]["val_fraction"] = 0.2
     assert len(plan_study(params, "smoke")) == 2
 
 
-@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+@pytest.mark.bad_input
+def test_alpha_chosen_by_validation_without_a_validation_split_is_refused_when_planned():
+    """text_table picks α by the students' best validation accuracy: with val_fraction 0 `rdml tables`
+    would find no validation accuracy to pick by, after every run had trained."""
+    params = tiny()
+    params["studies"]["smoke"]["text_table"] = {"archs": ["mlp"], "alphas": [2.0]}
+    with pytest.raises(ConfigError, match=r"studies.smoke: table text_table chooses synthetic/mlp/val by validation "
+                                          r"accuracy, which reads the validation split of run synthetic/dml-mlp\+mlp-a1-s0, "
+                                          r"but it has val_fraction=0 \(no validation split\)"):
+        plan_study(params, "smoke")
+    params["studies"]["smoke"]["train"]["val_fraction"] = 0.2
+    assert plan_study(params, "smoke")
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
 @pytest.mark.bad_input
 def test_a_cuda_device_this_host_lacks_is_refused_when_planned(device, monkeypatch):
-    monkeypatch.setattr(slots, "count_gpus", lambda: 0)
+    monkeypatch.setattr(plan_module, "count_gpus", lambda: 0)
     for gpus in (0, "auto"):
         with pytest.raises(ConfigError, match=f"studies.smoke: run synthetic/.* asks for device={device}, but this host "
                                               f"has no CUDA GPU \\(gpus={gpus}\\)"):
             plan_jobs({**tiny(device=device), "gpus": gpus}, "smoke")
     assert len(plan_jobs({**tiny(device=device), "gpus": 2}, "smoke")) == 2  # GPUs where the jobs run (SLURM)
+
+
+@pytest.mark.parametrize("device", ["cuda:1", "cuda:7"])
+@pytest.mark.bad_input
+def test_a_cuda_device_other_than_the_jobs_one_is_refused_when_planned(device):
+    """Each job is pinned to one GPU (CUDA_VISIBLE_DEVICES), which it sees as cuda:0: cuda:1 could never run."""
+    with pytest.raises(ConfigError, match=f"studies.smoke: run synthetic/.* asks for device={device}, but the pipeline "
+                                          "gives each job one GPU, which it sees as cuda \\(or cuda:0\\)"):
+        plan_jobs({**tiny(device=device), "gpus": 2}, "smoke")
 
 
 @pytest.mark.fault

@@ -24,8 +24,9 @@ PACKAGE = Path(rdml.__file__).parent
 REPO = Path(__file__).resolve().parents[1]
 # Bottom to top. A module may import its own layer (within its own package) and any layer below.
 LAYERS = [
-    {"rdml", "rdml.keys", "rdml.registry", "rdml.io", "rdml.paths", "rdml.code", "rdml.metrics"},
-    {"rdml.core", "rdml.divergences", "rdml.losses"},
+    {"rdml", "rdml.keys", "rdml.registry", "rdml.io", "rdml.paths", "rdml.code", "rdml.metrics", "rdml.gpus"},
+    {"rdml.core"},
+    {"rdml.divergences", "rdml.losses"},  # public import paths of rdml.core's functions
     {"rdml.data"},
     {"rdml.models"},
     {"rdml.methods"},
@@ -46,11 +47,21 @@ def module_name(path: Path) -> str:
 
 
 def layer_of(module: str) -> tuple[int, str]:
-    for rank, names in enumerate(LAYERS):
-        for name in sorted(names, key=len, reverse=True):
-            if module == name or module.startswith(name + "."):
-                return rank, name
-    raise AssertionError(f"{module} is in no layer of this test: add it")
+    """The layer of the longest layer name that `module` is or lies under, across all layers (`rdml`
+    itself lies under none of the others: checked first, it would claim every module)."""
+    matches = [(len(name), rank, name) for rank, names in enumerate(LAYERS) for name in names
+               if module == name or module.startswith(name + ".")]
+    if not matches:
+        raise AssertionError(f"{module} is in no layer of this test: add it")
+    _, rank, name = max(matches)
+    return rank, name
+
+
+def test_layer_of_takes_the_longest_name():
+    """A module under a higher layer is placed there, not in the bottom layer that holds `rdml`."""
+    assert layer_of("rdml.pipeline.slots") == (len(LAYERS) - 2, "rdml.pipeline")
+    assert layer_of("rdml.keys") == (0, "rdml.keys")
+    assert layer_of("rdml") == (0, "rdml")
 
 
 def imports(path: Path) -> set[str]:

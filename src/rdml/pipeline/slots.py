@@ -19,11 +19,11 @@ import fcntl
 import os
 import signal
 import sys
-import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from rdml.gpus import count_gpus
 
 
 __all__ = ["Slot", "acquire_gpu", "count_gpus", "die_with_parent", "DEFAULT_LOCK_DIR"]
@@ -58,17 +58,6 @@ def die_with_parent() -> None:
         return
     if os.getppid() != parent:
         os.kill(os.getpid(), signal.SIGTERM)
-
-
-def count_gpus() -> int:
-    """Visible NVIDIA GPUs, asked of nvidia-smi so that CUDA itself is not initialised yet."""
-    if shutil.which("nvidia-smi") is None:
-        return 0
-    try:
-        result = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return 0
-    return sum(1 for line in result.stdout.splitlines() if line.startswith("GPU "))
 
 
 def acquire_gpu(n_slots: int | None = None, lock_dir: str | Path = DEFAULT_LOCK_DIR, poll_seconds: float = 0.5,

@@ -14,9 +14,10 @@ import json
 from typing import Any
 
 from rdml.config import V1_METHOD_KEYS, method_keys
+from rdml.gpus import count_gpus
 from rdml.keys import ConfigError
 from rdml.study.layouts import LAYOUTS, TableSpec
-from rdml.study.params import metric_of, study_spec, thread_count
+from rdml.study.params import metric_of, slot_count, study_spec, thread_count
 from rdml.study.runs import Job, Run
 
 __all__ = ["StudyPlan", "plan_tables", "plan_study", "plan_jobs", "find_job", "plan_measurements",
@@ -30,9 +31,6 @@ def check_devices(params: dict, name: str, runs) -> None:
     wanted = sorted({r.config.device for r in runs if r.config.device.startswith("cuda")})
     if not wanted:
         return
-    from rdml.pipeline.slots import count_gpus
-    from rdml.study.params import slot_count
-
     gpus = slot_count(params.get("gpus", "auto"))
     found = count_gpus() if gpus is None else gpus
     if found == 0:
@@ -40,6 +38,14 @@ def check_devices(params: dict, name: str, runs) -> None:
         raise ConfigError(f"studies.{name}: run {run.id} asks for device={wanted[0]}, but this host has no CUDA GPU "
                           f"(gpus={params.get('gpus', 'auto')}); allowed here: device=cpu or auto "
                           "(where the jobs run on other hosts, set gpus to their GPU count)")
+
+
+def _check_device(name: str, run_id: str, device: str) -> None:
+    """Refuse `cuda:N`, N >= 1: the pipeline pins each job to one GPU (CUDA_VISIBLE_DEVICES,
+    rdml.pipeline.slots), which the job sees as cuda:0, so any other index could never run."""
+    if device.startswith("cuda:") and int(device[5:]) >= 1:  # digits: rdml.config checked them
+        raise ConfigError(f"studies.{name}: run {run_id} asks for device={device}, but the pipeline gives each job "
+                          "one GPU, which it sees as cuda (or cuda:0); allowed: cuda, cuda:0, cpu or auto")
 
 
 class StudyPlan:
@@ -112,23 +118,29 @@ def plan_study(params: dict, name: str) -> list[Run]:
             raise ConfigError(f"studies.{name}: run {run.id} is planned twice with different keys "
                               f"({runs[run.id].keys} and {run.keys})")
 
+    metric = metric_of(params, name)
+    reads_val: dict[str, str] = {}  # run id → what reads its validation split
     for table in plan_tables(params, name):
         for entry in table.entries:
             add(entry.run)
-    metric = metric_of(params, name)
+            if entry.choice is not None and entry.choice.by == "val":
+                reads_val.setdefault(entry.run.id, f"table {table.name} chooses {entry.choice.group} by validation accuracy")
+    if metric == "at_best_val":
+        reads_val = {run_id: "metric=at_best_val" for run_id in runs}
     window = int(metric[4:]) if metric.startswith("last") else None
     for run in runs.values():  # every run's config resolves at plan time, before any job starts
         try:
             cfg = run.config
         except ConfigError as exc:
             raise ConfigError(f"studies.{name}: run {run.id}: {exc}") from None
+        _check_device(name, run.id, cfg.device)
         if window and (window not in cfg.summary_last or cfg.epochs < window):
             raise ConfigError(f"studies.{name}: metric={metric} needs summary_last to hold {window} and epochs >= {window}; "
                               f"run {run.id} has summary_last={cfg.summary_last}, epochs={cfg.epochs}")
-        if metric == "at_best_val" and not cfg.val_fraction:
-            raise ConfigError(f"studies.{name}: metric=at_best_val reads each run's validation split, but run {run.id} "
-                              "has val_fraction=0 (no validation split); give the study's train keys val_fraction > 0, "
-                              "or choose another metric")
+        if run.id in reads_val and not cfg.val_fraction:
+            raise ConfigError(f"studies.{name}: {reads_val[run.id]}, which reads the validation split of run {run.id}, "
+                              "but it has val_fraction=0 (no validation split); give the study's train keys "
+                              "val_fraction > 0" + (", or choose another metric" if metric == "at_best_val" else ""))
     teachers = {r.teacher.id for r in runs.values() if r.teacher}
     return sorted(runs.values(), key=lambda r: (r.id not in teachers, r.id))
 
