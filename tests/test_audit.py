@@ -262,7 +262,7 @@ def test_a_genuinely_diverged_run_audits_with_its_weights(tmp_path):
     content["cells"]["DML|x"].update(mean=None, std=None, n=0, diverged=1)
     content["cells"]["DML|x"]["runs"][0]["status"] = "diverged"
     path.write_text(json.dumps(content))
-    assert audit_cell(path, "DML|x", tmp_path, out=lambda *_: None, evaluate=True) == []
+    assert audit_cell(path, "DML|x", tmp_path, out=lambda *_: None, evaluate=True) == lone_run(tmp_path)
 
 
 @pytest.mark.parametrize("change", ["dropped", "foreign"])
@@ -333,7 +333,9 @@ def test_measuring_again_is_exact_on_the_measuring_cpu_and_within_tolerance_else
 def test_the_tolerance_is_stated_per_device():
     from rdml.train.record import cpu_name
 
-    assert evaluation_tolerance({"device": "cpu", "device_name": cpu_name()}, 500) == (0.0, f"exact: trained on this CPU model ({cpu_name()})")
+    here = f"exact: trained on this CPU model ({cpu_name()}) with torch {torch.__version__}"
+    assert evaluation_tolerance({"device": "cpu", "device_name": cpu_name()}, 500) == (0.0, here)
+    assert evaluation_tolerance({"device": "cpu", "device_name": cpu_name(), "torch": torch.__version__}, 500) == (0.0, here)
     tolerance, why = evaluation_tolerance({"device": "cuda:0", "device_name": "NVIDIA H100"}, 500)
     assert tolerance == pytest.approx(1 / 500) and why.startswith("1 test example: trained on cuda:0 (NVIDIA H100)")
     assert evaluation_tolerance({"device": "cpu", "device_name": "another CPU"}, 500)[0] == pytest.approx(1 / 500)
@@ -367,3 +369,97 @@ def test_a_sidecar_missing_a_field_is_an_error_naming_the_cell_and_the_field(pro
         audit(project, table, cell)
     assert main(["audit", str(path), cell]) == 2
     assert f"rdml: error: {path}: cell {cell!r}" in capsys.readouterr().err
+
+
+# ---- item: a cell is planned from params.yaml, not from the sidecar's own `spec` -----------------------------
+
+def lone_run(root: Path) -> list[str]:
+    """What a sidecar of a lone run (no study section, no params.yaml) gives: its planned runs not vouched for."""
+    return ["t.cells.json names no study section (`spec`): rebuild the tables (`rdml tables s`)",
+            f"{root / 'params.yaml'} is missing: the audit cannot vouch for the runs planned for the cell"]
+
+
+def _drop_worse_seed(project: Path) -> dict:
+    """kd_table's KD cell less its worse seed, mean/std/n made to agree: what a forger keeps."""
+    path, content = sidecar(project, "kd_table")
+    cell = content["cells"][KD]
+    cell["runs"] = [max(cell["runs"], key=lambda r: r["value"])]
+    cell.update(mean=cell["runs"][0]["value"], std=0.0, n=1)
+    path.write_text(json.dumps(content))
+    return content
+
+
+@pytest.mark.parametrize("spec", ["deleted", "seeds edited"])
+@pytest.mark.parametrize("evaluate", [False, True])
+@pytest.mark.tamper
+def test_a_seed_dropped_from_a_cell_and_its_spec_is_caught(project, spec, evaluate):
+    content = _drop_worse_seed(project)
+    dropped = ({KD_RUN, KD_RUN[:-1] + "1"} - {content["cells"][KD]["runs"][0]["run"]}).pop()
+    path, _ = sidecar(project, "kd_table")
+    kept_seed = int(content["cells"][KD]["runs"][0]["run"][-1])
+    if spec == "deleted":
+        del content["spec"]
+        expected = "kd_table.cells.json names no study section (`spec`)"
+    else:
+        content["spec"]["seeds"] = [kept_seed]
+        expected = (f"the table was built from other study keys than params.yaml's: seeds [{kept_seed}] in the table, "
+                    "[0, 1] in params.yaml")
+    path.write_text(json.dumps(content))
+    problems = audit(project, "kd_table", KD, evaluate=evaluate)
+    assert any(p.startswith(expected) for p in problems), problems
+    assert f"cell {KD!r} does not list run {dropped}, which study {STUDY} plans for it" in problems, problems
+
+
+@pytest.mark.parametrize("params", ["missing", "without the study", "not loading"])
+@pytest.mark.tamper
+def test_a_cell_whose_study_is_not_in_params_yaml_cannot_be_vouched_for(project, params):
+    path = project / "params.yaml"
+    if params == "missing":
+        path.unlink()
+    elif params == "without the study":
+        path.write_text(yaml.safe_dump({"studies": {"other": PARAMS["studies"][STUDY]}}))
+    else:
+        path.write_text("studies: [")
+    problems = audit(project, "kd_table", KD)
+    assert len(problems) == 1 and problems[0].startswith(str(path)), problems
+    assert problems[0].endswith("the audit cannot vouch for the runs planned for the cell"), problems
+
+
+def test_the_audit_plans_from_params_yaml_and_names_what_the_sidecar_spec_changed(project):
+    """A spec edited where params.yaml is not: the cell planned from params.yaml holds; the difference is named."""
+    path, content = sidecar(project, "kd_table")
+    content["spec"]["train"]["batch_size"] = 32
+    path.write_text(json.dumps(content))
+    assert audit(project, "kd_table", KD) == [
+        "the table was built from other study keys than params.yaml's: train.batch_size 32 in the table, 64 in params.yaml"]
+
+
+# ---- item: exactness only with the same CPU model and the same torch ------------------------------------------
+
+def test_exactness_needs_the_same_torch_as_well_as_the_same_cpu():
+    from rdml.audit import same_device
+    from rdml.train.record import cpu_name
+
+    here = {"device": "cpu", "device_name": cpu_name(), "torch": torch.__version__}
+    assert same_device(here)
+    other = {**here, "torch": "0.0.1"}
+    assert not same_device(other)
+    tolerance, why = evaluation_tolerance(other, 500)
+    assert tolerance == pytest.approx(1 / 500) and "torch 0.0.1" in why, why
+    assert not same_device({"device": "cpu", "torch": torch.__version__})  # the CPU model must be named
+
+
+@pytest.mark.tamper
+def test_a_record_trained_with_another_torch_is_evaluated_within_one_example(project):
+    """One example off is caught on this CPU with this torch (the tolerance test above), but not when the
+    record says another torch trained it: then only the one-example tolerance is claimed."""
+    def edit(record):
+        _off_by(1)(record)
+        record["environment"]["torch"] = "0.0.1"
+
+    reseal(project / KD_RUN / "record.json", edit)
+    tables(project)
+    assert audit(project, "kd_table", KD, evaluate=True) == []
+    reseal(project / KD_RUN / "record.json", _off_by(1))  # a further example off: past one example
+    tables(project)
+    assert any("student_0 evaluates to accuracy" in p for p in audit(project, "kd_table", KD, evaluate=True))

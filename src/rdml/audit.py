@@ -20,6 +20,7 @@ else within MEASURE_RTOL.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -235,24 +236,32 @@ class _Audit:
             problems += _teacher_problems(root, teacher, out)
 
     def planned(self, cell: str, entry: dict) -> list[str]:
-        """Every run the study's section (as the sidecar names it) plans for the cell is listed in it, each
-        of the keys its record was trained with; nothing else is. Skipped for a sidecar without `spec`."""
-        spec, study = self.sidecar.get("spec"), self.sidecar["study"]
-        if spec is None:
-            self.out("  note              the sidecar names no study section: the runs it lists are not checked "
-                     "against the study's plan (rebuild the tables)")
-            return []
+        """Every run the study plans for the cell is listed in it, each of the keys its record was trained
+        with; nothing else is. The plan is made from the study's section of root/params.yaml (the file DVC
+        tracks), never from the sidecar's own `spec`, which is not sealed: a seed dropped from both the cell
+        and its `spec` would otherwise pass. The sidecar's `spec` must be that section."""
+        study = self.sidecar["study"]
+        problems = []
+        if "spec" not in self.sidecar:  # sidecars carry no format field: none predates `spec` but by mistake
+            problems.append(f"{self.sidecar['table']}.cells.json names no study section (`spec`): rebuild the "
+                            f"tables (`rdml tables {study}`)")
+        params, missing = _study_params(self.root, study)
+        if missing:
+            return problems + [missing]
+        spec = self.sidecar.get("spec")
+        if spec is not None and (differences := _differences(spec, params["studies"][study])):
+            problems.append(f"the table was built from other study keys than params.yaml's: {differences}")
         from rdml.study.plan import plan_tables
 
         try:
-            layouts = {t.name: t for t in plan_tables({"studies": {study: spec}}, study)}
+            layouts = {t.name: t for t in plan_tables(params, study)}
         except ConfigError as exc:
-            return [f"the study section the sidecar names does not plan ({exc})"]
+            return problems + [f"study {study} of params.yaml does not plan ({exc})"]
         if self.sidecar["table"] not in layouts:
-            return [f"study {study} plans no table {self.sidecar['table']}"]
+            return problems + [f"study {study} plans no table {self.sidecar['table']}"]
         layout = layouts[self.sidecar["table"]]
         choices = self.sidecar.get("choices") or {}
-        problems = self._choices(layout, choices)
+        problems += self._choices(layout, choices)
         row, _, column = cell.partition("|")
         planned = planned_runs(layout, choices).get((row, column), {})
         listed = {item["run"] for item in entry["runs"]}
@@ -278,6 +287,37 @@ class _Audit:
         return [f"the table kept option {choices.get(group, {}).get('chosen')!r} of {group}, the records choose "
                 f"{chosen['chosen']!r}" for group, chosen in again.items()
                 if (choices.get(group) or {}).get("chosen") != chosen["chosen"]]
+
+
+def _study_params(root: Path, study: str) -> tuple[dict | None, str | None]:
+    """root/params.yaml (rdml.study.params.load_params) holding `study`, or why the audit cannot vouch
+    for the runs planned for a cell of it."""
+    from rdml.study.params import load_params
+
+    path = root / "params.yaml"
+    cannot = "the audit cannot vouch for the runs planned for the cell"
+    if not path.is_file():
+        return None, f"{path} is missing: {cannot}"
+    try:
+        params = load_params(path)
+    except ConfigError as exc:
+        return None, f"{path} does not load ({exc}): {cannot}"
+    if study not in params["studies"]:
+        return None, f"{path} has no study {study}: {cannot}"
+    return params, None
+
+
+def _differences(spec, section) -> str:
+    """Where the sidecar's `spec` and params.yaml's section differ (dotted keys), with both values."""
+    canonical = (json.loads(json.dumps(v, sort_keys=True)) for v in (spec, section))  # as the tables store it
+    return "; ".join(_differing(*canonical))
+
+
+def _differing(spec, section, at: str = "") -> list[str]:
+    if isinstance(spec, dict) and isinstance(section, dict):
+        return [found for key in sorted(set(spec) | set(section))
+                for found in _differing(spec.get(key, "absent"), section.get(key, "absent"), f"{at}{key}.")]
+    return [] if spec == section else [f"{at.rstrip('.') or 'the section'} {spec!r} in the table, {section!r} in params.yaml"]
 
 
 def replayed_divergence(record: dict) -> dict | None:
@@ -373,23 +413,35 @@ REFERENCE_EXECUTION = {"precision": "fp32", "memory_format": "contiguous", "comp
 def same_device(environment: dict) -> bool:
     """Whether what was computed where `environment` says (a record's, a measurements file's `measured_on`)
     is computed again here bit for bit: on the CPU of the same model (at its thread count, which the audit
-    sets) and, where it says how the students ran, as the audit runs them (float32, contiguous, neither
-    compiled nor fused): there rdml's evaluation is deterministic."""
+    sets), with the same torch (an upgrade may change the last bits of a kernel) and, where it says how
+    the students ran, as the audit runs them (float32, contiguous, neither compiled nor fused): there
+    rdml's evaluation is deterministic. A key the environment does not hold is taken as the audit's own:
+    that claims exactness, which can only raise a false mismatch, never pass a forged number (a
+    measurements file's `measured_on` does not name its torch). The CPU model must be named."""
+    return not _differences_from_here(environment) and str(environment.get("device", "")).split(":")[0] == "cpu"
+
+
+def _differences_from_here(environment: dict) -> list[str]:
+    """What of `environment` is not as the audit computes: the CPU model, torch, the execution path."""
+    import torch
+
     from rdml.train.record import cpu_name
 
-    return (str(environment.get("device", "")).split(":")[0] == "cpu" and environment.get("device_name") == cpu_name()
-            and all(environment.get(key, value) == value for key, value in REFERENCE_EXECUTION.items()))
+    here = {"device_name": cpu_name(), "torch": torch.__version__, **REFERENCE_EXECUTION}
+    return [f"{key} {environment.get(key)}" for key, value in here.items()
+            if environment.get(key, None if key == "device_name" else value) != value]  # the CPU model must be named
 
 
 def _where(environment: dict) -> str:
+    import torch
+
     from rdml.train.record import cpu_name
 
     if same_device(environment):
-        return f"this CPU model ({cpu_name()})"
-    how = ", ".join(f"{key} {environment[key]}" for key, value in REFERENCE_EXECUTION.items()
-                    if environment.get(key, value) != value)
+        return f"this CPU model ({cpu_name()}) with torch {torch.__version__}"
+    how = ", ".join(d for d in _differences_from_here(environment) if not d.startswith("device_name "))
     return (f"{environment.get('device') or 'an unrecorded device'} ({environment.get('device_name')}"
-            f"{', ' + how if how else ''}), audited on {cpu_name()} in float32")
+            f"{', ' + how if how else ''}), audited on {cpu_name()} in float32 with torch {torch.__version__}")
 
 
 def evaluation_tolerance(environment: dict, test_examples: int) -> tuple[float, str]:

@@ -15,7 +15,7 @@ from rdml.study.layouts import Entry, TableSpec
 from rdml.study.runs import Run
 from rdml.train.integrity import recorded_value
 
-__all__ = ["Cell", "entry_values", "measured_values", "measure_source", "choose", "fill_cells", "planned_runs"]
+__all__ = ["Cell", "entry_values", "measured_values", "measure_source", "choose", "fill_cells", "kept_entries", "entry_columns", "planned_runs"]
 
 
 @dataclass
@@ -120,25 +120,36 @@ def fill_cells(spec: TableSpec, records: Records, statistic: str, choices: dict[
     only, by the metric's direction); the entries of an option a Choice did not keep are left out."""
     sign = METRICS[spec.metric].sign
     cells: dict[tuple[str, str], Cell] = {}
-    for entry in spec.entries:
-        if entry.choice and choices[entry.choice.group]["chosen"] != entry.choice.option:
-            continue
+    for entry in kept_entries(spec, choices):
         record = records.record(entry.run)
         values = [(student, v, None if entry.measure is None else measure_source(records.study, entry, i))
                   for student in entry.students
                   for i, v in enumerate(entry_values(entry, student, records, statistic, spec))]
         if entry.ranked:
             order = sorted(values, key=lambda p: (_reached(p[1]), p[1] or 0.0))
-            placed = [(column, [pair]) for column, pair in zip(entry.columns, order)]
+            placed = list(zip(entry_columns(entry), ([pair] for pair in order)))
         elif entry.best:
-            placed = [(entry.columns[0], sorted(values, key=lambda p: (_reached(p[1]), sign * (p[1] or 0.0)))[-1:])]
+            placed = [(*entry_columns(entry), sorted(values, key=lambda p: (_reached(p[1]), sign * (p[1] or 0.0)))[-1:])]
         else:
-            placed = [(entry.columns[0], values)]
+            placed = [(*entry_columns(entry), values)]
         for column, pairs in placed:
             cell = cells.setdefault((entry.row, column), Cell())
             for student, v, where in pairs:
                 cell.add(entry.run, record, student, v, entry.epoch, where)
     return cells
+
+
+def kept_entries(spec: TableSpec, choices: dict[str, dict]) -> list[Entry]:
+    """The layout's entries less those of an option a Choice did not keep: what the tables fill and the
+    audit plans."""
+    return [entry for entry in spec.entries
+            if not entry.choice or (choices.get(entry.choice.group) or {}).get("chosen") == entry.choice.option]
+
+
+def entry_columns(entry: Entry) -> list[str]:
+    """The columns an entry's values go to: a ranked entry's i-th lowest student into its i-th column
+    (as many as it has students), any other entry's into its first."""
+    return entry.columns[: len(entry.students)] if entry.ranked else entry.columns[:1]
 
 
 def _reached(value: float | None) -> bool:
@@ -150,9 +161,7 @@ def planned_runs(spec: TableSpec, choices: dict[str, dict]) -> dict[tuple[str, s
     """Per cell, every run the layout places there (by directory), whatever its records say: what a
     cell's sidecar must list, each diverged run counted, never left out (`rdml audit`)."""
     planned: dict[tuple[str, str], dict[str, Run]] = {}
-    for entry in spec.entries:
-        if entry.choice and (choices.get(entry.choice.group) or {}).get("chosen") != entry.choice.option:
-            continue
-        for column in entry.columns[: len(entry.students)] if entry.ranked else entry.columns[:1]:
+    for entry in kept_entries(spec, choices):
+        for column in entry_columns(entry):
             planned.setdefault((entry.row, column), {})[entry.run.directory] = entry.run
     return planned
