@@ -202,7 +202,8 @@ def test_a_new_key_at_its_default_keeps_every_run_identity(monkeypatch):
 
 
 def legacy_project(tmp_path: Path, config_extra: dict | None = None) -> Path:
-    """The run written by rdml before the layered package (tests/fixtures/legacy_run), in a table sidecar."""
+    """The run written by rdml before the layered package (tests/fixtures/legacy_run), in a table sidecar
+    of the study (in params.yaml) that plans it."""
     run = "results/legacy/runs/synthetic/dml-mlp+mlp-a1-s0"
     shutil.copytree(Path(__file__).parent / "fixtures/legacy_run", tmp_path / run)
     record = json.loads((tmp_path / run / "record.json").read_text())
@@ -210,34 +211,43 @@ def legacy_project(tmp_path: Path, config_extra: dict | None = None) -> Path:
         record["config"].update(config_extra)
         record["config_sha256"] = config_sha256(record["config"])
         (tmp_path / run / "record.json").write_text(json.dumps(record))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"studies": {"legacy": LEGACY_STUDY}}))
     value = record["summary"]["student_0"]["final_acc"]
-    sidecar = {"table": "t", "study": "legacy", "metric": "final", "caption": "",
-               "cells": {"DML|x": {"mean": value, "std": 0.0, "n": 1, "diverged": 0,
-                                   "runs": [{"run": run, "student": "student_0", "value": value, "status": "ok"}]}}}
+    sidecar = {"table": "pair_table", "study": "legacy", "metric": "final", "caption": "", "spec": LEGACY_STUDY,
+               "cells": {LEGACY_CELL: {"mean": value, "std": 0.0, "n": 1, "diverged": 0,
+                                       "runs": [{"run": run, "student": "student_0", "value": value, "status": "ok"}]}}}
     (tmp_path / "t.cells.json").write_text(json.dumps(sidecar))
     return tmp_path
+
+
+# the study whose pair table plans the legacy run (its keys hash as the run's config), and its cell
+LEGACY_STUDY = {"datasets": ["synthetic"], "seeds": [0], "metric": "final",
+                "train": {"epochs": 1, "batch_size": 64, "lr": 0.05}, "pair_table": {"pairs": [["mlp", "mlp"]]}}
+LEGACY_CELL = "synthetic: mlp, mlp|DML Net 1"
 
 
 def test_a_record_of_the_earlier_layout_still_audits(tmp_path):
     root = legacy_project(tmp_path)
     assert json.loads((root / "results/legacy/runs/synthetic/dml-mlp+mlp-a1-s0/record.json").read_text())["code"]["git_commit"].startswith("c9bde29")
     lines = []
-    assert audit_cell(root / "t.cells.json", "DML|x", root, out=lines.append) == []
+    assert audit_cell(root / "t.cells.json", LEGACY_CELL, root, out=lines.append) == []
     assert lines[-1] == "OK: every hash matches the files on disk"
 
 
 def test_a_record_with_a_key_this_version_does_not_know_audits(tmp_path):
-    root = legacy_project(tmp_path, {"future_key": 3})
-    assert audit_cell(root / "t.cells.json", "DML|x", root, out=lambda _: None) == []
+    root = legacy_project(tmp_path, {"future_key": 3})  # the record holds; the study does not plan such a run
+    assert audit_cell(root / "t.cells.json", LEGACY_CELL, root, out=lambda _: None) == [
+        "results/legacy/runs/synthetic/dml-mlp+mlp-a1-s0/record.json: the run there was trained with other keys "
+        "than study legacy plans"]
 
 
 def test_an_epoch_cell_of_a_run_that_stopped_earlier_audits(tmp_path):
     root = legacy_project(tmp_path)
     cells = json.loads((root / "t.cells.json").read_text())
-    cells["cells"]["DML|x"]["runs"][0].update(epoch=25, value=float("nan"))  # the table's NaN: never reached
-    cells["cells"]["DML|x"].update(mean=None, std=None, n=0)  # what the table makes of it: no value
+    cells["cells"][LEGACY_CELL]["runs"][0].update(epoch=25, value=float("nan"))  # the table's NaN: never reached
+    cells["cells"][LEGACY_CELL].update(mean=None, std=None, n=0)  # what the table makes of it: no value
     (root / "t.cells.json").write_text(json.dumps(cells))
-    assert audit_cell(root / "t.cells.json", "DML|x", root, out=lambda _: None) == []
+    assert audit_cell(root / "t.cells.json", LEGACY_CELL, root, out=lambda _: None) == []
 
 
 @pytest.mark.tamper
@@ -247,7 +257,7 @@ def test_a_tampered_legacy_record_fails_the_audit(tmp_path):
     record = json.loads(path.read_text())
     record["config"]["lr"] = 0.5
     path.write_text(json.dumps(record))
-    assert any("config does not hash" in p for p in audit_cell(root / "t.cells.json", "DML|x", root, out=lambda _: None))
+    assert any("config does not hash" in p for p in audit_cell(root / "t.cells.json", LEGACY_CELL, root, out=lambda _: None))
 
 
 @pytest.mark.tamper
@@ -255,7 +265,7 @@ def test_the_audit_catches_forged_numbers_and_damaged_files(tmp_path):
     root = legacy_project(tmp_path)
     path = root / "results/legacy/runs/synthetic/dml-mlp+mlp-a1-s0/record.json"
     sidecar = root / "t.cells.json"
-    audit = lambda **kw: audit_cell(sidecar, "DML|x", root, out=lambda _: None, **kw)
+    audit = lambda **kw: audit_cell(sidecar, LEGACY_CELL, root, out=lambda _: None, **kw)
     assert audit(evaluate=True) == []  # the saved model evaluates to the recorded accuracies
     record = json.loads(path.read_text())
     forged = json.loads(json.dumps(record))
@@ -263,7 +273,7 @@ def test_the_audit_catches_forged_numbers_and_damaged_files(tmp_path):
     forged["summary"]["student_0"].update(final_acc=0.99, best_acc=0.99)
     path.write_text(json.dumps(forged))
     cells = json.loads(sidecar.read_text())
-    cells["cells"]["DML|x"]["runs"][0]["value"] = cells["cells"]["DML|x"]["mean"] = 0.99
+    cells["cells"][LEGACY_CELL]["runs"][0]["value"] = cells["cells"][LEGACY_CELL]["mean"] = 0.99
     sidecar.write_text(json.dumps(cells))
     assert audit() == []  # consistent numbers, and a record of rdml.run/1 has no hash of its own …
     assert any("evaluates to accuracy" in p for p in audit(evaluate=True))  # … but the model does not say 0.99
