@@ -8,6 +8,11 @@ min_version("9.0")  # the update() output flag (workflow/rules/tables.smk)
 configfile: "params.yaml"
 
 
+# rdml's own reader first: duplicate keys, and aliases that expand without bound, which Snakemake's
+# reader lets through and its schema check would walk for ever (rdml.yamlfile).
+from rdml.study.params import load_params
+
+load_params("params.yaml")
 validate(config, "workflow/schemas/params.schema.yaml")
 
 

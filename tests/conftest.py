@@ -181,11 +181,11 @@ SMOKE = {
 }
 
 
-def sh(*args, cwd, check=True):
+def sh(*args, cwd, check=True, timeout=None):
     """A command with the virtual environment first on PATH and one thread per torch process; with `check`,
-    a failure fails the test with the command's output."""
+    a failure fails the test with the command's output; past `timeout` seconds, it fails the test."""
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True)
+    result = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result

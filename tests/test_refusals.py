@@ -56,6 +56,10 @@ def train(**keys):
     return lambda params: params["studies"]["smoke"]["train"].update(keys)
 
 
+# Nine to the twelfth strings from a few hundred bytes: a document no reader may walk whole.
+LAUGHS = "laughs:\n" + "".join(
+    "  - &l{} [{}]\n".format(i, ", ".join([f"*l{i - 1}" if i else '"ha"'] * 9)) for i in range(12))
+
 # Each a params.yaml that must be refused by Snakemake (a real run, not a dry one) and by `dvc repro`.
 BAD_PARAMS = {
     "unknown statistic": params_text(study(metric="median")),
@@ -67,6 +71,7 @@ BAD_PARAMS = {
     "a key given twice": params_text(lambda p: None).replace("gpus: 0\n", "gpus: 0\ngpus: 0\n"),
     "a study given twice": params_text(lambda p: None) + "  smoke:\n    datasets: [synthetic]\n    seeds: [1]\n",
     "invalid YAML": params_text(lambda p: None) + "  smoke: [\n",
+    "aliases that expand without bound": params_text(lambda p: None) + LAUGHS,
 }
 
 
@@ -79,7 +84,7 @@ def test_a_refused_params_yaml_leaves_every_output_as_it_was(built, case):
         bad = outputs(built)
         for command in (["snakemake", "all_tables", "--cores", "2"], ["dvc", "repro"],
                         ["rdml", "pipeline", "dvc-yaml"], ["rdml", "tables", "smoke"]):
-            result = sh(str(BIN / command[0]), *command[1:], cwd=built, check=False)
+            result = sh(str(BIN / command[0]), *command[1:], cwd=built, check=False, timeout=120)
             assert result.returncode != 0, f"{case}: {' '.join(command)} accepted it"
             assert outputs(built) == bad, f"{case}: {' '.join(command)} changed an output"
     finally:

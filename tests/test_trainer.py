@@ -370,3 +370,19 @@ def test_an_interrupted_run_resumes_only_under_the_teacher_it_started_with(tmp_p
         run(tmp_path / "kd", *kd)
     restarted = run(tmp_path / "kd", *kd, replace=True)
     assert restarted["resumed_at"] == [] and restarted["teacher"]["sha256"] == sha256_file(teacher / "model.pt")
+
+
+@pytest.mark.parametrize("where,key,value", [
+    ("environment", "torch", "0.0.1"), ("environment", "device_name", "another CPU"), ("environment", "threads", 64),
+    ("environment", "precision", "bf16"), ("code", "run", {"sha256": "0" * 64}), ("data", "sha256", "0" * 64),
+    ("teacher", "sha256", "0" * 64)])
+def test_a_finished_run_is_kept_for_a_rerun_only_where_it_is_what_training_anew_gives(tmp_path, where, key, value):
+    """The pipeline keeps a finished run when its job reruns only if nothing that changes its numbers changed."""
+    from rdml.train.loop import same_run
+
+    record = copy.deepcopy(run(tmp_path / "r", "epochs=1"))
+    record["teacher"] = {"sha256": "1" * 64}
+    assert same_run(record, copy.deepcopy(record))
+    fresh = copy.deepcopy(record)
+    fresh[where] = {**fresh[where], key: value}
+    assert not same_run(record, fresh)

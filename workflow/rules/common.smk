@@ -12,7 +12,6 @@ from rdml.study.params import load_params, studies_to_build, thread_count, with_
 from rdml.study.plan import plan_jobs, plan_measurements
 from rdml.pipeline.stale import stale_jobs
 
-load_params("params.yaml")  # its duplicate keys and unbounded aliases, which Snakemake's own reader lets through
 config.update(with_smoke_studies(config))  # every study also has a <study>_smoke variant
 BUILD = studies_to_build(config)
 JOBS = {study: {job.id: job for job in plan_jobs(config, study)} for study in BUILD}

@@ -102,15 +102,14 @@ def write_tables(study: str, params_path: str = "params.yaml", root: str | Path 
             if claims:
                 atomic_write_json(out / "claims.json", {"study": study, "metric": statistic, "claims": claims})
             atomic_write_json(new["summary"], study_summary(tables))
-            for name in ("tables", "curves", "summary"):  # the summary last: DVC's metrics vouch for the tables
-                _swap(new[name], places[name], staging)
+            _swap_all(new, places, staging)
         except OSError as exc:
             raise ConfigError(f"cannot write the tables of {study} in {home} ({exc.strerror}: {exc.filename}); "
                               "what was there is left as it was") from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    return [p for place in (places["tables"], places["curves"]) for p in sorted(place.rglob("*")) if p.is_file()] \
-        + [places["summary"]]
+        return [p for place in (places["tables"], places["curves"]) for p in sorted(place.rglob("*")) if p.is_file()] \
+            + [places["summary"]]
 
 
 def _writable_home(places: dict[str, Path]) -> Path:
@@ -151,8 +150,25 @@ def _staging(home: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=".tables-", suffix=".tmp", dir=home))
 
 
-def _swap(new: Path, place: Path, staging: Path) -> None:
-    """Put `new` where `place` is; the old one goes into `staging`, removed with it."""
-    if place.is_dir():
-        place.replace(staging / f"old-{place.name}")
-    new.replace(place)
+def _swap_all(new: dict[str, Path], places: dict[str, Path], staging: Path) -> None:
+    """Put every new output in its place, or none: the old ones go into `staging` (removed with it), and
+    on a failure half way each new one placed is taken out and each old one put back. The summary goes
+    last: DVC's metrics vouch for the tables."""
+    moved, placed = [], []
+    try:
+        for name in ("tables", "curves", "summary"):
+            place, old = places[name], staging / f"old-{places[name].name}"
+            if place.exists():
+                place.replace(old)
+                moved.append((old, place))
+            new[name].replace(place)
+            placed.append(place)
+    except OSError:
+        for place in placed:
+            if place.is_dir():
+                shutil.rmtree(place)
+            else:
+                place.unlink()
+        for old, place in moved:
+            old.replace(place)
+        raise

@@ -99,17 +99,20 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
                 "training code or execution); choose another out= or remove that directory"
             )
         existing = saved = None
-    record = new_record(prep, argv)
-    record["environment"].update(environment_extra or {})
+    record = None
     if existing is not None and existing.get("status") in FINISHED:
         problems = run_problems(run_dir, existing, FINISHED, unsealed=True)  # rdml.run/1 records predate seals
-        if not problems and (not retrain or same_run(existing, record)):
+        if not problems and not retrain:
+            return existing
+        record = new_record(prep, argv, environment_extra)
+        if not problems and same_run(existing, record):
             return existing
         if problems and not replace:
             raise ConfigError(f"out={run_dir} holds a finished run whose files no longer match its record: "
                               + "; ".join(problems) + "; remove the directory to train the run again")
         existing = saved = None
 
+    record = record or new_record(prep, argv, environment_extra)
     steps_per_epoch = data.steps_per_epoch(cfg.batch_size)
     teacher = prep.execution.runner(prep.teacher.requires_grad_(False)) if prep.teacher is not None else None
     method = METHODS[cfg.method](cfg, teacher)
@@ -187,17 +190,21 @@ def train_epoch(method, cohort: Cohort, data: Dataset, cfg: TrainConfig, epoch: 
 
 
 SAME_RUN = ("config_sha256", "config", "data", "teacher", "pretrained")  # with the code run and the execution
+# what, beyond the keys, changes the numbers: the library and the device (model) that computed them, the threads
+# (float32 sums) and the execution choices
+SAME_ENVIRONMENT = ("torch", "cuda", "device", "device_name", "threads", "precision", "memory_format", "compile",
+                    "fuse_students")
 
 
 def same_run(finished: dict, fresh: dict) -> bool:
     """Whether a finished record is what training anew would give the record `fresh`: the same configuration,
-    code, data, teacher, published weights and execution (threads too: they change float32 sums). A pipeline
-    job reruns when its job file is gone, which a failed job (a refused device, say) also does; its finished
-    runs are then kept, not trained again."""
+    code, data, teacher, published weights, torch, device and execution (SAME_ENVIRONMENT). A pipeline job
+    reruns when its job file is gone, which a failed job (a refused device, say) also does; its finished runs
+    are then kept, not trained again. To train a finished run again, remove its directory."""
+    environment = finished.get("environment") or {}
     return all(finished.get(key) == fresh[key] for key in SAME_RUN) \
         and (finished.get("code") or {}).get("run") == fresh["code"]["run"] \
-        and all((finished.get("environment") or {}).get(key) == value for key, value in fresh["environment"].items()
-                if key in ("device", "threads", "precision", "memory_format", "compile", "fuse_students"))
+        and all(environment.get(key) == fresh["environment"].get(key) for key in SAME_ENVIRONMENT)
 
 
 def run_code(prep: Prepared):
@@ -207,7 +214,7 @@ def run_code(prep: Prepared):
     return training_code(cfg.method, cfg.arch, cfg.dataset, teacher, base=PACKAGE)
 
 
-def new_record(prep: Prepared, argv: list[str] | None) -> dict:
+def new_record(prep: Prepared, argv: list[str] | None, environment_extra: dict | None = None) -> dict:
     cfg, data = prep.cfg, prep.data
     return {
         "format": RECORD_FORMAT,
@@ -224,7 +231,7 @@ def new_record(prep: Prepared, argv: list[str] | None) -> dict:
                  "chance_acc": data.chance_accuracy, **data.fingerprint},
         "teacher": prep.teacher_info,
         "pretrained": prep.pretrained or None,
-        "environment": {**environment(prep.device), **prep.execution.describe()},
+        "environment": {**environment(prep.device), **prep.execution.describe(), **(environment_extra or {})},
         "command": list(sys.argv if argv is None else argv),
         "started_at": utc_now(),
         "resumed_at": [],
