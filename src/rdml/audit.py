@@ -6,8 +6,8 @@ fingerprint, weights and teacher; for a measured cell (the DML §4.8 analyses) t
 file, its own hash, the record and weights it measured, and the value read from it. With `evaluate`,
 the saved model evaluated again on the test split and each measured run measured again. Then the cell:
 its mean, std, n and diverged count recomputed from the audited values by the code that wrote them
-(rdml.report.cells.Cell), and, where the sidecar names the study's section, every run the study plans
-for the cell listed in it. A damaged file is a problem reported, never a traceback; a malformed
+(rdml.report.cells.Cell), and every run the study's section of root/params.yaml plans for the cell
+listed in it (the sidecar's own `spec`, which is not sealed, must be that section). A damaged file is a problem reported, never a traceback; a malformed
 sidecar is a ConfigError.
 
 `--evaluate` compares each output's test accuracy with its record. Tolerance per device: exact (0 test
