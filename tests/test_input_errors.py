@@ -264,6 +264,16 @@ def test_an_okdph_study_as_snakemake_passes_it_plans_the_same_runs():
             r.id for r in plan_study(params, name)]
 
 
+@pytest.mark.bad_input
+def test_a_setting_key_no_run_of_the_table_reads_is_refused_when_planned(tmp_path):
+    """okdph_data_table's settings reach its DML, KDCL and OKDPH runs: KD's beta would only change their identities."""
+    params = load_params(spoiled(tmp_path, lambda p: p["studies"]["okdph_table4"]["okdph_data_table"]["settings"][0]
+                                 .update(train={"beta": 0.5})))
+    with pytest.raises(ConfigError, match=r"studies.okdph_table4.okdph_data_table.settings\[0\].train.beta: no run it "
+                                          r"reaches reads beta \(their methods: dml, kdcl, okdph\); beta is a key of kd"):
+        plan_study(params, "okdph_table4")
+
+
 @pytest.mark.parametrize("argv,value", [
     (["pipeline", "run", "s", "j", "--threads", "-4"], "-4"),
     (["pipeline", "measure", "s", "r", "--threads", "0"], "0"),

@@ -150,6 +150,49 @@ def test_a_cuda_device_this_host_lacks_is_refused_when_planned(device, monkeypat
     assert len(plan_jobs({**tiny(device=device), "gpus": 2}, "smoke")) == 2  # GPUs where the jobs run (SLURM)
 
 
+def kd_only() -> dict:
+    """A study of a KD table alone: Ind., KD and teacher runs, no DML run."""
+    params = copy.deepcopy(SMOKE)
+    for key in ("rdml_table", "pair_table"):
+        del params["studies"]["smoke"][key]
+    return params
+
+
+UNREAD_KEYS = {  # a key no run it reaches reads → the message's start
+    "beta in train, no KD run": (lambda: tiny(beta=0.5), "studies.smoke.train.beta: no run it reaches reads beta "
+                                 r"\(their methods: dml, independent\); beta is a key of kd"),
+    "mimic_weight in train, no DML run": (lambda: kd_only() | {"_": {"train": {"mimic_weight": 0.5}}},
+                                          "studies.smoke.train.mimic_weight: .* mimic_weight is a key of dml, dml_e"),
+    "beta in teacher.train": (lambda: kd_only() | {"_": {"teacher": {"arch": "cnn", "train": {"beta": 0.5}}}},
+                              r"studies.smoke.teacher.train.beta: no run it reaches reads beta \(their methods: teacher\)"),
+    "kd_scale in train_where": (lambda: tiny() | {"_": {"train_where": [{"archs": ["mlp"], "train": {"kd_scale": False}}]}},
+                                r"studies.smoke.train_where\[0\].train.kd_scale: .* kd_scale is a key of kd"),
+}
+
+
+def _spoilt(make) -> dict:
+    params = make()
+    params["studies"]["smoke"].update(params.pop("_", {}))
+    return params
+
+
+@pytest.mark.parametrize("case", UNREAD_KEYS)
+@pytest.mark.bad_input
+def test_a_study_key_no_planned_run_reads_is_refused_when_planned(case):
+    """A method's key given to a study none of whose runs (there) is of that method would change the runs'
+    identities (rdml.run/1 gave every run every such key) and nothing else; or, for a newer key, vanish."""
+    make, message = UNREAD_KEYS[case]
+    with pytest.raises(ConfigError, match=message):
+        plan_study(_spoilt(make), "smoke")
+
+
+def test_a_study_key_some_planned_run_reads_is_taken_by_all_runs_as_before():
+    """`update_order: sequential` for a study with DML runs: DML reads it, its Ind. runs keep their identities."""
+    for keys in ({"update_order": "sequential"}, {"mimic_weight": 0.5}, {"beta": 0.5}):
+        params = tiny(**keys) if "beta" not in keys else _spoilt(lambda: kd_only() | {"_": {"train": keys}})
+        assert plan_study(params, "smoke")
+
+
 @pytest.mark.parametrize("device", ["cuda:1", "cuda:7"])
 @pytest.mark.bad_input
 def test_a_cuda_device_other_than_the_jobs_one_is_refused_when_planned(device):
