@@ -139,6 +139,26 @@ def test_invalid_yaml_is_a_message_naming_the_file_and_line_not_a_traceback(tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.yaml"]  # nothing written: no results/, no out
 
 
+def test_no_module_but_rdml_yamlfile_parses_yaml():
+    """A second reader (yaml.safe_load) would take what rdml.yamlfile refuses: a key given twice, the last one
+    silently winning; endless aliases."""
+    import ast
+
+    import rdml
+
+    readers = {"load", "safe_load", "full_load", "unsafe_load", "load_all", "safe_load_all", "full_load_all",
+               "unsafe_load_all", "compose", "parse"}
+    found = []
+    for path in Path(rdml.__file__).parent.rglob("*.py"):
+        if path.name == "yamlfile.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Attribute) and node.attr in readers and isinstance(node.value, ast.Name)
+                    and node.value.id == "yaml"):
+                found.append(f"{path.name}:{node.lineno} yaml.{node.attr}")
+    assert found == []
+
+
 # ---- 2. unknown keys at every depth of params.yaml, named with what is allowed
 
 def okdph(params, **change):

@@ -26,8 +26,9 @@ from rdml.dependencies import data_code, measure_code, reporting_code, weights_c
 from rdml.io import atomic_write_bytes
 from rdml.metrics import METRICS, PRIMARY
 from rdml.models.pretrained import weights_file
-from rdml.study.params import load_params, studies_to_build
+from rdml.study.params import checked_params, load_params, studies_to_build
 from rdml.study.plan import plan_jobs, plan_measurements, plan_study
+from rdml.yamlfile import load_yaml
 from rdml.study.reported import REPORTED
 from rdml.study.runs import Job
 
@@ -164,8 +165,9 @@ def _train_stage(job: Job, keys=lambda key: key) -> dict:
 
 
 def write_dvc_yaml(params_path: str = PARAMS, out: str = "dvc.yaml", studies: list[str] | None = None) -> str:
-    params = load_params(params_path)
-    declared = set(yaml.safe_load(Path(params_path).read_text())["studies"])  # before the smoke variants were added
+    raw = load_yaml(params_path, "params file")  # read once, by the one YAML reader
+    params = checked_params(raw, params_path)
+    declared = set(raw["studies"])  # before the smoke variants were added
     body = {"stages": dvc_stages(params, studies_to_build(params, studies), declared)}
     text = "# Generated from params.yaml by `rdml pipeline dvc-yaml`; do not edit by hand.\n" + yaml.safe_dump(
         body, sort_keys=False, width=200

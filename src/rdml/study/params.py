@@ -16,7 +16,7 @@ from rdml.study.layouts import LAYOUTS
 from rdml.study.layouts.okdph import HYBRID_KEYS, METHOD_NAMES
 from rdml.yamlfile import load_yaml
 
-__all__ = ["load_params", "with_smoke_studies", "studies_to_build", "study_spec", "check_study", "metric_of", "STATISTICS",
+__all__ = ["load_params", "checked_params", "with_smoke_studies", "studies_to_build", "study_spec", "check_study", "metric_of", "STATISTICS",
            "STUDY_KEYS", "TOP_KEYS",
            "slot_count", "jobs_per_gpu", "thread_count",
            "RUN_FIELDS"]
@@ -62,7 +62,11 @@ def thread_count(params: dict) -> int:
 def load_params(path: str | Path = "params.yaml") -> dict:
     """params.yaml with every study checked, at every depth, before any of them is planned (a typo in a
     study not built today is named today), and a `<study>_smoke` variant of each."""
-    params = load_yaml(path, "params file")
+    return checked_params(load_yaml(path, "params file"), path)
+
+
+def checked_params(params, path: str | Path = "params.yaml") -> dict:
+    """`load_params` of a params file already read (rdml.yamlfile.load_yaml), left as it was read."""
     if not isinstance(params, dict) or not isinstance(params.get("studies"), dict):
         raise ConfigError(f"{path} must hold a mapping with a 'studies' mapping")
     _unknown(str(path), params, TOP_KEYS)
