@@ -190,6 +190,8 @@ UNKNOWN = [
     (lambda p: p["studies"]["digits"].update(train_where=[{"dataset": ["digits"], "train": {}}]),
      "studies.digits.train_where[0] must hold `train` keys and the `datasets` and/or `archs` they apply to"),
     (lambda p: p["studies"]["digits"].update(seeds=[0, "1"]), "studies.digits.seeds=[0, '1'] is not allowed"),
+    (lambda p: p["studies"]["digits"].update(seeds=[0, 0, 1]),
+     "studies.digits.seeds lists seed 0 more than once ([0, 0, 1]); each seed must appear once"),
     (lambda p: p["studies"]["digits"].pop("seeds"), "studies.digits: missing key(s) seeds"),
     (lambda p: [p["studies"]["digits"].pop(k) for k in list(p["studies"]["digits"]) if k.endswith("_table")],
      "studies.digits: no table; give at least one of"),

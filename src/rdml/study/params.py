@@ -187,6 +187,9 @@ def check_study(name: str, study) -> dict:
     seeds = _list(f"{at}.seeds", study["seeds"], "a list of integer seeds")
     if not all(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 for seed in seeds):
         raise ConfigError(f"{at}.seeds={seeds!r} is not allowed; it must be a list of integers >= 0")
+    twice = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if twice:  # one seed is one run: listed twice, a cell would count the run twice
+        raise ConfigError(f"{at}.seeds lists seed {twice[0]} more than once ({seeds}); each seed must appear once")
     sections = {key: LAYOUTS[key].keys for key in study if key in LAYOUTS}
     if "teacher" in study:
         sections["teacher"] = ("arch", "seed", "train")

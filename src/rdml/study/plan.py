@@ -57,10 +57,6 @@ class StudyPlan:
         self.name, self.study, self.base = name, study, f"studies.{name}"
         self.datasets: list[str] = list(study["datasets"])
         self.seeds: list[int] = list(study["seeds"])
-        twice = sorted({s for s in self.seeds if self.seeds.count(s) > 1}, key=str)
-        if twice:  # one seed is one run: listed twice, a cell would count the run twice
-            raise ConfigError(f"studies.{name}.seeds lists seed {twice[0]} more than once ({self.seeds}); "
-                              "each seed must appear once")
         self.shared = dict(study.get("train") or {})
         self.shared_params = (f"{self.base}.train",) if self.shared else ()
         self.where = study.get("train_where") or []  # keys of some data sets or architectures, over the shared ones
