@@ -69,6 +69,12 @@ def one_cell_table(root: Path, run_dir: str, record: dict, student: str = "stude
     return path
 
 
+def lone_run(root: Path) -> list[str]:
+    """What the audit says of a one_cell_table (no study section, no params.yaml): its planned runs not vouched for."""
+    return ["t.cells.json names no study section (`spec`): rebuild the tables (`rdml tables s`)",
+            f"{root / 'params.yaml'} is missing: the audit cannot vouch for the runs planned for the cell"]
+
+
 @pytest.fixture(scope="session")
 def teacher_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("teacher") / "run"

@@ -252,7 +252,7 @@ def test_a_forged_non_finite_loss_passes_the_epochs_but_not_the_weights(project)
 
 
 def test_a_genuinely_diverged_run_audits_with_its_weights(tmp_path):
-    from conftest import one_cell_table, run
+    from conftest import lone_run, one_cell_table, run
 
     record = run(tmp_path / "r", "lr=1e4", "epochs=3")
     assert record["status"] == "diverged" and record["diverged"]["stopped"]
@@ -372,12 +372,6 @@ def test_a_sidecar_missing_a_field_is_an_error_naming_the_cell_and_the_field(pro
 
 
 # ---- item: a cell is planned from params.yaml, not from the sidecar's own `spec` -----------------------------
-
-def lone_run(root: Path) -> list[str]:
-    """What a sidecar of a lone run (no study section, no params.yaml) gives: its planned runs not vouched for."""
-    return ["t.cells.json names no study section (`spec`): rebuild the tables (`rdml tables s`)",
-            f"{root / 'params.yaml'} is missing: the audit cannot vouch for the runs planned for the cell"]
-
 
 def _drop_worse_seed(project: Path) -> dict:
     """kd_table's KD cell less its worse seed, mean/std/n made to agree: what a forger keeps."""

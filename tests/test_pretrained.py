@@ -19,7 +19,7 @@ from rdml.audit import audit_cell
 from rdml.pipeline.jobs import prepare_weights
 from rdml.train.checkpoint import load_teacher
 from rdml.train.loop import train
-from conftest import one_cell_table
+from conftest import lone_run, one_cell_table
 
 PHOTOS = DataSpec("photos", 47, (3, 224, 224))
 
@@ -106,11 +106,12 @@ def test_records_name_the_weights_and_the_audit_fails_when_they_change(tmp_path,
 
     one_cell_table(Path("."), run, record)
     lines = []
-    assert audit_cell("t.cells.json", "DML|x", ".", out=lines.append) == []
+    assert audit_cell("t.cells.json", "DML|x", ".", out=lines.append) == lone_run(Path("."))  # no study: only the run
     assert any(line.strip().startswith("weights test_vit") and line.endswith(" ok") for line in lines), lines
     weights = Path(stamp["file"])
     blob = bytearray(weights.read_bytes())
     blob[-1] ^= 1
     weights.write_bytes(bytes(blob))
     problems = audit_cell("t.cells.json", "DML|x", ".", out=lambda _: None)
-    assert problems == [f"{weights}: weights test_vit sha256 is {sha256_file(weights)}, recorded {stamp['sha256']}"]
+    assert problems == [f"{weights}: weights test_vit sha256 is {sha256_file(weights)}, recorded {stamp['sha256']}",
+                        *lone_run(Path("."))]

@@ -120,10 +120,10 @@ def measure_run(run_dir: str | Path, measurements: dict, device: torch.device) -
 
 
 def measured_on(device: torch.device) -> dict:
-    """The device, its model and the thread count measurements (or an evaluation) ran with."""
+    """The device, its model, the torch and the thread count measurements (or an evaluation) ran with."""
     from rdml.train.record import environment
 
-    return {k: v for k, v in environment(device).items() if k in ("device", "device_name", "threads")}
+    return {k: v for k, v in environment(device).items() if k in ("device", "device_name", "torch", "threads")}
 
 
 def declared_networks(run, data: Dataset, measurements: dict, device: torch.device) -> dict[str, dict]:
