@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rdml.cli import main
+from rdml.cli import build_parser, main
 from rdml.config import load_config
 from rdml.keys import ConfigError
-from rdml.study.params import check_study, load_params, study_spec
+from rdml.study.params import check_study, jobs_per_gpu, load_params, study_spec, thread_count
 from rdml.study.plan import plan_study
 from rdml.study.reported import load_reported
 from rdml.yamlfile import MAX_NODES, parse_yaml
@@ -307,4 +307,36 @@ def test_threads_must_be_a_count(capsys, argv, value):
         main(argv)
     assert exited.value.code == 2
     err = capsys.readouterr().err
-    assert f"argument --threads: '{value}' is not allowed; allowed: an integer >= 1" in err and "Traceback" not in err
+    assert f"argument --threads: threads='{value}' is not allowed; allowed: an integer >= 1" in err and "Traceback" not in err
+
+
+COUNTS = {  # each way a count >= 1 reaches rdml → the count it gives from a value
+    "params.yaml threads": lambda v: thread_count({"threads": v}),
+    "params.yaml or --jobs-per-gpu": jobs_per_gpu,
+    "--threads": lambda v: build_parser().parse_args(["pipeline", "run", "s", "j", "--threads", v]).threads,
+}
+
+
+NOT_COUNTS = [0, -1, 1.5, 2.0, True, None, "0", "-4", "+3", " 3", "3.0", "two", ""]
+
+
+@pytest.mark.parametrize("where,value", [(where, value) for where in COUNTS for value in NOT_COUNTS
+                                         if where != "--threads" or isinstance(value, str)])  # a command line: strings
+@pytest.mark.bad_input
+def test_every_count_is_refused_by_one_rule(where, value, capsys):
+    """--threads took "+3" and " 3", jobs_per_gpu took " 3" but refused "+3", threads refused "3": one rule now."""
+    if where == "--threads":
+        with pytest.raises(SystemExit):
+            COUNTS[where](value)
+        assert f"threads={value!r} is not allowed; allowed: an integer >= 1" in capsys.readouterr().err
+        return
+    key = "threads" if "threads" in where else "jobs_per_gpu"
+    with pytest.raises(ConfigError) as caught:
+        COUNTS[where](value)
+    assert str(caught.value) == f"{key}={value!r} is not allowed; allowed: an integer >= 1"
+
+
+@pytest.mark.parametrize("where", COUNTS)
+def test_every_count_takes_an_integer_or_its_digits(where):
+    for value, expected in (("1", 1), ("4", 4), ("12", 12)) if where == "--threads" else ((1, 1), (12, 12), ("4", 4)):
+        assert COUNTS[where](value) == expected

@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from rdml.keys import ConfigError
+from rdml.keys import ConfigError, count
 
 EXAMPLES = """\
 examples:
@@ -39,15 +39,12 @@ class _TrainHelp(argparse.RawDescriptionHelpFormatter):
         super().add_text(train_help() if text == "TRAIN_HELP" else text)
 
 
-def _positive_int(text: str) -> int:
-    """An argparse type: a count such as --threads, refused with its value (exit 2) unless an integer >= 1."""
+def _threads(text: str) -> int:
+    """--threads as an argparse type: refused with its value (exit 2) as params.yaml's `threads` is (rdml.keys.count)."""
     try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: an integer >= 1")
-    return value
+        return count("threads", text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("--spec", help="what to measure as JSON, as Snakemake planned it (default: plan it from --params)")
     for sub in (run, measure):
         sub.add_argument("--gpus", default=None, help="GPU slots to choose from: auto or a number (default: params.yaml's gpus)")
-        sub.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for torch, an integer >= 1 (default: params.yaml's threads, 1)")
+        sub.add_argument("--threads", type=_threads, default=None, help="CPU threads for torch, an integer >= 1 (default: params.yaml's threads, 1)")
         sub.add_argument("--jobs-per-gpu", default=None, help="jobs that share one GPU (default: params.yaml's jobs_per_gpu, 1)")
         sub.add_argument("--die-with-parent", action="store_true", help="end when the process that started this one dies "
                          "(what Snakemake's jobs ask for)")

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ConfigError", "Key", "one_of", "at_least", "in_range", "real_in_range", "show"]
+__all__ = ["ConfigError", "Key", "one_of", "at_least", "in_range", "real_in_range", "count", "show"]
 
 
 class ConfigError(ValueError):
@@ -97,3 +98,12 @@ def real_in_range(name: str, value: object, low: float, high: float, allowed: st
         raise ConfigError(f"{name}={value!r} is not allowed; it must be {allowed}")
     in_range(name, float(value), low, high, allowed, **bounds)
     return float(value)
+
+
+def count(name: str, value: object) -> int:
+    """A count such as `threads` or `jobs_per_gpu`, from params.yaml or the command line alike: an integer
+    >= 1, or a string of its digits (not a bool, a float, a sign or spaces), so both give one rule."""
+    number = int(value) if isinstance(value, str) and re.fullmatch(r"[0-9]+", value) else value
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise ConfigError(f"{name}={value!r} is not allowed; allowed: an integer >= 1")
+    return number

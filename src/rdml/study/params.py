@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rdml.config import KEYS, OWN_KEYS, V1_METHOD_KEYS, is_key, method_keys
 from rdml.data.catalog import DATASETS
-from rdml.keys import ConfigError, one_of
+from rdml.keys import ConfigError, count, one_of
 from rdml.methods import METHODS
 from rdml.models.catalog import ARCHITECTURES
 from rdml.study.layouts import LAYOUTS
@@ -44,19 +44,14 @@ def slot_count(gpus) -> int | None:
 
 def jobs_per_gpu(value) -> int:
     """params.yaml's or the command line's `jobs_per_gpu`: an integer >= 1."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit() or int(value) < 1:
-        raise ConfigError(f"jobs_per_gpu={value!r} is not allowed; allowed: an integer >= 1")
-    return int(value)
+    return count("jobs_per_gpu", value)
 
 
 def thread_count(params: dict) -> int:
     """params.yaml's `threads` (default 1): the CPU threads of torch in every job, whichever command
     starts it (Snakemake, DVC, `rdml pipeline run`). Intra-op threads change float32 sums, so two
     orchestrators that let torch pick its own count give one run two sets of numbers."""
-    value = params.get("threads", 1)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"threads={value!r} is not allowed; allowed: an integer >= 1")
-    return value
+    return count("threads", params.get("threads", 1))
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:
