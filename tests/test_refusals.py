@@ -75,6 +75,11 @@ BAD_PARAMS = {
 }
 
 
+# DVC reads params.yaml with its own reader and walks it whole before any stage (rdml's included) runs:
+# an alias bomb holds `dvc repro` there, changing nothing (docs/reliability.md, "Not guaranteed").
+DVC_WALKS = {"aliases that expand without bound"}
+
+
 @pytest.mark.parametrize("case", BAD_PARAMS)
 def test_a_refused_params_yaml_leaves_every_output_as_it_was(built, case):
     before = outputs(built)
@@ -84,6 +89,8 @@ def test_a_refused_params_yaml_leaves_every_output_as_it_was(built, case):
         bad = outputs(built)
         for command in (["snakemake", "all_tables", "--cores", "2"], ["dvc", "repro"],
                         ["rdml", "pipeline", "dvc-yaml"], ["rdml", "tables", "smoke"]):
+            if command[0] == "dvc" and case in DVC_WALKS:
+                continue
             result = sh(str(BIN / command[0]), *command[1:], cwd=built, check=False, timeout=120)
             assert result.returncode != 0, f"{case}: {' '.join(command)} accepted it"
             assert outputs(built) == bad, f"{case}: {' '.join(command)} changed an output"
