@@ -212,6 +212,15 @@ def make_project(root: Path, params: dict | None = None) -> Path:
     return root
 
 
+
+def dvc_project(root: Path, params: dict | None = None) -> Path:
+    """make_project with DVC initialised (no git) and its dvc.yaml generated: what Snakemake and DVC both build."""
+    make_project(root, params)
+    sh(str(BIN / "dvc"), "init", "--no-scm", "-q", cwd=root)
+    shutil.copy(REPO / ".dvcignore", root)
+    sh(str(BIN / "rdml"), "pipeline", "dvc-yaml", cwd=root)
+    return root
+
 # ---- networks against their reference implementations -------------------------------------------------
 
 def count(model: nn.Module, trainable_only: bool = False) -> int:

@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import BIN, REPO, SMOKE, make_project, sh
+from conftest import BIN, REPO, SMOKE, dvc_project, make_project, sh
 from rdml.config import ConfigError, config_from_mapping
 from rdml.pipeline.jobs import run_job
 from rdml.study.params import load_params
@@ -46,11 +46,7 @@ def records(project):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    root = make_project(tmp_path_factory.mktemp("project"), SMOKE)
-    sh(str(BIN / "dvc"), "init", "--no-scm", "-q", cwd=root)
-    shutil.copy(REPO / ".dvcignore", root)
-    sh(str(BIN / "rdml"), "pipeline", "dvc-yaml", cwd=root)
-    return root
+    return dvc_project(tmp_path_factory.mktemp("project"), SMOKE)
 
 
 def test_committed_dvc_yaml_is_generated_from_params_and_matches_snakemake(tmp_path):

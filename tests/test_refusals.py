@@ -8,13 +8,12 @@ curves, summary, dvc.yaml and dvc.lock must come out as they went in, whatever t
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import BIN, REPO, SMOKE, make_project, sh
+from conftest import BIN, SMOKE, dvc_project, sh
 
 pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.fault]  # each case: refused, nothing lost
 
@@ -23,10 +22,7 @@ KEPT = ("results", "dvc.yaml", "dvc.lock", "params.yaml")  # what a refused comm
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    root = make_project(tmp_path_factory.mktemp("built"), SMOKE)
-    sh(str(BIN / "dvc"), "init", "--no-scm", "-q", cwd=root)
-    shutil.copy(REPO / ".dvcignore", root)
-    sh(str(BIN / "rdml"), "pipeline", "dvc-yaml", cwd=root)
+    root = dvc_project(tmp_path_factory.mktemp("built"), SMOKE)
     sh(str(BIN / "snakemake"), "all_tables", "--cores", "2", cwd=root)
     assert (root / "dvc.lock").is_file() and "up to date" in sh(str(BIN / "dvc"), "status", cwd=root).stdout
     return root
