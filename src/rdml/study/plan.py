@@ -18,7 +18,6 @@ from rdml.gpus import count_gpus
 from rdml.keys import ConfigError
 from rdml.methods import METHODS
 from rdml.study.layouts import LAYOUTS, TableSpec
-from rdml.study.layouts.okdph import METHOD_NAMES
 from rdml.study.params import metric_of, slot_count, study_spec, thread_count
 from rdml.study.runs import Job, Run
 
@@ -60,19 +59,26 @@ class StudyPlan:
         self.shared = dict(study.get("train") or {})
         self.shared_params = (f"{self.base}.train",) if self.shared else ()
         self.where = study.get("train_where") or []  # keys of some data sets or architectures, over the shared ones
-        self.receivers: dict[str, set[str]] = {}  # a section of training keys → the methods of the runs it reached
+        self.sections: dict[str, dict] = {}  # each section of training keys that reached a run → its keys
+        self.receivers: dict[str, set[str]] = {}  # … → the methods of the runs it reached
+
+    def reached(self, section: str, keys: dict | None, method: str) -> None:
+        """Note that a section of training keys (`train`, `teacher.train`, a layout's own) reached a run of
+        `method`: refuse_unread_keys holds each section to the methods it reached."""
+        if keys:
+            self.sections[section] = keys
+            self.receivers.setdefault(section, set()).add(method)
 
     def run(self, dataset: str, method: str, archs, seed: int, alpha: float | None = None, teacher: Run | None = None,
             keys: dict[str, Any] | None = None, params: tuple[str, ...] = (), variant: str = "",
             study_dataset: str | None = None) -> Run:
         """One run; `study_dataset`: the study's data set a run on a derived one (a subset) stands for."""
         own, named = {}, study_dataset or dataset
-        if self.shared:
-            self.receivers.setdefault("train", set()).add(method)
+        self.reached("train", self.shared, method)
         for i, where in enumerate(self.where):  # in order: a later one that applies wins
             if named in where.get("datasets", [named]) and set(archs) <= set(where.get("archs", archs)):
                 own.update(where["train"])
-                self.receivers.setdefault(f"train_where[{i}].train", set()).add(method)
+                self.reached(f"train_where[{i}].train", where["train"], method)
         # a study's keys reach the runs whose method takes them (a method's own keys, its own runs; a key of
         # rdml.run/1, every run, as it did then: rdml.config.V1_METHOD_KEYS)
         takes = method_keys(method)
@@ -91,7 +97,7 @@ class StudyPlan:
     def teacher(self, dataset: str, arch: str) -> Run:
         """The study's pretrained teacher of `arch`: `teacher.seed` and `teacher.train` keys, when given."""
         spec = self.study.get("teacher") or {}
-        self.receivers.setdefault("teacher.train", set()).add("teacher")
+        self.reached("teacher.train", spec.get("train"), "teacher")
         return self.run(dataset, "teacher", [arch], spec.get("seed", 0), keys=spec.get("train") or {},
                         params=(f"{self.base}.teacher",))
 
@@ -102,22 +108,12 @@ class StudyPlan:
         return self.run(dataset, "kd", [student], seed, alpha, teacher, keys, tuple(f"{self.base}.{table}.{k}" for k in keys))
 
 
-    def refuse_unread_keys(self, runs) -> None:
+    def refuse_unread_keys(self) -> None:
         """Refuse a study's training key that no run it reaches reads (another method's key: a run of
-        rdml.run/1 took it, so it would change every run's identity and nothing else). A section that
-        reaches no run is held to the methods it would reach: the teacher's, or those of the study's runs."""
-        planned = {run.method for run in runs}
-        sections = [("train", self.shared), ("teacher.train", (self.study.get("teacher") or {}).get("train"))]
-        sections += [(f"train_where[{i}].train", where["train"]) for i, where in enumerate(self.where)]
-        for layout in ("okdph_data_table",):  # its settings' keys reach each of its methods' runs
-            if layout in self.study:
-                methods = set(self.study[layout].get("methods", METHOD_NAMES))
-                for i, setting in enumerate(self.study[layout]["settings"]):
-                    self.receivers[f"{layout}.settings[{i}].train"] = methods
-                    sections.append((f"{layout}.settings[{i}].train", setting.get("train")))
-        for section, keys in sections:
-            methods = self.receivers.get(section) or ({"teacher"} if section == "teacher.train" else planned)
-            for key in keys or {}:
+        rdml.run/1 took it, so it would change every run's identity and nothing else)."""
+        for section, keys in self.sections.items():
+            methods = self.receivers[section]
+            for key in keys:
                 if not any(key in method_keys(m) for m in methods):
                     owners = [m for m in METHODS if key in method_keys(m)]
                     raise ConfigError(f"{self.base}.{section}.{key}: no run it reaches reads {key} (their methods: "
@@ -172,7 +168,7 @@ def plan_study(params: dict, name: str) -> list[Run]:
             raise ConfigError(f"studies.{name}: {reads_val[run.id]}, which reads the validation split of run {run.id}, "
                               "but it has val_fraction=0 (no validation split); give the study's train keys "
                               "val_fraction > 0" + (", or choose another metric" if metric == "at_best_val" else ""))
-    plan.refuse_unread_keys(runs.values())
+    plan.refuse_unread_keys()
     teachers = {r.teacher.id for r in runs.values() if r.teacher}
     return sorted(runs.values(), key=lambda r: (r.id not in teachers, r.id))
 

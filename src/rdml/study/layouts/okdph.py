@@ -88,7 +88,7 @@ def okdph_data_table(plan, spec: dict) -> TableSpec:
     columns = [METHODS[m].label({}) for m in methods]
     rows, entries, claims = [], [], []
     for d in plan.datasets:
-        for how in spec["settings"]:
+        for i, how in enumerate(spec["settings"]):
             setting = how["name"]
             row = f"{d}: {setting}"
             rows.append(row)
@@ -99,6 +99,7 @@ def okdph_data_table(plan, spec: dict) -> TableSpec:
             for seed in plan.seeds:
                 for method, run in _runs(plan, spec, d, arch, 2, seed, how.get("train") or {}, spec["views"][d], hybrid,
                                          run_dataset, variant).items():
+                    plan.reached(f"okdph_data_table.settings[{i}].train", how.get("train"), method)
                     entries.append(_entries(row, METHODS[method].label({}), run))
     return TableSpec("okdph_data_table", f"Top-1 {{what}} (%) of the best network of each run, {arch}, with noisy and "
                      "limited data (OKDPH supplement Table 4 layout)", rows, columns, entries, claims=claims,
