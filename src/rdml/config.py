@@ -28,7 +28,7 @@ __all__ = ["ConfigError", "TrainConfig", "KEYS", "V1_METHOD_KEYS", "method_keys"
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
 HEADS = ("dataset", "pretrained")
 UNLABELLED_ROWS = ("mimic", "drop")
@@ -107,12 +107,16 @@ HOW = (
     Key("crash_margin", 0.05, "float", "a student at <= chance + margin after > chance + 2 margin has crashed",
         check=_unit("crash_margin", "a number in [0, 1)", open_high=True)),
     Key("device", "auto", "str", "auto, cpu, cuda or cuda:N"),
-    Key("precision", "auto", "str", "fp32, bf16 (autocast of the forward passes) or auto: bf16 on a CUDA device that has it, else fp32",
-        check=lambda v: one_of("precision", v, PRECISIONS)),
+    Key("precision", "auto", "str", "fp32 (IEEE float32: TF32 off for matmuls and convolutions), tf32 (CUDA only: TF32 "
+        "tensor cores for float32 matmuls and convolutions), bf16 (autocast of the forward passes, float32 underneath) or "
+        "auto: bf16 on a CUDA device that has it, else fp32", check=lambda v: one_of("precision", v, PRECISIONS)),
     Key("memory_format", "auto", "str", "contiguous, channels_last or auto: channels_last on CUDA, contiguous on the CPU",
         check=lambda v: one_of("memory_format", v, MEMORY_FORMATS)),
     Key("compile", False, "bool", "torch.compile each model (pays off on long runs; the first batches wait for it)"),
     Key("fuse_students", False, "bool", "one vmapped forward for a cohort of one architecture (see rdml.train.execution)"),
+    Key("deterministic", True, "bool", "deterministic kernels (torch.use_deterministic_algorithms, no cuDNN autotuning, "
+        "CUBLAS_WORKSPACE_CONFIG=:4096:8 on CUDA), so a repeated or resumed run gives the same bits; false: the fastest "
+        "kernels, cuDNN autotuning on CUDA"),
     Key("out", None, "str", "run directory; default runs/<method>-<dataset>-<arch>-a<alpha>-s<seed>-<hash>"),
 )
 

@@ -1,10 +1,16 @@
-"""How the students run on the device: precision, memory layout, compilation, fused cohorts.
+"""How the students run on the device: precision, determinism, memory layout, compilation, fused cohorts.
 
 The defaults follow the device. On CUDA: bf16 autocast (where the GPU has it) and channels_last, the
 fast path of its tensor cores. On the CPU: float32 in the default layout, so a CPU run gives the
 reference numerics. A user may still ask for bf16 or channels_last on a CPU with native bf16
 (AVX512-BF16 / AMX), where they measured faster (benchmarks/README.md); `compile` and
 `fuse_students` are asked for, never chosen. The run record says what ran.
+
+Precision and determinism are process-global switches of torch (TF32 for float32 matmuls and
+convolutions, deterministic kernels, cuDNN autotuning), which torch leaves at values that would make
+`fp32` a lie on Ampere and later GPUs (cuDNN convolutions in TF32). `Execution.apply` sets every one
+of them for each run, whatever an earlier run of the same process set, and `numerics` reads them back
+for the record and the resume key.
 
 A model may return one tensor, or a tuple, list or dict of them (logits and features, several heads):
 every path returns the structure the model gave, its floating tensors in float32 wherever the path
@@ -14,6 +20,7 @@ casts, its integer tensors untouched, so a model that passes the CPU reference r
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,9 +31,13 @@ from torch.utils._pytree import tree_flatten, tree_map_only, tree_unflatten
 
 from rdml.keys import ConfigError
 
-__all__ = ["Execution", "choose_execution", "ExecutionError"]
+__all__ = ["Execution", "choose_execution", "ExecutionError", "numerics", "CUBLAS_DETERMINISTIC"]
 
 Output = Tensor | tuple | list | dict  # what a model returns: one tensor, or a tuple, list or dict of tensors
+
+# The cuBLAS workspace configurations NVIDIA documents as deterministic; rdml sets the first where none is set.
+CUBLAS_DETERMINISTIC = (":4096:8", ":16:8")
+CUBLAS = "CUBLAS_WORKSPACE_CONFIG"
 
 
 class ExecutionError(ConfigError):
@@ -36,16 +47,38 @@ class ExecutionError(ConfigError):
 @dataclass(frozen=True)
 class Execution:
     device: torch.device
-    precision: str  # fp32 | bf16
+    precision: str  # fp32 | tf32 | bf16
     memory_format: str  # contiguous | channels_last
     compile: bool
     fuse_students: bool
+    deterministic: bool = True
+
+    def apply(self) -> dict:
+        """Set every process-global switch this execution depends on, and return what torch now says (`numerics`).
+
+        All of them, every time: torch's flags outlive a run, so a process that trains several runs (the
+        tests, a pipeline job of many runs) would otherwise run one under the previous one's switches.
+        Called once per run, before its models are built or run. CUBLAS_WORKSPACE_CONFIG is read when cuBLAS
+        first runs in the process, so it is set here, before any of the run's work, where it is unset."""
+        tf32 = "tf32" if self.precision == "tf32" else "ieee"  # bf16: what is not autocast stays float32
+        # torch.compile reads the older matmul switch; this one keeps it in step with the per-backend ones below
+        torch.set_float32_matmul_precision("high" if tf32 == "tf32" else "highest")
+        for switch in (torch.backends.cuda.matmul, torch.backends.cudnn.conv, torch.backends.cudnn.rnn):
+            switch.fp32_precision = tf32
+        for switch in (torch.backends.mkldnn.matmul, torch.backends.mkldnn.conv, torch.backends.mkldnn.rnn):
+            switch.fp32_precision = "ieee"  # the CPU's float32 is float32, whatever else the process asked of oneDNN
+        torch.use_deterministic_algorithms(self.deterministic)
+        torch.backends.cudnn.deterministic = self.deterministic
+        torch.backends.cudnn.benchmark = not self.deterministic and self.device.type == "cuda"
+        if self.deterministic and self.device.type == "cuda":
+            os.environ.setdefault(CUBLAS, CUBLAS_DETERMINISTIC[0])
+        return numerics(self.device)
 
     def runner(self, model: nn.Module) -> Callable[[Tensor], Output]:
         """`model` as it runs here: input in the chosen layout, forward in the chosen precision, float32 outputs."""
         forward = torch.compile(self._placed(model)) if self.compile else self._placed(model)
-        if self.precision == "fp32" and self.memory_format == "contiguous":
-            return forward  # the reference path, untouched
+        if self.precision != "bf16" and self.memory_format == "contiguous":
+            return forward  # the reference path, untouched (tf32 is a switch of the kernels, not of the forward)
         return lambda x: self._in_precision(forward, self._laid_out(x))
 
     def fused_runner(self, models: list[nn.Module]) -> Callable[[Tensor], list[Output]]:
@@ -83,7 +116,7 @@ class Execution:
 
     def describe(self) -> dict:
         return {"precision": self.precision, "memory_format": self.memory_format, "compile": self.compile,
-                "fuse_students": self.fuse_students}
+                "fuse_students": self.fuse_students, "deterministic": self.deterministic}
 
     def _placed(self, model: nn.Module) -> nn.Module:
         return model.to(memory_format=torch.channels_last) if self.memory_format == "channels_last" else model
@@ -106,22 +139,44 @@ def _as_float32(t: Tensor) -> Tensor:
 
 
 def choose_execution(device: torch.device, precision: str, memory_format: str, compile: bool, fuse_students: bool,
-                     archs: list[str]) -> Execution:
+                     archs: list[str], deterministic: bool = True) -> Execution:
     """Resolve `auto` for this device and refuse what it cannot run, before any work starts."""
     cuda = device.type == "cuda"
     bf16_native = torch.cuda.is_bf16_supported() if cuda else bf16_cpu()
+    allowed = ", ".join(["fp32", *(["tf32"] if cuda else []), *(["bf16"] if bf16_native else []), "auto"])
     if precision == "auto":
         precision = "bf16" if cuda and bf16_native else "fp32"
     elif precision == "bf16" and not bf16_native:
         where = torch.cuda.get_device_name(device) if cuda else "this CPU (no AVX512-BF16 or AMX)"
-        raise ExecutionError(f"precision=bf16: {where} has no native bf16; allowed here: fp32, auto")
+        raise ExecutionError(f"precision=bf16: {where} has no native bf16; allowed here: {allowed}")
+    elif precision == "tf32" and not cuda:
+        raise ExecutionError(f"precision=tf32: TF32 is a mode of NVIDIA tensor cores, and device={device} is a CPU; "
+                             f"allowed here: {allowed}")
+    workspace = os.environ.get(CUBLAS)
+    if cuda and deterministic and workspace not in (None, *CUBLAS_DETERMINISTIC):
+        raise ExecutionError(f"deterministic=true: {CUBLAS}={workspace!r} makes cuBLAS nondeterministic; allowed: "
+                             f"{' or '.join(CUBLAS_DETERMINISTIC)}, or unset (rdml sets {CUBLAS_DETERMINISTIC[0]}), "
+                             "or deterministic=false")
     if memory_format == "auto":
         memory_format = "channels_last" if cuda else "contiguous"
     if fuse_students and len(set(archs)) != 1:
         raise ExecutionError(f"fuse_students=true needs one architecture for every student, got {','.join(archs)}")
     if fuse_students and compile:
         raise ExecutionError("compile=true with fuse_students=true is not supported; choose one")
-    return Execution(device, precision, memory_format, compile, fuse_students)
+    return Execution(device, precision, memory_format, compile, fuse_students, deterministic)
+
+
+def numerics(device: torch.device) -> dict:
+    """What the device's kernels run as, read back from torch's switches (not from the keys), for the record:
+    the float32 mode of matmuls and convolutions (ieee, tf32; cuBLAS and cuDNN on CUDA, oneDNN on the CPU)
+    and whether kernels are deterministic."""
+    cuda = device.type == "cuda"
+    matmul = torch.backends.cuda.matmul if cuda else torch.backends.mkldnn.matmul
+    conv = torch.backends.cudnn.conv if cuda else torch.backends.mkldnn.conv
+    return {"float32_matmul": matmul.fp32_precision, "float32_conv": conv.fp32_precision,
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "cudnn_deterministic": torch.backends.cudnn.deterministic, "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "cublas_workspace_config": os.environ.get(CUBLAS) if cuda else None}
 
 
 def bf16_cpu() -> bool:

@@ -81,6 +81,7 @@ def check_run_directory(run_dir: Path) -> None:
 def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, retrain: bool, environment_extra) -> dict:
     cfg, data = prep.cfg, prep.data
     record_path, checkpoint_path, model_path = (run_dir / name for name in RUN_FILES)
+    numerics = prep.execution.apply()  # torch's global switches, for this run, before any of its work
     try:
         existing = read_record(record_path) if record_path.is_file() else None
         saved = read_checkpoint(checkpoint_path) if checkpoint_path.is_file() else None
@@ -90,7 +91,7 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
         existing = saved = None
     resume = {"config_sha256": prep.config_sha256, "teacher_sha256": (prep.teacher_info or {}).get("sha256"),
               **({"pretrained_sha256": {a: w["sha256"] for a, w in prep.pretrained.items()}} if prep.pretrained else {}),
-              "training_code_sha256": run_code(prep).sha256, "execution": prep.execution.describe()}
+              "training_code_sha256": run_code(prep).sha256, "execution": prep.execution.describe(), "numerics": numerics}
     if (existing is not None and existing.get("config_sha256") != prep.config_sha256) or (
             saved is not None and saved["resume"] != resume):
         if not replace:
@@ -193,7 +194,7 @@ SAME_RUN = ("config_sha256", "config", "data", "teacher", "pretrained")  # with 
 # what, beyond the keys, changes the numbers: the library and the device (model) that computed them, the threads
 # (float32 sums) and the execution choices
 SAME_ENVIRONMENT = ("torch", "cuda", "device", "device_name", "threads", "precision", "memory_format", "compile",
-                    "fuse_students")
+                    "fuse_students", "deterministic", "numerics")
 
 
 def same_run(finished: dict, fresh: dict) -> bool:

@@ -46,7 +46,8 @@ def prepare(cfg: TrainConfig) -> Prepared:
     """Resolve and validate the config, load the data and any teacher. Raises ConfigError; writes nothing."""
     cfg = resolve(cfg)
     device = pick_device(cfg.device)
-    execution = choose_execution(device, cfg.precision, cfg.memory_format, cfg.compile, cfg.fuse_students, cfg.arch)
+    execution = choose_execution(device, cfg.precision, cfg.memory_format, cfg.compile, cfg.fuse_students, cfg.arch,
+                                 cfg.deterministic)
     try:
         data = load_dataset(cfg.dataset, **data_keys(config_values(cfg)))
     except (ValueError, OSError) as exc:  # a missing or corrupt data file

@@ -1,5 +1,5 @@
 """What produced a run, for its record: the code (git commit, dirty flag, source hash) and the
-environment (python, torch, device, threads, host)."""
+environment (python, torch, device, threads, host, and the numerics torch's switches give its kernels)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import torch
 
 import rdml
 from rdml.io import sha256_file
+from rdml.train.execution import numerics
 
 __all__ = ["code_provenance", "environment", "cpu_name", "source_tree_sha256"]
 
@@ -64,6 +65,7 @@ def environment(device: torch.device) -> dict:
         "platform": platform.platform(),
         "hostname": platform.node(),
         "executable": sys.executable,
+        "numerics": numerics(device),  # read back from torch: what ran, whatever the keys asked
     }
 
 
