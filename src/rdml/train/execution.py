@@ -61,8 +61,10 @@ class Execution:
         Called once per run, before its models are built or run. CUBLAS_WORKSPACE_CONFIG is read when cuBLAS
         first runs in the process, so it is set here, before any of the run's work, where it is unset."""
         tf32 = "tf32" if self.precision == "tf32" else "ieee"  # bf16: what is not autocast stays float32
-        # torch.compile reads the older matmul switch; this one keeps it in step with the per-backend ones below
+        # torch keeps two sets of TF32 switches and raises where a reader of one finds the other disagreeing
+        # (torch.compile and older code read the first): both are set, the per-backend ones last
         torch.set_float32_matmul_precision("high" if tf32 == "tf32" else "highest")
+        torch.backends.cudnn.allow_tf32 = tf32 == "tf32"
         for switch in (torch.backends.cuda.matmul, torch.backends.cudnn.conv, torch.backends.cudnn.rnn):
             switch.fp32_precision = tf32
         for switch in (torch.backends.mkldnn.matmul, torch.backends.mkldnn.conv, torch.backends.mkldnn.rnn):
