@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 BIN    := $(CURDIR)/$(VENV)/bin
 
-.PHONY: run test test-fast setup repro bench
+.PHONY: run test test-fast setup repro bench gpu-check
 
 setup: $(STAMP)
 
@@ -41,3 +41,8 @@ bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/photo_transforms.py
 	$(VENV)/bin/python benchmarks/vit_pair_memory.py
 	$(VENV)/bin/python benchmarks/text_throughput.py
+
+# The prepared device check (benchmarks/README.md): at most 8 minutes on one GPU, everything rdml needs measured
+# there, in benchmarks/results/gpu_check_<device>.json; on a CPU the same code at tiny sizes in under a minute.
+gpu-check: $(STAMP)
+	$(VENV)/bin/python benchmarks/gpu_check.py
