@@ -30,8 +30,8 @@ def assert_same_run(reference, other, tolerance):
 def test_cpu_defaults_are_the_float32_reference_and_recorded(tmp_path):
     record = run(tmp_path / "r", "method=independent", "epochs=1")
     env = record["environment"]
-    assert (env["device"], env["precision"], env["memory_format"], env["compile"], env["fuse_students"]) == (
-        "cpu", "fp32", "contiguous", False, False)
+    assert (env["device"], env["precision"], env["memory_format"], env["compile"], env["fuse_students"],
+            env["deterministic"]) == ("cpu", "fp32", "contiguous", False, False, True)
 
 
 @pytest.mark.parametrize("fast", [
@@ -88,7 +88,8 @@ def test_compiled_models_give_the_reference_run(tmp_path):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["precision=fp16"], "precision='fp16' is not allowed; allowed: auto, bf16, fp32"),
+    (["precision=fp16"], "precision='fp16' is not allowed; allowed: auto, bf16, fp32, tf32"),
+    (["deterministic=maybe"], "deterministic='maybe' is not a valid bool"),
     (["memory_format=nhwc"], "memory_format='nhwc' is not allowed; allowed: auto, channels_last, contiguous"),
     (["fuse_students=true", "arch=mlp,cnn"], "fuse_students=true needs one architecture for every student, got mlp,cnn"),
     (["fuse_students=true", "compile=true"], "compile=true with fuse_students=true is not supported; choose one"),
