@@ -50,12 +50,14 @@ sys.path.insert(0, str(ROOT / "src"))
 
 # Time shares of the budget, in run order; a section's unused time passes to the ones after it.
 SHARES = {"cuda_tests": 0.12, "pair": 0.28, "packing": 0.12, "networks": 0.40, "photos": 0.08}
-# name: the keys of cohort_throughput.py's rdml path (None: the released loop, with that many loader workers).
+# name: (cohort_throughput.py's path, its arguments): the released loop with that many loader workers, or
+# rdml's trainer with these keys (every rdml path deterministic unless it says not: rdml's default).
 PAIR_PATHS = {
     "released loop, 0 loader workers": ("baseline", ["0"]),
     "released loop, 2 loader workers": ("baseline", ["2"]),
     "rdml, this device's defaults": ("rdml", []),
     "fp32": ("rdml", ["precision=fp32", "memory_format=contiguous"]),
+    "fp32, not deterministic": ("rdml", ["precision=fp32", "memory_format=contiguous", "deterministic=false"]),
     "fp32 + channels_last": ("rdml", ["precision=fp32", "memory_format=channels_last"]),
     "tf32": ("rdml", ["precision=tf32", "memory_format=contiguous"]),
     "bf16 + channels_last": ("rdml", ["precision=bf16", "memory_format=channels_last"]),
@@ -116,14 +118,27 @@ def cuda_test_files() -> list[Path]:
                   if p.name != "test_gpu_check.py" and any(m in p.read_text() for m in marks))
 
 
+def pytest_collection_modifyitems(config, items):
+    """As a pytest plugin (`-p gpu_check`, the cuda_tests section): keep the tests that need a CUDA device, those
+    skipped with a reason naming CUDA where there is none and the cases of a `cuda` parameter."""
+    keep, drop = [], []
+    for item in items:
+        reasons = [str(mark.kwargs.get("reason", "")) for mark in item.iter_markers("skipif")]
+        ids = item.callspec.id.split("-") if hasattr(item, "callspec") else []
+        (keep if "cuda" in ids or any("CUDA" in reason for reason in reasons) else drop).append(item)
+    items[:] = keep
+    config.hook.pytest_deselected(items=drop)
+
+
 def section_cuda_tests(seconds: float, quick: bool) -> dict:
     files = cuda_test_files()
     with tempfile.TemporaryDirectory(prefix="rdml-gpu-check-") as tmp:
         report = Path(tmp) / "junit.xml"
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "cuda", f"--junitxml={report}",
-                   *map(str, files)]
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "gpu_check",
+                   f"--junitxml={report}", *map(str, files)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(BENCHMARKS), os.environ.get("PYTHONPATH")]))}
         try:
-            done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=max(1.0, seconds))
+            done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=max(1.0, seconds), env=env)
         except subprocess.TimeoutExpired as cut:  # what it printed so far says which tests ran
             printed = cut.stdout.decode(errors="replace") if isinstance(cut.stdout, bytes) else (cut.stdout or "")
             return {"files": [p.name for p in files], "error": f"pytest ran past its {seconds:.0f} s share",
@@ -141,7 +156,7 @@ def section_cuda_tests(seconds: float, quick: bool) -> dict:
                     skip_reasons.add(case.find("skipped").get("message", ""))
                 else:
                     counts["passed"] += 1
-    result = {"files": [p.name for p in files], "selection": "-k cuda", **counts, "failed_tests": failed,
+    result = {"files": [p.name for p in files], "selection": "skipped without CUDA, or a cuda parameter", **counts, "failed_tests": failed,
               "skip_reasons": sorted(skip_reasons), "pytest_exit": done.returncode, "pytest_tail": tail(done.stdout)}
     if done.returncode not in (0, 5) and not failed:  # 5: nothing collected (no CUDA case here)
         result["error"] = tail(done.stdout + done.stderr)
@@ -177,7 +192,7 @@ def section_pair(seconds: float, quick: bool, cuda: bool) -> dict:
             paths[name] = {"skipped": "the section's time share ran out"}
             continue
         path, keys = PAIR_PATHS[name]
-        result = run_child([sys.executable, str(BENCHMARKS / "cohort_throughput.py"), "--child", path, *keys,
+        result = run_child([sys.executable, __file__, "--child-pair", path, *keys,
                             "--windows", str(windows), "--batches", str(batches)], left)
         if "rates" in result:
             result["images_per_second"] = statistics.median(result["rates"])
@@ -188,6 +203,31 @@ def section_pair(seconds: float, quick: bool, cuda: bool) -> dict:
             r["ratio_to_released_loop"] = r["images_per_second"] / max(baselines)
     return {"batch_size": 128, "windows": windows, "batches_per_window": batches, "paths": paths,
             "released_loop_images_per_second": max(baselines) if baselines else None}
+
+
+def measure_pair(path: str, keys: list[str], windows: int, batches: int) -> dict:
+    """cohort_throughput.py's own measurement of one path, in this process, after the run's torch switches
+    (TF32, deterministic kernels: Execution.apply, as the trainer sets them) for an rdml path; the released
+    loop runs under torch's defaults, as the released code does."""
+    import contextlib
+    import importlib.util
+    import io
+
+    numerics = None
+    if path == "rdml":
+        from rdml.config import load_config, resolve
+        from rdml.train.prepare import prepare
+
+        execution = prepare(resolve(load_config(None, ["method=dml", "arch=resnet32", "dataset=synthetic",
+                                                       "out=unused", *keys]))).execution
+        numerics = execution.apply() if hasattr(execution, "apply") else None
+    spec = importlib.util.spec_from_file_location("cohort_throughput", BENCHMARKS / "cohort_throughput.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        module.child(path, keys, windows, batches)
+    return {**json.loads(printed.getvalue().strip().splitlines()[-1]), "numerics": numerics}
 
 
 def gpu_memory_used_mb() -> float | None:
@@ -433,6 +473,7 @@ def measure_network(spec: str, warm: int, timed: int) -> dict:
     wanted = {**config_values(cfg), "device": device, "archs": list(cfg.arch)}
     execution = choose_execution(**{n: wanted[n] for n in inspect.signature(choose_execution).parameters if n in wanted})
     data = load_dataset(stand_in, **data_keys(config_values(cfg))).to(device)
+    numerics = execution.apply() if hasattr(execution, "apply") else None  # the trainer's torch switches
     cohort = build_cohort(cfg, data, execution, steps_per_epoch=1000)
     method = METHODS["independent"](cfg)
     draws = torch.Generator().manual_seed(0)
@@ -451,7 +492,7 @@ def measure_network(spec: str, warm: int, timed: int) -> dict:
 
     def forward():
         with torch.no_grad():
-            run(batch().inputs(None))
+            run(batch().inputs(augment))  # a teacher's forward pass sees the training batch
 
     def seconds(step) -> float:
         for _ in range(warm):
@@ -467,7 +508,7 @@ def measure_network(spec: str, warm: int, timed: int) -> dict:
     model.eval()
     forward_s = seconds(forward)
     result = {"step_s": step_s, "forward_s": forward_s, "images_per_second": int(batch_size) / step_s,
-              "stand_in": stand_in, "execution": execution.describe(),
+              "stand_in": stand_in, "execution": execution.describe(), "numerics": numerics,
               "parameters": sum(p.numel() for p in model.parameters()),
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if device.type == "cuda":
@@ -516,7 +557,13 @@ def main() -> int:
     parser.add_argument("--hours-from", metavar="FILE", help="only recompute the GPU-hours of an earlier run's JSON")
     parser.add_argument("--child-network", help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--child-pair", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--windows", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--batches", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child_pair:
+        print(json.dumps(measure_pair(args.child_pair[0], args.child_pair[1:], args.windows, args.batches)))
+        return 0
     if args.child_network:
         print(json.dumps(measure_network(args.child_network, *args.steps)))
         return 0
