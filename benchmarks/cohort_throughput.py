@@ -114,6 +114,7 @@ def rdml_path(windows: int, batches: int, keys: list[str], by_hand: bool = False
     cfg = resolve(load_config(None, ["method=dml", "arch=resnet32", f"batch_size={BATCH}", "lr=0.1", "augment=crop_flip",
                                      "schedule=constant", "dataset=synthetic", "out=unused", *keys]))
     execution = prepare(cfg).execution  # this device's choices, and a clear error for what it cannot run
+    numerics = execution.apply()  # torch's switches as the trainer sets them (fp32: TF32 off on CUDA)
     device = execution.device
     x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
     data = Dataset("synthetic_cifar", x, torch.from_numpy(labels), x[:0], torch.from_numpy(labels[:0]), DataSpec("images", 10, (3, 32, 32)),
@@ -132,7 +133,7 @@ def rdml_path(windows: int, batches: int, keys: list[str], by_hand: bool = False
         batch = next(batches_of_epoch)
         method.train_step(batch.inputs(augment), batch.labels, cohort)
 
-    return {**timed(step, windows, batches), "execution": execution.describe()}
+    return {**timed(step, windows, batches), "execution": execution.describe(), "numerics": numerics}
 
 
 def machine() -> dict:
