@@ -49,7 +49,7 @@ RESULTS = BENCHMARKS / "results"
 sys.path.insert(0, str(ROOT / "src"))
 
 # Time shares of the budget, in run order; a section's unused time passes to the ones after it.
-SHARES = {"cuda_tests": 0.12, "pair": 0.28, "packing": 0.12, "networks": 0.40, "photos": 0.08}
+SHARES = {"cuda_tests": 0.15, "pair": 0.27, "packing": 0.12, "networks": 0.38, "photos": 0.08}
 # name: (cohort_throughput.py's path, its arguments): the released loop with that many loader workers, or
 # rdml's trainer with these keys (every rdml path deterministic unless it says not: rdml's default).
 PAIR_PATHS = {
@@ -134,15 +134,17 @@ def section_cuda_tests(seconds: float, quick: bool) -> dict:
     files = cuda_test_files()
     with tempfile.TemporaryDirectory(prefix="rdml-gpu-check-") as tmp:
         report = Path(tmp) / "junit.xml"
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "gpu_check",
+        command = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-p", "gpu_check",
                    f"--junitxml={report}", *map(str, files)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(BENCHMARKS), os.environ.get("PYTHONPATH")]))}
         try:
             done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=max(1.0, seconds), env=env)
-        except subprocess.TimeoutExpired as cut:  # what it printed so far says which tests ran
+        except subprocess.TimeoutExpired as cut:  # what it printed so far (-v: a line per test) says which ran
             printed = cut.stdout.decode(errors="replace") if isinstance(cut.stdout, bytes) else (cut.stdout or "")
+            outcomes = re.findall(r"^(\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED)", printed, re.M)
             return {"files": [p.name for p in files], "error": f"pytest ran past its {seconds:.0f} s share",
-                    "pytest_tail": tail(printed)}
+                    **{word.lower(): sum(o == word for _, o in outcomes) for word in ("PASSED", "FAILED", "SKIPPED")},
+                    "failed_tests": [t for t, o in outcomes if o in ("FAILED", "ERROR")], "pytest_tail": tail(printed)}
         counts = {"passed": 0, "failed": 0, "skipped": 0}
         failed, skip_reasons = [], set()
         if report.exists():
