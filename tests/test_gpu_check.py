@@ -142,3 +142,13 @@ def test_a_declared_training_size_moves_no_identity(tmp_path):
     refielded.write_text(text.replace("storage: str = \"memory\"", "storage: str = \"memory\"\n    extra: int = 0"))
     assert module_sha256(resized) == module_sha256(catalog) != module_sha256(refielded)
     assert all("train_size" not in repr(source) for _, source in DATASETS.items())
+
+
+def test_every_study_has_gpu_hours_once_its_networks_are_measured():
+    """No study of params.yaml waits on a training size: with a time for every network, each has its GPU-hours."""
+    from rdml.study.params import load_params
+
+    networks, studies = gpu_check.planned_networks(load_params(REPO / "params.yaml"))
+    result = gpu_check.hours_section(studies, {k: {"step_s": 0.1, "forward_s": 0.05} for k in networks}, {}, "test")
+    assert {name: body["unknown"] for name, body in result["studies"].items() if body["gpu_hours"] is None} == {}
+    assert all(body["gpu_hours"] > 0 for body in result["studies"].values())
