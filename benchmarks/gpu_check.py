@@ -352,10 +352,11 @@ def train_rows(dataset: str, data_keys: dict, given: dict[str, int], cache: dict
     """A run's training rows (after any validation split and dropped unlabelled rows) and where the figure
     comes from; None with the reason where rdml cannot know it without the download."""
     from rdml.data.catalog import DATASETS
+    from rdml.data.sizes import TRAIN_ROWS
 
     source = DATASETS[dataset]
-    declared = given.get(dataset, getattr(source, "train_size", None))
-    where = "given on the command line" if dataset in given else "rdml.data.catalog"
+    declared = given.get(dataset, TRAIN_ROWS.get(dataset))
+    where = "given on the command line" if dataset in given else "rdml.data.sizes"
     if declared is None and not source.downloaded:  # embedded or generated: load it (no download) and count
         key = (dataset, json.dumps(data_keys, sort_keys=True))
         if key not in cache:  # unlabelled=drop: load_dataset has removed the unlabelled rows
@@ -364,7 +365,7 @@ def train_rows(dataset: str, data_keys: dict, given: dict[str, int], cache: dict
             cache[key] = len(load_dataset(dataset, **{**data_keys, "data_dir": str(ROOT / "data")}).y_train)
         return cache[key], "counted: the data set is embedded, loaded with the run's split keys"
     if declared is None:
-        return None, (f"rdml.data.catalog declares no training size for {dataset} and it is downloaded data; "
+        return None, (f"rdml.data.sizes declares no training size for {dataset} and it is downloaded data; "
                       f"give --train-rows {dataset}=N")
     rows = int(declared)
     approximate = False

@@ -100,9 +100,9 @@ def test_training_rows_come_from_the_data_not_a_guess():
         rows, where = gpu_check.train_rows("digits", split, {}, {})  # embedded: loaded with the run's keys, counted
         assert rows == len(load_dataset("digits", **split).y_train) < 1797 and where.startswith("counted")
     rows, where = gpu_check.train_rows("cifar10", keys, {}, {})  # downloaded: the catalog's declared size
-    assert rows == 50_000 and where == "rdml.data.catalog"
+    assert rows == 50_000 and where == "rdml.data.sizes"
     rows, where = gpu_check.train_rows("cifar10", {**keys, "val_fraction": 0.1}, {}, {})  # rdml's split taken off
-    assert rows == 45_000 and where.startswith("rdml.data.catalog (split by fraction")
+    assert rows == 45_000 and where.startswith("rdml.data.sizes (split by fraction")
     rows, where = gpu_check.train_rows("cifar10", {**keys, "val_fraction": 0.2}, {"cifar10": 50_000}, {})
     assert rows == 40_000 and where.startswith("given on the command line")
 
@@ -117,31 +117,29 @@ def test_every_downloaded_set_declares_its_training_rows_and_the_subsets_follow_
     every study's GPU-hours can be computed; an OKDPH subset keeps round(rows × percent / 100) of each of its
     parent's (balanced) classes, duplicates included (rdml.data.subsets)."""
     from rdml.data.catalog import DATASETS, downloaded
+    from rdml.data.sizes import TRAIN_ROWS
     from rdml.data.subsets import PARENTS
 
-    assert downloaded() and all(isinstance(DATASETS[n].train_size, int) and DATASETS[n].train_size > 0 for n in downloaded())
-    assert all(s.train_size is None for n, s in DATASETS.items() if not s.downloaded)  # counted by loading them
+    assert downloaded() and set(TRAIN_ROWS) == set(downloaded())  # the others are counted by loading them
+    assert all(isinstance(rows, int) and rows > 0 for rows in TRAIN_ROWS.values())
     assert set(PARENTS) <= set(downloaded())
     for name, parent in PARENTS.items():
         classes, percent = DATASETS[parent].spec.num_classes, int(name.rsplit("_", 1)[1])
-        assert DATASETS[name].train_size == classes * round(DATASETS[parent].train_size / classes * percent / 100)
+        assert TRAIN_ROWS[name] == classes * round(TRAIN_ROWS[parent] / classes * percent / 100)
 
 
-def test_a_declared_training_size_moves_no_identity(tmp_path):
-    """Declaring or correcting a size changes no code identity (it trains nothing): the catalogue's hash leaves
-    it out, as it does not a change to an entry's fields, and no entry's repr (part of the runs' identities)
-    names it."""
-    from rdml.code import module_sha256
-    from rdml.data.catalog import DATASETS
+def test_the_declared_training_sizes_are_in_no_runs_code():
+    """A size trains nothing, so no run's code identity reads its module: correcting one moves no run."""
+    from rdml.dependencies import data_code, training_code
+    from rdml.study.params import load_params
+    from rdml.study.plan import plan_study
 
-    catalog = REPO / "src" / "rdml" / "data" / "catalog.py"
-    text = catalog.read_text()
-    assert '("cifar10", 50_000)' in text and "storage: str = \"memory\"" in text
-    resized, refielded = tmp_path / "resized.py", tmp_path / "refielded.py"
-    resized.write_text(text.replace('("cifar10", 50_000)', '("cifar10", 49_999)'))
-    refielded.write_text(text.replace("storage: str = \"memory\"", "storage: str = \"memory\"\n    extra: int = 0"))
-    assert module_sha256(resized) == module_sha256(catalog) != module_sha256(refielded)
-    assert all("train_size" not in repr(source) for _, source in DATASETS.items())
+    params = load_params(REPO / "params.yaml")
+    runs = [run for study in ("rdml_table1", "rdml_table3", "okdph_table4") for run in plan_study(params, study)]
+    assert runs
+    for run in runs[:: max(1, len(runs) // 12)]:
+        modules = training_code(run.method, run.archs, run.dataset, run.teacher_archs).describe()["modules"]
+        assert "rdml.data.sizes" not in modules and "rdml.data.sizes" not in data_code(run.dataset).describe()["modules"]
 
 
 def test_every_study_has_gpu_hours_once_its_networks_are_measured():

@@ -57,11 +57,6 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class DataSource:
-    """A data set: its spec, its reader and how it is prepared. Each entry of DATASETS also carries
-    `train_size` (set at the end of this module; None for a set that is not downloaded, counted by loading
-    it instead): the training rows its reader yields before any validation split, which
-    benchmarks/gpu_check.py turns into steps per epoch."""
-
     name: str
     spec: DataSpec
     module: str  # rdml.data.<module>.load(name, data_dir) reads it
@@ -141,26 +136,3 @@ for _parent, _classes in (("cifar10", 10), ("cifar100", 100)):
     for _percent in (10, 1):
         _images(f"{_parent}_{_percent}", "subsets", _classes, (3, 32, 32), downloaded=True, official_split=True,
                 smoke=f"tiny_{_parent}", needs=("okdph_samples", _parent))
-
-
-# `train_size` of each downloaded set: the rows of the training split its reader yields, before rdml's own
-# validation split (val_fraction) and before any unlabelled rows are dropped. It describes the download and
-# trains nothing, so it stays out of every identity: it is no field (an entry's repr is part of the code
-# identity of the runs on it) and it is set by a filling loop (rdml.code leaves those out of the module's
-# hash), so declaring or correcting a size moves no run and no prepared data set.
-for _name, _source in DATASETS.items():  # none declared but those below
-    object.__setattr__(_source, "train_size", None)
-for _name, _rows in (
-        ("cifar10", 50_000),  # CIFAR-10: 5 training batches of 10,000 (Krizhevsky 2009; rdml.data.vision)
-        ("cifar100", 50_000),  # CIFAR-100: 500 training images per class × 100 (Krizhevsky 2009)
-        ("fashion_mnist", 60_000),  # Fashion-MNIST: train-images-idx3-ubyte, 60,000 (Xiao et al. 2017)
-        ("dtd", 47 * 40),  # DTD partition 1's train1.txt: 40 per class × 47 = 1,880 (rdml.data.photos reads train1 only)
-        ("flowers102", 102 * 10),  # Flowers102 setid.mat trnid: 10 per class × 102 = 1,020 (valid unused)
-        ("ag_news", 120_000),  # AG News train.csv: 30,000 per class × 4 (Zhang et al. 2015)
-        ("yahoo_answers", 1_400_000),  # Yahoo! Answers train.csv: 140,000 per class × 10 (Zhang et al. 2015)
-        ("yelp_full", 650_000),  # Yelp Review Full train.csv: 130,000 per class × 5 (Zhang et al. 2015)
-        # OKDPH's index lists (rdml.data.subsets): per class, round(the parent's class rows × percent / 100),
-        # drawn with replacement and trained on duplicates included: 500 or 50 per CIFAR-10 class, 50 or 5
-        # per CIFAR-100 class
-        ("cifar10_10", 10 * 500), ("cifar10_1", 10 * 50), ("cifar100_10", 100 * 50), ("cifar100_1", 100 * 5)):
-    object.__setattr__(DATASETS[_name], "train_size", _rows)  # a frozen entry: set once, here
