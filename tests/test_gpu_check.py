@@ -47,7 +47,8 @@ def test_cpu_mode_answers_every_section_in_under_90_s(tmp_path):
 
     paths = body["pair"]["paths"]
     assert set(paths) == set(gpu_check.PAIR_PATHS)
-    assert paths["fp32"]["images_per_second"] > 0 and paths["fp32"]["execution"]["precision"] == "fp32"
+    assert paths["fp32"].get("images_per_second", 0) > 0, paths["fp32"]  # else: the path's error, as recorded
+    assert paths["fp32"]["execution"]["precision"] == "fp32"
     assert all("images_per_second" in p or "skipped" in p or "error" in p for p in paths.values())
     if not cuda:
         assert paths["tf32"]["skipped"] == "tf32 is CUDA only"
