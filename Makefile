@@ -44,5 +44,8 @@ bench: $(STAMP)
 
 # The prepared device check (benchmarks/README.md): at most 8 minutes on one GPU, everything rdml needs measured
 # there, in benchmarks/results/gpu_check_<device>.json; on a CPU the same code at tiny sizes in under a minute.
-gpu-check: $(STAMP)
-	$(VENV)/bin/python benchmarks/gpu_check.py
+# It runs with .venv's python where there is one, else with python3 and this checkout's src/ (a GPU machine's
+# own image with torch, where nothing can be installed).
+GPU_CHECK_PYTHON ?= $(if $(wildcard $(VENV)/bin/python),$(CURDIR)/$(VENV)/bin/python,python3)
+gpu-check:
+	PYTHONPATH="$(CURDIR)/src$${PYTHONPATH:+:$$PYTHONPATH}" $(GPU_CHECK_PYTHON) benchmarks/gpu_check.py

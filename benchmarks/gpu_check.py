@@ -556,7 +556,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (what a CPU runs, in under a minute)")
     parser.add_argument("--out", default=str(RESULTS), help="folder of gpu_check_<device>.json (default: benchmarks/results)")
     parser.add_argument("--train-rows", nargs="*", default=[], metavar="NAME=N",
-                        help="training rows of a downloaded data set whose size rdml.data.catalog does not declare")
+                        help="training rows of a downloaded data set whose size rdml.data.sizes does not declare")
     parser.add_argument("--hours-from", metavar="FILE", help="only recompute the GPU-hours of an earlier run's JSON")
     parser.add_argument("--child-network", help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, nargs=2, help=argparse.SUPPRESS)
