@@ -347,6 +347,15 @@ def test_a_seed_listed_twice_is_refused_when_planned():
         plan_study(params, "smoke")
 
 
+@pytest.mark.parametrize("table,key", [("rdml_table", "alphas"), ("kd_table", "student"), ("pair_table", "pairs")])
+@pytest.mark.bad_input
+def test_a_table_missing_a_key_it_needs_is_refused_when_planned(table, key):
+    params = copy.deepcopy(SMOKE)
+    del params["studies"]["smoke"][table][key]
+    with pytest.raises(ConfigError, match=f"studies.smoke.{table}: missing key '{key}', which this table needs; its keys: "):
+        plan_study(params, "smoke")
+
+
 # ---- DVC: every output kept while its stage runs; the smoke variants' dvc.yaml ------------------------------
 
 def test_every_dvc_output_persists_while_its_stage_runs():

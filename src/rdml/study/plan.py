@@ -121,10 +121,23 @@ class StudyPlan:
                                       "whose runs this study does not plan there")
 
 
+class Section(dict):
+    """A table's section of params.yaml as its layout reads it: a key the layout needs and the section
+    lacks is a ConfigError naming both (a layout reads its required keys as section["key"])."""
+
+    def __init__(self, where: str, allowed: tuple[str, ...], section: dict):
+        super().__init__(section)
+        self.where, self.allowed = where, allowed
+
+    def __missing__(self, key):
+        raise ConfigError(f"{self.where}: missing key {key!r}, which this table needs; its keys: {', '.join(self.allowed)}")
+
+
 def _plan_tables(params: dict, name: str) -> tuple[StudyPlan, list[TableSpec]]:
     study = study_spec(params, name)
     plan = StudyPlan(name, study)
-    return plan, [LAYOUTS[key](plan, study[key]) for key in sorted(study) if key in LAYOUTS]
+    return plan, [LAYOUTS[key](plan, Section(f"studies.{name}.{key}", LAYOUTS[key].keys, study[key]))
+                  for key in sorted(study) if key in LAYOUTS]
 
 
 def plan_tables(params: dict, name: str) -> list[TableSpec]:
