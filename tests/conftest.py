@@ -92,6 +92,17 @@ def repository_state() -> dict:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def timing_cache(tmp_path_factory):
+    """`memory_format`/`compile` auto's timings (rdml.train.autotune) in a folder of the session, inherited by
+    every subprocess: the suite neither reads the user's cached choices nor adds to them."""
+    from rdml.train.autotune import CACHE_ENV
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("rdml-cache")))
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def repository_state_untouched():
     """The suite works in temporary directories: the repository's results/, .snakemake/, data/ and
     dvc.lock are the same after it as before (so `make run` and `make test` work in either order)."""

@@ -107,7 +107,7 @@ def test_cuda_choices_allowed(monkeypatch, a_gpu_with_bf16):
     for workspace in (":4096:8", ":16:8"):
         monkeypatch.setenv(CUBLAS, workspace)
         assert choose_execution(CUDA, "tf32", "auto", False, False, ["cnn"]).describe() == {
-            "precision": "tf32", "memory_format": "channels_last", "compile": False, "fuse_students": False,
+            "precision": "tf32", "memory_format": "auto", "compile": False, "fuse_students": False,
             "deterministic": True}
     assert choose_execution(CUDA, "auto", "auto", False, False, ["cnn"]).precision == "bf16"
 

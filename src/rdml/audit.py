@@ -407,14 +407,15 @@ def _check_file(path: Path, expected: str, what: str, out) -> list[str]:
     return [] if actual == expected else [f"{path}: {what} sha256 is {actual}, recorded {expected}"]
 
 
-REFERENCE_EXECUTION = {"precision": "fp32", "memory_format": "contiguous", "compile": False, "fuse_students": False}
+REFERENCE_EXECUTION = {"precision": "fp32", "compile": False, "fuse_students": False}
+LAYOUTS = ("contiguous", "channels_last")  # the audit evaluates in the layout the record names (`audit_runner`)
 
 
 def same_device(environment: dict) -> bool:
     """Whether what was computed where `environment` says (a record's, a measurements file's `measured_on`)
     is computed again here bit for bit: on the CPU of the same model (at its thread count, which the audit
     sets), with the same torch (an upgrade may change the last bits of a kernel) and, where it says how
-    the students ran, as the audit runs them (float32, contiguous, neither compiled nor fused): there
+    the students ran, as the audit runs them (float32 in the record's layout, neither compiled nor fused): there
     rdml's evaluation is deterministic. A key the environment does not hold is taken as the audit's own:
     that claims exactness, which can only raise a false mismatch, never pass a forged number (a
     measurements file's `measured_on` does not name its torch). The CPU model must be named."""
@@ -429,7 +430,19 @@ def _differences_from_here(environment: dict) -> list[str]:
 
     here = {"device_name": cpu_name(), "torch": torch.__version__, **REFERENCE_EXECUTION}
     return [f"{key} {environment.get(key)}" for key, value in here.items()
-            if environment.get(key, None if key == "device_name" else value) != value]  # the CPU model must be named
+            if environment.get(key, None if key == "device_name" else value) != value] + (  # the CPU model must be named
+        [] if environment.get("memory_format", LAYOUTS[0]) in LAYOUTS else [f"memory_format {environment['memory_format']}"])
+
+
+def audit_runner(environment: dict):
+    """How the audit runs a model of the record `environment`: float32 on the CPU in the record's memory layout
+    (a layout changes the order of float32 sums, so only the same one gives the same bits)."""
+    import torch
+
+    from rdml.train.execution import Execution
+
+    layout = environment.get("memory_format", LAYOUTS[0])
+    return Execution(torch.device("cpu"), "fp32", layout if layout in LAYOUTS else LAYOUTS[0], False, False).runner
 
 
 def _where(environment: dict) -> str:
@@ -516,6 +529,9 @@ def _evaluated(model_file: Path, record: dict, data, out) -> list[str]:
     try:
         torch.set_num_threads(int(environment.get("threads") or threads))
         cohort, method = rebuild(run.saved, record["config"], data, torch.device("cpu"))
+        cohort.runner = audit_runner(environment)
+        for student in cohort:
+            student.run = cohort.runner(student.model)
         cfg = record["config"]  # a noisy run's last test pass is drawn again with its noise
         noise = evaluation_noise(cfg.get("input_noise", 0.0), cfg["seed"], len(record["epochs"]))
         scores = evaluate(cohort, data, noise=noise, method=method)

@@ -110,9 +110,11 @@ HOW = (
     Key("precision", "auto", "str", "fp32 (IEEE float32: TF32 off for matmuls and convolutions), tf32 (CUDA only: TF32 "
         "tensor cores for float32 matmuls and convolutions), bf16 (autocast of the forward passes, float32 underneath) or "
         "auto: bf16 on a CUDA device that has it, else fp32", check=lambda v: one_of("precision", v, PRECISIONS)),
-    Key("memory_format", "auto", "str", "contiguous, channels_last or auto: channels_last on CUDA, contiguous on the CPU",
+    Key("memory_format", "auto", "str", "contiguous, channels_last or auto: the faster of the two for this run's step on "
+        "this device model, timed once and cached (rdml.train.autotune; float32 either way, sums in another order)",
         check=lambda v: one_of("memory_format", v, MEMORY_FORMATS)),
-    Key("compile", False, "bool", "torch.compile each model (pays off on long runs; the first batches wait for it)"),
+    Key("compile", False, "bool|auto", "torch.compile each model (the first batches wait for it), or auto: compile "
+        "where the run's planned steps save more time than compiling costs, timed once and cached (rdml.train.autotune)"),
     Key("fuse_students", False, "bool", "one vmapped forward for a cohort of one architecture (see rdml.train.execution)"),
     Key("deterministic", True, "bool", "deterministic kernels (torch.use_deterministic_algorithms, no cuDNN autotuning, "
         "CUBLAS_WORKSPACE_CONFIG=:4096:8 on CUDA), so a repeated or resumed run gives the same bits; false: the fastest "

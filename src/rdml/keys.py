@@ -19,7 +19,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Key:
-    """One `rdml train` key: its name, default, type (str, bool, int, float, list[str], list[int]), help,
+    """One `rdml train` key: its name, default, type (str, bool, bool|auto, int, float, list[str], list[int]), help,
     and the check of its value on its own (checks across keys belong to the config or the method)."""
 
     name: str
@@ -41,7 +41,9 @@ class Key:
                 if not isinstance(value, str):
                     raise ValueError
                 return value
-            if self.kind == "bool":
+            if self.kind == "bool|auto" and isinstance(value, str) and value.strip().lower() == "auto":
+                return "auto"
+            if self.kind in ("bool", "bool|auto"):
                 if isinstance(value, bool):
                     return value
                 lowered = str(value).strip().lower()

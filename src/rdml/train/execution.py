@@ -1,10 +1,9 @@
 """How the students run on the device: precision, determinism, memory layout, compilation, fused cohorts.
 
-The defaults follow the device. On CUDA: bf16 autocast (where the GPU has it) and channels_last, the
-fast path of its tensor cores. On the CPU: float32 in the default layout, so a CPU run gives the
-reference numerics. A user may still ask for bf16 or channels_last on a CPU with native bf16
-(AVX512-BF16 / AMX), where they measured faster (benchmarks/README.md); `compile` and
-`fuse_students` are asked for, never chosen. The run record says what ran.
+The precision default follows the device: bf16 autocast on a CUDA device that has it, float32 on the
+CPU (the reference numerics); a user may ask for bf16 on a CPU with native bf16 (AVX512-BF16 / AMX).
+The memory layout and compilation default to `auto`, timed on the run's own step (rdml.train.autotune);
+`fuse_students` is asked for, never chosen. The run record says what ran and why.
 
 Precision and determinism are process-global switches of torch (TF32 for float32 matmuls and
 convolutions, deterministic kernels, cuDNN autotuning), which torch leaves at values that would make
@@ -48,8 +47,8 @@ class ExecutionError(ConfigError):
 class Execution:
     device: torch.device
     precision: str  # fp32 | tf32 | bf16
-    memory_format: str  # contiguous | channels_last
-    compile: bool
+    memory_format: str  # contiguous | channels_last; auto until rdml.train.autotune times the run's step
+    compile: bool | str  # True | False; "auto" until rdml.train.autotune times it
     fuse_students: bool
     deterministic: bool = True
 
@@ -78,6 +77,7 @@ class Execution:
 
     def runner(self, model: nn.Module) -> Callable[[Tensor], Output]:
         """`model` as it runs here: input in the chosen layout, forward in the chosen precision, float32 outputs."""
+        self._resolved()
         forward = torch.compile(self._placed(model)) if self.compile else self._placed(model)
         if self.precision != "bf16" and self.memory_format == "contiguous":
             return forward  # the reference path, untouched (tf32 is a switch of the kernels, not of the forward)
@@ -91,6 +91,7 @@ class Execution:
         Every tensor the students return comes back stacked on a new first axis (vmap's out_dims=0, one per
         leaf of the output's structure) and is split into one output of the model's structure per student.
         """
+        self._resolved()
         template = copy.deepcopy(self._placed(models[0])).to("meta")
         named = [dict(self._placed(m).named_parameters()) for m in models]  # the same tensors for the whole run
         owned = [dict(m.named_buffers()) for m in models]
@@ -120,6 +121,10 @@ class Execution:
         return {"precision": self.precision, "memory_format": self.memory_format, "compile": self.compile,
                 "fuse_students": self.fuse_students, "deterministic": self.deterministic}
 
+    def _resolved(self) -> None:
+        if "auto" in (self.memory_format, self.compile):
+            raise ValueError(f"{self.describe()}: resolve auto first (rdml.train.autotune.resolve_auto)")
+
     def _placed(self, model: nn.Module) -> nn.Module:
         return model.to(memory_format=torch.channels_last) if self.memory_format == "channels_last" else model
 
@@ -140,9 +145,11 @@ def _as_float32(t: Tensor) -> Tensor:
     return t.float() if t.is_floating_point() else t
 
 
-def choose_execution(device: torch.device, precision: str, memory_format: str, compile: bool, fuse_students: bool,
+def choose_execution(device: torch.device, precision: str, memory_format: str, compile: bool | str, fuse_students: bool,
                      archs: list[str], deterministic: bool = True) -> Execution:
-    """Resolve `auto` for this device and refuse what it cannot run, before any work starts."""
+    """Resolve `precision: auto` for this device and refuse what it cannot run, before any work starts.
+    `memory_format` and `compile` stay `auto` where asked: they are timed on the run's own step once its data
+    is loaded (rdml.train.autotune)."""
     cuda = device.type == "cuda"
     bf16_native = torch.cuda.is_bf16_supported() if cuda else bf16_cpu()
     allowed = ", ".join(["fp32", *(["tf32"] if cuda else []), *(["bf16"] if bf16_native else []), "auto"])
@@ -159,11 +166,9 @@ def choose_execution(device: torch.device, precision: str, memory_format: str, c
         raise ExecutionError(f"deterministic=true: {CUBLAS}={workspace!r} makes cuBLAS nondeterministic; allowed: "
                              f"{' or '.join(CUBLAS_DETERMINISTIC)}, or unset (rdml sets {CUBLAS_DETERMINISTIC[0]}), "
                              "or deterministic=false")
-    if memory_format == "auto":
-        memory_format = "channels_last" if cuda else "contiguous"
     if fuse_students and len(set(archs)) != 1:
         raise ExecutionError(f"fuse_students=true needs one architecture for every student, got {','.join(archs)}")
-    if fuse_students and compile:
+    if fuse_students and compile is True:
         raise ExecutionError("compile=true with fuse_students=true is not supported; choose one")
     return Execution(device, precision, memory_format, compile, fuse_students, deterministic)
 

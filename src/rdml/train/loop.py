@@ -8,6 +8,8 @@ Run directory:
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import fcntl
 import sys
 import time
@@ -24,6 +26,7 @@ from rdml.data.base import Dataset
 from rdml.dependencies import training_code
 from rdml.io import utc_now
 from rdml.methods import METHODS
+from rdml.train.autotune import resolve_auto
 from rdml.train.checkpoint import read_checkpoint, restore_checkpoint, save_checkpoint, save_model
 from rdml.train.cohort import Cohort, build_cohort
 from rdml.train.evaluate import ACC, divergence_after, evaluate, evaluation_noise, input_noise
@@ -89,6 +92,12 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
         if not replace:
             raise
         existing = saved = None
+    earlier = (saved["resume"]["execution"] if saved is not None and saved["resume"].get("config_sha256") == prep.config_sha256
+               else existing.get("environment") if existing is not None and existing.get("config_sha256") == prep.config_sha256
+               else None)
+    prep, choice = timed_execution(prep, earlier)
+    if choice:
+        environment_extra = {**(environment_extra or {}), "execution_choice": choice}
     resume = {"config_sha256": prep.config_sha256, "teacher_sha256": (prep.teacher_info or {}).get("sha256"),
               **({"pretrained_sha256": {a: w["sha256"] for a, w in prep.pretrained.items()}} if prep.pretrained else {}),
               "training_code_sha256": run_code(prep).sha256, "execution": prep.execution.describe(), "numerics": numerics}
@@ -206,6 +215,38 @@ def same_run(finished: dict, fresh: dict) -> bool:
     return all(finished.get(key) == fresh[key] for key in SAME_RUN) \
         and (finished.get("code") or {}).get("run") == fresh["code"]["run"] \
         and all(environment.get(key) == fresh["environment"].get(key) for key in SAME_ENVIRONMENT)
+
+
+def timed_execution(prep: Prepared, earlier: dict | None) -> tuple[Prepared, dict | None]:
+    """`prep` with `memory_format`/`compile` auto resolved by timing the run's own step (rdml.train.autotune),
+    or as the run ran before (`earlier`: its checkpoint's execution or its record's environment), and what
+    decided them. The timed steps are the run's: its method, networks, first batch and device."""
+    cfg, data = prep.cfg, prep.data
+    if "auto" not in (prep.execution.memory_format, prep.execution.compile):
+        return prep, None
+    batch = next(iter(data.train_batches(cfg.batch_size, seed=cfg.seed, epoch=1)))
+    x = [batch.inputs() for _ in cfg.student_augment] if cfg.student_augment else batch.inputs()
+
+    def cohort_under(execution):
+        teacher = copy.deepcopy(prep.teacher) if prep.teacher is not None else None  # runner() lays the model out
+        method = METHODS[cfg.method](cfg, execution.runner(teacher.requires_grad_(False)) if teacher else None)
+        return method, build_cohort(cfg, data, execution, data.steps_per_epoch(cfg.batch_size), prep.outputs, None, method)
+
+    def step_with(execution):
+        method, cohort = cohort_under(execution)
+        return lambda: method.train_step(x, batch.labels, cohort)
+
+    def networks():
+        plain = dataclasses.replace(prep.execution, memory_format="contiguous", compile=False)
+        return [s.model for s in cohort_under(plain)[1]] + ([prep.teacher] if prep.teacher is not None else [])
+
+    key = {"method": cfg.method, "arch": list(cfg.arch), "dataset": cfg.dataset, "input": list(data.spec.input_shape),
+           "outputs": prep.outputs, "batch_size": cfg.batch_size, "student_augment": list(cfg.student_augment),
+           "teacher": (prep.teacher_info or {}).get("arch"), "update_order": getattr(cfg, "update_order", None)}
+    with torch.random.fork_rng(devices=[prep.device] if prep.device.type == "cuda" else []):
+        execution, choice = resolve_auto(prep.execution, key, cfg.epochs * data.steps_per_epoch(cfg.batch_size),
+                                         earlier, step_with, networks)
+    return dataclasses.replace(prep, execution=execution), choice
 
 
 def run_code(prep: Prepared):
