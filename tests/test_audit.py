@@ -457,3 +457,21 @@ def test_a_record_trained_with_another_torch_is_evaluated_within_one_example(pro
     reseal(project / KD_RUN / "record.json", _off_by(1))  # a further example off: past one example
     tables(project)
     assert any("student_0 evaluates to accuracy" in p for p in audit(project, "kd_table", KD, evaluate=True))
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_a_model_trained_in_either_layout_evaluates_exactly_in_that_layout(tmp_path, layout):
+    """memory_format (chosen by timing where auto) changes the order of float32 sums: the audit evaluates in
+    the layout the record names, so a model is held to its exact accuracy on the CPU model that trained it."""
+    from rdml.audit import _evaluated
+    from rdml.config import config_from_mapping, data_keys
+    from rdml.data.base import load_dataset
+    from rdml.train.loop import train
+
+    record = train(config_from_mapping({"method": "dml", "arch": ["cnn", "cnn"], "dataset": "digits", "epochs": 1,
+                                        "memory_format": layout, "out": str(tmp_path / "run")}), progress=False)
+    lines = []
+    data = load_dataset("digits", **data_keys(record["config"]))
+    assert _evaluated(tmp_path / "run" / "model.pt", record, data, lines.append) == []
+    assert "(tolerance exact" in lines[-1]
+    assert evaluation_tolerance({**record["environment"], "memory_format": "packed"}, 500)[0] == pytest.approx(1 / 500)
