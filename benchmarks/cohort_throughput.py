@@ -11,7 +11,14 @@ batch 128, SGD, the same DML loss:
   rdml.train.execution asked for; and once with the rows indexed by hand instead of through the loader
   (the cost of the loader's indirection).
 Each path runs in its own process (so peak memory is its own), one after the other in this run.
-Images per second is the median over timed windows after a warm-up.
+Images per second is the median over timed windows after a warm-up. `auto` keys are resolved as the
+trainer resolves them (rdml.train.autotune, timed on this path's own step; the cache of this run is a
+temporary folder, so the choice is measured here and not read from an earlier one).
+
+The machine's limit: a float32 GEMM (2048³, at the children's thread count, median of 9) sets the FLOP/s
+a training step could reach at best, and the pair's training FLOPs per image (forward and backward of
+both students, counted by torch.utils.flop_counter: convolutions and matmuls) turn it into images per
+second; each path's `share_of_gemm_limit` is its images per second over that limit.
 
     .venv/bin/python benchmarks/cohort_throughput.py [--windows 5] [--batches 4] [--only WORD ...] [--out FILE]
 """
@@ -19,13 +26,16 @@ Images per second is the median over timed windows after a warm-up.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -108,17 +118,20 @@ def rdml_path(windows: int, batches: int, keys: list[str], by_hand: bool = False
     from rdml.data.catalog import DataSpec
     from rdml.methods import METHODS
     from rdml.train.cohort import build_cohort
+    from rdml.train.loop import timed_execution
     from rdml.train.prepare import prepare
 
     images, labels = synthetic_cifar()
     cfg = resolve(load_config(None, ["method=dml", "arch=resnet32", f"batch_size={BATCH}", "lr=0.1", "augment=crop_flip",
                                      "schedule=constant", "dataset=synthetic", "out=unused", *keys]))
-    execution = prepare(cfg).execution  # this device's choices, and a clear error for what it cannot run
-    numerics = execution.apply()  # torch's switches as the trainer sets them (fp32: TF32 off on CUDA)
-    device = execution.device
+    prep = prepare(cfg)  # this device's choices, and a clear error for what it cannot run
+    numerics = prep.execution.apply()  # torch's switches as the trainer sets them (fp32: TF32 off on CUDA)
+    device = prep.execution.device
     x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
     data = Dataset("synthetic_cifar", x, torch.from_numpy(labels), x[:0], torch.from_numpy(labels[:0]), DataSpec("images", 10, (3, 32, 32)),
                    torch.tensor((0.4914, 0.4822, 0.4465)), torch.tensor((0.2470, 0.2435, 0.2616))).to(device)
+    prep, choice = timed_execution(dataclasses.replace(prep, data=data, cfg=dataclasses.replace(cfg, epochs=1)), None)
+    execution = prep.execution  # `auto` as the trainer resolves it, on this path's own step
     cohort = build_cohort(cfg, data, execution, steps_per_epoch=N_IMAGES // BATCH)
     method = METHODS[cfg.method](cfg)
     draws = torch.Generator().manual_seed(SEED)
@@ -133,7 +146,35 @@ def rdml_path(windows: int, batches: int, keys: list[str], by_hand: bool = False
         batch = next(batches_of_epoch)
         method.train_step(batch.inputs(augment), batch.labels, cohort)
 
-    return {**timed(step, windows, batches), "execution": execution.describe(), "numerics": numerics}
+    return {**timed(step, windows, batches), "execution": execution.describe(), "numerics": numerics,
+            **({"execution_choice": choice} if choice else {})}
+
+
+def gemm_limit() -> dict:
+    """The float32 GEMM rate of this machine (2048³, median of 9 after a warm-up) and the ResNet-32 pair's
+    training FLOPs per image; their ratio is the most images per second float32 kernels could give."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from rdml.data.catalog import DataSpec
+    from rdml.models import build_model
+
+    torch.manual_seed(SEED)
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    for _ in range(3):
+        a @ b
+    rates = []
+    for _ in range(9):
+        started = time.perf_counter()
+        a @ b
+        rates.append(2 * 2048**3 / (time.perf_counter() - started))
+    model = build_model("resnet32", DataSpec("images", 10, (3, 32, 32)))
+    with FlopCounterMode(display=False) as counter:
+        model(torch.randn(BATCH, 3, 32, 32)).sum().backward()
+    per_image = 2 * counter.get_total_flops() / BATCH  # two students
+    gflops = statistics.median(rates) / 1e9
+    return {"gemm_gflops": gflops, "pair_training_gflop_per_image": per_image / 1e9,
+            "limit_images_per_second": gflops * 1e9 / per_image, "threads": torch.get_num_threads()}
 
 
 def machine() -> dict:
@@ -162,6 +203,8 @@ PATHS = {
 def child(path: str, args: list[str], windows: int, batches: int) -> None:
     import torch
 
+    if path == "gemm":
+        return print(json.dumps({**gemm_limit(), "machine": machine()}))
     result = baseline(windows, batches, int(args[0])) if path == "baseline" else \
         rdml_path(windows, batches, args, by_hand=path == "rdml-by-hand")
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -171,13 +214,15 @@ def child(path: str, args: list[str], windows: int, batches: int) -> None:
 
 
 def measure(name: str, windows: int, batches: int) -> dict:
-    path, args = PATHS[name]
-    done = subprocess.run([sys.executable, __file__, "--child", path, *args, "--windows", str(windows),
-                           "--batches", str(batches)], capture_output=True, text=True)
+    path, args = PATHS[name] if name in PATHS else (name, [])
+    with tempfile.TemporaryDirectory() as cache:  # `auto` measured on this path, not read from an earlier run
+        done = subprocess.run([sys.executable, __file__, "--child", path, *args, "--windows", str(windows),
+                               "--batches", str(batches)], capture_output=True, text=True,
+                              env={**os.environ, "RDML_CACHE_DIR": cache})
     if done.returncode != 0:  # e.g. bf16 on a device without it: reported, not fatal
         return {"error": (done.stderr.strip().splitlines() or ["exit status " + str(done.returncode)])[-1]}
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    return {**result, "images_per_second": statistics.median(result["rates"])}
+    return {**result, "images_per_second": statistics.median(result["rates"])} if "rates" in result else result
 
 
 def main() -> None:
@@ -193,22 +238,27 @@ def main() -> None:
         return child(args.child[0], args.child[1:], args.windows, args.batches)
     names = [name for name in PATHS if name.startswith("baseline") or not args.only or any(w in name for w in args.only)]
     results = {name: measure(name, args.windows, args.batches) for name in names}
+    limit = measure("gemm", args.windows, args.batches)
     reference = max((r for name, r in results.items() if name.startswith("baseline")),
                     key=lambda r: r["images_per_second"])["images_per_second"]
     machine_info = next(r["machine"] for r in results.values() if "machine" in r)
     print(f"machine: {machine_info}")
-    print(f"{'path':40s} {'images/s':>9s} {'ratio':>6s} {'warm-up s':>9s} {'peak RSS MB':>11s}")
+    print(f"float32 GEMM {limit['gemm_gflops']:.0f} GFLOP/s, pair {limit['pair_training_gflop_per_image']:.3f} "
+          f"GFLOP/image: at most {limit['limit_images_per_second']:.0f} images/s")
+    print(f"{'path':40s} {'images/s':>9s} {'ratio':>6s} {'of limit':>8s} {'warm-up s':>9s} {'peak RSS MB':>11s}")
     for name, r in results.items():
         if "error" in r:
             print(f"{name:40s} not run here: {r['error']}")
             continue
         r["ratio_to_baseline"] = r["images_per_second"] / reference
-        print(f"{name:40s} {r['images_per_second']:9.1f} {r['ratio_to_baseline']:6.2f} {r['warm_up_seconds']:9.1f} "
-              f"{r['peak_rss_mb']:11.0f}")
-    body = {"paths": results, "baseline_images_per_second": reference, "machine": machine_info,
+        r["share_of_gemm_limit"] = r["images_per_second"] / limit["limit_images_per_second"]
+        print(f"{name:40s} {r['images_per_second']:9.1f} {r['ratio_to_baseline']:6.2f} {r['share_of_gemm_limit']:8.2f} "
+              f"{r['warm_up_seconds']:9.1f} {r['peak_rss_mb']:11.0f}")
+    body = {"paths": results, "baseline_images_per_second": reference, "gemm_limit": limit, "machine": machine_info,
             "windows": args.windows, "batches_per_window": args.batches, "batch_size": BATCH,
             "when": time.strftime("%Y-%m-%d %H:%M:%S")}
-    out = Path(args.out or RESULTS / f"cohort_throughput_{machine_info['device']}.json")
+    cpu = re.sub(r"[^a-z0-9]+", "-", machine_info["cpu"].lower()).strip("-")
+    out = Path(args.out or RESULTS / f"cohort_throughput_{machine_info['device']}_{cpu}.json")
     out.write_text(json.dumps(body, indent=1) + "\n")
     print(f"written to {out}")
 

@@ -43,7 +43,8 @@ def job(share: int, seconds: float, keys: list[str], warm: int = WARM_UP, batch:
     from rdml.models import build_model
     from rdml.train.prepare import prepare
 
-    cfg = resolve(load_config(None, ["method=dml", "arch=resnet32", "dataset=synthetic", "out=unused", *keys]))
+    layout = [] if any(k.startswith("memory_format=") for k in keys) else ["memory_format=channels_last"]  # the papers' studies'
+    cfg = resolve(load_config(None, ["method=dml", "arch=resnet32", "dataset=synthetic", "out=unused", *layout, *keys]))
     execution = prepare(cfg).execution  # this device's choices, and a clear error for what it cannot run
     numerics = execution.apply()  # torch's switches as the trainer sets them, before any model is built
     device = execution.device
