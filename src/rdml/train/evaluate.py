@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable, Iterable
 
 import torch
@@ -11,7 +12,8 @@ from rdml.data.base import Dataset
 from rdml.metrics import LOSS, METRICS, PRIMARY
 from rdml.methods.base import student_predictions, with_ensemble
 
-__all__ = ["evaluate", "split_log_probs", "find_divergence", "divergence_after", "input_noise", "evaluation_noise"]
+__all__ = ["evaluate", "split_log_probs", "find_divergence", "divergence_after", "input_noise", "evaluation_noise",
+           "seed_evaluation_draws"]
 
 
 def input_noise(std: float, generator: torch.Generator) -> Callable | None:
@@ -26,6 +28,20 @@ def input_noise(std: float, generator: torch.Generator) -> Callable | None:
 def evaluation_noise(std: float, seed: int, epoch: int) -> Callable | None:
     """The test rows' noise of one epoch, from the run's seed and the epoch alone: the audit draws it again."""
     return input_noise(std, torch.Generator().manual_seed(seed * 1_000_003 + epoch + 700_000_000))
+
+
+def seed_evaluation_draws(models: list, split: str) -> None:
+    """Give every module that draws at random in eval mode (an `evaluation_draws` attribute, such as the dropout
+    of `charcnn_as_released`, which the released CharCNN evaluation leaves on: parklize/rdml
+    text-clf/Model_CharCNN/utils.py L124–137) one CPU generator per model, seeded from the split and the model's
+    place alone: every evaluation of the same weights, in training or in the audit, on any device, draws the same
+    masks, and the training stream is not touched."""
+    for index, model in enumerate(models):
+        drawing = [m for m in model.modules() if hasattr(m, "evaluation_draws")]
+        if drawing:
+            generator = torch.Generator().manual_seed(900_000_000 + 1_000 * (zlib.crc32(split.encode()) % 100_000) + index)
+            for module in drawing:
+                module.evaluation_draws = generator
 
 
 ACC, LOSS_KEY = METRICS[PRIMARY].recorded, METRICS[LOSS].recorded  # the keys of a record's scores
@@ -55,6 +71,7 @@ def split_log_probs(cohort, data: Dataset, split: str, *, extra: dict | None = N
     models = [s.model for s in cohort] + [m for m in extra.values() if isinstance(m, torch.nn.Module)]
     for m in models:
         m.eval()
+    seed_evaluation_draws(models, split)
     parts: dict[str, list] = {}
     labels = []
     for x, y in data.eval_batches(split, batch_size):
