@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import json
+import math
 import os
 import statistics
 import time
@@ -44,7 +45,8 @@ CACHE_FORMAT = "rdml.execution_choices/1"
 LAYOUT_MARGIN = 0.05  # channels_last is chosen when at least 5 % faster: a tie keeps the reference layout,
 # and a choice that timing noise could flip is not made
 CHOICES = {"memory_format": ("contiguous", "channels_last"), "compile": (False, True)}
-WARM_UP, ROUNDS, STEPS = 2, 3, 2  # steps before timing; alternating rounds of STEPS timed steps per candidate
+WARM_UP, ROUNDS, STEPS = 2, 3, 2  # steps before timing; alternating rounds of at least STEPS timed steps each
+ROUND_SECONDS, MAX_STEPS = 0.1, 50  # a round lasts about ROUND_SECONDS, up to MAX_STEPS steps
 
 
 def cache_file() -> Path:
@@ -121,26 +123,28 @@ def _measure(execution, step_with) -> dict:
     eager = {fmt: step_with(dataclasses.replace(execution, memory_format=fmt, compile=False)) for fmt in layouts}
     seconds = _median_rounds(eager, execution.device)
     out = {"seconds_per_step": seconds, "measured_at": utc_now(),
-           "timing": {"warm_up_steps": WARM_UP, "rounds": ROUNDS, "steps_per_round": STEPS}}
+           "timing": {"warm_up_steps": WARM_UP, "rounds": ROUNDS, "round_seconds": ROUND_SECONDS}}
     if execution.compile == "auto":
         out["compiled"] = {}
         for fmt in layouts:
             step = step_with(dataclasses.replace(execution, memory_format=fmt, compile=True))
             first = _timed(step, WARM_UP, execution.device)
-            per_step = _median_rounds({fmt: step}, execution.device, warm=False)[fmt]
+            per_step = _median_rounds({fmt: step}, execution.device, estimate=seconds[fmt])[fmt]
             out["compiled"][fmt] = {"seconds_per_step": per_step,
                                     "compile_seconds": max(0.0, first - WARM_UP * seconds[fmt])}
     return out
 
 
-def _median_rounds(steps: dict[str, Callable[[], None]], device: torch.device, warm: bool = True) -> dict[str, float]:
-    if warm:
-        for step in steps.values():
-            _timed(step, WARM_UP, device)
+def _median_rounds(steps: dict[str, Callable[[], None]], device: torch.device, estimate: float | None = None) -> dict[str, float]:
+    """Seconds per step of each candidate: the median of ROUNDS alternating rounds, each of at least STEPS steps
+    and long enough (ROUND_SECONDS, from `estimate` or a warm-up) that a millisecond step is not timed on noise."""
+    if estimate is None:  # warm up, and estimate a step from it
+        estimate = min(_timed(step, WARM_UP, device) / WARM_UP for step in steps.values())
+    n = max(STEPS, min(MAX_STEPS, math.ceil(ROUND_SECONDS / max(estimate, 1e-9))))
     rounds = {name: [] for name in steps}
     for _ in range(ROUNDS):
         for name, step in steps.items():
-            rounds[name].append(_timed(step, STEPS, device) / STEPS)
+            rounds[name].append(_timed(step, n, device) / n)
     return {name: statistics.median(times) for name, times in rounds.items()}
 
 
