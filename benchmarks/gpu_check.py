@@ -12,7 +12,9 @@ this order, each section in its own time share (what a section leaves unused pas
   every network of params.yaml's studies at its study's batch size and precision, each in its own
   process with its peak GPU memory and host RSS (for SLURM's `mem_mb` and `runtime`);
 - gpu_hours: from those, each study's GPU-hours = Σ over its runs of epochs × steps per epoch × seconds
-  per step (evaluation passes not counted), where the data set's training size is known;
+  per step (evaluation passes not counted), where the data set's training size is known: the arithmetic
+  of rdml.pipeline.requests, which also turns this JSON into SLURM's `mem_mb`, `runtime` and
+  `jobs_per_gpu: auto`;
 - photos: the photo transforms of benchmarks/photo_transforms.py on CUDA.
 A section that fails records its error and the run goes on; the JSON is rewritten after every section,
 so a run cut short keeps what it measured. On a CPU (and with `--quick`) the same code runs at tiny sizes
@@ -311,71 +313,35 @@ def study_names(params: dict) -> list[str]:
     return [name for name in params["studies"] if not name.endswith("_smoke")]
 
 
-def network_key(arch: str, dataset: str, batch_size: int, precision: str) -> str:
-    """One measured network: what sets a training step's cost."""
-    return f"{arch}|{dataset}|{batch_size}|{precision}"
-
-
 def planned_networks(params: dict) -> tuple[dict[str, dict], dict[str, list[dict]]]:
     """The (arch, dataset, batch size, precision) of every network of every study (teachers too), once each,
-    with the studies that train it; and each study's runs as `study_gpu_hours` reads them."""
+    with the studies that train it; and each study's runs as `study_gpu_hours` reads them
+    (rdml.pipeline.requests.planned_run, as a job's SLURM requests read them)."""
+    from rdml.pipeline.requests import planned_run
     from rdml.study.plan import plan_study
 
     networks, studies = {}, {}
     for study in study_names(params):
         runs = []
         for run in plan_study(params, study):
-            cfg = run.config
-            keys = [network_key(a, run.dataset, cfg.batch_size, cfg.precision) for a in run.archs]
-            teacher = run.teacher
-            teachers = [] if teacher is None else [network_key(teacher.archs[cfg.teacher_index], teacher.dataset,
-                                                               cfg.batch_size, cfg.precision)]
-            for key, of in [(k, run) for k in keys] + [(k, teacher) for k in teachers]:
+            cost = planned_run(run)
+            for key, of in [(k, run) for k in cost["networks"]] + [(k, run.teacher) for k in cost["teachers"]]:
                 # how its inputs are made: the first run's augmentation and normalisation
                 entry = networks.setdefault(key, {"studies": [], "train": {"augment": of.config.augment,
                                                                           "normalize": of.config.normalize}})
                 if study not in entry["studies"]:
                     entry["studies"].append(study)
-            runs.append({"id": run.id, "dataset": run.dataset, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
-                         "networks": keys, "teachers": teachers, "data_keys": data_keys_of(cfg)})
+            runs.append(cost)
         studies[study] = runs
     return networks, studies
 
 
-def data_keys_of(cfg) -> dict:
-    from rdml.config import config_values, data_keys
-
-    return {k: v for k, v in data_keys(config_values(cfg)).items() if k != "data_dir"}
-
-
 def train_rows(dataset: str, data_keys: dict, given: dict[str, int], cache: dict) -> tuple[int | None, str]:
-    """A run's training rows (after any validation split and dropped unlabelled rows) and where the figure
-    comes from; None with the reason where rdml cannot know it without the download."""
-    from rdml.data.catalog import DATASETS
-    from rdml.data.sizes import TRAIN_ROWS
+    """A run's training rows and where the figure comes from (rdml.pipeline.requests.train_rows), an embedded
+    or generated set loaded from the repository's data/ and counted."""
+    from rdml.pipeline.requests import train_rows as rows
 
-    source = DATASETS[dataset]
-    declared = given.get(dataset, TRAIN_ROWS.get(dataset))
-    where = "given on the command line" if dataset in given else "rdml.data.sizes"
-    if declared is None and not source.downloaded:  # embedded or generated: load it (no download) and count
-        key = (dataset, json.dumps(data_keys, sort_keys=True))
-        if key not in cache:  # unlabelled=drop: load_dataset has removed the unlabelled rows
-            from rdml.data.base import load_dataset
-
-            cache[key] = len(load_dataset(dataset, **{**data_keys, "data_dir": str(ROOT / "data")}).y_train)
-        return cache[key], "counted: the data set is embedded, loaded with the run's split keys"
-    if declared is None:
-        return None, (f"rdml.data.sizes declares no training size for {dataset} and it is downloaded data; "
-                      f"give --train-rows {dataset}=N")
-    rows = int(declared)
-    approximate = False
-    if data_keys.get("val_fraction"):
-        rows -= round(rows * data_keys["val_fraction"])
-        approximate = True
-    if data_keys.get("labelled_fraction", 1.0) < 1 and data_keys.get("unlabelled") == "drop":
-        rows = round(rows * data_keys["labelled_fraction"])
-        approximate = True
-    return rows, where + (" (split by fraction: within a row per class)" if approximate else "")
+    return rows(dataset, data_keys, given, cache, data_dir=ROOT / "data")
 
 
 def study_gpu_hours(runs: list[dict], seconds: dict[str, dict], rows_of) -> dict:
@@ -383,7 +349,7 @@ def study_gpu_hours(runs: list[dict], seconds: dict[str, dict], rows_of) -> dict
     step is one training step of each of its networks and one forward pass of each teacher, at the
     measured seconds (`seconds[network] = {"step_s": …, "forward_s": …}`). `rows_of(run)` → (training rows
     or None, where from). A run whose size or network is unknown is named, and leaves the total None."""
-    from rdml.data.base import batch_starts
+    from rdml.pipeline.requests import run_seconds
 
     hours, unknown, known_runs = 0.0, {}, 0
     for run in runs:
@@ -395,8 +361,7 @@ def study_gpu_hours(runs: list[dict], seconds: dict[str, dict], rows_of) -> dict
             unknown.setdefault("training size unknown", set()).add(where)
         if missing or rows is None:
             continue
-        step = sum(seconds[n]["step_s"] for n in run["networks"]) + sum(seconds[n]["forward_s"] for n in run["teachers"])
-        hours += run["epochs"] * len(batch_starts(rows, run["batch_size"])) * step / 3600
+        hours += run_seconds(run, rows, seconds) / 3600
         known_runs += 1
     return {"runs": len(runs), "runs_counted": known_runs, "gpu_hours": hours if not unknown else None,
             "gpu_hours_of_counted_runs": hours, "unknown": {k: sorted(v) for k, v in unknown.items()}}
@@ -477,6 +442,12 @@ def measure_network(spec: str, warm: int, timed: int) -> dict:
     execution = choose_execution(**{n: wanted[n] for n in inspect.signature(choose_execution).parameters if n in wanted})
     data = load_dataset(stand_in, **data_keys(config_values(cfg))).to(device)
     numerics = execution.apply() if hasattr(execution, "apply") else None  # the trainer's torch switches
+    if "auto" in (execution.memory_format, execution.compile):  # as the trainer resolves them: timed on this step
+        from rdml.train.loop import timed_execution
+        from rdml.train.prepare import Prepared
+
+        execution = timed_execution(Prepared(cfg, "", device, execution, data, None, None, {}, data.num_classes),
+                                    None)[0].execution
     cohort = build_cohort(cfg, data, execution, steps_per_epoch=1000)
     method = METHODS["independent"](cfg)
     draws = torch.Generator().manual_seed(0)

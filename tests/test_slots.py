@@ -94,7 +94,7 @@ def test_jobs_per_gpu_is_checked():
     from rdml.keys import ConfigError
     from rdml.study.params import jobs_per_gpu
 
-    assert jobs_per_gpu(3) == 3 and jobs_per_gpu("2") == 2
-    for bad in (0, -1, 1.5, "x", True):
-        with pytest.raises(ConfigError, match="jobs_per_gpu=.* is not allowed; allowed: an integer >= 1"):
+    assert jobs_per_gpu(3) == 3 and jobs_per_gpu("2") == 2 and jobs_per_gpu("auto") == "auto"
+    for bad in (0, -1, 1.5, "x", True, "Auto", " auto"):
+        with pytest.raises(ConfigError, match="jobs_per_gpu=.* is not allowed; allowed: auto or an integer >= 1"):
             jobs_per_gpu(bad)

@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (run, measure):
         sub.add_argument("--gpus", default=None, help="GPU slots to choose from: auto or a number (default: params.yaml's gpus)")
         sub.add_argument("--threads", type=_threads, default=None, help="CPU threads for torch, an integer >= 1 (default: params.yaml's threads, 1)")
-        sub.add_argument("--jobs-per-gpu", default=None, help="jobs that share one GPU (default: params.yaml's jobs_per_gpu, 1)")
+        sub.add_argument("--jobs-per-gpu", default=None, help="jobs that share one GPU: auto (as `make gpu-check` measured this GPU) or a number "
+                         "(default: params.yaml's jobs_per_gpu, 1)")
         sub.add_argument("--die-with-parent", action="store_true", help="end when the process that started this one dies "
                          "(what Snakemake's jobs ask for)")
     prepare = steps.add_parser("prepare", help="download (where that applies) and load a data set once, write its stamp")
@@ -181,12 +182,17 @@ def _eval(args) -> int:
 
 
 def _slots(args) -> tuple:
-    """GPU slots and jobs per GPU: the command line's, else params.yaml's."""
-    from rdml.study.params import jobs_per_gpu, load_params
+    """GPU slots and jobs per GPU: the command line's, else params.yaml's; `auto` jobs per GPU as measured on
+    this GPU (rdml.pipeline.requests), said on stderr."""
+    from rdml.pipeline.requests import resolve_jobs_per_gpu
+    from rdml.study.params import load_params
 
     params = load_params(args.params) if args.gpus is None or args.jobs_per_gpu is None else {}
     gpus = args.gpus if args.gpus is not None else params.get("gpus", "auto")
-    return gpus, jobs_per_gpu(args.jobs_per_gpu if args.jobs_per_gpu is not None else params.get("jobs_per_gpu", 1))
+    per_gpu, said = resolve_jobs_per_gpu(args.jobs_per_gpu if args.jobs_per_gpu is not None else params.get("jobs_per_gpu", 1))
+    if said:
+        print(f"rdml: {said}", file=sys.stderr)
+    return gpus, per_gpu
 
 
 def _pipeline(args) -> int:

@@ -10,6 +10,7 @@ from rdml.data.catalog import DATASETS
 from rdml.dependencies import data_code, measure_code, reporting_code, weights_code
 from rdml.study.params import load_params, studies_to_build, thread_count, with_smoke_studies
 from rdml.study.plan import plan_jobs, plan_measurements
+from rdml.pipeline.requests import ESTIMATE_MEM_MB, describe, job_request, load_measurements, planned_run, resolve_jobs_per_gpu
 from rdml.pipeline.stale import stale_jobs
 
 config.update(with_smoke_studies(config))  # every study also has a <study>_smoke variant
@@ -19,9 +20,13 @@ MEASURED = {study: plan_measurements(config, study) for study in BUILD}  # runs 
 JOB_OF = {study: {run.id: job for job in jobs.values() for run in job.runs} for study, jobs in JOBS.items()}
 # Where a job runs is not what it computes: the GPU slots reach the jobs through the environment, not
 # as rule parameters, so a change of `gpus` or `jobs_per_gpu` retrains nothing. With jobs_per_gpu N,
-# --resources gpu= counts GPUs × N slots.
+# --resources gpu= counts GPUs × N slots. `jobs_per_gpu: auto` is the packing `make gpu-check` measured on
+# this host's GPU (benchmarks/results/gpu_check_<device>.json), else 1, said here once; the jobs get the number.
 os.environ["RDML_GPUS"] = str(config.get("gpus", "auto"))
-os.environ["RDML_JOBS_PER_GPU"] = str(config.get("jobs_per_gpu", 1))
+JOBS_PER_GPU, _said = resolve_jobs_per_gpu(config.get("jobs_per_gpu", 1))
+if _said:
+    print(f"rdml: {_said}", file=sys.stderr)
+os.environ["RDML_JOBS_PER_GPU"] = str(JOBS_PER_GPU)
 # torch's threads in every job: params.yaml's `threads`, as under DVC and `rdml pipeline run` (intra-op
 # threads change float32 sums). The jobs read it from here, not from the rule's `threads:`, which
 # Snakemake lowers to --cores; like the GPU slots it is no rule parameter, so a change retrains nothing.
@@ -55,12 +60,32 @@ def planned(wildcards):
     return JOBS[wildcards.study][wildcards.job]
 
 
-# What a cluster job asks for (SLURM reads mem_mb and runtime; a local run ignores them). runtime is an
-# upper estimate, 2 minutes per epoch of each run (the slowest paper network, WRN-28-10, takes ~1.5 min
-# per CIFAR epoch on one V100-class GPU in fp32); override per rule with --set-resources.
-MINUTES_PER_EPOCH = 2
-JOB_MEM_MB = 8000  # host memory of one training process: torch, CUDA context, a data set as uint8 tensors
+# What a cluster job asks for (SLURM reads mem_mb and runtime; a local run ignores them, and neither is a
+# rule parameter, so a new measurement retrains nothing): rdml.pipeline.requests, from the GPUs `make
+# gpu-check` measured (benchmarks/results/gpu_check_<device>.json, full mode) where they measured every
+# network of the job, else the estimate of 2 minutes per epoch and 8000 MB. Override per rule with
+# --set-resources.
+GPU_MEASURED = load_measurements(Path(workflow.basedir) / "benchmarks" / "results")
+JOB_MEM_MB = ESTIMATE_MEM_MB  # the measuring jobs (tables.smk): host memory of one process, estimated
+_REQUESTS = {}
+
+
+def job_request_of(study, job_id):
+    """A training job's requests and where they came from (rdml.pipeline.requests.job_request)."""
+    if (study, job_id) not in _REQUESTS:
+        runs = [planned_run(run) for run in JOBS[study][job_id].runs]
+        _REQUESTS[study, job_id] = job_request(runs, GPU_MEASURED)
+    return _REQUESTS[study, job_id]
+
+
+def job_mem_mb(wildcards):
+    return job_request_of(wildcards.study, wildcards.job).mem_mb
 
 
 def job_runtime(wildcards):
-    return max(10, MINUTES_PER_EPOCH * sum(run.config.epochs for run in planned(wildcards).runs))
+    return job_request_of(wildcards.study, wildcards.job).runtime
+
+
+if GPU_MEASURED:  # say once where the cluster requests of this plan come from
+    _planned = [job_request_of(study, job_id) for study in BUILD for job_id in JOBS[study]]
+    print(f"rdml: cluster requests: {describe(_planned)}", file=sys.stderr)

@@ -37,7 +37,7 @@ rule train_job:
         code=lambda w: planned(w).code.sha256,
     resources:
         gpu=1,
-        mem_mb=JOB_MEM_MB,
+        mem_mb=job_mem_mb,  # rdml.pipeline.requests: measured by `make gpu-check`, else estimated
         runtime=job_runtime,
     threads: THREADS
     shell:

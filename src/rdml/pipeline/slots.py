@@ -10,6 +10,8 @@ Packing (`jobs_per_gpu: N` in params.yaml): the papers' small CIFAR networks lea
 idle, so N jobs may share one. There are then GPUs × N slots; slot i pins its job to GPU i mod N_gpus
 (the first jobs spread over the GPUs) under the lock `gpu-<g>.lock` for the first job of GPU g and
 `gpu-<g>-<k>.lock` for its k-th companion, and the job caps its share of that GPU's memory at 1/N.
+`jobs_per_gpu: auto` reaches here as the number `make gpu-check` measured for this GPU
+(rdml.pipeline.requests.resolve_jobs_per_gpu).
 """
 
 from __future__ import annotations

@@ -42,9 +42,15 @@ def slot_count(gpus) -> int | None:
     return count
 
 
-def jobs_per_gpu(value) -> int:
-    """params.yaml's or the command line's `jobs_per_gpu`: an integer >= 1."""
-    return count("jobs_per_gpu", value)
+def jobs_per_gpu(value) -> int | str:
+    """params.yaml's or the command line's `jobs_per_gpu`: an integer >= 1, or "auto" (as measured on this
+    host's GPU by `make gpu-check`: rdml.pipeline.requests.resolve_jobs_per_gpu turns it into a number)."""
+    if value == "auto":
+        return "auto"
+    try:
+        return count("jobs_per_gpu", value)
+    except ConfigError:
+        raise ConfigError(f"jobs_per_gpu={value!r} is not allowed; allowed: auto or an integer >= 1") from None
 
 
 def thread_count(params: dict) -> int:
