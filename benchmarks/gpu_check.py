@@ -326,9 +326,11 @@ def planned_networks(params: dict) -> tuple[dict[str, dict], dict[str, list[dict
         for run in plan_study(params, study):
             cost = planned_run(run)
             for key, of in [(k, run) for k in cost["networks"]] + [(k, run.teacher) for k in cost["teachers"]]:
-                # how its inputs are made: the first run's augmentation and normalisation
-                entry = networks.setdefault(key, {"studies": [], "train": {"augment": of.config.augment,
-                                                                          "normalize": of.config.normalize}})
+                # how its inputs are made and how it runs: the first run's augmentation, normalisation, layout
+                # and compilation (a paper study names its layout; auto is timed, as the trainer times it)
+                entry = networks.setdefault(key, {"studies": [], "train": {
+                    "augment": of.config.augment, "normalize": of.config.normalize,
+                    "memory_format": of.config.memory_format, "compile": of.config.compile}})
                 if study not in entry["studies"]:
                     entry["studies"].append(study)
             runs.append(cost)
@@ -387,7 +389,7 @@ def measured_as(key: str, entry: dict) -> tuple:
 
     arch, dataset, batch_size, precision = key.split("|")
     spec = DATASETS[dataset].spec
-    return arch, spec.kind, spec.input_shape, batch_size, precision, entry["train"]["augment"], entry["train"]["normalize"]
+    return arch, spec.kind, spec.input_shape, batch_size, precision, *(entry["train"][k] for k in sorted(entry["train"]))
 
 
 def section_networks(seconds: float, quick: bool, params: dict) -> tuple[dict, dict]:
@@ -436,7 +438,7 @@ def measure_network(spec: str, warm: int, timed: int) -> dict:
     stand_in = DATASETS[dataset].smoke or dataset
     cfg = resolve(config_from_mapping({"method": "independent", "arch": [arch], "dataset": stand_in, "out": "unused",
                                        "batch_size": int(batch_size), "precision": precision,
-                                       "augment": spec["augment"], "normalize": spec["normalize"]}))
+                                       **{k: spec[k] for k in ("augment", "normalize", "memory_format", "compile")}}))
     device = pick_device(cfg.device)
     wanted = {**config_values(cfg), "device": device, "archs": list(cfg.arch)}
     execution = choose_execution(**{n: wanted[n] for n in inspect.signature(choose_execution).parameters if n in wanted})
