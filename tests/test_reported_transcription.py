@@ -132,6 +132,8 @@ def printed_in_place(cell: dict, columns: list[str]) -> float:
         return numbers[-12:][6 * cell["row"].startswith("cifar100") + columns.index(cell["column"])]
     if cell["table"] == "cohort_table":  # K = 2 Ind.: Table 2's ResNet-32 pair row, CIFAR-100 Independent
         return numbers[-12:][6]
+    if cell["table"] == "text_table":  # RDML Table 3: the data set's name, then rdml's eight columns in order
+        return numbers[-len(columns):][columns.index(cell["column"])]
     if cell["table"] == "kd_vs_dml_table":
         return numbers[-5:][columns.index(cell["column"])]
     if cell["table"] == "kd_table":  # thesis Table 3.2: α, Average Accuracy, Improvement
@@ -151,12 +153,37 @@ def test_table_cells_are_read_from_their_column(tables):
     checked = 0
     for name in FILES:
         for cell in cells_of(name):
-            if cell["source"] in ("Table 1", "Table 2", "Table 4", "Table 3.2", "Supplement Table 3", "Supplement Table 4"):
+            if cell["source"] in ("Table 1", "Table 2", "Table 3", "Table 4", "Table 3.2", "Supplement Table 3",
+                                  "Supplement Table 4"):
                 columns = tables[cell["study"], cell["table"]][1]
                 assert printed_in_place(cell, columns) == cell["value"], (name, cell["study"], cell["row"], cell["column"])
                 checked += 1
-    # RDML Table 1 twice and Table 2, DML Tables 2 and 4, thesis 3.2, cohort K=2, OKDPH supplement Tables 3 and 4
-    assert checked == 2 * 54 + 54 + 72 + 10 + 32 + 1 + 36 + 18
+    # RDML Table 1 twice, Tables 2 and 3, DML Tables 2 and 4, thesis 3.2, cohort K=2, OKDPH supplement Tables 3 and 4
+    assert checked == 2 * 54 + 54 + 18 + 72 + 10 + 32 + 1 + 36 + 18
+
+
+def test_rdml_table3_is_transcribed_in_the_alpha_by_test_rows(tables):
+    """RDML Table 3's caption chooses α "based on the mean accuracy of K models on each test set": its 18 numbers
+    go to the "α by test" rows, every Independent and student cell of the three data sets × two networks; the α it
+    prints is a label, named in each student cell's note, and that α is the one its row prints in the α column."""
+    cells = [c for c in cells_of("rdml.yaml") if c["study"] == "rdml_table3"]
+    rows, columns = tables["rdml_table3", "text_table"]
+    expected = {(row, column) for row in rows if row.endswith(", α by test") for column in columns
+                if not column.endswith(": α")}
+    assert {(c["row"], c["column"]) for c in cells} == expected and len(cells) == 18
+    for c in cells:
+        if c["column"].endswith(("-0", "-1")):
+            arch = c["column"][:-2]
+            printed = NUMBER.findall(c["quote"])[-len(columns):][columns.index(f"{arch}: α")]
+            assert re.search(rf"α = {re.escape(printed)}\b", c["note"]), (c["row"], c["column"], printed, c["note"])
+
+
+def test_rdml_table3_students_are_not_sorted_as_printed():
+    """Table 3 prints AG News CharCNN 89.632 before 89.171: its students are not re-indexed ascending, and the
+    transcription keeps the printed order (rdml.study.layouts.text keeps the students as trained)."""
+    charcnn = [find("rdml.yaml", "rdml_table3", "text_table", "ag_news, α by test", f"charcnn-{i}")["value"] for i in (0, 1)]
+    assert charcnn == [89.632, 89.171]
+    assert squash("<b>89.632</b> 89.171") in squash(paper_text(load("rdml.yaml")))
 
 
 def test_as_released_table_copies_the_paper_table():

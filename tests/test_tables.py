@@ -324,3 +324,30 @@ def test_text_table_chooses_alpha_on_validation_and_on_test(tmp_path):
     assert table.cells[("synthetic, α by test", "mlp: Independent")].values == [0.6, 0.6]
     assert "| 2 |" in markdown(table) and [c.better[0] for c in table.claims] == ["synthetic, α by validation"] * 2
     assert table.sidecar("t", "at_best_val")["choices"]["synthetic/mlp/test"]["chosen"] == "1"
+
+
+def test_text_table_keeps_the_students_in_training_order(tmp_path):
+    """RDML Table 3 prints its students unsorted (AG News, CharCNN: 89.632, 89.171): mlp-0 is student_0 and mlp-1
+    student_1 even where student_0 scores higher, and a paper cell of the "α by test" rows is joined to ours."""
+    from rdml.report.paper import paper_comparison
+    from rdml.study.reported import Reported
+
+    test = {"independent-mlp": 0.6, "dml-mlp+mlp-a1": 0.7, "dml-mlp+mlp-a2": 0.9}
+    for run in plan_study(TEXT_PARAMS, "t"):
+        accuracy = {name: test[run.configuration] + 0.02 * (len(run.students) - 1 - k) + 0.001 * run.seed
+                    for k, name in enumerate(run.students)}  # student_0 ahead of student_1 by 2 points
+        epochs = [{"test": {n: {"acc": a, "loss": 1.0} for n, a in accuracy.items()},
+                   "val": {n: {"acc": a, "loss": 1.0} for n, a in accuracy.items()}} for _ in range(5)]
+        write_record(tmp_path / run.directory / "record.json",
+                     {"format": "rdml.run/2", "status": "ok", "config_sha256": run.config_sha256, "config": {"summary_last": [5]},
+                      "epochs": epochs, "summary": summarise(epochs, [5])})
+    table = build_tables(TEXT_PARAMS, "t", tmp_path)[0]
+    row = "synthetic, α by test"
+    assert table.notes[(row, "mlp: α")] == "2"
+    assert table.cells[(row, "mlp-0")].values == [pytest.approx(0.92), pytest.approx(0.921)]  # not re-indexed
+    assert table.cells[(row, "mlp-1")].values == [pytest.approx(0.90), pytest.approx(0.901)]
+    assert [c.per_seed() for c in (table.cells[(row, "mlp-0")], table.cells[(row, "mlp-1")])] == [
+        {0: pytest.approx(0.92), 1: pytest.approx(0.921)}, {0: pytest.approx(0.90), 1: pytest.approx(0.901)}]
+    assert table.choices["synthetic/mlp/test"]["scores"]["2"] == pytest.approx((0.92 + 0.921 + 0.90 + 0.901) / 4)
+    markdown_text, _, _ = paper_comparison(table, [Reported("P", "t", "text_table", row, "mlp-0", 92.05, "value", "Table 3")])
+    assert f"| {row} | mlp-0 | 92.05 | 92.05 ± " in markdown_text
