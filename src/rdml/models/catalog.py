@@ -19,6 +19,7 @@ class Architecture:
     weights: str | None = None  # published weights (timm's "<model>.<tag>"), fetched by `rdml pipeline weights`
     smoke: str | None = None  # a tiny stand-in for `<study>_smoke` (a network of the same kind, weights that need no download)
     words: bool = False  # built from the data set's word vectors (its vocabulary), not from an input shape alone
+    note: str | None = None  # what a table caption must say of a network that departs from its paper (as released)
 
 
 ARCHITECTURES: Registry[Architecture] = Registry("arch")
@@ -57,6 +58,18 @@ for _name, _weights in {
     "darknet53": "darknet53.c2ns_in1k",
 }.items():
     ARCHITECTURES.add(_name, Architecture(_name, f"timm_zoo:{_name}", ("photos",), _weights, smoke="test_vit"))
+# timm's default for `vit_base_patch16_224` moved after the released code ran (parklize/rdml 57f381f, 2022-09-21:
+# torchversion/model.py L33 `timm.create_model('vit_base_patch16_224', pretrained=pretrained)`, timm unpinned in
+# torchversion/requirements.txt). Every timm release of 2022 (v0.5.4 2022-01-16 to v0.6.12 2022-11-16, and the
+# pre-release v0.8.2dev0 2022-12-23) resolved it to the AugReg ImageNet-21k → 1k weights (`_cfg(url=...augreg/
+# B_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0-sd_0.0--imagenet2012-steps_20k-lr_0.01-res_224.npz)`), the
+# tag `augreg_in21k_ft_in1k` since timm's multi-weight tags; huggingface/pytorch-image-models 60ebb6ce
+# (2023-01-06, "Re-order vit pretrained entries for more sensible default weights") made `augreg2_in21k_ft_in1k`
+# the default, first released in v0.8.6dev0 (2023-01-11) and v0.9.0. `vit_base_patch16_224_as_released` is the
+# same network with the weights the released code got.
+ARCHITECTURES.add("vit_base_patch16_224_as_released", Architecture(
+    "vit_base_patch16_224_as_released", "timm_zoo:vit_base_patch16_224", ("photos",),
+    "vit_base_patch16_224.augreg_in21k_ft_in1k", smoke="test_vit"))
 # timm's 0.3M-parameter test ViT; its "published" weights are generated from a seed by the weights step
 # (rdml.models.pretrained.GENERATED), so that smoke runs and tests take the pretrained path offline.
 ARCHITECTURES.add("test_vit", Architecture("test_vit", "timm_zoo:test_vit", ("images", "photos"), "test_vit.rdml_seed0"))
@@ -66,6 +79,13 @@ ARCHITECTURES.add("test_vit", Architecture("test_vit", "timm_zoo:test_vit", ("im
 # losses take the softmax of again; the `_logits` variants leave that softmax out (rdml.models.text).
 for _name, _words in (("fasttext", True), ("fasttext_logits", True), ("charcnn", False), ("charcnn_logits", False)):
     ARCHITECTURES.add(_name, Architecture(_name, f"text:{_name}", ("text",), words=_words))
+# `charcnn_as_released` is `charcnn` evaluated as the released code evaluates it, dropout on (text-clf/
+# Model_CharCNN/utils.py l.124–137 never calls `eval()`).
+ARCHITECTURES.add("charcnn_as_released", Architecture(
+    "charcnn_as_released", "text:charcnn_as_released", ("text",),
+    note="charcnn_as_released is CharCNN evaluated as the released code evaluates it, dropout 0.5 active in every "
+         "validation and test pass (text-clf/Model_CharCNN/utils.py L124–137 never calls eval()): its accuracies and "
+         "its best-validation epoch are those of a dropped-out network, its masks seeded per evaluation."))
 
 # OKDPH (Zhang et al., CVPR 2023): the CIFAR backbones as tianlizhang/OKDPH src/models builds them
 # (rdml.models.zoo.okdph): ResNet-32 with 1×1-conv shortcuts, its own VGG-16 (512-512 head, no dropout),

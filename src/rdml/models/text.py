@@ -22,7 +22,8 @@ from torch import Tensor, nn
 from rdml.data.sequences import Ragged, TextRows
 from rdml.keys import ConfigError
 
-__all__ = ["FastText", "CharCNN", "fasttext", "fasttext_logits", "charcnn", "charcnn_logits", "SYMBOLS"]
+__all__ = ["FastText", "CharCNN", "EvaluationDropout", "fasttext", "fasttext_logits", "charcnn", "charcnn_logits",
+           "charcnn_as_released", "SYMBOLS"]
 
 # text-clf/Model_CharCNN/utils.py l.98: the 69 distinct characters of the fixed alphabet ("-" is listed
 # twice) after torchtext's <unk> and <pad>; l.11–16 and l.99–100 give each its one-hot row of eye(71).
@@ -61,6 +62,29 @@ class FastText(nn.Module):
         return self.softmax(self.fc2(self.fc1(mean)))
 
 
+class EvaluationDropout(nn.Dropout):
+    """nn.Dropout in training (the same draws from torch's stream); in eval mode it still drops, as the released
+    CharCNN evaluation does (text-clf/Model_CharCNN/utils.py l.124–137 never calls `eval()`; dml.py l.111–112
+    and l.207 leave the networks in train mode), with masks from `evaluation_draws`, a CPU generator that
+    every evaluation seeds anew (rdml.train.evaluate.seed_evaluation_draws): the same weights give the same
+    masks on any device, and evaluating does not move the training stream."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__(p)
+        self.evaluation_draws = torch.Generator().manual_seed(0)  # until an evaluation seeds it
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training or self.p == 0:
+            return super().forward(x)
+        if torch._C._functorch.is_batchedtensor(x):
+            raise ConfigError("charcnn_as_released draws its evaluation dropout from a CPU generator, which a "
+                              "fused cohort (fuse_students=true) cannot: set fuse_students=false")
+        if self.p == 1:
+            return torch.zeros_like(x)
+        keep = torch.rand(x.shape, generator=self.evaluation_draws) >= self.p  # kept with probability 1 − p
+        return x * keep.to(x.device, x.dtype) / (1 - self.p)  # scaled as F.dropout scales the kept units
+
+
 def charcnn_output_length(length: int) -> int:
     """Positions left after the six convolutions and three poolings; text-clf/Model_CharCNN/model.py l.52
     writes it (seq_len − 96) // 27, which equals the layer-by-layer floors for every length."""
@@ -78,11 +102,11 @@ class CharCNN(nn.Module):
     probability is config `dropout_keep` = 0.5 passed as p (l.57, 62): 0.5 either way. Modules and
     state-dict keys are the released ones, less `embeddings.weight`. (The released evaluation, utils.py
     l.124–137 called from dml.py l.202–206 and train.py l.207–224, never calls `eval()`: its accuracies
-    have dropout active.)
+    have dropout active; `dropout_in_evaluation=True` does the same, see `EvaluationDropout`.)
     """
 
     def __init__(self, length: int, num_classes: int, channels: int = 256, linear: int = 256,
-                 dropout: float = 0.5, softmax: bool = True):
+                 dropout: float = 0.5, softmax: bool = True, dropout_in_evaluation: bool = False):
         super().__init__()
         if charcnn_output_length(length) < 1:
             raise ConfigError(f"CharCNN needs sequences of at least 123 characters, not {length}")
@@ -93,9 +117,10 @@ class CharCNN(nn.Module):
         self.convolutional_layers = nn.Sequential(
             conv(SYMBOLS, 7, True), conv(channels, 7, True), conv(channels, 3, False),
             conv(channels, 3, False), conv(channels, 3, False), conv(channels, 3, True))
+        drop = EvaluationDropout if dropout_in_evaluation else nn.Dropout
         self.linear_layers = nn.Sequential(
-            nn.Sequential(nn.Linear(channels * charcnn_output_length(length), linear), nn.ReLU(), nn.Dropout(dropout)),
-            nn.Sequential(nn.Linear(linear, linear), nn.ReLU(), nn.Dropout(dropout)),
+            nn.Sequential(nn.Linear(channels * charcnn_output_length(length), linear), nn.ReLU(), drop(dropout)),
+            nn.Sequential(nn.Linear(linear, linear), nn.ReLU(), drop(dropout)),
             nn.Sequential(nn.Linear(linear, num_classes), *([nn.Softmax(dim=-1)] if softmax else [])))
 
     def forward(self, rows: TextRows | Tensor) -> Tensor:
@@ -128,3 +153,10 @@ def charcnn(input_shape, num_classes) -> CharCNN:
 
 def charcnn_logits(input_shape, num_classes) -> CharCNN:
     return CharCNN(input_shape[-1], num_classes, softmax=False)
+
+
+def charcnn_as_released(input_shape, num_classes) -> CharCNN:
+    """`charcnn` evaluated as the released code evaluates it: dropout 0.5 active in every evaluation, so its
+    accuracies and its best-validation epoch are those of a dropped-out network (utils.py l.124–137). Training
+    is `charcnn`'s, draw for draw; only evaluation differs."""
+    return CharCNN(input_shape[-1], num_classes, dropout_in_evaluation=True)

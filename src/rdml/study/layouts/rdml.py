@@ -3,7 +3,17 @@ columns data set × architecture × student index, the two students of each run 
 by their value as the paper does; column-wise best in bold."""
 
 from rdml.methods import METHODS
+from rdml.models.catalog import ARCHITECTURES
 from rdml.study.layouts.base import Claim, Entry, TableSpec, layout
+
+# RDML Table 2 as released keeps timm's 1000-class head (parklize/rdml torchversion/model.py L33, L35, L37 call
+# timm.create_model without num_classes): both students load the same weights, head included, and the released
+# loop (torchversion/core/dml.py L151–177) feeds them the same batch, so nothing tells them apart.
+PUBLISHED_HEAD_NOTE = (
+    "Every network keeps its published 1000-class head (head=pretrained, as the released RDML code does): both students "
+    "start from the same weights and see the same batches, so unless dropout or drop-path breaks the tie (the timm "
+    "networks of RDML Table 2 have none by default) they stay identical, the mimicry term is zero, and each DML and "
+    "RDML row trains as Ind. of the same seed does, up to float rounding.")
 
 
 @layout("rdml_table", ("archs", "alphas"))
@@ -27,6 +37,10 @@ def rdml_table(plan, spec: dict) -> TableSpec:
     claims = [Claim(f"{label(a)} > DML", (label(a), c), (label(1.0), c), f"RDML vs DML, {c}")
               for c in columns for a in alphas if a != 1.0]
     claims += [Claim("DML > Ind.", (label(1.0), c), (independent, c), f"DML vs Ind., {c}") for c in columns[::2]]
-    return TableSpec("rdml_table", "Top-1 {what} (%); students re-indexed ascending (RDML Tables 1–2 layout)",
+    configs = [entry.run.config for entry in entries]
+    notes = [PUBLISHED_HEAD_NOTE] if any(c.method == "dml" and c.head == "pretrained" for c in configs) else []
+    notes += [ARCHITECTURES[arch].note for arch in spec["archs"] if ARCHITECTURES[arch].note]
+    caption = " ".join(["Top-1 {what} (%); students re-indexed ascending (RDML Tables 1–2 layout).", *notes])
+    return TableSpec("rdml_table", caption,
                      [independent, *map(label, alphas)], columns, entries, bold_columns=columns, claims=claims,
                      figures=("curves", "best_alpha"))
