@@ -163,9 +163,9 @@ def test_table_cells_are_read_from_their_column(tables):
                 columns = tables[cell["study"], cell["table"]][1]
                 assert printed_in_place(cell, columns) == cell["value"], (name, cell["study"], cell["row"], cell["column"])
                 checked += 1
-    # RDML Table 1 twice, Tables 2 and 3, DML Tables 2 and 4, thesis 3.2, cohort Ind. at K = 2, 3, 4, the
+    # RDML Table 1 twice, Table 2, Table 3 twice, DML Tables 2 and 4, thesis 3.2, cohort Ind. at K = 2, 3, 4, the
     # semi-supervised single network at 100 %, OKDPH supplement Tables 3 and 4
-    assert checked == 2 * 54 + 54 + 18 + 72 + 10 + 32 + 3 + 1 + 36 + 18
+    assert checked == 2 * 54 + 54 + 2 * 18 + 72 + 10 + 32 + 3 + 1 + 36 + 18
 
 
 def test_rdml_table3_is_transcribed_in_the_alpha_by_test_rows(tables):
@@ -193,7 +193,8 @@ def test_rdml_table3_students_are_not_sorted_as_printed():
 
 
 def test_as_released_table_copies_the_paper_table():
-    """rdml_table1_as_released runs the same paper table: its cells are rdml_table1's, GoogLeNet renamed."""
+    """rdml_table1_as_released and rdml_table3_as_released run the same paper tables: their cells are those of
+    rdml_table1 and rdml_table3, GoogLeNet and CharCNN renamed."""
     def cells(study, gn):
         return {(c["row"], c["column"].replace(gn, "GN")): (c["value"], c["kind"])
                 for c in cells_of("rdml.yaml") if c["study"] == study}
@@ -201,6 +202,8 @@ def test_as_released_table_copies_the_paper_table():
     paper = cells("rdml_table1", "googlenet")
     assert len(paper) == 5 * 12 - 6  # Ind. has one number per data set and architecture
     assert cells("rdml_table1_as_released", "googlenet_as_released") == paper
+    paper = cells("rdml_table3", "charcnn")  # RDML Table 3 and its as-released run (CharCNN evaluated with dropout on)
+    assert len(paper) == 18 and cells("rdml_table3_as_released", "charcnn_as_released") == paper
 
 
 @pytest.mark.slow  # ~7 s
