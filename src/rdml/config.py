@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rdml.data.catalog import DATASETS, KINDS
+from rdml.data.fixed_normalisation import check_normalize
 from rdml.keys import ConfigError, Key, at_least, in_range, one_of, real_in_range, show
 from rdml.methods import METHODS
 from rdml.models.catalog import ARCHITECTURES
@@ -95,8 +96,9 @@ HOW = (
         check=_finite("input_noise", 0, "a finite number >= 0 (0 = none)")),
     Key("student_augment", [], "list[str]", "one augmentation per student (then one per model of the method's own, "
         "e.g. OKDPH's hybrid-weight model), each a view of the same rows; empty: every student gets `augment`"),
-    Key("normalize", "dataset", "str", "per-channel normalisation: dataset (train statistics), imagenet, or none (photos: "
-        "raw [0, 1] pixels)"),
+    Key("normalize", "dataset", "str", "per-channel normalisation: dataset (train statistics), imagenet, none (photos: "
+        "raw [0, 1] pixels), or okdph (CIFAR-10/100 and the sets drawn from them: the official OKDPH code's fixed "
+        "constants, tianlizhang/OKDPH src/data/data_loader.py L150–163)"),
     Key("pretrained", False, "bool", "students start from their architecture's published weights (fetched by "
         "`rdml pipeline weights ARCH` into <data_dir>/weights; each run records their sha256)"),
     Key("head", "dataset", "str", "pretrained students' classifier: dataset (a new head of the data set's size) or "
@@ -340,7 +342,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
                               f"method {c.method} with {c.students} students takes {wanted}")
         for kind_name in c.student_augment:
             one_of("student_augment", kind_name, kind.augmentations)
-    one_of("normalize", c.normalize, kind.normalizations)
+    check_normalize(c.normalize, c.dataset)
     if not c.summary_last or any(k < 1 for k in c.summary_last):
         raise ConfigError(f"summary_last={show(c.summary_last)} must list window sizes >= 1")
     if c.device not in ("auto", "cpu", "cuda") and not (c.device.startswith("cuda:") and c.device[5:].isdigit()):

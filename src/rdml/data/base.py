@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 
 from rdml.core.losses import UNLABELLED
-from rdml.data.catalog import DATASETS, KINDS, DataSpec
+from rdml.data.catalog import DATASETS, DataSpec
+from rdml.data.fixed_normalisation import FIXED, check_normalize, fixed_family
 from rdml.data.sequences import Ragged
 from rdml.io import sha256_bytes
 from rdml.keys import ConfigError, one_of
@@ -143,7 +144,8 @@ class Batch:
 def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_fraction: float = 1.0,
                  unlabelled: str = "mimic", data_dir: str | Path = "data", normalize: str = "dataset",
                  val_fraction: float = 0.0) -> Dataset:
-    """Load `name`, split it, hide labels, and set the normalisation (train statistics or ImageNet's).
+    """Load `name`, split it, hide labels, and set the normalisation (train statistics, ImageNet's, or
+    the fixed constants of published code: rdml.data.fixed_normalisation).
 
     digits and synthetic are split stratified by class from split_seed; the vision sets keep their
     official test set. The labelled rows (labelled_fraction < 1) are chosen per class from split_seed,
@@ -154,7 +156,7 @@ def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_f
     hidden; a text set's vocabulary is then the one of the remaining training rows.
     """
     source = DATASETS[name]
-    one_of("normalize", normalize, KINDS[source.spec.kind].normalizations)
+    check_normalize(normalize, name)
     one_of("unlabelled", unlabelled, ("mimic", "drop"))
     rng = np.random.default_rng(split_seed)
     raw = importlib.import_module(f"rdml.data.{source.module}").load(name, data_dir)
@@ -197,7 +199,7 @@ def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_f
         "labelled_size": int(labelled_mask.sum()),
         "sha256": sha256_bytes(test_mask.tobytes() + labelled_mask.tobytes() + val_mask.tobytes()),
     })
-    mean, std = _normalisation(x_train, normalize)
+    mean, std = _normalisation(x_train, normalize, name)
     if unlabelled == "drop" and not labelled_mask.all():
         keep = torch.from_numpy(labelled_mask)
         x_train, y_train = x_train[keep], y_train[keep]
@@ -236,7 +238,9 @@ def _stratified(labels: np.ndarray, fraction: float, rng: np.random.Generator) -
     return mask
 
 
-def _normalisation(x_train: Tensor, normalize: str) -> tuple[Tensor | None, Tensor | None]:
+def _normalisation(x_train: Tensor, normalize: str, name: str) -> tuple[Tensor | None, Tensor | None]:
+    """Per-channel (mean, std) of data set `name`: none, ImageNet's, fixed constants (FIXED: the training
+    rows' statistics never enter, as in the code they come from), or the training rows' own."""
     if not isinstance(x_train, Tensor):  # text rows: ids, not pixels
         return None, None
     if normalize == "none":
@@ -245,6 +249,9 @@ def _normalisation(x_train: Tensor, normalize: str) -> tuple[Tensor | None, Tens
         if x_train.shape[1] != 3:
             raise ConfigError(f"normalize=imagenet needs RGB images, got {x_train.shape[1]} channel(s)")
         return torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+    if normalize in FIXED:
+        mean, std = FIXED[normalize][fixed_family(normalize, name)]
+        return torch.tensor(mean), torch.tensor(std)
     # Two passes over chunks of rows in float64: a float64 copy of a photo set at once would need 8 bytes a pixel.
     channels, chunks = x_train.shape[1], x_train.split(1024)
     scale = 255 if x_train.dtype == torch.uint8 else 1

@@ -10,10 +10,10 @@ import torch
 
 from rdml.data.base import Dataset
 from rdml.metrics import LOSS, METRICS, PRIMARY
-from rdml.methods.base import student_predictions, with_ensemble
+from rdml.methods.base import Method, student_logits, student_predictions, with_ensemble
 
 __all__ = ["evaluate", "split_log_probs", "find_divergence", "divergence_after", "input_noise", "evaluation_noise",
-           "seed_evaluation_draws"]
+           "EvaluationNoise", "seed_evaluation_draws"]
 
 
 def input_noise(std: float, generator: torch.Generator) -> Callable | None:
@@ -25,9 +25,39 @@ def input_noise(std: float, generator: torch.Generator) -> Callable | None:
     return lambda x: x + std * torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
 
 
-def evaluation_noise(std: float, seed: int, epoch: int) -> Callable | None:
-    """The test rows' noise of one epoch, from the run's seed and the epoch alone: the audit draws it again."""
-    return input_noise(std, torch.Generator().manual_seed(seed * 1_000_003 + epoch + 700_000_000))
+class EvaluationNoise:
+    """The test rows' noise of one epoch, N(0, std²), drawn for each network on its own: `noise(x, network)`.
+
+    The official noisy test runs each network over the test loader in turn (tianlizhang/OKDPH src/OKDPH.py
+    L131–133, `test` L18–30), and every pass draws each image's noise again (src/data/cifar_noisy.py L25–28,
+    `torch.randn_like(image)` per image, in the loader's workers): every network sees noise of its own, fresh
+    every epoch. Those draws come from the DataLoader workers' generators, seeded from a base seed that each
+    pass draws from the process's global generator (torch/utils/data/dataloader.py `_base_seed`, _utils/worker.py
+    `seed = base_seed + worker_id`), so they cannot be drawn again. Here network k (the students in order,
+    then the method's own models, as `split_log_probs` lists them) draws from a CPU generator of its own,
+    seeded from the run's seed, the epoch and k alone, batch after batch in row order: a rerun and the audit
+    draw the same noise on any device. Network 0 keeps the stream that every network shared before.
+    One draw per batch is the same stream as the official one per image wherever an image holds a multiple
+    of 16 values (CIFAR's 3×32×32: tests/test_fidelity_okdph.py), so the noise does not depend on the
+    batch size there."""
+
+    def __init__(self, std: float, seed: int, epoch: int):
+        self.std, self.seed, self.epoch = std, seed, epoch
+        self._generators: dict[int, torch.Generator] = {}
+
+    def generator_seed(self, network: int) -> int:
+        return self.seed * 1_000_003 + self.epoch + 700_000_000 + 10_000_000 * network
+
+    def __call__(self, x: torch.Tensor, network: int = 0) -> torch.Tensor:
+        if network not in self._generators:
+            self._generators[network] = torch.Generator().manual_seed(self.generator_seed(network))
+        return x + self.std * torch.randn(x.shape, generator=self._generators[network]).to(x.device, x.dtype)
+
+
+def evaluation_noise(std: float, seed: int, epoch: int) -> EvaluationNoise | None:
+    """The test rows' noise of one epoch (`EvaluationNoise`), from the run's seed and the epoch alone: the audit
+    draws it again; None for std 0."""
+    return EvaluationNoise(std, seed, epoch) if std else None
 
 
 def seed_evaluation_draws(models: list, split: str) -> None:
@@ -67,7 +97,11 @@ def split_log_probs(cohort, data: Dataset, split: str, *, extra: dict | None = N
     and the extra models, as in training), no augmentation. What the audit and the analyses read of a
     rebuilt run (rdml.train.cohort.rebuild)."""
     extra = method.extra_models() if method is not None else (extra or {})
-    predict = method.predict if method is not None else lambda x, c: student_predictions(x, c, extra)
+    per_network = isinstance(noise, EvaluationNoise)
+    if method is not None and not (per_network and type(method).predict is Method.predict):
+        predict = method.predict  # a method's own predict takes a list of inputs, one per network, under such noise
+    else:
+        predict = lambda x, c: _network_predictions(x, c, extra)  # noqa: E731
     models = [s.model for s in cohort] + [m for m in extra.values() if isinstance(m, torch.nn.Module)]
     for m in models:
         m.eval()
@@ -76,7 +110,9 @@ def split_log_probs(cohort, data: Dataset, split: str, *, extra: dict | None = N
     labels = []
     for x, y in data.eval_batches(split, batch_size):
         labels.append(y)
-        if noise is not None:
+        if per_network:  # each network's own draw (EvaluationNoise)
+            x = [noise(x, k) for k in range(len(cohort) + len(extra))]
+        elif noise is not None:
             x = noise(x)
         for name, logits in predict(x, cohort).items():
             parts.setdefault(name, []).append(torch.log_softmax(logits.to(dtype), dim=-1))
@@ -84,6 +120,18 @@ def split_log_probs(cohort, data: Dataset, split: str, *, extra: dict | None = N
         m.train()
     whole = {name: torch.cat(lp) for name, lp in parts.items()}
     return (method.combine(whole) if method is not None else with_ensemble(whole)), torch.cat(labels)
+
+
+def _network_predictions(x, cohort, extra: dict) -> dict:
+    """`student_predictions`, where x may be a list of inputs, one per network: the students' (student k on
+    x[k]), then the extra models' in their order."""
+    if not isinstance(x, (list, tuple)):
+        return student_predictions(x, cohort, extra)
+    if len(x) != len(cohort) + len(extra):
+        raise ValueError(f"{len(x)} inputs for {len(cohort)} students and {len(extra)} other models")
+    logits = {f"student_{k}": z for k, z in enumerate(student_logits(x[: len(cohort)], cohort))}
+    logits.update({name: model(inputs) for (name, model), inputs in zip(extra.items(), x[len(cohort):])})
+    return logits
 
 
 def _scores(log_probs: torch.Tensor, labels: torch.Tensor) -> dict:
