@@ -157,3 +157,23 @@ def test_a_noisy_okdph_run_is_audited_with_each_networks_own_noise(tmp_path, mon
     for name in ("student_1", "ensemble"):
         assert math.isclose(again[name]["loss"], last[name]["loss"], rel_tol=1e-5), name
         assert not math.isclose(shared[name]["loss"], last[name]["loss"], rel_tol=1e-4), name
+
+
+def test_the_okdph_captions_say_which_normalisation_and_test_noise_they_show():
+    """Every OKDPH table names the official fixed constants; the table holding the Noisy setting also says that each
+    network draws its own test noise; no other study's table says either."""
+    from rdml.data.fixed_normalisation import FIXED_NOTES
+    from rdml.study.notes import NOISY_TEST_NOTE
+    from rdml.study.params import load_params
+    from rdml.study.plan import plan_tables
+    from conftest import REPO
+
+    params = load_params(REPO / "params.yaml")
+    noisy = NOISY_TEST_NOTE.format(std="1")
+    tables = {(study, t.name): t.caption for study in params["studies"] for t in plan_tables(params, study)}
+    okdph = {key: caption for key, caption in tables.items() if key[0].startswith("okdph_")}
+    assert okdph and all(FIXED_NOTES["okdph"] in caption for caption in okdph.values())
+    assert {key for key, caption in okdph.items() if noisy in caption} == {
+        ("okdph_table4", "okdph_data_table"), ("okdph_table4_smoke", "okdph_data_table")}
+    assert not any(FIXED_NOTES["okdph"] in c or "drawn afresh for each network" in c for key, c in tables.items()
+                   if key not in okdph)

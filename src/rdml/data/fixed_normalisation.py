@@ -15,7 +15,7 @@ from __future__ import annotations
 from rdml.data.catalog import DATASETS, KINDS
 from rdml.keys import ConfigError, one_of
 
-__all__ = ["OKDPH_NORMALISATION", "FIXED", "fixed_family", "normalizations", "check_normalize"]
+__all__ = ["OKDPH_NORMALISATION", "FIXED", "FIXED_NOTES", "fixed_family", "normalizations", "check_normalize"]
 
 # (mean, std) per channel, as tianlizhang/OKDPH src/data/data_loader.py writes them
 OKDPH_NORMALISATION = {
@@ -27,6 +27,9 @@ OKDPH_NORMALISATION = {
 }
 
 FIXED = {"okdph": OKDPH_NORMALISATION}  # a `normalize` value → its constants, by the CIFAR set they belong to
+FIXED_NOTES = {"okdph": "Inputs are normalised with the official OKDPH code's fixed CIFAR constants "
+                        "(tianlizhang/OKDPH src/data/data_loader.py L150–163; CIFAR-10 std 0.2023/0.1994/0.2010), "
+                        "not the training rows' statistics."}  # what a table caption says of them (rdml.study.notes)
 
 
 def fixed_family(normalize: str, dataset: str) -> str | None:

@@ -10,6 +10,7 @@ jobs both tools execute: one run each, or with `seeds_per_job` several seeds of 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -18,6 +19,7 @@ from rdml.gpus import count_gpus
 from rdml.keys import ConfigError
 from rdml.methods import METHODS
 from rdml.study.layouts import LAYOUTS, TableSpec
+from rdml.study.notes import run_notes
 from rdml.study.params import metric_of, slot_count, study_spec, thread_count
 from rdml.study.runs import Job, Run
 
@@ -136,8 +138,14 @@ class Section(dict):
 def _plan_tables(params: dict, name: str) -> tuple[StudyPlan, list[TableSpec]]:
     study = study_spec(params, name)
     plan = StudyPlan(name, study)
-    return plan, [LAYOUTS[key](plan, Section(f"studies.{name}.{key}", LAYOUTS[key].keys, study[key]))
+    return plan, [_with_run_notes(LAYOUTS[key](plan, Section(f"studies.{name}.{key}", LAYOUTS[key].keys, study[key])))
                   for key in sorted(study) if key in LAYOUTS]
+
+
+def _with_run_notes(spec: TableSpec) -> TableSpec:
+    """`spec` with its caption saying what its runs' keys call for (rdml.study.notes), each note once."""
+    notes = dict.fromkeys(note for entry in spec.entries for note in run_notes(entry.run.config))
+    return dataclasses.replace(spec, caption=" ".join([spec.caption, *notes])) if notes else spec
 
 
 def plan_tables(params: dict, name: str) -> list[TableSpec]:

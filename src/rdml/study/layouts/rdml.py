@@ -3,7 +3,6 @@ columns data set × architecture × student index, the two students of each run 
 by their value as the paper does; column-wise best in bold."""
 
 from rdml.methods import METHODS
-from rdml.models.catalog import ARCHITECTURES
 from rdml.study.layouts.base import Claim, Entry, TableSpec, layout
 
 # RDML Table 2 as released keeps timm's 1000-class head (parklize/rdml torchversion/model.py L33, L35, L37 call
@@ -39,7 +38,6 @@ def rdml_table(plan, spec: dict) -> TableSpec:
     claims += [Claim("DML > Ind.", (label(1.0), c), (independent, c), f"DML vs Ind., {c}") for c in columns[::2]]
     configs = [entry.run.config for entry in entries]
     notes = [PUBLISHED_HEAD_NOTE] if any(c.method == "dml" and c.head == "pretrained" for c in configs) else []
-    notes += [ARCHITECTURES[arch].note for arch in spec["archs"] if ARCHITECTURES[arch].note]
     caption = " ".join(["Top-1 {what} (%); students re-indexed ascending (RDML Tables 1–2 layout).", *notes])
     return TableSpec("rdml_table", caption,
                      [independent, *map(label, alphas)], columns, entries, bold_columns=columns, claims=claims,
