@@ -9,7 +9,8 @@ batch 128, SGD, the same DML loss:
 - rdml: the trainer's own path (the data set's loader over tensor data, batched augmentation,
   `MutualLearning.train_step`), with this device's defaults and then with each fast path of
   rdml.train.execution asked for; and once with the rows indexed by hand instead of through the loader
-  (the cost of the loader's indirection).
+  (the cost of the loader's indirection); and as a study's jobs run by default: one single-threaded job
+  per core (params.yaml `threads: 1`), all at once, the machine's images per second their sum.
 Each path runs in its own process (so peak memory is its own), one after the other in this run.
 Images per second is the median over timed windows after a warm-up. `auto` keys are resolved as the
 trainer resolves them (rdml.train.autotune, timed on this path's own step; the cache of this run is a
@@ -173,7 +174,7 @@ def gemm_limit() -> dict:
         model(torch.randn(BATCH, 3, 32, 32)).sum().backward()
     per_image = 2 * counter.get_total_flops() / BATCH  # two students
     gflops = statistics.median(rates) / 1e9
-    return {"gemm_gflops": gflops, "pair_training_gflop_per_image": per_image / 1e9,
+    return {"gemm_gflops": gflops, "gemm_gflops_best": max(rates) / 1e9, "pair_training_gflop_per_image": per_image / 1e9,
             "limit_images_per_second": gflops * 1e9 / per_image, "threads": torch.get_num_threads()}
 
 
@@ -187,6 +188,7 @@ def machine() -> dict:
             "python": platform.python_version()}
 
 
+JOBS_PATH = "rdml, the pipeline's defaults: a 1-thread job per core"
 # name: (path, its arguments). The first two are the baseline; the faster of them is the reference.
 PATHS = {
     "baseline, 0 loader workers": ("baseline", ["0"]),
@@ -205,6 +207,9 @@ def child(path: str, args: list[str], windows: int, batches: int) -> None:
 
     if path == "gemm":
         return print(json.dumps({**gemm_limit(), "machine": machine()}))
+    if path == "rdml-job":  # one of the pipeline's jobs: params.yaml's `threads: 1`, one job per core
+        torch.set_num_threads(1)
+        path = "rdml"
     result = baseline(windows, batches, int(args[0])) if path == "baseline" else \
         rdml_path(windows, batches, args, by_hand=path == "rdml-by-hand")
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -225,6 +230,28 @@ def measure(name: str, windows: int, batches: int) -> dict:
     return {**result, "images_per_second": statistics.median(result["rates"])} if "rates" in result else result
 
 
+def measure_jobs(windows: int, batches: int) -> dict:
+    """The pipeline's defaults on the whole machine: one single-threaded job per core (params.yaml `threads: 1`,
+    Snakemake `--cores N`), all at once, sharing one cache of `auto` choices as a study's jobs do; images per
+    second of the machine is the sum of the jobs' medians."""
+    jobs = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as cache:
+        children = [subprocess.Popen([sys.executable, __file__, "--child", "rdml-job", "--windows", str(windows),
+                                      "--batches", str(batches)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, "RDML_CACHE_DIR": cache, "OMP_NUM_THREADS": "1"})
+                    for _ in range(jobs)]
+        done = [(child.communicate(), child.returncode) for child in children]
+    if any(code for _, code in done):
+        return {"error": next((err.strip().splitlines() or ["failed"])[-1] for (_, err), code in done if code)}
+    results = [json.loads(out.strip().splitlines()[-1]) for (out, _), _ in done]
+    return {"jobs": jobs, "threads_per_job": 1, "per_job_images_per_second": [statistics.median(r["rates"]) for r in results],
+            "images_per_second": sum(statistics.median(r["rates"]) for r in results),
+            "warm_up_seconds": max(r["warm_up_seconds"] for r in results),
+            "peak_rss_mb": sum(r["peak_rss_mb"] for r in results), "execution": results[0]["execution"],
+            **({"execution_choice": results[0]["execution_choice"]} if "execution_choice" in results[0] else {}),
+            "machine": results[0]["machine"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--windows", type=int, default=5)
@@ -238,6 +265,8 @@ def main() -> None:
         return child(args.child[0], args.child[1:], args.windows, args.batches)
     names = [name for name in PATHS if name.startswith("baseline") or not args.only or any(w in name for w in args.only)]
     results = {name: measure(name, args.windows, args.batches) for name in names}
+    if not args.only or any(w in JOBS_PATH for w in args.only):
+        results[JOBS_PATH] = measure_jobs(args.windows, args.batches)
     limit = measure("gemm", args.windows, args.batches)
     reference = max((r for name, r in results.items() if name.startswith("baseline")),
                     key=lambda r: r["images_per_second"])["images_per_second"]
