@@ -4,8 +4,10 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import flipped
 from rdml.cli import main
@@ -131,3 +133,20 @@ def test_console_script_trains_and_prints_summary(tmp_path):
     assert printed["status"] == "ok" and printed["label"] == "RDML α=1.5"
     assert "epoch 2/2" in result.stderr
     assert (tmp_path / "r" / "record.json").is_file()
+
+
+def test_version_names_the_release_the_commit_and_the_source_tree(capsys):
+    """`rdml --version` says which rdml ran: the release, the git commit of its checkout (and whether it is edited),
+    and the source hash a run record holds, which the audit compares."""
+    import rdml
+    from rdml.train.record import source_tree_sha256
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    printed = capsys.readouterr().out
+    commit = subprocess.run(["git", "-C", str(Path(rdml.__file__).parent), "rev-parse", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    assert printed.startswith(f"rdml {rdml.__version__} (")
+    assert (f"git {commit[:12]}" if commit else "not a git checkout") in printed
+    assert f"source sha256 {source_tree_sha256()[:16]}" in printed and f"torch {torch.__version__}" in printed

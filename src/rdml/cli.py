@@ -47,8 +47,27 @@ def _threads(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+class _Version(argparse.Action):
+    """`rdml --version`: the release, and which source tree it is (git commit and whether it is edited, the
+    sha256 a run's record holds), with torch's version; read only when asked, since it imports torch."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="print rdml's version, git commit and source hash")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import torch
+
+        from rdml.train.record import code_provenance
+
+        code = code_provenance()
+        git = f"git {code['git_commit'][:12]}{', edited' if code['git_dirty'] else ''}" if code["git_commit"] else "not a git checkout"
+        print(f"rdml {code['rdml_version']} ({git}; source sha256 {code['src_sha256'][:16]}; torch {torch.__version__})")
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rdml", description="Reproducible knowledge distillation: DML, RDML, KD, Rényi KD.")
+    parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train one run", description="TRAIN_HELP", formatter_class=_TrainHelp)
     train.add_argument("items", nargs="*", metavar="[CONFIG] key=value", help="an optional config file, then overrides")
