@@ -68,6 +68,10 @@ class _Version(argparse.Action):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rdml", description="Reproducible knowledge distillation: DML, RDML, KD, Rényi KD.")
     parser.add_argument("--version", action=_Version)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more on the console: -v also each job's "
+                        "per-epoch lines (DEBUG); they are in the job's log file (results/<study>/logs/) anyway")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="less on the console: -q warnings and errors "
+                        "only, -qq errors only")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train one run", description="TRAIN_HELP", formatter_class=_TrainHelp)
     train.add_argument("items", nargs="*", metavar="[CONFIG] key=value", help="an optional config file, then overrides")
@@ -107,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (run, measure, dvc, code, prune, runs):
         sub.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
 
+    status = commands.add_parser("status", help="how far a study is: runs done, running, pending, failed; the time left; "
+                                 "the compute used", description="Read-only: safe while Snakemake or SLURM trains the study.")
+    status.add_argument("study")
+    status.add_argument("--params", default=None, help="the params file (default: params.yaml under --root)")
+    status.add_argument("--root", default=".", help="the project the study's results/ are in (default: .)")
+    status.add_argument("--json", action="store_true", help="print the status as JSON (for scripts)")
+
     tables = commands.add_parser("tables", help="write a study's tables (Markdown, LaTeX, CSV, cell sidecars)")
     tables.add_argument("study")
     tables.add_argument("--params", default="params.yaml")
@@ -130,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from rdml.pipeline.console import configure
+
+    configure(args.verbose - args.quiet)
     try:
         if args.command == "train":
             return _train(args, argv)
@@ -150,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "eval":
             return _eval(args)
+        if args.command == "status":
+            return _status(args)
         from rdml.audit import audit_cell
 
         return 1 if audit_cell(args.table, args.cell, evaluate=args.evaluate) else 0
@@ -197,6 +213,18 @@ def _eval(args) -> int:
             atomic_write_json(args.json, result)
         except OSError as exc:
             raise ConfigError(f"rdml eval: --json {args.json}: cannot write there ({exc.strerror})") from None
+    return 0
+
+
+def _status(args) -> int:
+    from pathlib import Path
+
+    from rdml.pipeline.status import format_status, study_status
+    from rdml.study.params import load_params
+
+    params_path = Path(args.params) if args.params else Path(args.root) / "params.yaml"
+    status = study_status(load_params(params_path), args.study, args.root)
+    print(json.dumps(status.to_json(), indent=1) if args.json else format_status(status))
     return 0
 
 
