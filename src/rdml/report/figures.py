@@ -1,5 +1,6 @@
-"""The papers' figures from a study's records, each a PNG beside the data file it was drawn from
-(`fig_<name>.csv`: every number on the figure, with the runs it comes from) in the study's tables folder.
+"""The papers' figures from a study's records, each written twice in the study's tables folder, as a
+vector PDF and a PNG at `DPI`, beside the data file it was drawn from (`fig_<name>.csv`: every number
+on the figure, in the figure's units, with the runs it comes from).
 
 - curves (RDML Figs. 4–5, S1, 6, S2; DML-vs-KD Figs. 4a/4b): test accuracy and loss per epoch, mean
   with an sd band over seeds, per panel of the table; every run also drawn thin where a table asks
@@ -9,12 +10,21 @@
   and the accuracy curves' difference to α = 1;
 - fraction (DML Fig. 6): accuracy against the labelled fraction;
 - renyi (RDML Fig. 1): the analytic Rényi divergence of two-event distributions, from rdml.divergences;
-- lr: the learning rate of every configuration per epoch, so no hidden schedule slips in.
+- lr: the learning rate per epoch, one line per distinct schedule, so no hidden schedule slips in.
+
+What a reviewer reads off them is what the tables print: titles name the paper's table (the study's
+`paper:`) and the layout, values are in the unit and scale the table prints (rdml.metrics: accuracy in
+%), panels and lines come in the table's order, epochs are whole numbers, every line is in a legend,
+and colours are Okabe & Ito's colour-blind-safe set (Okabe, M. & Ito, K., "Color Universal Design",
+2008), no red beside green.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -22,37 +32,132 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from rdml.metrics import METRICS, PRIMARY  # noqa: E402
 from rdml.registry import Registry  # noqa: E402
 from rdml.report.frame import RECORDED, column  # noqa: E402
+from rdml.report.table import describe  # noqa: E402
 
-__all__ = ["TABLE_FIGURES", "curve_data", "write_figures", "renyi_data"]
+__all__ = ["TABLE_FIGURES", "LAYOUT_NAMES", "PALETTE", "DPI", "Drawn", "curve_data", "draw_figures", "save_figure",
+           "write_figures", "renyi_data", "figure_title"]
 
 TABLE_FIGURES: Registry = Registry("figure")
 RENYI_ALPHAS = (0.5, 2.0, 10.0, 100.0)  # RDML Fig. 1 plots several α and KL (α = 1, dashed)
 CURVES = [column(m) for m in RECORDED]  # the learning curves' metrics: test accuracy and loss
 ACCURACY = column(METRICS[PRIMARY])
+DPI = 200  # the PNG's resolution; the PDF beside it is vector
+PANELS_PER_ROW = 4  # wider tables wrap their panels onto further rows, in the table's order
+
+# Okabe & Ito (2008), "Color Universal Design", without its yellow (#F0E442: too pale for a line on
+# white); ordered so that vermillion never follows bluish green. Past seven lines the colours repeat
+# with the next line style.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000")
+LINESTYLES = ("-", "--", ":", "-.")
+
+# The human name of each layout (rdml.study.layouts): the paper's table it follows and what its rows
+# compare. A figure's title reads "<the study's paper:>: <what>", or, for a study that names no paper,
+# "<study> study, <layout's paper table>: <what>".
+LAYOUT_NAMES = {
+    "rdml_table": ("RDML Table 1–2 layout", "Ind., DML and RDML per α"),
+    "text_table": ("RDML Table 3 layout", "text classification, Ind. and RDML at the best α"),
+    "kd_table": ("Rényi-KD thesis Table 3.2 layout", "Rényi KD per α against the vanilla student"),
+    "pair_table": ("DML Table 2 layout", "network pairs, Ind. and DML"),
+    "kd_vs_dml_table": ("DML Table 4 layout", "distillation from a trained Net 1 against DML"),
+    "cohort_table": ("DML Fig. 3 layout", "cohort size, Ind., DML and DML ensemble"),
+    "semi_table": ("DML Fig. 6 layout", "semi-supervised learning against the labelled fraction"),
+    "entropy_table": ("DML §4.8 layout", "prediction entropy on the training images"),
+    "flat_minima_table": ("DML Figs. 4a–4b layout", "training loss under parameter noise"),
+    "methods_table": ("DML-vs-KD study layout", "baseline, KD and DML"),
+    "okdph_table": ("OKDPH supplement Table 3 layout", "DML, KDCL and OKDPH per cohort"),
+    "okdph_data_table": ("OKDPH supplement Table 4 layout", "DML, KDCL and OKDPH on noisy and scarce data"),
+    "outputs_table": ("outputs layout", "every output each method evaluates"),
+}
 
 
-def _save(fig, data: pd.DataFrame, out: Path, name: str) -> list[Path]:
-    png, csv = out / f"fig_{name}.png", out / f"fig_{name}.csv"
-    fig.savefig(png.with_suffix(".tmp.png"), dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    png.with_suffix(".tmp.png").replace(png)
-    data.to_csv(csv.with_suffix(".tmp"), index=False)
-    csv.with_suffix(".tmp").replace(csv)
-    return [png, csv]
+@dataclass
+class Drawn:
+    """One figure, drawn and not yet written: `fig_<name>.pdf`/`.png`, and `data` (every number on it) as `.csv`."""
+
+    name: str
+    figure: Figure
+    data: pd.DataFrame
+
+
+def style(index: int) -> dict:
+    """The colour and line style of the index-th line of a figure (PALETTE, then the next line style)."""
+    return {"color": PALETTE[index % len(PALETTE)], "linestyle": LINESTYLES[index // len(PALETTE) % len(LINESTYLES)]}
+
+
+def _unit_column(metric) -> str:
+    """A recorded metric's column in a figure's data file, named with the unit it is drawn in: "test_acc (%)"."""
+    return f"{column(metric)} ({metric.unit})"
+
+
+def _axis_label(metric, statistic: str | None = None) -> str:
+    """"test accuracy (%)", or what a table's cells hold ("mean test accuracy of the last 5 epochs (%)")."""
+    what = f"test {metric.label}" if statistic is None else describe(statistic, metric.name)
+    return f"{what} ({metric.unit})"
+
+
+def _statistic(table) -> str:
+    return (table.study or {}).get("metric", "final")
+
+
+def _study_of(spec) -> str | None:
+    return next((entry.run.study for entry in spec.entries), None)
+
+
+def figure_title(paper: str | None, study: str | None, layout: str | None) -> str:
+    """The paper's table the figure belongs to and the layout's human name (LAYOUT_NAMES), never the
+    internal layout name alone: "RDML Table 2: Ind., DML and RDML per α"."""
+    source, what = LAYOUT_NAMES.get(layout, (None, None)) if layout else (None, None)
+    if layout and source is None:  # a layout not named above: its key, spelled out
+        source, what = f"{layout.replace('_', ' ')} layout", None
+    head = paper or ", ".join(x for x in (f"{study} study" if study else None, source) if x) or "rdml"
+    return f"{head}: {what}" if what else head
+
+
+def _title(fig: Figure, spec, table, what: str) -> None:
+    fig.suptitle(f"{figure_title((table.study or {}).get('paper'), _study_of(spec), spec.name)}\n{what}", fontsize=10)
+
+
+def _epochs(ax) -> None:
+    """Whole epochs on the x axis (no 2.5, 7.5)."""
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _strip_index(name: str) -> str:
+    return re.sub(r"/\d+$", "", name)
+
+
+def _panels_and_lines(spec) -> tuple[list[str], list[str]]:
+    """The curves' panels and lines in the table's order: columns (without the student index) and rows,
+    or rows and columns where the table draws its columns as lines (`curves="columns"`)."""
+    if spec.curves == "rows":
+        return list(dict.fromkeys(_strip_index(c) for c in spec.columns)), list(spec.rows)
+    return list(spec.rows), list(spec.columns)
+
+
+def _ordered(values, order: list[str]) -> list[str]:
+    """`values` (each once) in `order`, any not in it after, as first seen."""
+    present = list(dict.fromkeys(values))
+    return [v for v in order if v in present] + [v for v in present if v not in order]
 
 
 def curve_data(spec, frame: pd.DataFrame) -> pd.DataFrame:
-    """Per panel, line, run and epoch: the mean over the entry's students of each curve (test accuracy, loss)."""
+    """Per panel, line, run and epoch: the mean over the entry's students of each curve (test accuracy, loss),
+    as the frame holds them (fractions), panels and lines in the table's order."""
     rows = []
     for entry in spec.entries:
         if entry.measure is not None or entry.epoch is not None:
             continue
-        column = entry.columns[0]
-        panel, line = ((re.sub(r"/\d+$", "", column), entry.row) if spec.curves == "rows" else (entry.row, column))
+        column_name = entry.columns[0]
+        panel, line = ((_strip_index(column_name), entry.row) if spec.curves == "rows" else (entry.row, column_name))
         rows += [(panel, line, entry.run.id, model) for model in entry.students]
     if not rows:
         return pd.DataFrame(columns=["panel", "line", "run", "epoch", *CURVES, "status"])
@@ -60,43 +165,71 @@ def curve_data(spec, frame: pd.DataFrame) -> pd.DataFrame:
     wide = frame[frame.metric.isin(CURVES)].pivot_table(
         index=["run", "model", "epoch", "status"], columns="metric", values="value").reset_index()
     merged = keys.merge(wide, on=["run", "model"])
-    return merged.groupby(["panel", "line", "run", "epoch", "status"], as_index=False)[CURVES].mean()
+    data = merged.groupby(["panel", "line", "run", "epoch", "status"], as_index=False)[CURVES].mean()
+    panels, lines = _panels_and_lines(spec)
+    rank = {"panel": _ordered(data.panel, panels), "line": _ordered(data.line, lines)}
+    return data.sort_values(["panel", "line", "run", "epoch"], key=lambda s: s.map(
+        {v: i for i, v in enumerate(rank[s.name])}) if s.name in rank else s, kind="stable").reset_index(drop=True)
+
+
+def _displayed(data: pd.DataFrame) -> pd.DataFrame:
+    """The curves in the units the figure draws them in (accuracy in % as the tables print it)."""
+    shown = data.copy()
+    for metric in RECORDED:
+        shown[_unit_column(metric)] = metric.scale * shown.pop(column(metric))
+    return shown
 
 
 @TABLE_FIGURES.register("curves")
-def curves(spec, table, frame, out: Path) -> list[Path]:
+def curves(spec, table, frame) -> Drawn | None:
+    """Test accuracy and loss per epoch: one panel per table column (or row), one line per row (or column),
+    mean ± sd over the seeds' runs."""
     data = curve_data(spec, frame)
     if data.empty:
-        return []
-    panels = list(dict.fromkeys(data.panel))
-    fig, axes = plt.subplots(len(CURVES), len(panels), figsize=(4 * len(panels), 3 * len(CURVES)), squeeze=False)
+        return None
+    shown = _displayed(data)
+    panels, lines = list(dict.fromkeys(shown.panel)), list(dict.fromkeys(shown.line))
+    looks = {line: style(i) for i, line in enumerate(lines)}
+    ncols = min(len(panels), PANELS_PER_ROW)
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows * len(RECORDED), ncols, figsize=(3.6 * ncols + 2.6, 2.8 * len(RECORDED) * nrows + 0.8),
+                             squeeze=False, layout="constrained")
     for i, panel in enumerate(panels):
-        for line, group in data[data.panel == panel].groupby("line", sort=False):
-            stats = group.groupby("epoch")[CURVES].agg(["mean", "std"]).fillna(0.0)
-            for row, metric in enumerate(CURVES):
-                ax = axes[row][i]
-                mean, sd = stats[(metric, "mean")], stats[(metric, "std")]
-                drawn = ax.plot(stats.index, mean, label=line)[0]
-                ax.fill_between(stats.index, mean - sd, mean + sd, alpha=0.2, color=drawn.get_color())
+        top, col = (i // ncols) * len(RECORDED), i % ncols
+        for line, group in shown[shown.panel == panel].groupby("line", sort=False):
+            for row, metric in enumerate(RECORDED):
+                ax, values = axes[top + row][col], _unit_column(metric)
+                stats = group.groupby("epoch")[values].agg(["mean", "std"]).fillna(0.0)
+                ax.plot(stats.index, stats["mean"], label=line, **looks[line])
+                ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.2,
+                                color=looks[line]["color"], linewidth=0)
                 if spec.curve_runs:
                     for _, run in group.groupby("run"):
-                        ax.plot(run.epoch, run[metric], color=drawn.get_color(), alpha=0.35, linewidth=0.7,
+                        ax.plot(run.epoch, run[values], color=looks[line]["color"], alpha=0.45, linewidth=0.7,
                                 linestyle=":" if (run.status == "diverged").any() else "-")
-        axes[0][i].set_title(panel, fontsize=9)
+        axes[top][col].set_title(panel, fontsize=9)
         for row, metric in enumerate(RECORDED):
-            axes[row][i].set_ylabel(f"test {metric.label}")
-        axes[-1][i].set_xlabel("epoch")
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"{table.name}: mean ± sd over seeds" + ("; thin: each run, dotted: diverged" if spec.curve_runs else ""))
-    return _save(fig, data, out, f"curves_{table.name}")
+            axes[top + row][col].set_ylabel(_axis_label(metric))
+            _epochs(axes[top + row][col])
+    for i in range(len(panels), nrows * ncols):  # the last row's empty places
+        for row in range(len(RECORDED)):
+            axes[(i // ncols) * len(RECORDED) + row][i % ncols].set_visible(False)
+    handles = [Line2D([], [], label=line, **looks[line]) for line in lines]
+    handles.append(Patch(color=PALETTE[-1], alpha=0.2, label="± 1 sd over seeds"))
+    if spec.curve_runs:
+        handles += [Line2D([], [], color=PALETTE[-1], alpha=0.45, linewidth=0.7, label="each run"),
+                    Line2D([], [], color=PALETTE[-1], alpha=0.45, linewidth=0.7, linestyle=":", label="a diverged run")]
+    fig.legend(handles=handles, loc="outside right center", fontsize=7)
+    _title(fig, spec, table, "test accuracy and loss per epoch, mean over seeds")
+    return Drawn(f"curves_{table.name}", fig, shown)
 
 
 @TABLE_FIGURES.register("best_alpha")
-def best_alpha(spec, table, frame, out: Path) -> list[Path]:
+def best_alpha(spec, table, frame) -> Drawn | None:
     """Per experiment (column without its student index), the row with the highest mean over its students."""
     rows = []
-    for experiment in dict.fromkeys(re.sub(r"/\d+$", "", c) for c in table.columns):
-        columns = [c for c in table.columns if re.sub(r"/\d+$", "", c) == experiment]
+    for experiment in dict.fromkeys(_strip_index(c) for c in table.columns):
+        columns = [c for c in table.columns if _strip_index(c) == experiment]
         means = {}
         for row in table.rows:
             cells = [table.cells.get((row, c)) for c in columns]
@@ -109,79 +242,120 @@ def best_alpha(spec, table, frame, out: Path) -> list[Path]:
             rows.append({"experiment": experiment, "best": best, "mean": table.scale * means[best], "lead_over_dml": lead})
     data = pd.DataFrame(rows)
     if data.empty:
-        return []
-    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(data)), 2.2))
-    image = ax.imshow([data.lead_over_dml], cmap="viridis", aspect="auto")
+        return None
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.3 * len(data) + 2.5), 3.4), layout="constrained")
+    image = ax.imshow([data.lead_over_dml], cmap="viridis", aspect="auto")  # viridis: readable in every colour vision
+    low, high = image.get_clim()
     for i, r in data.iterrows():
-        ax.text(i, 0, r.best.replace("RDML ", ""), ha="center", va="center", color="white", fontsize=8)
+        bright = high > low and (r.lead_over_dml - low) / (high - low) > 0.6
+        ax.text(i, 0, r.best.replace("RDML ", ""), ha="center", va="center", color="black" if bright else "white",
+                fontsize=8)
     ax.set_xticks(range(len(data)), data.experiment, rotation=30, ha="right", fontsize=8)
     ax.set_yticks([])
+    ax.set_xlabel("experiment (table column)")
     fig.colorbar(image, ax=ax, label=f"lead over DML ({table.metric.difference_unit})")
-    ax.set_title("best α per experiment (RDML Fig. 2)")
-    return _save(fig, data, out, f"best_alpha_{table.name}")
+    _title(fig, spec, table, "best α per experiment (RDML Fig. 2)")
+    return Drawn(f"best_alpha_{table.name}", fig, data)
 
 
 @TABLE_FIGURES.register("box")
-def box(spec, table, frame, out: Path) -> list[Path]:
-    """Per-seed accuracy of each row, with the first row (vanilla) as a dashed line (thesis Figs. 3.3, 3.4)."""
+def box(spec, table, frame) -> Drawn | None:
+    """Per-seed values of each row, with the first row (vanilla) as a dotted line at its mean (thesis Figs. 3.3, 3.4)."""
     columns = [c for c in table.columns if c.startswith("Average")]
     data = pd.DataFrame([{"column": c, "row": r, "seed": s, "value": table.scale * v}
                          for c in columns for r in table.rows if (cell := table.cells.get((r, c)))
                          for s, v in cell.per_seed().items()])
     if data.empty:
-        return []
-    fig, axes = plt.subplots(1, len(columns), figsize=(7 * len(columns), 4), squeeze=False)
-    for ax, column in zip(axes[0], columns):
-        part = data[data.column == column]
+        return None
+    columns = [c for c in columns if c in set(data.column)]
+    fig, axes = plt.subplots(1, len(columns), figsize=(5.5 * len(columns) + 2.4, 4.2), squeeze=False, layout="constrained")
+    median = dict(color=PALETTE[0], linestyle="-", linewidth=1.6)
+    mean = dict(color=PALETTE[1], linestyle="--", linewidth=1.6)
+    vanilla_look = dict(color=PALETTE[6], linestyle=":", linewidth=1.2)
+    vanilla_drawn = False
+    for ax, column_name in zip(axes[0], columns):
+        part = data[data.column == column_name]
         rows = [r for r in table.rows[1:] if r in set(part.row)]
-        ax.boxplot([part[part.row == r].value for r in rows], showmeans=True, meanline=True)
-        ax.set_xticks(range(1, len(rows) + 1), [r.split(": ")[-1] for r in rows], rotation=60, fontsize=7)
+        ax.boxplot([part[part.row == r].value for r in rows], showmeans=True, meanline=True,
+                   medianprops=median, meanprops=mean)
+        ax.set_xticks(range(1, len(rows) + 1), [r.split(": ")[-1] for r in rows], rotation=30, ha="right", fontsize=8)
         vanilla = part[part.row == table.rows[0]].value
         if not vanilla.empty:
-            ax.axhline(vanilla.mean(), color="grey", linestyle="--", label=table.rows[0])
-            ax.legend(fontsize=7)
-        ax.set_title(column, fontsize=9)
-        ax.set_ylabel(f"{table.metric.label} ({table.metric.unit})")
-    return _save(fig, data, out, f"box_{table.name}")
+            ax.axhline(vanilla.mean(), **vanilla_look)
+            vanilla_drawn = True
+        ax.set_title(column_name, fontsize=9)
+        ax.set_ylabel(_axis_label(table.metric, _statistic(table)))
+    handles = [Line2D([], [], label="median over seeds", **median), Line2D([], [], label="mean over seeds", **mean)]
+    if vanilla_drawn:
+        handles.append(Line2D([], [], label=f"{table.rows[0]} (mean)", **vanilla_look))
+    fig.legend(handles=handles, loc="outside right center", fontsize=7)
+    _title(fig, spec, table, "value of each seed per α; box: quartiles, whiskers: 1.5 × IQR (thesis Figs. 3.3–3.4)")
+    return Drawn(f"box_{table.name}", fig, data)
 
 
 @TABLE_FIGURES.register("alpha_difference")
-def alpha_difference(spec, table, frame, out: Path) -> list[Path]:
-    """Accuracy per epoch of each α and its difference to α = 1, means over seeds (thesis Fig. 3.5)."""
+def alpha_difference(spec, table, frame) -> Drawn | None:
+    """Accuracy per epoch of each α and its difference to α = 1 of its data set, means over seeds (thesis Fig. 3.5)."""
     data = curve_data(spec, frame)
-    means = data.groupby(["line", "epoch"], as_index=False)[ACCURACY].mean()
-    reference = next((line for line in dict.fromkeys(means.line) if line.endswith("α=1")), None)
-    if means.empty or reference is None:
-        return []
-    base = means[means.line == reference].set_index("epoch")[ACCURACY]
-    means["difference_to_alpha_1"] = means[ACCURACY] - means.epoch.map(base)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-    for line, group in means.groupby("line", sort=False):
-        top.plot(group.epoch, group[ACCURACY], label=line.split(": ")[-1])
-        bottom.plot(group.epoch, group.difference_to_alpha_1)
-    top.set_ylabel(f"test {METRICS[PRIMARY].label}")
-    bottom.set_ylabel("difference to α = 1")
-    bottom.set_xlabel("epoch")
-    top.legend(fontsize=6, ncol=3)
-    return _save(fig, means, out, f"alpha_difference_{table.name}")
+    means = data.groupby(["line", "epoch"], as_index=False, sort=False)[ACCURACY].mean()
+    metric = METRICS[PRIMARY]
+    means["dataset"] = means.line.str.split(": ").str[0]
+    datasets = [d for d in dict.fromkeys(means.dataset) if f"{d}: α=1" in set(means.line)]
+    means = means[means.dataset.isin(datasets)]
+    if means.empty:
+        return None
+    accuracy, difference = _unit_column(metric), f"difference to α = 1 ({metric.difference_unit})"
+    means[accuracy] = metric.scale * means.pop(ACCURACY)
+    base = means[means.line == means.dataset + ": α=1"].set_index(["dataset", "epoch"])[accuracy]
+    means[difference] = means[accuracy] - base.reindex(pd.MultiIndex.from_arrays([means.dataset, means.epoch])).to_numpy()
+    fig, axes = plt.subplots(2, len(datasets), figsize=(6 * len(datasets) + 2.4, 6), sharex="col", squeeze=False,
+                             layout="constrained")
+    lines = _ordered(means.line, list(table.rows))
+    looks = {line: style(i) for i, line in enumerate(dict.fromkeys(line.split(": ")[-1] for line in lines))}
+    for col, dataset in enumerate(datasets):
+        top, bottom = axes[0][col], axes[1][col]
+        for line in [line for line in lines if line.startswith(f"{dataset}: ")]:
+            group, name = means[means.line == line], line.split(": ")[-1]
+            top.plot(group.epoch, group[accuracy], label=name, **looks[name])
+            bottom.plot(group.epoch, group[difference], **looks[name])
+        top.set_title(dataset, fontsize=9)
+        top.set_ylabel(_axis_label(metric))
+        bottom.set_ylabel(difference)
+        _epochs(bottom)
+        top.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.legend(handles=[Line2D([], [], label=name, **look) for name, look in looks.items()],
+               loc="outside right center", fontsize=7)
+    _title(fig, spec, table, "test accuracy per epoch, mean over seeds, and its difference to α = 1 (thesis Fig. 3.5)")
+    data = means[["dataset", "line", "epoch", accuracy, difference]]
+    return Drawn(f"alpha_difference_{table.name}", fig, data)
 
 
 @TABLE_FIGURES.register("fraction")
-def fraction(spec, table, frame, out: Path) -> list[Path]:
-    """Accuracy against the labelled fraction, mean ± sd per row (DML Fig. 6)."""
-    data = pd.DataFrame([{"row": r, "column": c, "labelled_percent": float(re.search(r"([\d.]+)% labelled", c).group(1)),
+def fraction(spec, table, frame) -> Drawn | None:
+    """Accuracy against the labelled fraction, mean ± sd per row, a panel per data set (DML Fig. 6)."""
+    data = pd.DataFrame([{"dataset": c.split(": ")[0], "row": r, "column": c,
+                          "labelled_percent": float(re.search(r"([\d.]+)% labelled", c).group(1)),
                           "mean": table.scale * cell.mean, "sd": table.scale * cell.std}
                          for r in table.rows for c in table.columns
                          if (cell := table.cells.get((r, c))) is not None and cell.mean is not None])
     if data.empty:
-        return []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for row, group in data.groupby("row", sort=False):
-        ax.errorbar(group.labelled_percent, group["mean"], yerr=group.sd, label=row, capsize=3, marker="o")
-    ax.set_xlabel("labelled training images (%)")
-    ax.set_ylabel(f"{table.metric.label} ({table.metric.unit})")
-    ax.legend(fontsize=8)
-    return _save(fig, data, out, f"fraction_{table.name}")
+        return None
+    datasets = list(dict.fromkeys(data.dataset))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets) + 2.4, 4), squeeze=False, layout="constrained")
+    looks = {row: style(i) for i, row in enumerate(_ordered(data.row, list(table.rows)))}
+    for ax, dataset in zip(axes[0], datasets):
+        for row, look in looks.items():
+            group = data[(data.dataset == dataset) & (data.row == row)]
+            if not group.empty:
+                ax.errorbar(group.labelled_percent, group["mean"], yerr=group.sd, capsize=3, marker="o", **look)
+        ax.set_title(dataset, fontsize=9)
+        ax.set_xlabel("labelled training images (%)")
+        ax.set_ylabel(_axis_label(table.metric, _statistic(table)))
+    fig.legend(handles=[Line2D([], [], marker="o", label=row, **look) for row, look in looks.items()]
+               + [Line2D([], [], color=PALETTE[-1], marker="|", linestyle="none", markersize=10, label="± 1 sd over seeds")],
+               loc="outside right center", fontsize=7)
+    _title(fig, spec, table, "accuracy against the labelled fraction (DML Fig. 6)")
+    return Drawn(f"fraction_{table.name}", fig, data)
 
 
 def renyi_data(p_fixed: float = 0.4, points: int = 199) -> pd.DataFrame:
@@ -203,44 +377,124 @@ def renyi_data(p_fixed: float = 0.4, points: int = 199) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def renyi_figure(out: Path) -> list[Path]:
+def renyi_figure() -> Drawn:
+    """RDML Fig. 1 (natural logarithms: nats)."""
     data = renyi_data()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    colours = iter(["tab:blue", "tab:green", "tab:red", "tab:purple", "tab:brown"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    colours = iter(PALETTE)
     for alpha, group in data.groupby("alpha"):
-        style = (dict(linestyle="--", color="tab:orange", label="KL") if alpha == 1
-                 else dict(color=next(colours), label=f"α = {alpha:g}"))
-        axes[0].plot(group.x, group.fixed_q_over_p, **style)
-        axes[1].plot(group.x, group.fixed_p_over_q, **style)
-    axes[0].set(title="Q = (0.4, 0.6)", xlabel="p", ylabel="D_α(P‖Q)")
-    axes[1].set(title="P = (0.4, 0.6)", xlabel="q", ylabel="D_α(P‖Q)")
-    axes[0].legend(fontsize=8)
-    return _save(fig, data, out, "renyi")
+        look = ({"color": PALETTE[-1], "linestyle": "--", "label": "KL (α = 1)"} if alpha == 1
+                else {"color": next(colours), "linestyle": "-", "label": f"α = {alpha:g}"})
+        axes[0].plot(group.x, group.fixed_q_over_p, **look)
+        axes[1].plot(group.x, group.fixed_p_over_q, **look)
+    axes[0].set(title="Q = (0.4, 0.6)", xlabel="p, P = (p, 1 − p)", ylabel="D_α(P‖Q) (nats)")
+    axes[1].set(title="P = (0.4, 0.6)", xlabel="q, Q = (q, 1 − q)", ylabel="D_α(P‖Q) (nats)")
+    fig.legend(handles=axes[0].get_lines(), loc="outside right center", fontsize=8)
+    fig.suptitle("RDML Fig. 1: Rényi divergence of two-event distributions", fontsize=10)
+    return Drawn("renyi", fig, data)
 
 
-def lr_figure(frame: pd.DataFrame, out: Path) -> list[Path]:
-    """The learning rate per epoch of each configuration (its first seed's first student)."""
+def _schedule(config) -> str:
+    """A run's learning-rate schedule in words, from its resolved config (rdml.train.optim.make_scheduler)."""
+    described = {
+        "constant": f"constant {config.lr:g}",
+        "step": f"step: {config.lr:g}, × {config.gamma:g} every {config.step_size} epochs",
+        "multistep": f"multistep: {config.lr:g}, × {config.gamma:g} at epochs {', '.join(map(str, config.milestones))}",
+        "cosine": f"cosine from {config.lr:g}",
+        "onecycle": f"one-cycle to {config.lr:g}, peak at {config.pct_start:.0%}",
+    }.get(config.schedule, f"{config.schedule} from {config.lr:g}")
+    return f"{described}, {config.epochs} epochs"
+
+
+def _runs_of(specs) -> dict:
+    """Every planned run of the tables by id, teachers included."""
+    runs = {}
+    for spec in specs:
+        for entry in spec.entries:
+            run = entry.run
+            while run is not None and run.id not in runs:
+                runs[run.id] = run
+                run = run.teacher
+    return runs
+
+
+def lr_figure(specs, tables, frame: pd.DataFrame) -> Drawn | None:
+    """The learning rate per epoch of each configuration (its first seed's first student), one line per
+    distinct schedule: configurations whose sequences are equal are drawn once, labelled with the schedule
+    they share and how many configurations (of which data sets) follow it."""
     lr = frame[(frame.metric == "lr") & (frame.model == "student_0")].copy()
     if lr.empty:
-        return []
+        return None
     lr["configuration"] = lr.run.str.replace(r"-s\d+$", "", regex=True)
     first = lr.groupby("configuration").seed.transform("min")
-    data = lr[lr.seed == first][["configuration", "run", "epoch", "value"]].rename(columns={"value": "lr"})
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for configuration, group in data.groupby("configuration"):
-        ax.plot(group.epoch, group.lr, label=configuration, alpha=0.8)
-    ax.set(xlabel="epoch", ylabel="learning rate", title="learning rate of every configuration")
-    if data.configuration.nunique() <= 12:
-        ax.legend(fontsize=6)
-    return _save(fig, data, out, "lr")
+    data = lr[lr.seed == first][["configuration", "run", "dataset", "epoch", "value"]].rename(columns={"value": "lr"})
+    data = data.sort_values(["configuration", "epoch"]).reset_index(drop=True)
+    runs = _runs_of(specs)
+    sequences: dict[tuple, list[str]] = {}
+    for configuration, group in data.groupby("configuration", sort=True):
+        sequences.setdefault((tuple(group.epoch), tuple(group.lr)), []).append(configuration)
+    total = data.configuration.nunique()
+    labels = {}
+    for members in sequences.values():
+        member_runs = data[data.configuration.isin(members)].drop_duplicates("configuration")
+        described = list(dict.fromkeys(_schedule(runs[r].config) for r in member_runs.run if r in runs))
+        datasets = ", ".join(dict.fromkeys(member_runs.dataset))
+        if len(members) == total:
+            shared = f"all {total} configurations ({datasets})"
+        elif len(members) == 1:
+            shared = members[0]
+        else:
+            methods = ", ".join(dict.fromkeys(frame[frame.run.isin(member_runs.run)].method))
+            shared = f"{len(members)} configurations ({datasets}: {methods})"
+        label = f"{' / '.join(described) or 'recorded schedule'}: {shared}"
+        while label in labels.values():  # two schedules the configs describe alike (records that disagree with them)
+            label += " (another)"
+        labels.update(dict.fromkeys(members, label))
+    data["schedule"] = data.configuration.map(labels)
+    fig, ax = plt.subplots(figsize=(8, 4.2), layout="constrained")
+    for i, ((epochs, values), members) in enumerate(sequences.items()):
+        ax.plot(epochs, values, label=labels[members[0]], **style(i))
+    ax.set_ylabel("learning rate")
+    _epochs(ax)
+    ax.legend(fontsize=7, loc="best")
+    study = tables[0].study if tables else None
+    head = figure_title((study or {}).get("paper"), next(filter(None, map(_study_of, specs)), None), None)
+    fig.suptitle(f"{head}\nlearning rate per epoch, one line per distinct schedule", fontsize=10)
+    return Drawn("lr", fig, data)
+
+
+def draw_figures(specs, tables, frame: pd.DataFrame) -> Iterator[Drawn]:
+    """Every figure the study's tables ask for, RDML Fig. 1 where a Rényi table is built, and the learning
+    rates, one at a time (each is closed once written)."""
+    for spec, table in zip(specs, tables):
+        for name in spec.figures:
+            if (drawn := TABLE_FIGURES[name](spec, table, frame)) is not None:
+                yield drawn
+    if any(spec.name in ("rdml_table", "kd_table") for spec in specs):
+        yield renyi_figure()
+    if (drawn := lr_figure(specs, tables, frame)) is not None:
+        yield drawn
+
+
+def save_figure(drawn: Drawn, out: Path) -> list[Path]:
+    """fig_<name>.png (at DPI, the figure's size × DPI pixels), .pdf and .csv, each written to a temporary
+    file then renamed; the figure is closed. No creation date in the PDF: the same records give the same bytes."""
+    written = []
+    try:
+        for suffix, options in ((".png", {"dpi": DPI}), (".pdf", {"metadata": {"CreationDate": None}})):
+            path = out / f"fig_{drawn.name}{suffix}"
+            temporary = path.with_suffix(f".tmp{suffix}")
+            drawn.figure.savefig(temporary, format=suffix[1:], **options)
+            temporary.replace(path)
+            written.append(path)
+    finally:
+        plt.close(drawn.figure)
+    csv = out / f"fig_{drawn.name}.csv"
+    drawn.data.to_csv(csv.with_suffix(".tmp"), index=False)
+    csv.with_suffix(".tmp").replace(csv)
+    return [*written, csv]
 
 
 def write_figures(specs, tables, frame: pd.DataFrame, out: Path) -> list[Path]:
-    """Every figure the study's tables ask for, the learning rates, and RDML Fig. 1 where a Rényi table is built."""
-    written = []
-    for spec, table in zip(specs, tables):
-        for name in spec.figures:
-            written += TABLE_FIGURES[name](spec, table, frame, out)
-    if any(spec.name in ("rdml_table", "kd_table") for spec in specs):
-        written += renyi_figure(out)
-    return written + lr_figure(frame, out)
+    """Every figure of the study (draw_figures) written into `out`; returns the files written."""
+    return [path for drawn in draw_figures(specs, tables, frame) for path in save_figure(drawn, out)]
