@@ -21,6 +21,7 @@ from rdml.report.formats import FORMATS
 from rdml.report.frame import RECORDED, column, long_frame
 from rdml.report.paper import paper_comparison
 from rdml.report.records import checked_record
+from rdml.report.scorecard import write_scorecard
 from rdml.report.table import Table, build_tables
 from rdml.study.params import load_params, metric_of
 from rdml.study.plan import plan_study, plan_tables
@@ -108,6 +109,7 @@ def write_tables(study: str, params_path: str = "params.yaml", root: str | Path 
                               "what was there is left as it was") from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        write_scorecard(root)  # results/scorecard.md: every built study, this one's new tables included
         return [p for place in (places["tables"], places["curves"]) for p in sorted(place.rglob("*")) if p.is_file()] \
             + [places["summary"]]
 
