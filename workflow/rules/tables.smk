@@ -1,3 +1,21 @@
+# The report (`snakemake --report`): its landing page, and each output's place in it (report_kind) with a
+# caption per output (workflow/report/). Writing tables takes seconds: the tables and scorecard rules run
+# on the host that runs Snakemake.
+from rdml.report.scorecard import SCORECARD, write_scorecard
+
+report: "../report/workflow.rst"
+
+
+def report_kind(wildcards):
+    """The subcategory of a file of a study's tables folder, from its name (`fig_<name>.png`, `<table>.paper.html`,
+    `claims.html`, `compute.html`, else `<table>.html`), as workflow/report/tables.rst tells them apart."""
+    if wildcards.name.startswith("fig_"):
+        return "Figures"
+    if wildcards.name.endswith(".paper"):
+        return "Paper comparison"
+    return {"claims": "Claims", "compute": "Compute"}.get(wildcards.name, "Tables")
+
+
 rule measure:
     """Measurements of one trained run's final models that the study's analysis tables read (DML §4.8)."""
     input:
@@ -23,10 +41,12 @@ rule tables:
         lambda w: [paths.measures_file(w.study, run_id) for run_id in MEASURED[w.study]],
         sorted(Path("reported").glob("*.yaml")),  # the papers' numbers the tables are compared with
     output:
-        # `snakemake --report report.html` shows every table, claims table and figure of the built studies.
+        # `snakemake all_tables scorecard --report report.zip` shows every table, paper comparison, claims
+        # table, figure and compute summary of the built studies, one category per study (report_kind).
         # update(): Snakemake neither removes the old tables before the job nor keeps the remains of a job
         # that failed; it restores the old ones (and `rdml tables` replaces them only once all is written).
-        update(report(directory(paths.tables_dir("{study}")), patterns=["{name}.html", "{name}.png"], category="{study}")),
+        update(report(directory(paths.tables_dir("{study}")), patterns=["{name}.html", "{name}.png"],
+                      caption="../report/tables.rst", category="{study}", subcategory=report_kind)),
         update(directory(paths.curves_dir("{study}"))),
         update(paths.summary_file("{study}")),
     params:
@@ -34,6 +54,23 @@ rule tables:
         code=CODE["reporting"],
     shell:
         "rdml tables {wildcards.study:q} --spec {params.spec:q}"
+
+
+rule scorecard:
+    """The reproduction scorecard (rdml.report.scorecard): per paper and built study, the papers' printed
+    numbers against our intervals, the claims' verdicts and the compute measured, read from the tables
+    `rdml tables` wrote (which rewrites it too: this rule declares it, for the report and for a target)."""
+    input:
+        [paths.tables_dir(study) for study in BUILD],
+        sorted(Path("reported").glob("*.yaml")),  # which paper printed each number
+    output:
+        report(f"{SCORECARD}.html", caption="../report/scorecard.rst", category="All studies", subcategory="Scorecard"),
+        f"{SCORECARD}.md",
+    params:
+        code=CODE["reporting"],
+    localrule: True
+    run:
+        write_scorecard(".")
 
 
 onsuccess:
