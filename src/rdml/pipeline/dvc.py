@@ -26,6 +26,7 @@ from rdml.dependencies import data_code, measure_code, reporting_code, weights_c
 from rdml.io import atomic_write_bytes
 from rdml.metrics import METRICS, PRIMARY
 from rdml.models.pretrained import weights_file
+from rdml.report.scorecard import SCORECARD
 from rdml.study.params import checked_params, load_params, studies_to_build
 from rdml.study.plan import plan_jobs, plan_measurements, plan_study
 from rdml.yamlfile import load_yaml
@@ -130,6 +131,13 @@ def dvc_stages(params: dict, studies: list[str], declared: set[str] | None = Non
             "metrics": [{paths.summary_file(study): kept()}],
             "plots": [{paths.curves_dir(study): kept(x="epoch", y=f"test_{METRICS[PRIMARY].recorded}")}],
         }
+    # The scorecard of every built study (rdml.report.scorecard): each `rdml tables` rewrites it, this
+    # stage declares it, after the tables it reads (a change of its code reruns the tables, then it).
+    stages["scorecard"] = {
+        "cmd": "python -m rdml.report.scorecard",
+        "deps": [REPORTED, *(paths.tables_dir(study) for study in studies)],
+        "outs": [{f"{SCORECARD}.md": kept()}, {f"{SCORECARD}.html": kept()}],
+    }
     return stages
 
 

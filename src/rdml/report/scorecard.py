@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import fcntl
 import html
-import io
 import os
 import tempfile
 from collections import Counter
@@ -23,7 +22,6 @@ from pathlib import Path
 from rdml import paths
 from rdml.io import _UMASK
 from rdml.keys import ConfigError
-from rdml.report.render import HTML_STYLE
 from rdml.study.reported import load_reported
 
 __all__ = ["SCORECARD", "StudyCard", "read_study", "built_studies", "scorecard_texts", "write_scorecard",
@@ -188,6 +186,8 @@ INTRO = ("Per paper and per built study (results/<study>/tables/, as `rdml table
 
 def scorecard_texts(cards: list[StudyCard]) -> tuple[str, str]:
     """The scorecard as Markdown and as a standalone HTML page, the links relative to results/."""
+    from rdml.report.render import HTML_STYLE  # pandas, which the pipeline's planning need not import
+
     lines = _lines(cards)
     if not cards:
         summary = "No study's tables are written yet: `snakemake all_tables` (or `rdml tables STUDY`) writes them."
