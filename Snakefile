@@ -33,3 +33,4 @@ rule all_tables:
     default_target: True
     input:
         [out for study in BUILD for out in (paths.tables_dir(study), paths.curves_dir(study), paths.summary_file(study))],
+        f"{SCORECARD}.md",  # rule scorecard: the papers' numbers, claims and compute of every built study
