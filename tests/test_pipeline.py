@@ -423,3 +423,19 @@ def test_the_default_profile_is_picked_up_without_naming_it(tmp_path):
     shutil.rmtree(root / "profiles")
     result = sh(str(BIN / "snakemake"), "results/data/synthetic.json", "--forceall", cwd=root, check=False)
     assert result.returncode != 0 and "cores" in result.stdout + result.stderr
+
+
+def test_a_jobs_shell_line_is_short_and_names_its_spec_file_and_log(tmp_path):
+    """The job's spec (up to 1.6 KB of JSON) travels as a file Snakemake writes when it starts, not on the
+    command line every job prints; its log is declared, so a failed job's message names it; a dry run writes
+    no spec file."""
+    from rdml.pipeline.console import job_log
+    from rdml.pipeline.specs import spec_file
+
+    project = make_project(tmp_path, SMOKE)
+    lines = [line for line in scheduled(project).splitlines() if "rdml pipeline run" in line]
+    assert len(lines) == 8 and not (project / "results").exists()
+    for line in lines:
+        job = re.search(r"rdml pipeline run smoke (\S+) --gpus", line).group(1)
+        assert line.endswith(f"--spec-file {spec_file('smoke', job)} --log {job_log('smoke', job)}")
+        assert "{" not in line and len(line) < 320, line

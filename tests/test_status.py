@@ -9,6 +9,7 @@ log says so), outdated (another configuration) and missing. The estimate and the
 import fcntl
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -176,3 +177,73 @@ def test_a_study_not_in_params_is_named_with_the_studies_allowed(tmp_path, capsy
     err = capsys.readouterr().err
     assert "study 'nosuch' is not in params.yaml; allowed: s, s_smoke" in err and "Traceback" not in err
     assert not (tmp_path / "results").exists()  # read-only
+
+
+# ---- the console and a job's log (rdml.pipeline.console) ---------------------------------------------------
+
+ONE_RUN = {"build": ["s"], "gpus": 0, "studies": {"s": {
+    "datasets": ["synthetic"], "seeds": [0], "metric": "final", "train": {"epochs": 2, "batch_size": 64},
+    "rdml_table": {"archs": ["mlp"], "alphas": []}}}}  # two runs: independent-mlp-s0 and dml-mlp+mlp-a1-s0
+JOB = "synthetic/independent-mlp-s0"
+
+
+@pytest.fixture
+def one_run_project(tmp_path, monkeypatch):
+    import yaml
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(ONE_RUN))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RDML_LOCK_DIR", str(tmp_path / "locks"))
+    return tmp_path
+
+
+def test_a_jobs_epoch_lines_go_to_its_log_and_the_console_gets_one_line_per_run(one_run_project, capfd):
+    from rdml.pipeline.specs import spec_file, write_spec_files
+
+    assert write_spec_files(plan_jobs(ONE_RUN, "s")) == 2 and write_spec_files(plan_jobs(ONE_RUN, "s")) == 0  # unchanged: not rewritten
+    assert main(["pipeline", "run", "s", JOB, "--spec-file", spec_file("s", JOB), "--threads", "1"]) == 0
+    out, err = capfd.readouterr()
+    assert "epoch" not in out + err
+    lines = err.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"rdml: s {JOB}: ok, final test acc 0.") and lines[0].endswith(" s")
+    assert lines[1].startswith("rdml: s: 1 of 2 runs done, 1 pending, about ") and lines[1].endswith("left (estimate)")
+    log = (one_run_project / job_log("s", JOB)).read_text()
+    assert log.startswith(ATTEMPT) and "epoch 1/2 " in log and "epoch 2/2 " in log and lines[0] in log
+    assert log.splitlines()[-1].startswith(DONE)
+
+    assert main(["-q", "pipeline", "run", "s", JOB, "--threads", "1"]) == 0  # already trained: checked, kept
+    assert capfd.readouterr().err == ""  # -q: no INFO
+    assert main(["-v", "pipeline", "run", "s", JOB, "--threads", "1", "--log", "other.log"]) == 0
+    err = capfd.readouterr().err
+    assert f"rdml: s {JOB}: ok, final test acc 0." in err and "already trained" in err
+    assert (one_run_project / "other.log").read_text().count(ATTEMPT) == 1
+
+
+@pytest.mark.fault
+def test_a_failed_job_names_its_log_which_holds_the_traceback(one_run_project, capfd, monkeypatch):
+    from rdml.pipeline import jobs
+
+    def fails(*args, **kwargs):
+        print("epoch 1/2 lr=0.05 test acc: student_0=0.1000", file=sys.stderr)
+        raise RuntimeError("CUDA error: out of memory")
+
+    monkeypatch.setattr(jobs, "train", fails)
+    assert main(["pipeline", "run", "s", JOB, "--threads", "1"]) == 1
+    err = capfd.readouterr().err
+    assert f"rdml: error: job {JOB} of s failed (RuntimeError: CUDA error: out of memory); its output and traceback: " \
+           f"{job_log('s', JOB)}" in err and "Traceback" not in err and "epoch" not in err
+    log = (one_run_project / job_log("s", JOB)).read_text()
+    assert "epoch 1/2" in log and "Traceback" in log and log.splitlines()[-1].startswith(f"{FAILED} ")
+    states = {r.run: r.state for r in study_status(ONE_RUN, "s", one_run_project).runs}
+    assert states == {JOB: "failed", "synthetic/dml-mlp+mlp-a1-s0": "pending"}
+
+
+@pytest.mark.bad_input
+def test_a_spec_file_of_another_job_is_refused_before_any_work(one_run_project, capfd):
+    from rdml.pipeline.specs import spec_file, write_spec_files
+
+    write_spec_files(plan_jobs(ONE_RUN, "s"))
+    other = spec_file("s", "synthetic/dml-mlp+mlp-a1-s0")
+    assert main(["pipeline", "run", "s", JOB, "--spec-file", other]) == 2
+    assert f"--spec-file {other} describes job 'synthetic/dml-mlp+mlp-a1-s0' of 's', not '{JOB}' of 's'" in capfd.readouterr().err
+    assert not (one_run_project / "results/s/runs").exists() and not (one_run_project / "results/s/logs").exists()

@@ -82,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = steps.add_parser("run", help="train the runs of one job of a study on one GPU slot")
     run.add_argument("study")
     run.add_argument("job_id", metavar="job")
-    run.add_argument("--spec", help="the job as JSON, as Snakemake planned it (default: plan it from --params)")
+    run_spec = run.add_mutually_exclusive_group()
+    run_spec.add_argument("--spec", help="the job as JSON, as Snakemake planned it (default: plan it from --params)")
+    run_spec.add_argument("--spec-file", help="the job's spec in a file (what Snakemake writes: results/<study>/specs/<job>.json)")
     measure = steps.add_parser("measure", help="measure a trained run's final models for a study's analysis tables")
     measure.add_argument("study")
     measure.add_argument("run_id", metavar="run")
@@ -94,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: params.yaml's jobs_per_gpu, 1)")
         sub.add_argument("--die-with-parent", action="store_true", help="end when the process that started this one dies "
                          "(what Snakemake's jobs ask for)")
+        sub.add_argument("--log", help="the job's log file: its per-epoch lines, warnings and errors (default: "
+                         "results/<study>/logs/<job>.log); the console gets one line per finished run")
     prepare = steps.add_parser("prepare", help="download (where that applies) and load a data set once, write its stamp")
     prepare.add_argument("dataset")
     weights = steps.add_parser("weights", help="fetch an architecture's published weights (timm) into data/weights, write its stamp")
@@ -159,8 +163,13 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 spec = None
                 study_spec(load_params(args.params), args.study)
-            for path in write_tables(args.study, args.params, spec=spec):
-                print(path)
+            from rdml.pipeline.console import LOGGER
+
+            written = write_tables(args.study, args.params, spec=spec)
+            for path in written:
+                LOGGER.debug("wrote %s", path)
+            LOGGER.info("%s: wrote %d files of tables, curves and summary under results/%s (rdml -v lists them)",
+                        args.study, len(written), args.study)
             return 0
         if args.command == "eval":
             return _eval(args)
@@ -238,8 +247,36 @@ def _slots(args) -> tuple:
     gpus = args.gpus if args.gpus is not None else params.get("gpus", "auto")
     per_gpu, said = resolve_jobs_per_gpu(args.jobs_per_gpu if args.jobs_per_gpu is not None else params.get("jobs_per_gpu", 1))
     if said:
-        print(f"rdml: {said}", file=sys.stderr)
+        from rdml.pipeline.console import LOGGER
+
+        LOGGER.info("%s", said)
     return gpus, per_gpu
+
+
+def _study_metric(params_path: str, study: str) -> str:
+    """The study's metric as params.yaml gives it (what a finished run's console line shows), else final."""
+    from rdml.study.params import load_params, metric_of
+
+    try:
+        return metric_of(load_params(params_path), study)
+    except (ConfigError, OSError):
+        return "final"
+
+
+def _progress(params_path: str, study: str, job_id: str) -> None:
+    """After a job, the study's progress in one line (rdml.pipeline.status), planned from params.yaml; said
+    only where that plan holds this job (under Snakemake's --configfile with another grid, it may not)."""
+    from rdml.pipeline.console import LOGGER
+    from rdml.pipeline.status import format_progress, study_status
+    from rdml.study.params import load_params
+
+    try:
+        status = study_status(load_params(params_path), study)
+    except (ConfigError, OSError) as exc:
+        LOGGER.debug("no progress line: %s", exc)
+        return
+    if any(r.job == job_id for r in status.runs):
+        LOGGER.info("%s", format_progress(status))
 
 
 def _pipeline(args) -> int:
@@ -251,17 +288,33 @@ def _pipeline(args) -> int:
             from rdml.pipeline.slots import die_with_parent
 
             die_with_parent()  # first, before the seconds of importing torch
+        from rdml.pipeline.console import job_log, job_output
         from rdml.pipeline.jobs import job_threads, run_job
+        from rdml.pipeline.specs import read_spec_file
 
         if args.spec:
             spec = _json_argument("--spec", args.spec, dict)
             if (spec.get("study"), spec.get("job")) != (args.study, args.job_id) or not isinstance(spec.get("runs"), dict):
                 raise ConfigError(f"--spec describes job {spec.get('job')!r} of {spec.get('study')!r}, not {args.job_id!r} of {args.study!r}")
+        elif args.spec_file:
+            spec = read_spec_file(args.spec_file, args.study, args.job_id)
         else:
             spec = find_job(load_params(args.params), args.study, args.job_id).spec()
+        threads = job_threads(args.threads, args.params)
         gpus, per_gpu = _slots(args)
-        for record in run_job(spec, gpus, threads=job_threads(args.threads, args.params), per_gpu=per_gpu):
-            print(f"{record['config']['out']}: {record['status']}")
+        log = args.log or job_log(args.study, args.job_id)
+        try:
+            with job_output(log, f"rdml pipeline run {args.study} {args.job_id}"):
+                run_job(spec, gpus, threads=threads, per_gpu=per_gpu, metric=_study_metric(args.params, args.study))
+        except Exception as exc:  # noqa: BLE001  (its traceback is in the log; the console names it and the log)
+            if isinstance(exc, ConfigError):
+                raise
+            from rdml.pipeline.console import LOGGER
+
+            LOGGER.error("job %s of %s failed (%s: %s); its output and traceback: %s", args.job_id, args.study,
+                         type(exc).__name__, exc, log)
+            return 1
+        _progress(args.params, args.study, args.job_id)
     elif args.step == "measure":
         if args.die_with_parent:
             from rdml.pipeline.slots import die_with_parent
@@ -280,12 +333,22 @@ def _pipeline(args) -> int:
                 raise ConfigError(f"run {args.run_id!r} is not measured by study {args.study!r} (measured: {', '.join(planned) or 'none'})")
             run, wanted = planned[args.run_id]
             spec = {"study": args.study, "run": run.id, "directory": run.directory, "measurements": wanted}
+        from rdml.pipeline.console import LOGGER, job_log, job_output
+
+        threads = job_threads(args.threads, args.params)
         gpus, per_gpu = _slots(args)
-        print(measure_job(spec, gpus, threads=job_threads(args.threads, args.params), per_gpu=per_gpu))
+        with job_output(args.log or job_log(args.study, f"measure/{args.run_id}"), f"rdml pipeline measure {args.study} {args.run_id}"):
+            out = measure_job(spec, gpus, threads=threads, per_gpu=per_gpu)
+        LOGGER.info("%s %s: measured (%s)", args.study, args.run_id, out)
     elif args.step == "prepare":
         from rdml.pipeline.jobs import prepare_dataset
 
-        print(json.dumps(prepare_dataset(args.dataset), indent=1))
+        from rdml.pipeline.console import LOGGER
+
+        summary = prepare_dataset(args.dataset)
+        LOGGER.info("data set %s ready (%s)", args.dataset, ", ".join(f"{k} {summary[k]}" for k in ("rows", "num_classes") if k in summary)
+                    or summary.get("file", ""))
+        LOGGER.debug("%s", json.dumps(summary, indent=1))
     elif args.step == "weights":
         from rdml.pipeline.jobs import prepare_weights
 

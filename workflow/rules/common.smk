@@ -12,6 +12,8 @@ from rdml.study.params import load_params, studies_to_build, thread_count, with_
 from rdml.study.plan import plan_jobs, plan_measurements
 from rdml.pipeline.requests import ESTIMATE_MEM_MB, describe, job_request, load_measurements, planned_run, resolve_jobs_per_gpu
 from rdml.pipeline.stale import stale_jobs
+from rdml.pipeline.console import job_log
+from rdml.pipeline.specs import spec_text, write_spec_files
 
 config.update(with_smoke_studies(config))  # every study also has a <study>_smoke variant
 BUILD = studies_to_build(config)
@@ -89,3 +91,9 @@ def job_runtime(wildcards):
 if GPU_MEASURED:  # say once where the cluster requests of this plan come from
     _planned = [job_request_of(study, job_id) for study in BUILD for job_id in JOBS[study]]
     print(f"rdml: cluster requests: {describe(_planned)}", file=sys.stderr)
+
+
+onstart:
+    # Each planned job's spec as a file (rdml.pipeline.specs), written once jobs are about to run (not on a
+    # dry run), where its text changed; the jobs read it (--spec-file) instead of 1.6 KB on the command line.
+    write_spec_files(job for jobs in JOBS.values() for job in jobs.values())

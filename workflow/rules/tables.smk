@@ -30,9 +30,11 @@ rule measure:
         gpu=1,
         mem_mb=JOB_MEM_MB,
         runtime=30,
+    log:
+        job_log("{study}", "measure/{run}"),  # its output, as a training job's (rdml.pipeline.console)
     threads: THREADS
     shell:
-        "exec rdml pipeline measure {wildcards.study:q} {wildcards.run:q} --gpus $RDML_GPUS --jobs-per-gpu $RDML_JOBS_PER_GPU --threads $RDML_THREADS --die-with-parent --spec {params.spec:q}"
+        "exec rdml pipeline measure {wildcards.study:q} {wildcards.run:q} --gpus $RDML_GPUS --jobs-per-gpu $RDML_JOBS_PER_GPU --threads $RDML_THREADS --die-with-parent --spec {params.spec:q} --log {log:q}"
 
 
 rule tables:

@@ -23,8 +23,10 @@ rule fetch_weights:
 rule train_job:
     """The runs of one job (one run, or several seeds of one configuration) on one GPU slot (CPU where there is none).
 
-    The job trains exactly what this DAG planned (`--spec`), so --config and --configfile reach it.
-    A change of any key its runs train with (or of the code they run) reruns exactly this job.
+    The job trains exactly what this DAG planned (its spec, `params.spec`, written to `--spec-file` when
+    Snakemake starts: rdml.pipeline.specs), so --config and --configfile reach it. A change of any key
+    its runs train with (or of the code they run) reruns exactly this job. Its per-epoch lines and any
+    warning go to its log; the console gets one line per finished run and the study's progress.
     """
     input:
         data=lambda w: paths.data_stamp(planned(w).dataset),
@@ -33,13 +35,17 @@ rule train_job:
     output:
         paths.job_file("{study}", "{job}"),
     params:
-        spec=lambda w: json.dumps(planned(w).spec(), sort_keys=True),
+        spec=lambda w: spec_text(planned(w).spec()),  # what reruns the job when the plan changes
         code=lambda w: planned(w).code.sha256,
     resources:
         gpu=1,
         mem_mb=job_mem_mb,  # rdml.pipeline.requests: measured by `make gpu-check`, else estimated
         runtime=job_runtime,
+    log:
+        job_log("{study}", "{job}"),
     threads: THREADS
     shell:
-        # exec: the job's parent is Snakemake itself, and the job ends when Snakemake dies.
-        "exec rdml pipeline run {wildcards.study:q} {wildcards.job:q} --gpus $RDML_GPUS --jobs-per-gpu $RDML_JOBS_PER_GPU --threads $RDML_THREADS --die-with-parent --spec {params.spec:q}"
+        # exec: the job's parent is Snakemake itself, and the job ends when Snakemake dies. --spec-file: where
+        # rdml.pipeline.specs.spec_file puts the spec (onstart: common.smk), spelled here, not as a rule
+        # parameter, so that parameters stay what they were (a test holds the two spellings together).
+        "exec rdml pipeline run {wildcards.study:q} {wildcards.job:q} --gpus $RDML_GPUS --jobs-per-gpu $RDML_JOBS_PER_GPU --threads $RDML_THREADS --die-with-parent --spec-file results/{wildcards.study:q}/specs/{wildcards.job:q}.json --log {log:q}"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rdml.io import utc_now
 
-__all__ = ["LOGGER", "configure", "job_log", "job_output", "ATTEMPT", "FAILED", "DONE", "last_attempt_failed"]
+__all__ = ["LOGGER", "configure", "job_log", "job_output", "label_output", "ATTEMPT", "FAILED", "DONE", "last_attempt_failed"]
 
 LOGGER = logging.getLogger("rdml")
 # The lines a job writes into its log around its output, what `rdml status` reads: each attempt starts with
@@ -62,9 +62,16 @@ def configure(verbosity: int = 0) -> None:
         LOGGER.removeHandler(handler)
     handler = _Console()
     handler.setFormatter(_Format())
+    handler.setLevel(level)
     LOGGER.addHandler(handler)
     LOGGER.setLevel(level)
     LOGGER.propagate = False
+
+
+def console_shows(level: int) -> bool:
+    """Whether the console shows messages of `level` (a job's log gets every level)."""
+    consoles = [h for h in LOGGER.handlers if isinstance(h, _Console)]
+    return any(level >= h.level for h in consoles) if consoles else level >= logging.WARNING
 
 
 class _JobStream:
@@ -76,7 +83,7 @@ class _JobStream:
 
     def write(self, text: str) -> int:
         self.log.write(text)
-        if self.console is not None and LOGGER.isEnabledFor(logging.DEBUG):
+        if self.console is not None and console_shows(logging.DEBUG):
             lines = (self._partial + text).split("\n")
             self._partial = lines.pop()
             for line in lines:
@@ -93,6 +100,15 @@ class _JobStream:
 
     def fileno(self) -> int:
         return self.log.fileno()
+
+
+_JOB_STREAMS: list[_JobStream] = []  # the job_output in effect, innermost last
+
+
+def label_output(label: str) -> None:
+    """Label what the job writes from now on (e.g. the run it trains) where it reaches the console (-v)."""
+    if _JOB_STREAMS:
+        _JOB_STREAMS[-1].label = f"{label}: " if label else ""
 
 
 @contextlib.contextmanager
@@ -120,10 +136,10 @@ def job_output(log_path: str | Path, what: str):
         for fd in (1, 2):
             os.dup2(log.fileno(), fd)
         sys.stdout = sys.stderr = job_stream
+        _JOB_STREAMS.append(job_stream)
         _Console.stream = console
         LOGGER.addHandler(into_log)
-        if LOGGER.level == logging.NOTSET:  # not configured (run_job called from Python): the log still gets all
-            LOGGER.setLevel(logging.DEBUG)
+        LOGGER.setLevel(logging.DEBUG)  # the log gets every level; the console handler keeps its own
         try:
             yield job_stream
         except BaseException as exc:
@@ -132,6 +148,8 @@ def job_output(log_path: str | Path, what: str):
             raise
         log.write(f"{DONE} {utc_now()}\n")
     finally:
+        if job_stream in _JOB_STREAMS:
+            _JOB_STREAMS.remove(job_stream)
         LOGGER.removeHandler(into_log)
         LOGGER.setLevel(level)
         _Console.stream = None

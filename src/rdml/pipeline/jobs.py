@@ -8,6 +8,7 @@ job from params.yaml.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -17,6 +18,8 @@ from rdml.config import config_from_mapping, resolve
 from rdml.data.base import load_dataset
 from rdml.data.catalog import DATASETS, KINDS, RESOURCES
 from rdml.io import atomic_write_json
+from rdml.methods import METHODS
+from rdml.pipeline.console import LOGGER, label_output
 from rdml.pipeline.slots import acquire_gpu
 from rdml.study.params import load_params, slot_count, thread_count
 from rdml.train.loop import train
@@ -43,13 +46,15 @@ def _on_slot(gpus, per_gpu: int, threads: int):
     return slot
 
 
-def run_job(spec: dict, gpus: int | str = "auto", threads: int | None = None, per_gpu: int = 1) -> list[dict]:
+def run_job(spec: dict, gpus: int | str = "auto", threads: int | None = None, per_gpu: int = 1,
+            metric: str = "final") -> list[dict]:
     """Train the runs of a job spec (rdml.study.runs.Job.spec) one after the other; returns their records.
 
     A job runs because its outputs are missing or out of date, so each run trains anew, unless its
     finished run is already what it would train (same configuration, code, data and teacher: a job
     file lost to a failed job); an interrupted run's checkpoint (same configuration) is resumed.
-    `threads`: None reads params.yaml's (job_threads).
+    `threads`: None reads params.yaml's (job_threads). Says one line per finished run (run_line), at INFO;
+    `metric`: the study's (final, best, last5, ...), which that line shows.
     """
     study, job_id = spec["study"], spec["job"]
     threads = job_threads(threads)
@@ -60,7 +65,7 @@ def run_job(spec: dict, gpus: int | str = "auto", threads: int | None = None, pe
     slot = _on_slot(gpus, per_gpu, threads)
     try:
         command = ["rdml", "pipeline", "run", study, job_id]
-        records = {run_id: _train_run(study, run_id, cfg, command, slot.source) for run_id, cfg in configs.items()}
+        records = {run_id: _train_run(study, run_id, cfg, command, slot.source, metric) for run_id, cfg in configs.items()}
         atomic_write_json(paths.job_file(study, job_id), {
             "study": study,
             "job": job_id,
@@ -72,13 +77,37 @@ def run_job(spec: dict, gpus: int | str = "auto", threads: int | None = None, pe
     return list(records.values())
 
 
-def _train_run(study: str, run_id: str, cfg, command: list[str], gpu_slot: str) -> dict:
+def _train_run(study: str, run_id: str, cfg, command: list[str], gpu_slot: str, metric: str = "final") -> dict:
     """The job runs because something it depends on changed: train anew, unless an interrupted run of
     the same configuration can resume or the finished run is already what it would train (rdml.train.loop
     same_run); replace what is stale or damaged only once all is validated."""
-    record = train(cfg, argv=command, progress=False, replace=True, retrain=True, environment_extra={"gpu_slot": gpu_slot})
-    atomic_write_json(paths.metrics_file(study, run_id), metrics_of(record))
+    started, record_file = time.perf_counter(), Path(cfg.out) / "record.json"
+    before = record_file.stat().st_mtime_ns if record_file.is_file() else None
+    label_output(run_id)
+    LOGGER.debug("%s %s: training (%s)", study, run_id, cfg.out)
+    try:
+        record = train(cfg, argv=command, progress=False, replace=True, retrain=True, environment_extra={"gpu_slot": gpu_slot})
+        atomic_write_json(paths.metrics_file(study, run_id), metrics_of(record))
+    except Exception as exc:
+        LOGGER.info("%s %s: failed (%s: %s) after %.1f s", study, run_id, type(exc).__name__, exc, time.perf_counter() - started)
+        raise
+    finally:
+        label_output("")
+    kept = before is not None and record_file.stat().st_mtime_ns == before  # a finished run checked, not trained
+    LOGGER.info("%s", run_line(study, run_id, record, METHODS[cfg.method].members(resolve(cfg)), metric,
+                               time.perf_counter() - started, kept))
     return record
+
+
+def run_line(study: str, run_id: str, record: dict, members, metric: str, seconds: float, kept: bool = False) -> str:
+    """A finished run in one line: its id, status, the study's metric of each member (students, branches)
+    and the seconds it took (its epochs' when it was already trained and only checked)."""
+    summary = record.get("summary") or {}
+    values = " ".join(f"{summary[m][f'{metric}_acc']:.4f}" if summary.get(m, {}).get(f"{metric}_acc") is not None else "-"
+                      for m in members)
+    trained = record.get("epoch_seconds") or []
+    took = f"already trained ({sum(trained):.1f} s of epochs)" if kept else f"{seconds:.1f} s"
+    return f"{study} {run_id}: {record['status']}, {metric} test acc {values}, {took}"
 
 
 def measure_job(spec: dict, gpus: int | str = "auto", threads: int | None = None, per_gpu: int = 1) -> str:
