@@ -43,7 +43,7 @@ rule tables:
         lambda w: [paths.measures_file(w.study, run_id) for run_id in MEASURED[w.study]],
         sorted(Path("reported").glob("*.yaml")),  # the papers' numbers the tables are compared with
     output:
-        # `snakemake all_tables scorecard --report report.zip` shows every table, paper comparison, claims
+        # `snakemake all_tables --report report.zip` shows every table, paper comparison, claims
         # table, figure and compute summary of the built studies, one category per study (report_kind).
         # update(): Snakemake neither removes the old tables before the job nor keeps the remains of a job
         # that failed; it restores the old ones (and `rdml tables` replaces them only once all is written).
