@@ -165,6 +165,7 @@ def test_the_scorecard_covers_the_studies_built_so_far(tmp_path):
     write_tables("u", root=tmp_path, spec=SPEC)
     lines = parsed((tmp_path / "results/scorecard.md").read_text())
     assert [(line["paper"], line["study"]) for line in lines] == [(NO_PAPER, "u")]
+    assert "1 study built; 0 printed cells compared" in (tmp_path / "results/scorecard.md").read_text()
     write_tables("t", root=tmp_path, spec=SPEC)
     lines = parsed((tmp_path / "results/scorecard.md").read_text())
     assert [(line["paper"], line["study"]) for line in lines] == [(NO_PAPER, "t"), (NO_PAPER, "u")]

@@ -166,7 +166,8 @@ def _totals(cards: list[StudyCard]) -> str:
     gpu = sum((c.hours or {}).get("GPU", 0.0) for c in cards)
     cpu = sum((c.hours or {}).get("CPU", 0.0) for c in cards)
     judged = sum(outcomes.values()) - outcomes.get("not judged", 0)
-    return (f"{len(cards)} studies built; {sum(outcomes.values())} printed cells compared ({judged} judged): "
+    built = f"{len(cards)} {'study' if len(cards) == 1 else 'studies'} built"
+    return (f"{built}; {sum(outcomes.values())} printed cells compared ({judged} judged): "
             f"{outcomes.get('inside', 0)} inside our 95 % interval, {outcomes.get('outside', 0)} outside; bounds "
             f"{outcomes.get('bound met', 0)} met, {outcomes.get('bound missed', 0)} missed, "
             f"{outcomes.get('bound undecided', 0)} undecided; the papers' intervals {outcomes.get('interval inside', 0)} "
