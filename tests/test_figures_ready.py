@@ -15,7 +15,7 @@ import pytest
 from matplotlib.colors import to_hex, to_rgb
 from matplotlib.lines import Line2D
 
-from rdml.report.figures import LAYOUT_NAMES, draw_figures, save_figure
+from rdml.report.figures import draw_figures, save_figure
 from rdml.report.frame import long_frame
 from rdml.report.records import checked_record
 from rdml.report.table import build_tables
@@ -110,12 +110,11 @@ def test_titles_name_the_papers_table_and_the_layout_never_the_internal_name_alo
     # a study without `paper:` (the default digits study) names itself and the paper table the layout follows
     _, specs, tables, frame = build(tmp_path, STUDY)
     first = next(draw_figures(specs, tables, frame))
-    assert first.figure._suptitle.get_text().startswith(f"t study, {LAYOUT_NAMES[specs[0].name][0]}: ")
+    assert first.figure._suptitle.get_text().startswith(f"t study, {LAYOUTS[specs[0].name].title[0]}: ")
 
 
 def test_every_layout_has_a_human_name():
-    assert set(LAYOUTS) <= set(LAYOUT_NAMES)
-    assert all(source and what and "_" not in source + what for source, what in LAYOUT_NAMES.values())
+    assert all(source and what and "_" not in source + what for source, what in (LAYOUTS[n].title for n in LAYOUTS))
 
 
 def test_curves_are_in_the_tables_units_and_order(study):

@@ -2,6 +2,7 @@
 count of the fabricated numbers, its links, a study without paper numbers, and that a failed build leaves
 the old scorecard."""
 
+import copy
 import json
 import re
 import shutil
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from test_tables import PARAMS
 from rdml.keys import ConfigError
 from rdml.report.claims import claim_results
 from rdml.report.scorecard import NO_PAPER, paper_outcome, write_scorecard
@@ -18,15 +20,7 @@ from rdml.report.write import write_tables
 from rdml.study.plan import plan_study
 from rdml.train.integrity import summarise, write_record
 
-SPEC = {
-    "datasets": ["synthetic"],
-    "seeds": [0, 1, 2],
-    "metric": "last5",
-    "teacher": {"arch": "cnn_wide"},
-    "rdml_table": {"archs": ["mlp"], "alphas": [2.0]},
-    "kd_table": {"student": "mlp", "alphas": [1.0]},
-    "pair_table": {"pairs": [["mlp", "cnn"]]},
-}
+SPEC = copy.deepcopy(PARAMS["studies"]["t"])  # test_tables' study: every layout of the default study on the synthetic data
 
 # Students' accuracies per run (by seed); every other run scores 0.5. RDML α=2 beats DML (0.5) in both
 # columns; in the pair table DML's cnn (62 ± 2) loses to the independent cnn (71 ± 1).

@@ -41,8 +41,9 @@ from rdml.metrics import METRICS, PRIMARY  # noqa: E402
 from rdml.registry import Registry  # noqa: E402
 from rdml.report.frame import RECORDED, column  # noqa: E402
 from rdml.report.table import describe  # noqa: E402
+from rdml.study.layouts import LAYOUTS  # noqa: E402
 
-__all__ = ["TABLE_FIGURES", "LAYOUT_NAMES", "PALETTE", "DPI", "Drawn", "curve_data", "draw_figures", "save_figure",
+__all__ = ["TABLE_FIGURES", "PALETTE", "DPI", "Drawn", "curve_data", "draw_figures", "save_figure",
            "write_figures", "renyi_data", "figure_title"]
 
 TABLE_FIGURES: Registry = Registry("figure")
@@ -58,24 +59,6 @@ PANELS_PER_ROW = 4  # wider tables wrap their panels onto further rows, in the t
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000")
 LINESTYLES = ("-", "--", ":", "-.")
 
-# The human name of each layout (rdml.study.layouts): the paper's table it follows and what its rows
-# compare. A figure's title reads "<the study's paper:>: <what>", or, for a study that names no paper,
-# "<study> study, <layout's paper table>: <what>".
-LAYOUT_NAMES = {
-    "rdml_table": ("RDML Table 1–2 layout", "Ind., DML and RDML per α"),
-    "text_table": ("RDML Table 3 layout", "text classification, Ind. and RDML at the best α"),
-    "kd_table": ("Rényi-KD thesis Table 3.2 layout", "Rényi KD per α against the vanilla student"),
-    "pair_table": ("DML Table 2 layout", "network pairs, Ind. and DML"),
-    "kd_vs_dml_table": ("DML Table 4 layout", "distillation from a trained Net 1 against DML"),
-    "cohort_table": ("DML Fig. 3 layout", "cohort size, Ind., DML and DML ensemble"),
-    "semi_table": ("DML Fig. 6 layout", "semi-supervised learning against the labelled fraction"),
-    "entropy_table": ("DML §4.8 layout", "prediction entropy on the training images"),
-    "flat_minima_table": ("DML Figs. 4a–4b layout", "training loss under parameter noise"),
-    "methods_table": ("DML-vs-KD study layout", "baseline, KD and DML"),
-    "okdph_table": ("OKDPH supplement Table 3 layout", "DML, KDCL and OKDPH per cohort"),
-    "okdph_data_table": ("OKDPH supplement Table 4 layout", "DML, KDCL and OKDPH on noisy and scarce data"),
-    "outputs_table": ("outputs layout", "every output each method evaluates"),
-}
 
 
 @dataclass
@@ -112,10 +95,10 @@ def _study_of(spec) -> str | None:
 
 
 def figure_title(paper: str | None, study: str | None, layout: str | None) -> str:
-    """The paper's table the figure belongs to and the layout's human name (LAYOUT_NAMES), never the
+    """The paper's table the figure belongs to and the layout's human name (its `title` in rdml.study.layouts), never the
     internal layout name alone: "RDML Table 2: Ind., DML and RDML per α"."""
-    source, what = LAYOUT_NAMES.get(layout, (None, None)) if layout else (None, None)
-    if layout and source is None:  # a layout not named above: its key, spelled out
+    source, what = LAYOUTS[layout].title if layout in LAYOUTS else (None, None)
+    if layout and source is None:  # not a registered layout: its key, spelled out
         source, what = f"{layout.replace('_', ' ')} layout", None
     head = paper or ", ".join(x for x in (f"{study} study" if study else None, source) if x) or "rdml"
     return f"{head}: {what}" if what else head

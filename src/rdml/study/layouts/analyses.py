@@ -16,7 +16,8 @@ from rdml.study.layouts.base import Claim, Entry, TableSpec, layout
 TOP = [f"Top-{i}" for i in range(1, 6)]
 
 
-@layout("entropy_table", ("arch", "cohort"))
+@layout("entropy_table", ("arch", "cohort"),
+        title=("DML §4.8 layout", "prediction entropy on the training images"))
 def entropy_table(plan, spec: dict) -> TableSpec:
     arch, k = spec["arch"], int(spec["cohort"])
     if k < 3:
@@ -44,7 +45,8 @@ def entropy_table(plan, spec: dict) -> TableSpec:
                      claims=claims, measurements={"predictions": {}}, scale=1.0, digits=4)
 
 
-@layout("flat_minima_table", ("arch", "sigmas", "draws", "noise_seed"))
+@layout("flat_minima_table", ("arch", "sigmas", "draws", "noise_seed"),
+        title=("DML Figs. 4a–4b layout", "training loss under parameter noise"))
 def flat_minima_table(plan, spec: dict) -> TableSpec:
     arch, sigmas, draws = spec["arch"], [float(s) for s in spec["sigmas"]], int(spec["draws"])
     if not sigmas or any(s <= 0 for s in sigmas) or len(set(sigmas)) != len(sigmas) or draws < 1:

@@ -96,9 +96,11 @@ class TableSpec:
 LAYOUTS: Registry = Registry("table layout")
 
 
-def layout(name: str, keys: tuple[str, ...]):
-    """Register a layout under its params.yaml key, with the keys its section may hold."""
+def layout(name: str, keys: tuple[str, ...], title: tuple[str, str]):
+    """Register a layout under its params.yaml key, with the keys its section may hold and its human name,
+    `title`: the paper's table it follows and what its rows compare (a figure reads "<the study's paper:>:
+    <what>", or for a study that names no paper "<study> study, <the paper's table>: <what>")."""
     def register(function):
-        function.keys = keys
+        function.keys, function.title = keys, title
         return LAYOUTS.add(name, function)
     return register

@@ -9,7 +9,8 @@ from rdml.study.layouts.base import Claim, Entry, TableSpec, layout
 COLUMNS = ["Ind.", "DML", "DML_e", "Ind. ensemble", "DML ensemble", "DML_e ensemble"]
 
 
-@layout("cohort_table", ("arch", "sizes"))
+@layout("cohort_table", ("arch", "sizes"),
+        title=("DML Fig. 3 layout", "cohort size, Ind., DML and DML ensemble"))
 def cohort_table(plan, spec: dict) -> TableSpec:
     arch = spec["arch"]
     rows, entries, claims = [], [], []

@@ -4,7 +4,8 @@ the study's teacher; average accuracy and improvement over vanilla in points, al
 from rdml.study.layouts.base import Claim, Derived, Entry, TableSpec, layout
 
 
-@layout("kd_table", ("student", "alphas", "temperature", "beta", "kd_scale", "at_epochs"))
+@layout("kd_table", ("student", "alphas", "temperature", "beta", "kd_scale", "at_epochs"),
+        title=("Rényi-KD thesis Table 3.2 layout", "Rényi KD per α against the vanilla student"))
 def kd_table(plan, spec: dict) -> TableSpec:
     student, teacher_arch = spec["student"], plan.study["teacher"]["arch"]
     at_epochs = spec.get("at_epochs", [])

@@ -3,7 +3,8 @@
 from rdml.study.layouts.base import Claim, Entry, TableSpec, layout
 
 
-@layout("kd_vs_dml_table", ("pairs", "temperature", "beta", "kd_scale"))
+@layout("kd_vs_dml_table", ("pairs", "temperature", "beta", "kd_scale"),
+        title=("DML Table 4 layout", "distillation from a trained Net 1 against DML"))
 def kd_vs_dml_table(plan, spec: dict) -> TableSpec:
     columns = ["Ind. Net 1", "Ind. Net 2", "1 distills 2 (Net 2)", "DML Net 1", "DML Net 2"]
     rows, entries, claims = [], [], []

@@ -5,7 +5,8 @@ DML cohort ("The best student in the cohort … scoring 82.6 % on average")."""
 from rdml.study.layouts.base import Claim, Entry, TableSpec, layout
 
 
-@layout("methods_table", ("student", "teachers", "students", "temperature", "beta", "kd_scale"))
+@layout("methods_table", ("student", "teachers", "students", "temperature", "beta", "kd_scale"),
+        title=("DML-vs-KD study layout", "baseline, KD and DML"))
 def methods_table(plan, spec: dict) -> TableSpec:
     student, k = spec["student"], spec.get("students", 2)
     rows, entries, claims = [], [], []

@@ -55,7 +55,8 @@ def _claims(row: str, columns: dict[str, str], family: str) -> list[Claim]:
             for m, c in columns.items() if m != "okdph" and ours]
 
 
-@layout("okdph_table", ("archs", "students", "methods", "baseline", "views", "hybrid"))
+@layout("okdph_table", ("archs", "students", "methods", "baseline", "views", "hybrid"),
+        title=("OKDPH supplement Table 3 layout", "DML, KDCL and OKDPH per cohort"))
 def okdph_table(plan, spec: dict) -> TableSpec:
     """Supplement Table 3: two, three and four students of ResNet-32 and VGG-16 on CIFAR-10/100."""
     methods = spec.get("methods", METHOD_NAMES)
@@ -78,7 +79,8 @@ def okdph_table(plan, spec: dict) -> TableSpec:
                      bold_columns=[], claims=claims, figures=("curves",))
 
 
-@layout("okdph_data_table", ("arch", "settings", "methods", "baseline", "views", "hybrid"))
+@layout("okdph_data_table", ("arch", "settings", "methods", "baseline", "views", "hybrid"),
+        title=("OKDPH supplement Table 4 layout", "DML, KDCL and OKDPH on noisy and scarce data"))
 def okdph_data_table(plan, spec: dict) -> TableSpec:
     """Supplement Table 4: DenseNet-40-12 with noisy inputs and with 10 % and 1 % of the training images.
     `settings`, in the table's row order: each a `name`, the data set it trains on per study data set

@@ -9,7 +9,8 @@ from rdml.methods import METHODS
 from rdml.study.layouts.base import Entry, TableSpec, layout
 
 
-@layout("outputs_table", ("methods", "archs", "students"))
+@layout("outputs_table", ("methods", "archs", "students"),
+        title=("outputs layout", "every output each method evaluates"))
 def outputs_table(plan, spec: dict) -> TableSpec:
     rows, columns, entries = [], [], []
     for d in plan.datasets:

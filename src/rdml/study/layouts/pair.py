@@ -3,7 +3,8 @@
 from rdml.study.layouts.base import Claim, Derived, Entry, TableSpec, layout
 
 
-@layout("pair_table", ("pairs",))
+@layout("pair_table", ("pairs",),
+        title=("DML Table 2 layout", "network pairs, Ind. and DML"))
 def pair_table(plan, spec: dict) -> TableSpec:
     columns = ["Ind. Net 1", "Ind. Net 2", "DML Net 1", "DML Net 2", "DML − Ind. Net 1", "DML − Ind. Net 2"]
     rows, entries, derived, claims = [], [], [], []  # DML Table 2: "All the network combinations ...

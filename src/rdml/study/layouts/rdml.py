@@ -15,7 +15,8 @@ PUBLISHED_HEAD_NOTE = (
     "RDML row trains as Ind. of the same seed does, up to float rounding.")
 
 
-@layout("rdml_table", ("archs", "alphas"))
+@layout("rdml_table", ("archs", "alphas"),
+        title=("RDML Table 1–2 layout", "Ind., DML and RDML per α"))
 def rdml_table(plan, spec: dict) -> TableSpec:
     alphas = sorted({1.0, *map(float, spec["alphas"])})
     independent = METHODS["independent"].label({})

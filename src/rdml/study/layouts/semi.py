@@ -12,7 +12,8 @@ from rdml.study.layouts.base import Claim, Entry, TableSpec, layout
 ROWS = ["Single (labelled)", "DML-labelled", "DML-all"]
 
 
-@layout("semi_table", ("arch", "fractions"))
+@layout("semi_table", ("arch", "fractions"),
+        title=("DML Fig. 6 layout", "semi-supervised learning against the labelled fraction"))
 def semi_table(plan, spec: dict) -> TableSpec:
     arch, fractions = spec["arch"], [float(f) for f in spec["fractions"]]
     if len(set(fractions)) != len(fractions) or not all(0 < f <= 1 for f in fractions):

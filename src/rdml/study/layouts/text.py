@@ -23,7 +23,8 @@ BY = {"val": "validation", "test": "test"}
 STUDENTS = ("student_0", "student_1")  # {arch}-0 and {arch}-1, as trained
 
 
-@layout("text_table", ("archs", "alphas"))
+@layout("text_table", ("archs", "alphas"),
+        title=("RDML Table 3 layout", "text classification, Ind. and RDML at the best α"))
 def text_table(plan, spec: dict) -> TableSpec:
     alphas = sorted({1.0, *map(float, spec["alphas"])})
     columns = [c for arch in spec["archs"] for c in (f"{arch}: Independent", f"{arch}-0", f"{arch}-1", f"{arch}: α")]
