@@ -68,8 +68,7 @@ def resolve_auto(execution, key: dict, planned_steps: int, previous: dict | None
     if not auto:
         return execution, None
     kept = {name: (previous or {}).get(name) for name in auto}
-    if kept["memory_format" if "memory_format" in auto else "compile"] is not None and all(
-            kept[name] in CHOICES[name] for name in auto):
+    if all(kept[name] in CHOICES[name] for name in auto):
         return dataclasses.replace(execution, **kept), {name: {"chose": kept[name], "by": "the run's earlier execution"}
                                                        for name in auto}
     choice = {}
