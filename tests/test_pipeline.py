@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -84,21 +85,32 @@ def test_snakemake_builds_the_tables_and_dvc_then_has_nothing_to_do(project):
 
 
 def test_report_plots_and_metrics_show_what_was_built(project):
-    """`snakemake --report` holds every table, the claims and the figures; `dvc plots show` draws the per-run
-    curves; `dvc metrics show` lists one value per table cell."""
+    """`snakemake --report` holds every table, the claims and the figures; `dvc plots show` draws one plot per
+    panel of a table's curves, its methods as lines, in the table's unit; `dvc metrics show` lists one value
+    per table cell under keys of letters, digits and underscores."""
     sh(str(BIN / "snakemake"), "all_tables", "--report", "report.html", cwd=project)
     report = (project / "report.html").read_text(errors="replace")
     assert all(name in report for name in ("claims.html", "rdml_table.html", "fig_curves_rdml_table.png", "fig_renyi.png"))
     (project / "report.html").unlink()
     plots = json.loads(sh(str(BIN / "dvc"), "plots", "show", "--json", cwd=project).stdout)
     assert not plots.get("errors"), plots["errors"]
-    drawn = {Path(p).as_posix() for p in plots["data"]}
-    run = "synthetic/dml-mlp+mlp-a2-s0"
-    assert any(p.endswith(f"results/smoke/curves/{run}/student_1.csv") for p in drawn), sorted(drawn)[:5]
+    assert sorted(plots["data"]) == ["smoke/kd_table/Average_accuracy", "smoke/pair_table/synthetic_mlp_cnn",
+                                     "smoke/rdml_table/synthetic_mlp"], sorted(plots["data"])
+    [plot] = plots["data"]["smoke/rdml_table/synthetic_mlp"]
+    values = plot["content"]["data"]["values"]
+    assert {datum["field"] for datum in values} == {"Ind", "DML", "RDML_alpha_2"}
+    figure = pd.read_csv(project / "results/smoke/tables/fig_curves_rdml_table.csv")
+    dml = figure[figure.line == "DML"].groupby("epoch")["test_acc (%)"].mean()
+    drawn = {int(d["epoch"]): float(d["dvc_inferred_y_value"]) for d in values if d["field"] == "DML"}
+    assert drawn == pytest.approx(dml.to_dict(), abs=1e-6)  # the figure's mean line, in %
+    assert "Ind., DML and RDML per α" in plot["content"]["title"]["text"]
+    for definition in yaml.safe_load((project / "dvc.yaml").read_text())["plots"]:  # planned columns = written ones
+        [(file, columns)] = next(iter(definition.values()))["y"].items()
+        assert (project / file).read_text().splitlines()[0].split(",") == ["epoch", *columns]
     metrics = json.loads(sh(str(BIN / "dvc"), "metrics", "show", "--json", cwd=project).stdout)[""]["data"]
     summary = json.loads((project / "results/smoke/summary.json").read_text())
     cells = json.loads((project / "results/smoke/tables/rdml_table.cells.json").read_text())["cells"]
-    assert summary["rdml_table"]["RDML α=2 | synthetic/mlp/1"] == pytest.approx(100 * cells["RDML α=2|synthetic/mlp/1"]["mean"])
+    assert summary["rdml_table"]["RDML_alpha_2"]["synthetic_mlp_1"] == pytest.approx(100 * cells["RDML α=2|synthetic/mlp/1"]["mean"])
     assert metrics["results/smoke/summary.json"]["data"] == summary
 
 
@@ -392,13 +404,16 @@ def test_snakemake_overrides_reach_the_jobs(tmp_path, monkeypatch):
         assert record["config"]["epochs"] == 1 and record["seed"] == 7
 
 
-def test_dvc_metrics_diff_names_the_cells_a_parameter_change_moved(tmp_path):
-    """After a committed build, a changed learning rate retrains with `dvc repro`, and `dvc metrics diff`
-    lists the table cells whose values moved (the study summary is DVC's metrics file)."""
+def test_dvc_compares_commits_in_a_clone_with_the_repositorys_own_gitignore(tmp_path):
+    """In a git repository made from the project's files, its real .gitignore included: git keeps each study's
+    summary, per-run metrics and curves (never the runs), so after a committed build and a changed learning
+    rate `dvc metrics diff` names the moved cells, `dvc plots diff HEAD~1` and `dvc exp show` load both
+    commits, and every metric key is one a shell and a Markdown table carry."""
     params = {"build": ["smoke"], "gpus": 0, "studies": {"smoke": {
         "datasets": ["synthetic"], "seeds": [0], "metric": "final", "train": {"epochs": 1, "batch_size": 64, "lr": 0.05},
         "rdml_table": {"archs": ["mlp"], "alphas": [2.0]}}}}
     root = make_project(tmp_path, params)
+    shutil.copy(REPO / ".gitignore", root)
     git = ["git", "-c", "user.name=rdml", "-c", "user.email=rdml@example.org"]
     sh("git", "init", "-q", cwd=root)
     sh(str(BIN / "dvc"), "init", "-q", cwd=root)
@@ -406,12 +421,33 @@ def test_dvc_metrics_diff_names_the_cells_a_parameter_change_moved(tmp_path):
     sh(str(BIN / "dvc"), "repro", "-q", cwd=root)
     sh("git", "add", "-A", cwd=root)
     sh(*git, "commit", "-q", "-m", "built", cwd=root)
+    tracked = sh("git", "ls-files", "results", cwd=root).stdout.split()
+    assert "results/smoke/summary.json" in tracked and "results/smoke/curves/rdml_table/synthetic_mlp.csv" in tracked
+    assert "results/smoke/metrics/synthetic/dml-mlp+mlp-a1-s0.json" in tracked
+    assert not [f for f in tracked if not re.match(r"results/smoke/(summary\.json|metrics/|curves/)", f)], tracked
+
     params["studies"]["smoke"]["train"]["lr"] = 0.2
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(str(BIN / "dvc"), "repro", "-q", cwd=root)
     diff = json.loads(sh(str(BIN / "dvc"), "metrics", "diff", "--json", cwd=root).stdout)
     moved = {key for key, change in diff["results/smoke/summary.json"].items() if change.get("diff")}
-    assert any(key.endswith("DML | synthetic/mlp/0") for key in moved), diff
+    assert "rdml_table.DML.synthetic_mlp_0" in moved, diff
+    keys = [key for changes in diff.values() for key in changes]
+    assert all(re.fullmatch(r"[A-Za-z0-9_.+-]+", key) for key in keys), [k for k in keys if not re.fullmatch(r"[\w.+-]+", k)]
+    table = sh(str(BIN / "dvc"), "metrics", "diff", "--md", cwd=root).stdout.strip().splitlines()
+    assert len(table) > 3 and len({line.count("|") for line in table}) == 1, table[:3]  # a well-formed Markdown table
+    assert not json.loads(sh(str(BIN / "dvc"), "plots", "diff", "--json", cwd=root).stdout).get("errors")
+
+    sh("git", "add", "-A", cwd=root)
+    sh(*git, "commit", "-q", "-m", "lr 0.2", cwd=root)
+    plots = json.loads(sh(str(BIN / "dvc"), "plots", "diff", "HEAD~1", "--json", cwd=root).stdout)
+    assert not plots.get("errors"), plots["errors"]
+    [plot] = plots["data"]["smoke/rdml_table/synthetic_mlp"]
+    assert {d["rev"] for d in plot["content"]["data"]["values"]} == {"HEAD~1", "workspace"}
+    shown = json.loads(sh(str(BIN / "dvc"), "exp", "show", "--json", cwd=root).stdout)
+    assert len(shown) == 2 and not any(row["error"] for row in shown), shown  # the workspace and HEAD
+    assert all(row["data"]["metrics"]["results/smoke/summary.json"]["data"]["rdml_table"]["DML"]["synthetic_mlp_0"]
+               for row in shown)
 
 
 def test_the_default_profile_is_picked_up_without_naming_it(tmp_path):

@@ -24,16 +24,16 @@ from rdml.data.catalog import DATASETS, RESOURCES
 from rdml.code import SOURCE, CodeIdentity
 from rdml.dependencies import data_code, measure_code, reporting_code, weights_code
 from rdml.io import atomic_write_bytes
-from rdml.metrics import METRICS, PRIMARY
 from rdml.models.pretrained import weights_file
+from rdml.report.dvc_views import plot_definitions
 from rdml.report.scorecard import SCORECARD
 from rdml.study.params import checked_params, load_params, studies_to_build
-from rdml.study.plan import plan_jobs, plan_measurements, plan_study
+from rdml.study.plan import plan_jobs, plan_measurements, plan_study, plan_tables
 from rdml.yamlfile import load_yaml
 from rdml.study.reported import REPORTED
 from rdml.study.runs import Job
 
-__all__ = ["dvc_stages", "write_dvc_yaml", "code_stamps", "write_code_stamps"]
+__all__ = ["dvc_stages", "dvc_plots", "write_dvc_yaml", "code_stamps", "write_code_stamps"]
 
 PARAMS = "params.yaml"
 
@@ -127,9 +127,8 @@ def dvc_stages(params: dict, studies: list[str], declared: set[str] | None = Non
             "deps": [paths.code_stamp("tables", "report"), REPORTED, *(r.directory for r in runs),
                      *(paths.measures_file(study, run_id) for run_id in measured)],
             "params": [keys(f"studies.{study}")],
-            "outs": _persist(paths.tables_dir(study)),
+            "outs": [*_persist(paths.tables_dir(study)), {paths.curves_dir(study): kept()}],
             "metrics": [{paths.summary_file(study): kept()}],
-            "plots": [{paths.curves_dir(study): kept(x="epoch", y=f"test_{METRICS[PRIMARY].recorded}")}],
         }
     # The scorecard of every built study (rdml.report.scorecard): each `rdml tables` rewrites it, this
     # stage declares it, after the tables it reads (a change of its code reruns the tables, then it).
@@ -139,6 +138,13 @@ def dvc_stages(params: dict, studies: list[str], declared: set[str] | None = Non
         "outs": [{f"{SCORECARD}.md": kept()}, {f"{SCORECARD}.html": kept()}],
     }
     return stages
+
+
+def dvc_plots(params: dict, studies: list[str]) -> list[dict]:
+    """The top-level plots: one per panel of each table's learning curves, its lines by name
+    (rdml.report.dvc_views), instead of one plot per run and model."""
+    return [plot for study in studies
+            for plot in plot_definitions(study, plan_tables(params, study), params["studies"][study].get("paper"))]
 
 
 def kept(**more) -> dict:
@@ -176,9 +182,10 @@ def write_dvc_yaml(params_path: str = PARAMS, out: str = "dvc.yaml", studies: li
     raw = load_yaml(params_path, "params file")  # read once, by the one YAML reader
     params = checked_params(raw, params_path)
     declared = set(raw["studies"])  # before the smoke variants were added
-    body = {"stages": dvc_stages(params, studies_to_build(params, studies), declared)}
+    built = studies_to_build(params, studies)
+    body = {"stages": dvc_stages(params, built, declared), "plots": dvc_plots(params, built)}
     text = "# Generated from params.yaml by `rdml pipeline dvc-yaml`; do not edit by hand.\n" + yaml.safe_dump(
-        body, sort_keys=False, width=200
+        body, sort_keys=False, width=200, allow_unicode=True
     )
     if out == "-":
         sys.stdout.write(text)

@@ -40,6 +40,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from rdml.metrics import METRICS, PRIMARY  # noqa: E402
 from rdml.registry import Registry  # noqa: E402
 from rdml.report.frame import RECORDED, column  # noqa: E402
+from rdml.report.panels import curve_entries, panels_and_lines, strip_index  # noqa: E402
 from rdml.report.table import describe  # noqa: E402
 from rdml.study.layouts import LAYOUTS  # noqa: E402
 
@@ -114,18 +115,6 @@ def _epochs(ax) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _strip_index(name: str) -> str:
-    return re.sub(r"/\d+$", "", name)
-
-
-def _panels_and_lines(spec) -> tuple[list[str], list[str]]:
-    """The curves' panels and lines in the table's order: columns (without the student index) and rows,
-    or rows and columns where the table draws its columns as lines (`curves="columns"`)."""
-    if spec.curves == "rows":
-        return list(dict.fromkeys(_strip_index(c) for c in spec.columns)), list(spec.rows)
-    return list(spec.rows), list(spec.columns)
-
-
 def _ordered(values, order: list[str]) -> list[str]:
     """`values` (each once) in `order`, any not in it after, as first seen."""
     present = list(dict.fromkeys(values))
@@ -135,13 +124,7 @@ def _ordered(values, order: list[str]) -> list[str]:
 def curve_data(spec, frame: pd.DataFrame) -> pd.DataFrame:
     """Per panel, line, run and epoch: the mean over the entry's students of each curve (test accuracy, loss),
     as the frame holds them (fractions), panels and lines in the table's order."""
-    rows = []
-    for entry in spec.entries:
-        if entry.measure is not None or entry.epoch is not None:
-            continue
-        column_name = entry.columns[0]
-        panel, line = ((_strip_index(column_name), entry.row) if spec.curves == "rows" else (entry.row, column_name))
-        rows += [(panel, line, entry.run.id, model) for model in entry.students]
+    rows = [(panel, line, entry.run.id, model) for panel, line, entry in curve_entries(spec) for model in entry.students]
     if not rows:
         return pd.DataFrame(columns=["panel", "line", "run", "epoch", *CURVES, "status"])
     keys = pd.DataFrame(rows, columns=["panel", "line", "run", "model"]).drop_duplicates()
@@ -149,7 +132,7 @@ def curve_data(spec, frame: pd.DataFrame) -> pd.DataFrame:
         index=["run", "model", "epoch", "status"], columns="metric", values="value").reset_index()
     merged = keys.merge(wide, on=["run", "model"])
     data = merged.groupby(["panel", "line", "run", "epoch", "status"], as_index=False)[CURVES].mean()
-    panels, lines = _panels_and_lines(spec)
+    panels, lines = panels_and_lines(spec)
     rank = {"panel": _ordered(data.panel, panels), "line": _ordered(data.line, lines)}
     return data.sort_values(["panel", "line", "run", "epoch"], key=lambda s: s.map(
         {v: i for i, v in enumerate(rank[s.name])}) if s.name in rank else s, kind="stable").reset_index(drop=True)
@@ -211,8 +194,8 @@ def curves(spec, table, frame) -> Drawn | None:
 def best_alpha(spec, table, frame) -> Drawn | None:
     """Per experiment (column without its student index), the row with the highest mean over its students."""
     rows = []
-    for experiment in dict.fromkeys(_strip_index(c) for c in table.columns):
-        columns = [c for c in table.columns if _strip_index(c) == experiment]
+    for experiment in dict.fromkeys(strip_index(c) for c in table.columns):
+        columns = [c for c in table.columns if strip_index(c) == experiment]
         means = {}
         for row in table.rows:
             cells = [table.cells.get((row, c)) for c in columns]

@@ -1,5 +1,5 @@
 """`rdml tables STUDY`: every table of a study, its claims, paper comparisons, measured compute, runs
-frame, learning curves, DVC metrics and figures, written to results/<study>/ from the checked records.
+frame, DVC's metrics and curves (rdml.report.dvc_views) and figures, written to results/<study>/ from the checked records.
 Each table is written as Markdown, LaTeX, CSV and HTML, with `<table>.cells.json` naming each cell's runs."""
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from rdml.report.claims import claims_table
 from rdml.report.compute import compute_summary
 from rdml.report.figures import write_figures
 from rdml.report.formats import FORMATS
-from rdml.report.frame import RECORDED, column, long_frame
+from rdml.report.dvc_views import study_summary, write_curves
+from rdml.report.frame import long_frame
 from rdml.report.paper import paper_comparison
 from rdml.report.records import checked_record
 from rdml.report.scorecard import write_scorecard
@@ -27,29 +28,7 @@ from rdml.study.params import load_params, metric_of
 from rdml.study.plan import plan_study, plan_tables
 from rdml.study.reported import load_reported
 
-__all__ = ["write_tables", "write_curves", "study_summary"]
-
-
-def write_curves(frame, folder: Path) -> list[Path]:
-    """One CSV per run and model in `folder`: epoch and each recorded metric (test accuracy, test loss),
-    what `dvc plots` draws. `folder` is new (write_tables moves it into place whole, so no curve of a run
-    the study no longer plans survives)."""
-    written = []
-    columns = [column(m) for m in RECORDED]
-    scores = frame[frame.metric.isin(columns)]
-    for (run, model), group in scores.groupby(["run", "model"]):
-        wide = group.pivot_table(index="epoch", columns="metric", values="value").reset_index()
-        path = folder / run / f"{model}.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        wide[["epoch", *columns]].to_csv(path, index=False)
-        written.append(path)
-    return written
-
-
-def study_summary(tables: list[Table]) -> dict:
-    """One value per cell, as printed (DVC's metrics file: `dvc metrics diff` shows the cells that moved)."""
-    return {t.name: {f"{row} | {col}": (None if c.mean is None else round(t.scale * c.mean, 6))
-                     for (row, col), c in t.cells.items() if c.runs} for t in tables}
+__all__ = ["write_tables"]
 
 
 def _text_files(study: str, tables: list[Table], checked: list, root) -> tuple[dict[str, str], list[dict]]:
@@ -95,9 +74,10 @@ def write_tables(study: str, params_path: str = "params.yaml", root: str | Path 
             for name, text in files.items():
                 atomic_write_bytes(out / name, text.encode())
             atomic_write_bytes(out / "runs.csv", frame.to_csv(index=False).encode())
-            write_curves(frame, new["curves"])
-            new["curves"].mkdir(exist_ok=True)
-            write_figures(plan_tables(params, study), tables, frame, out)
+            specs = plan_tables(params, study)
+            new["curves"].mkdir()
+            write_curves(study, specs, frame, new["curves"])
+            write_figures(specs, tables, frame, out)
             for table in tables:
                 atomic_write_json(out / f"{table.name}.cells.json", table.sidecar(study, statistic))
             if claims:
