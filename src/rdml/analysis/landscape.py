@@ -1,0 +1,268 @@
+"""The loss-landscape trajectories of the OKDPH supplement (§3.1, Figs. 2–5), as the official
+experiment/landscape/grid_loss.py (tianlizhang/OKDPH, commit a562089) computes them.
+
+Each student's parameters are saved along training; every saved parameter vector (the state dict's
+parameters in its order; the buffers — batch-norm statistics — kept aside, `get_1d_weight` L53–63,
+`save_diff` L66–79) is a row of the trajectory matrix. A PCA with two components (scikit-learn,
+`pca_traj` L116–128) is fitted on some of the rows (`pca_start:pca_end`, L118: by default all but the
+OKDPH run's second student, "similar with ours-S1") and gives every row its plane coordinates. Each
+point of a grid over that plane (`calc_grid` L144–168; `np.linspace` bounds, L146–147, one point per
+unit by default, L246–249) takes its loss from the trajectory point nearest in the plane (among the
+first three trajectories, `mids` L145; Euclidean, first of ties, `np.argmin` L155–157) moved along the
+two components by the grid point's offset from it, `matrix[mid] + dx·pc1 + dy·pc2`, with that
+checkpoint's buffers (`point_along_traj` L131–141, `vec2net` L83–94); the loss is the mean
+cross-entropy over the training set without augmentation in eval mode (`test` L35–50 on the 'base'
+loader, src/data/data_loader.py L283–288). `along_path` (L171–191) adds points at offsets (−1, 0, 1)² of
+chosen checkpoints, which draw.ipynb interpolates with the grid.
+
+The official checkpoints are written after each epoch and named by its 0-based index (src/01_DML.py L91–112,
+src/OKDPH.py L150–152), and the script reads indices 0, 5, …, 295 (L23, L222–224): after rdml's epochs
+1, 6, …, 296 (epoch % every == 1), the first being the figures' "initial point" (draw.ipynb plots rows
+0, 60 and 120 in crimson), not the weights before training.
+
+Departures: the PCA is exact (`svd_solver="full"`) where `PCA(n_components=2)` lets scikit-learn pick a
+randomized solver with no seed for matrices this wide, so the components would differ between runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rdml.data.base import Dataset
+from rdml.keys import ConfigError
+
+__all__ = ["LANDSCAPE_DEFAULTS", "landscape_spec", "Trajectory", "Projection", "parameter_names", "flatten_state", "trajectory_matrix", "fit_projection",
+           "grid_axis", "grid_points", "nearest_rows", "moved_vectors", "load_vector", "training_loss",
+           "evaluate_grid", "evaluate_points", "path_offsets"]
+
+
+LANDSCAPE_DEFAULTS = {
+    "step": 1.0,  # one grid point per unit when only the bounds are given (grid_loss.py L246-249)
+    "every": 5,  # a checkpoint every 5 epochs (--save_epoch 5, L224; epochs 0, 5, ..., 295 of 300, L23)
+    "offsets": [-1.0, 0.0, 1.0],  # along_path's dx, dy (--dx/--dy, L232-233)
+    "fit": None,  # the trajectories the PCA fits, by index; None: all but the last (pca_end=180 of 240, L118, L235)
+    "candidates": None,  # the trajectories grid points start from; None: all but the last (mids 0..179, L145)
+}
+REQUIRED = ("x_bounds", "y_bounds")  # per backbone and data set in the official README (no default there)
+
+
+def landscape_spec(spec: dict, trajectories: int) -> dict:
+    """A study's landscape keys over LANDSCAPE_DEFAULTS, checked against `trajectories` trajectories (each
+    refusal a ConfigError naming the key, its value and what is allowed)."""
+    unknown = sorted(set(spec) - set(LANDSCAPE_DEFAULTS) - set(REQUIRED))
+    if unknown:
+        raise ConfigError(f"landscape: keys {unknown} are not known; allowed: {', '.join((*REQUIRED, *LANDSCAPE_DEFAULTS))}")
+    missing = [key for key in REQUIRED if key not in spec]
+    if missing:
+        raise ConfigError(f"landscape: missing {', '.join(missing)} (each [low, high] of the plane's coordinates)")
+    out = {**LANDSCAPE_DEFAULTS, **spec}
+    for key in REQUIRED:
+        bounds = out[key]
+        if not (isinstance(bounds, (list, tuple)) and len(bounds) == 2
+                and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)):
+            raise ConfigError(f"landscape.{key}={bounds!r}: allowed: [low, high], two numbers")
+        grid_axis(float(bounds[0]), float(bounds[1]), float(out["step"]) if isinstance(out["step"], (int, float)) else math.nan)
+    every = out["every"]
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ConfigError(f"landscape.every={every!r}: allowed: an integer >= 1 (epochs between checkpoints)")
+    offsets = out["offsets"]
+    if not (isinstance(offsets, (list, tuple)) and offsets and all(isinstance(o, (int, float)) and not isinstance(o, bool)
+                                                                   and math.isfinite(o) for o in offsets)):
+        raise ConfigError(f"landscape.offsets={offsets!r}: allowed: a non-empty list of finite numbers")
+    if trajectories < 2:
+        raise ConfigError(f"landscape: {trajectories} trajectories; allowed: at least 2")
+    chosen = {}
+    for key in ("fit", "candidates"):
+        value = out[key] if out[key] is not None else list(range(trajectories - 1))
+        if not (isinstance(value, (list, tuple)) and value and len(set(value)) == len(value)
+                and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < trajectories for i in value)):
+            raise ConfigError(f"landscape.{key}={out[key]!r}: allowed: distinct trajectory indices in 0..{trajectories - 1}")
+        chosen[key] = sorted(value)
+    return {"x_bounds": [float(b) for b in out["x_bounds"]], "y_bounds": [float(b) for b in out["y_bounds"]],
+            "step": float(out["step"]), "every": every, "offsets": [float(o) for o in offsets], **chosen}
+
+
+def parameter_names(model: nn.Module) -> list[str]:
+    """The state-dict keys that are parameters, in the state dict's order (grid_loss.py L67–69, L58)."""
+    names = {name for name, _ in model.named_parameters()}
+    return [key for key in model.state_dict() if key in names]
+
+
+def flatten_state(state: dict, names: Sequence[str], dtype=np.float64) -> tuple[np.ndarray, dict]:
+    """One checkpoint's parameters as one vector of `dtype` (the `names`, in order) and its other entries
+    (buffers: batch-norm statistics), kept as they are (get_1d_weight L53–63)."""
+    missing = [name for name in names if name not in state]
+    if missing:
+        raise ConfigError(f"landscape: a checkpoint lacks parameters {missing[:5]}; it is not of this architecture")
+    vector = np.concatenate([state[name].detach().cpu().double().reshape(-1).numpy().astype(dtype) for name in names])
+    named = set(names)
+    return vector, {key: value.detach().cpu().clone() for key, value in state.items() if key not in named}
+
+
+@dataclass
+class Trajectory:
+    """The saved states of every trajectory: `matrix` (one row per checkpoint), the buffers of
+    each row, the label of each trajectory and the rows where each starts (`splits`, grid_loss.py L20–28)."""
+
+    matrix: np.ndarray
+    buffers: list[dict]
+    labels: list[str]
+    splits: list[int]
+
+    def rows_of(self, label: str) -> range:
+        k = self.labels.index(label)
+        return range(self.splits[k], self.splits[k + 1])
+
+
+def trajectory_matrix(trajectories: dict[str, Sequence[dict]], names: Sequence[str], dtype=np.float64) -> Trajectory:
+    """Every checkpoint of every trajectory (label → states in training order) stacked, in the labels'
+    order, as `dtype` (float32, as the official matrix, L74–77, halves the memory of a wide network);
+    every trajectory must have at least one state."""
+    rows, buffers, splits = [], [], [0]
+    for label, states in trajectories.items():
+        if not states:
+            raise ConfigError(f"landscape: trajectory {label!r} has no saved states")
+        for state in states:
+            vector, rest = flatten_state(state, names, dtype)
+            rows.append(vector)
+            buffers.append(rest)
+        splits.append(len(rows))
+    return Trajectory(np.stack(rows), buffers, list(trajectories), splits)
+
+
+@dataclass
+class Projection:
+    """The plane of the two principal components: `mean` (d,), `components` (2, d, orthonormal rows) and
+    the fraction of variance each explains; `coordinates(v) = (v − mean)·componentsᵀ` (PCA.transform)."""
+
+    mean: np.ndarray
+    components: np.ndarray
+    explained_variance_ratio: np.ndarray
+
+    def coordinates(self, vectors: np.ndarray) -> np.ndarray:
+        return (np.atleast_2d(vectors) - self.mean) @ self.components.T
+
+
+def fit_projection(matrix: np.ndarray, rows: Iterable[int]) -> Projection:
+    """scikit-learn's PCA with two components fitted on `rows` of the trajectory matrix (grid_loss.py
+    L116–118), exact (svd_solver="full") so that a rerun finds the same plane."""
+    from sklearn.decomposition import PCA
+
+    rows = list(rows)
+    if len(rows) < 3:
+        raise ConfigError(f"landscape: the PCA needs at least 3 checkpoints to fit two components, got {len(rows)}")
+    pca = PCA(n_components=2, svd_solver="full").fit(matrix[rows])
+    return Projection(pca.mean_.astype(np.float64), pca.components_.astype(np.float64),
+                      pca.explained_variance_ratio_.astype(np.float64))
+
+
+def grid_axis(low: float, high: float, step: float) -> np.ndarray:
+    """np.linspace(low, high, n) with n = (high − low)/step + 1 points (grid_loss.py L146–147; L246–249:
+    step 1 when the bounds come alone); the bounds must be a whole number of steps apart."""
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ConfigError(f"landscape: grid bounds ({low}, {high}): allowed: finite numbers, low < high")
+    if not (math.isfinite(step) and step > 0):
+        raise ConfigError(f"landscape: grid step {step}: allowed: a finite number > 0")
+    steps = (high - low) / step
+    if abs(steps - round(steps)) > 1e-9 * max(1.0, steps):
+        raise ConfigError(f"landscape: grid bounds ({low}, {high}) are not a whole number of steps {step} apart")
+    return np.linspace(low, high, int(round(steps)) + 1)
+
+
+def grid_points(x_bounds: Sequence[float], y_bounds: Sequence[float], step: float) -> np.ndarray:
+    """Every grid point (x, y), x in the outer loop and y in the inner (grid_loss.py L151–153), (n, 2)."""
+    xs, ys = grid_axis(*x_bounds, step), grid_axis(*y_bounds, step)
+    return np.array([(x, y) for x in xs for y in ys], dtype=np.float64)
+
+
+def nearest_rows(points: np.ndarray, coordinates: np.ndarray, candidates: Sequence[int]) -> np.ndarray:
+    """For each point, the candidate row whose plane coordinates are nearest (Euclidean; the first
+    candidate of a tie, as np.argmin, grid_loss.py L155–157)."""
+    candidates = np.asarray(list(candidates))
+    if candidates.size == 0:
+        raise ConfigError("landscape: no trajectory points to measure the grid from")
+    distances = np.linalg.norm(points[:, None, :] - coordinates[candidates][None, :, :], axis=-1)
+    return candidates[np.argmin(distances, axis=1)]
+
+
+def moved_vectors(matrix: np.ndarray, projection: Projection, points: np.ndarray, rows: Sequence[int]):
+    """Per point, the parameter vector of its row moved along the components by the point's offset from
+    the row in the plane: matrix[row] + dx·pc1 + dy·pc2 (grid_loss.py L132, L158–159), yielded lazily."""
+    coordinates = projection.coordinates(matrix[np.asarray(rows)])
+    for point, row, coordinate in zip(points, rows, coordinates):
+        offset = point - coordinate
+        yield matrix[row] + offset[0] * projection.components[0] + offset[1] * projection.components[1]
+
+
+@torch.no_grad()
+def load_vector(model: nn.Module, vector: np.ndarray, buffers: dict, names: Sequence[str]) -> nn.Module:
+    """`model` with its parameters `names` cut from `vector` in order and its other state from `buffers`
+    (vec2net, grid_loss.py L83–94), each in the model's dtype and device."""
+    state, offset = {}, 0
+    current = model.state_dict()
+    expected = sum(current[name].numel() for name in names)
+    if expected != len(vector):
+        raise ConfigError(f"landscape: a vector of {len(vector)} values for {expected} parameters")
+    for name in names:
+        size = current[name].numel()
+        state[name] = torch.from_numpy(np.asarray(vector[offset : offset + size])).reshape(current[name].shape)
+        offset += size
+    state.update(buffers)
+    model.load_state_dict({k: v.to(current[k].device, current[k].dtype) for k, v in state.items()})
+    return model
+
+
+@torch.no_grad()
+def training_loss(model: nn.Module, data: Dataset, batch_size: int = 1024) -> dict:
+    """Mean cross-entropy (nats) and accuracy over the labelled training rows, without augmentation, eval
+    mode (grid_loss.py `test`, L35–50, on the unaugmented training loader); summed in float64."""
+    model.eval()
+    loss, correct, total = 0.0, 0, 0
+    for x, y in data.eval_batches("train", batch_size):
+        keep = y >= 0
+        logits = model(x)[keep].double()
+        loss += float(F.cross_entropy(logits, y[keep], reduction="sum"))
+        correct += int((logits.argmax(-1) == y[keep]).sum())
+        total += int(keep.sum())
+    if total == 0:
+        raise ConfigError(f"landscape: dataset {data.name} has no labelled training rows")
+    return {"loss": loss / total, "accuracy": correct / total}
+
+
+def evaluate_grid(model: nn.Module, trajectory: Trajectory, projection: Projection, points: np.ndarray,
+                  candidates: Sequence[int], names: Sequence[str], measure: Callable[[nn.Module], dict]) -> list[dict]:
+    """Each point's (x, y), nearest row among `candidates` and `measure(model)` (e.g. training_loss) with the
+    model holding that row's parameters moved to the point and that row's buffers (calc_grid, L144–168)."""
+    rows = nearest_rows(points, projection.coordinates(trajectory.matrix), candidates)
+    return evaluate_points(model, trajectory, projection, points, rows, names, measure)
+
+
+def evaluate_points(model: nn.Module, trajectory: Trajectory, projection: Projection, points: np.ndarray,
+                    rows: Sequence[int], names: Sequence[str], measure: Callable[[nn.Module], dict]) -> list[dict]:
+    """Each point measured from the given row (point_along_traj, L131–141; along_path gives the rows itself)."""
+    results = []
+    for point, row, vector in zip(points, rows, moved_vectors(trajectory.matrix, projection, points, rows)):
+        load_vector(model, vector, trajectory.buffers[row], names)
+        results.append({"x": float(point[0]), "y": float(point[1]), "row": int(row), **measure(model)})
+    return results
+
+
+def path_offsets(projection: Projection, matrix: np.ndarray, rows: Sequence[int],
+                 offsets: Sequence[float] = (-1.0, 0.0, 1.0)) -> tuple[np.ndarray, list[int]]:
+    """The extra points of `along_path` (grid_loss.py L171–191): each chosen row's plane coordinates moved by
+    every (dx, dy) of `offsets`², with the row each comes from (for evaluate_grid's measure of a given row)."""
+    coordinates = projection.coordinates(matrix[np.asarray(list(rows))])
+    points, sources = [], []
+    for row, coordinate in zip(rows, coordinates):
+        for dx in offsets:
+            for dy in offsets:
+                points.append(coordinate + np.array([dx, dy]))
+                sources.append(int(row))
+    return np.array(points), sources
