@@ -188,3 +188,18 @@ def test_landscape_keys_default_to_the_official_script_s_and_refuse_bad_values()
                        ({"x_bounds": "0,1", "y_bounds": [0, 1]}, "x_bounds='0,1'")]:
         with pytest.raises(ConfigError, match=match):
             landscape_spec(bad, 4)
+
+
+def test_surface_interpolates_a_plane_exactly_inside_and_clips_outside():
+    from rdml.analysis.landscape import surface
+
+    rng = np.random.default_rng(4)
+    x, y = rng.uniform(-5, 5, 200), rng.uniform(-5, 5, 200)
+    x, y = np.concatenate([x, [-5, -5, 5, 5]]), np.concatenate([y, [-5, 5, -5, 5]])  # the square's corners: hull = square
+    plane = lambda a, b: 0.2 * a - 0.1 * b + 2.0
+    xi, yi, zi = surface(x, y, plane(x, y), (-5, 5), (-5, 5), resolution=21, max_loss=2.5)
+    assert zi.shape == (21, 21) and np.array_equal(xi, np.linspace(-5, 5, 21))
+    X, Y = np.meshgrid(xi, yi)
+    assert np.allclose(zi, np.minimum(plane(X, Y), 2.5), atol=1e-9)  # linear interpolation of a plane is the plane
+    _, _, outside = surface(x, y, plane(x, y), (-10, 10), (-10, 10), resolution=5, max_loss=9.0)
+    assert outside[0, 0] == 9.0 and outside[2, 2] == pytest.approx(2.0)  # beyond the points: max_loss

@@ -40,7 +40,7 @@ from rdml.keys import ConfigError
 
 __all__ = ["LANDSCAPE_DEFAULTS", "landscape_spec", "Trajectory", "Projection", "parameter_names", "flatten_state", "trajectory_matrix", "fit_projection",
            "grid_axis", "grid_points", "nearest_rows", "moved_vectors", "load_vector", "training_loss",
-           "evaluate_grid", "evaluate_points", "path_offsets"]
+           "evaluate_grid", "evaluate_points", "path_offsets", "surface"]
 
 
 LANDSCAPE_DEFAULTS = {
@@ -266,3 +266,24 @@ def path_offsets(projection: Projection, matrix: np.ndarray, rows: Sequence[int]
                 points.append(coordinate + np.array([dx, dy]))
                 sources.append(int(row))
     return np.array(points), sources
+
+
+def surface(x: Sequence[float], y: Sequence[float], loss: Sequence[float], x_bounds: Sequence[float],
+            y_bounds: Sequence[float], resolution: int = 101, max_loss: float = 4.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The measured losses (grid and along-path points) linearly interpolated on a Delaunay triangulation
+    onto a `resolution`² mesh, losses above `max_loss` and points outside the triangulation set to
+    `max_loss` (draw.ipynb: `interpolator`, tri.LinearTriInterpolator on 101 × 101 points; `draw_one`, zi
+    clipped at max_val = 4 on CIFAR-10 and 6 on CIFAR-100, NaN to max_val, contour levels arange(0, max_val,
+    interval)). Returns the mesh's x, y and the (len(y), len(x)) losses."""
+    import matplotlib.tri as tri
+
+    if resolution < 2 or not (math.isfinite(max_loss) and max_loss > 0):
+        raise ConfigError(f"landscape: surface resolution={resolution}, max_loss={max_loss}: allowed: resolution >= 2, "
+                          "max_loss a finite number > 0")
+    interpolate = tri.LinearTriInterpolator(tri.Triangulation(np.asarray(x, float), np.asarray(y, float)),
+                                            np.asarray(loss, float))
+    xi = np.linspace(x_bounds[0], x_bounds[1], resolution)
+    yi = np.linspace(y_bounds[0], y_bounds[1], resolution)
+    zi = np.ma.filled(interpolate(*np.meshgrid(xi, yi)).astype(float), np.nan)
+    zi[np.isnan(zi)] = max_loss
+    return xi, yi, np.minimum(zi, max_loss)
