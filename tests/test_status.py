@@ -33,14 +33,14 @@ def planned_runs() -> dict:
 
 
 def fabricate(root: Path, run_id: str, status: str, seconds: list[float], device: str = "cpu", *,
-              config_sha256: str | None = None, written: float | None = None) -> Path:
+              config_sha256: str | None = None, written: float | None = None, code_sha256: str | None = None) -> Path:
     """A record.json as rdml.train.loop writes it (the fields status reads and the rest of new_record's)."""
     run = planned_runs()[run_id]
     epochs = [{"epoch": i + 1, "lr": [0.1], "train": {}, "test": {"student_0": {"acc": 0.5, "loss": 1.0}}}
               for i in range(len(seconds))]
     record = {"format": "rdml.run/2", "status": status, "label": run.method, "method": run.method, "alpha": run.alpha,
               "seed": run.seed, "archs": list(run.archs), "config_sha256": config_sha256 or run.config_sha256,
-              "config": run.train_keys(), "environment": {"device": device, "threads": 1}, "command": ["rdml"],
+              "config": run.train_keys(), "code": {"run": {"sha256": code_sha256 or run.code.sha256}}, "environment": {"device": device, "threads": 1}, "command": ["rdml"],
               "started_at": "2026-01-01T00:00:00+00:00", "resumed_at": [], "diverged": None,
               "ended_at": None if status == "running" else "2026-01-01T00:01:00+00:00",
               "final_model": None, "epochs": epochs, "epoch_seconds": seconds,
@@ -96,6 +96,16 @@ def test_each_state_is_read_from_the_files_of_its_run(study):
         "synthetic/dml-mlp+mlp-a3-s1": ("failed", 0, 4),
         "synthetic/dml-mlp+mlp-a3-s2": ("failed", 0, 4),
     }
+
+
+def test_a_finished_run_whose_code_changed_since_is_pending_as_snakemake_and_dvc_see_it(tmp_path):
+    """An edit of the code a run executes reruns it (its Snakemake parameter and DVC stamp change): status
+    counts it pending with no epoch done, not ok."""
+    fabricate(tmp_path, "synthetic/independent-mlp-s0", "ok", [1, 2, 3, 4])
+    fabricate(tmp_path, "synthetic/independent-mlp-s1", "ok", [1, 2, 3, 4], code_sha256="1" * 64)
+    states = {r.run: (r.state, r.epoch) for r in study_status(PARAMS, "s", tmp_path).runs}
+    assert states["synthetic/independent-mlp-s0"] == ("ok", 4)
+    assert states["synthetic/independent-mlp-s1"] == ("pending", 0)
 
 
 def test_the_estimate_and_the_hours_by_hand(study):

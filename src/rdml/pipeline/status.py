@@ -3,7 +3,8 @@
 Read-only, so it can run while Snakemake or SLURM trains: the plan (rdml.study.plan.plan_jobs, from
 params.yaml) says which runs the study wants; each run's state comes from its files.
 
-- ok / diverged: its record.json says so (and was written for the planned configuration);
+- ok / diverged: its record.json says so (and was written for the planned configuration by the code the run
+  executes now: after an edit that reruns it, a run is pending again, as Snakemake and DVC will see it);
 - running: its directory's lock is held (rdml.train.loop takes it while training), or, where locks do not
   reach across hosts (some cluster file systems), its record was rewritten within two of its epochs;
   with epoch k of n from the record;
@@ -137,15 +138,16 @@ def _recently_written(path: Path, record: dict, now: float) -> bool:
     return age < max(2 * max(record.get("epoch_seconds") or [0]), 60)
 
 
-def run_state(root: Path, study: str, job: str, run, job_failed: bool, now: float) -> RunState:
-    """The state of one planned run (`run`: an rdml.study.runs.Run) from its files under `root`."""
+def run_state(root: Path, study: str, job: str, run, job_failed: bool, now: float, code_sha256: str | None = None) -> RunState:
+    """The state of one planned run (`run`: an rdml.study.runs.Run) from its files under `root`; `code_sha256`: the
+    code the run executes now (rdml.dependencies.training_code), None to leave the code unchecked."""
     run_dir = root / run.directory
     record_path = run_dir / "record.json"
     record = read_record_retrying(record_path)
-    if record is not None and record.get("config_sha256") not in (None, run.config_sha256):
-        outdated = True  # a run of another configuration: the job replaces it
-    else:
-        outdated = False
+    recorded_code = (((record or {}).get("code") or {}).get("run") or {}).get("sha256")
+    # A run of another configuration, or one whose code has since changed: the job trains it again.
+    outdated = record is not None and (record.get("config_sha256") not in (None, run.config_sha256)
+                                       or code_sha256 not in (None, recorded_code))
     seconds = float(sum(record.get("epoch_seconds") or [])) if record else 0.0
     device = ((record or {}).get("environment") or {}).get("device")
     epoch = 0 if record is None or outdated else len(record.get("epochs") or [])
@@ -168,7 +170,8 @@ def study_status(params: dict, study: str, root: str | Path = ".") -> StudyStatu
     states = []
     for job in plan_jobs(params, study):
         failed = last_attempt_failed(root / job_log(study, job.id))
-        states += [run_state(root, study, job.id, run, failed, now) for run in job.runs]
+        code = job.code.sha256
+        states += [run_state(root, study, job.id, run, failed, now, code) for run in job.runs]
     return StudyStatus(study, tuple(states))
 
 
