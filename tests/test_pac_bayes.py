@@ -101,7 +101,7 @@ def test_sigma_of_a_linear_model_drops_the_expected_accuracy_by_the_deviation_an
     spec = {"draws": 400, "search_depth": 30, "tolerance": 0.005}
     result = pac_bayes_measures(model, start, accuracy, 60, spec)
     clean = result["accuracy"]
-    assert clean == pytest.approx(54 / 60)
+    assert clean == pytest.approx(54 / 60) and result["converged"]
     target = brentq(lambda s: expected(s) - (clean - 0.1), 1e-4, 10.0)  # independent root of the closed form
     assert abs(expected(result["sigma"]) - (clean - 0.1)) < 0.005 + 0.01  # tolerance + Monte-Carlo error
     assert result["sigma"] == pytest.approx(target, rel=0.25)
@@ -195,3 +195,4 @@ def test_initial_students_are_the_weights_training_started_from(tmp_path, monkey
                                    {**spec, "seed": 5 + k})
         assert measured[f"student_{k}"] == alone
         assert measured[f"student_{k}"]["m"] == m and measured[f"student_{k}"]["batch_norm_folded"] == 2
+        assert len(alone["search"]) <= 3 and alone["converged"] == (abs(alone["search"][-1]["displacement"] - 0.1) < 0.01)

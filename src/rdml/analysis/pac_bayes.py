@@ -263,7 +263,9 @@ def pac_bayes_measures(model: nn.Module, initial: nn.Module, accuracy: Callable[
                                 spec["tolerance"])
     distance = squared_norm(trained.module, spec["norm"], start.module)
     size = squared_norm(trained.module, spec["norm"])
-    return {"accuracy": clean, "sigma": sigma, "search": steps, "m": m,
+    # converged: the last σ moved the accuracy by the deviation within the tolerance (else the depth ran out)
+    converged = abs(steps[-1]["displacement"] - spec["deviation"]) < spec["tolerance"]
+    return {"accuracy": clean, "sigma": sigma, "search": steps, "converged": converged, "m": m,
             "squared_distance": distance, "squared_norm": size,
             "pac_bayes_init": pac_bayes_bound(distance, sigma, m), "pac_bayes_orig": pac_bayes_bound(size, sigma, m),
             "pac_bayes_flatness": 1 / sigma ** 2,  # Jiang et al. eq. 53 (measures.py L243)
