@@ -203,3 +203,33 @@ def test_surface_interpolates_a_plane_exactly_inside_and_clips_outside():
     assert np.allclose(zi, np.minimum(plane(X, Y), 2.5), atol=1e-9)  # linear interpolation of a plane is the plane
     _, _, outside = surface(x, y, plane(x, y), (-10, 10), (-10, 10), resolution=5, max_loss=9.0)
     assert outside[0, 0] == 9.0 and outside[2, 2] == pytest.approx(2.0)  # beyond the points: max_loss
+
+
+def test_measure_landscape_is_the_official_main_on_saved_states():
+    from rdml.analysis.landscape import measure_landscape, path_checkpoints
+
+    assert path_checkpoints(60) == [0, 1, 2, *range(9, 60, 5)]  # tmp_lst of grid_loss.py L173
+    assert path_checkpoints(12) == [0, 1, 2, 9] and path_checkpoints(2) == [0, 1]
+    rng = np.random.default_rng(5)
+    d = 6
+    trajectories = {f"s{k}": [{"w": torch.tensor(rng.normal(size=d)), "shift": torch.tensor(float(k), dtype=torch.float64)}
+                              for _ in range(12)] for k in range(4)}
+    model = Quadratic(d)
+
+    def measure(net):
+        return {"loss": float((net.w.detach().numpy() ** 2).sum() + net.shift)}
+
+    spec = {"x_bounds": [-2, 2], "y_bounds": [-1, 1], "step": 1, "offsets": [0.0, 0.5]}
+    result = measure_landscape(model, trajectories, spec, measure)
+    names = parameter_names(model)
+    trajectory = trajectory_matrix(trajectories, names)
+    projection = fit_projection(trajectory.matrix, range(36))  # all but the last trajectory, by default
+    coordinates = projection.coordinates(trajectory.matrix)
+    assert np.allclose(result["coordinates"]["s3"], coordinates[36:], atol=1e-10)
+    points = grid_points((-2, 2), (-1, 1), 1)
+    assert result["grid"] == evaluate_grid(model, trajectory, projection, points, range(36), names, measure)
+    assert {g["row"] for g in result["grid"]} <= set(range(36))
+    around = [k * 12 + i for k in range(3) for i in (0, 1, 2, 9)]
+    assert [p["row"] for p in result["path"]] == [row for row in around for _ in range(4)]
+    assert np.allclose([[p["x"], p["y"]] for p in result["path"][:4]],
+                       coordinates[0] + np.array([[0, 0], [0, 0.5], [0.5, 0], [0.5, 0.5]]), atol=1e-10)

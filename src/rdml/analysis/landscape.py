@@ -40,7 +40,7 @@ from rdml.keys import ConfigError
 
 __all__ = ["LANDSCAPE_DEFAULTS", "landscape_spec", "Trajectory", "Projection", "parameter_names", "flatten_state", "trajectory_matrix", "fit_projection",
            "grid_axis", "grid_points", "nearest_rows", "moved_vectors", "load_vector", "training_loss",
-           "evaluate_grid", "evaluate_points", "path_offsets", "surface"]
+           "evaluate_grid", "evaluate_points", "path_offsets", "path_checkpoints", "measure_landscape", "surface"]
 
 
 LANDSCAPE_DEFAULTS = {
@@ -287,3 +287,35 @@ def surface(x: Sequence[float], y: Sequence[float], loss: Sequence[float], x_bou
     zi = np.ma.filled(interpolate(*np.meshgrid(xi, yi)).astype(float), np.nan)
     zi[np.isnan(zi)] = max_loss
     return xi, yi, np.minimum(zi, max_loss)
+
+
+def path_checkpoints(count: int) -> list[int]:
+    """The checkpoints of a trajectory `along_path` measures around: the first three, then every fifth from
+    the tenth (tmp_lst = [0, 1, 2, 9, 14, ..., 59] of 60, grid_loss.py L173), within `count`."""
+    return [i for i in (0, 1, 2) if i < count] + list(range(9, count, 5))
+
+
+def measure_landscape(model: nn.Module, trajectories: dict[str, Sequence[dict]], spec: dict,
+                      measure: Callable[[nn.Module], dict], dtype=np.float64) -> dict:
+    """grid_loss.py's `main` (L194–203) on saved states: the trajectory matrix of `trajectories` (label →
+    states in training order, the OKDPH students last), the PCA fitted on spec's `fit` trajectories, every
+    trajectory's plane coordinates, the grid measured from the nearest checkpoint of the `candidates`
+    trajectories and the along-path points around their path_checkpoints (L174–176); `model` is the
+    architecture the states load into (its weights are overwritten), `measure` e.g. training_loss."""
+    spec = landscape_spec(spec, len(trajectories))
+    names = parameter_names(model)
+    trajectory = trajectory_matrix(trajectories, names, dtype)
+    labels = trajectory.labels
+    fit = [row for k in spec["fit"] for row in trajectory.rows_of(labels[k])]
+    candidates = [row for k in spec["candidates"] for row in trajectory.rows_of(labels[k])]
+    projection = fit_projection(trajectory.matrix, fit)
+    coordinates = projection.coordinates(trajectory.matrix)
+    points = grid_points(spec["x_bounds"], spec["y_bounds"], spec["step"])
+    grid = evaluate_grid(model, trajectory, projection, points, candidates, names, measure)
+    around = [trajectory.rows_of(labels[k])[i] for k in spec["candidates"]
+              for i in path_checkpoints(len(trajectory.rows_of(labels[k])))]
+    extra, sources = path_offsets(projection, trajectory.matrix, around, spec["offsets"])
+    path = evaluate_points(model, trajectory, projection, extra, sources, names, measure)
+    return {"spec": spec, "labels": labels,
+            "coordinates": {label: coordinates[list(trajectory.rows_of(label))].tolist() for label in labels},
+            "explained_variance_ratio": projection.explained_variance_ratio.tolist(), "grid": grid, "path": path}
