@@ -1,0 +1,265 @@
+"""The branched OKDDip networks of the OKDPH code (tianlizhang/OKDPH at a562089: src/models/resnet_okddip.py,
+vgg_okddip.py, densenet_okddip.py, the `*_okddip` entries of `model_dict`, src/models/__init__.py L47–53),
+built from rdml's OKDPH backbones (rdml.models.zoo.okdph: their blocks and stage builders) in the
+official module names and creation order, so that from one torch seed a network starts from exactly the
+official initial weights and its state_dict keys are the official keys.
+
+A network of n branches shares its trunk; each branch is the backbone's last stage and a classifier of
+its own. Branches 0..n−2 are the auxiliary peers, branch n−1 the group leader (Chen et al., AAAI 2020).
+`forward` returns, as the official `forward` (e.g. resnet_okddip.py L187–246),
+
+    pro   B×C×P  the peers' logits, one column per peer,
+    x_m   B×C×P  each peer's target: x_m[:, :, a] = Σ_b softmax_b(q_a·k_b) pro[:, :, b],
+    lead  B×C    the leader's logits,
+
+with q = W_q h and k = W_k h linear projections (no bias) of a peer's pooled features h of width D to D // 8
+(`factor=8`: ResNet-32 64→8, VGG-16 512→64, DenseNet-40-12 132→16), and the dot products not scaled
+(L238–240). With two branches there is one peer, whose attention is a 1×1 softmax: x_m = pro.
+
+- `okddip_resnet32` (resnet_okddip.py L109–185, L248–259): the stem, layer1 and layer2 are shared; branch i
+  is `layer3_i` (5 BasicBlocks, 64 channels, stride 2) and `classifier3_i` (64→C). Projections of width
+  64 (`input_channel=lookup('resnet32')`, src/04_OKDDip.py L40–42, L122–125). Conv weights Kaiming-normal
+  (fan_out), BN 1 and 0; linear layers PyTorch's default (L147–152).
+- `okddip_vgg16` (vgg_okddip.py L19–138): conv1, conv2, layer1–layer3 shared; branch i is `layer3_i` (the
+  backbone's fourth stage: 3×512 convolutions and a max-pool) and `classifier3_i` 512→512→512→C with
+  Dropout(p=0.5) (L20: `dropout=0.5`, which src/04_OKDDip.py L127 leaves; the OKDPH VGG-16 has 0.0).
+  Linear weights N(0, 0.01) but their biases keep PyTorch's default (L65–66: not set to 0 as in vgg.py);
+  the projections, created before that loop, are N(0, 0.01) too.
+- `okddip_densenet40_12` (densenet_okddip.py L114–249, L257–268): the features (conv0, dense blocks 1–2,
+  transitions) shared; each branch a third dense block `Branch{i}`, `norm_final_i` + `relu_final_i` and
+  `classifier3_i` (132→C), as the other backbones' branches. Projections of width 132 (the default
+  `input_channel`, L128), created after the initialisation loop (L195–206): PyTorch's default. As released
+  (`as_released=True`, the official network bit for bit), three things differ: ONE third dense block object
+  is registered as `Branch0`..`Branch{n−1}` (L170–180), so every branch runs the same weights and
+  batch-norm statistics (the state_dict lists them under each name) and differs from the others only in
+  its norm_final and classifier; every branch, the leader's included, is a column of pro and x_m (L226–243:
+  the peers' loop runs to n−1), so the leader is attended to and averaged as a peer; and the leader's
+  logits are `classifier3_{n−1}` of the pooled block output WITHOUT its norm_final and ReLU (L245–248).
+  The block then runs n + 1 times per forward, updating its batch-norm statistics each time. The same
+  network is in the OKDDip authors' code (DefangChen/OKDDip models/model_cifar/densenet_GL.py), and ONE's
+  DenseNet shares its block the same way (src/models/densenet_one.py L160–169).
+
+The input's channel count replaces the hard-coded 3. VGG-16 takes 32×32 inputs only (its classifiers read the
+512×1×1 map); the DenseNet here pools adaptively (L185), unlike the OKDPH backbone's avg_pool2d(8), so it
+takes any size, as the ResNet does.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rdml.keys import ConfigError
+from rdml.models.zoo.okdph import DenseBlock, ResNet32, Transition, VGG16, _needs_32x32
+
+__all__ = ["BRANCHED", "okddip_network", "okddip_resnet32", "okddip_vgg16", "okddip_densenet40_12", "FACTOR"]
+
+FACTOR = 8  # the projections' width is the features' // 8 (resnet_okddip.py L110, vgg L20, densenet L128)
+
+
+class PeersAndLeader(nn.Module):
+    """The official forward over a shared trunk (e.g. resnet_okddip.py L187–246): peers' logits, their
+    attention-weighted targets, the leader's logits. Subclasses give `trunk`, `peer_features(i, h)`,
+    `leader_features(h)` and `peers`, the number of columns of pro."""
+
+    peers: int
+
+    def forward(self, x):
+        h = self.trunk(x)
+        logits, queries, keys = [], [], []
+        for i in range(self.peers):  # each peer's projections, then its classifier (the official order)
+            features = self.peer_features(i, h)
+            queries.append(self.query_weight(features))
+            keys.append(self.key_weight(features))
+            logits.append(getattr(self, f"classifier3_{i}")(features))
+        pro = torch.stack(logits, -1)  # B x C x P
+        proj_q, proj_k = torch.stack(queries, 1), torch.stack(keys, 1)  # B x P x D/8
+        attention = F.softmax(torch.bmm(proj_q, proj_k.permute(0, 2, 1)), dim=-1)  # L238-239: no 1/sqrt(d)
+        x_m = torch.bmm(pro, attention.permute(0, 2, 1))  # L240
+        leader = getattr(self, f"classifier3_{self.branches - 1}")(self.leader_features(h))
+        return pro, x_m, leader
+
+    def init_projections(self, width: int) -> None:
+        self.query_weight = nn.Linear(width, width // FACTOR, bias=False)
+        self.key_weight = nn.Linear(width, width // FACTOR, bias=False)
+
+
+class OKDDipResNet32(PeersAndLeader):
+    """resnet_okddip.py `ResNet(BasicBlock, [5, 5, 5], num_branches=n, input_channel=64)`."""
+
+    def __init__(self, input_shape, num_classes: int, branches: int, blocks=(5, 5, 5)):
+        super().__init__()
+        self.branches, self.peers = branches, branches - 1
+        self.inplanes = 16
+        self.conv1 = nn.Conv2d(input_shape[0], 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = ResNet32._make_layer(self, 16, blocks[0])
+        self.layer2 = ResNet32._make_layer(self, 32, blocks[1], stride=2)
+        trunk_planes = self.inplanes
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        for i in range(branches):  # L139-142
+            setattr(self, f"layer3_{i}", ResNet32._make_layer(self, 64, blocks[2], stride=2))
+            self.inplanes = trunk_planes
+            setattr(self, f"classifier3_{i}", nn.Linear(64, num_classes))
+        self.init_projections(64)  # L144-145
+        for m in self.modules():  # L147-152
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+    def trunk(self, x):
+        return self.layer2(self.layer1(self.relu(self.bn1(self.conv1(x)))))
+
+    def peer_features(self, i, h):
+        return self.avgpool(getattr(self, f"layer3_{i}")(h)).flatten(1)
+
+    def leader_features(self, h):
+        return self.peer_features(self.branches - 1, h)
+
+
+class OKDDipVGG16(PeersAndLeader):
+    """vgg_okddip.py `VGG(depth=16, num_branches=n)` with its default dropout 0.5."""
+
+    def __init__(self, input_shape, num_classes: int, branches: int, dropout: float = 0.5):
+        super().__init__()
+        self.branches, self.peers = branches, branches - 1
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(input_shape[0], 64, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.conv2 = nn.Conv2d(64, 64, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(True)
+        self.layer1 = VGG16._make_layers(self, 128, 2)
+        self.maxpool = nn.MaxPool2d(2, 2)
+        self.layer2 = VGG16._make_layers(self, 256, 3)
+        self.layer3 = VGG16._make_layers(self, 512, 3)
+        for i in range(branches):  # L40-51
+            setattr(self, f"layer3_{i}", VGG16._make_layers(self, 512, 3))
+            setattr(self, f"classifier3_{i}", nn.Sequential(
+                nn.Linear(512, 512), nn.ReLU(True), nn.Dropout(p=dropout),
+                nn.Linear(512, 512), nn.ReLU(True), nn.Dropout(p=dropout),
+                nn.Linear(512, num_classes)))
+        self.init_projections(512)  # L53-55
+        for m in self.modules():  # L57-66
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)  # the bias keeps its default (L65-66)
+
+    def trunk(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.maxpool(self.relu(self.bn2(self.conv2(x))))
+        return self.layer3(self.layer2(self.layer1(x)))
+
+    def peer_features(self, i, h):
+        return getattr(self, f"layer3_{i}")(h).flatten(1)
+
+    def leader_features(self, h):
+        return self.peer_features(self.branches - 1, h)
+
+
+class ListDenseBlock(DenseBlock):
+    """rdml's dense block, run as densenet_okddip.py `_DenseBlock` runs (L78–83): every layer takes one fresh
+    concatenation of the block's input and all earlier outputs, and the block returns their concatenation.
+    The values are those of DenseBlock's running concatenation; the gradients are summed in the official
+    order, so that training steps are the official ones bit for bit."""
+
+    def forward(self, x):
+        features = [x]
+        for layer in self.children():
+            features.append(layer(torch.cat(features, 1)))
+        return torch.cat(features, 1)
+
+
+class OKDDipDenseNet(PeersAndLeader):
+    """densenet_okddip.py `DenseNet(growth_rate=12, block_config=[6, 6, 6], num_branches=n)`. As released: one
+    last dense block shared by every branch, every branch a column of pro, the leader without its norm_final;
+    otherwise each branch has its own block, the peers are branches 0..n−2 and the leader is read as they are."""
+
+    def __init__(self, input_shape, num_classes: int, branches: int, as_released: bool = False, growth: int = 12,
+                 blocks=(6, 6, 6), compression: float = 0.5, init_features: int = 24, bn_size: int = 4):
+        super().__init__()
+        self.branches, self.as_released = branches, as_released
+        self.peers = branches if as_released else branches - 1
+        conv0 = nn.Conv2d(input_shape[0], init_features, 3, 1, 1, bias=False)
+        self.features = nn.Sequential()
+        self.features.add_module("conv0", conv0)
+        channels = init_features
+        for i, layers in enumerate(blocks[:-1]):  # L153-169
+            self.features.add_module(f"denseblock{i + 1}", ListDenseBlock(layers, channels, growth, bn_size))
+            channels += layers * growth
+            self.features.add_module(f"transition{i + 1}", Transition(channels, int(channels * compression)))
+            channels = int(channels * compression)
+        last = ListDenseBlock(blocks[-1], channels, growth, bn_size) if as_released else None
+        for i in range(branches):  # L179-180: as released, the same block under every name
+            setattr(self, f"Branch{i}", last if last is not None else ListDenseBlock(blocks[-1], channels, growth, bn_size))
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        channels += blocks[-1] * growth
+        for i in range(branches):  # L188-190
+            setattr(self, f"norm_final_{i}", nn.BatchNorm2d(channels))
+            setattr(self, f"relu_final_{i}", nn.ReLU(inplace=True))
+        for i in range(branches):  # L192-193
+            setattr(self, f"classifier3_{i}", nn.Linear(channels, num_classes))
+        for m in self.modules():  # L196-203
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.Linear):
+                nn.init.constant_(m.bias, 0)
+        self.init_projections(channels)  # L205-206, after the loop
+
+    def trunk(self, x):
+        return self.features(x)
+
+    def peer_features(self, i, h):
+        h = getattr(self, f"relu_final_{i}")(getattr(self, f"norm_final_{i}")(getattr(self, f"Branch{i}")(h)))
+        return self.avgpool(h).flatten(1)
+
+    def leader_features(self, h):
+        if not self.as_released:
+            return self.peer_features(self.branches - 1, h)
+        return self.avgpool(getattr(self, f"Branch{self.branches - 1}")(h)).flatten(1)  # L245-247
+
+
+def okddip_resnet32(input_shape, num_classes, branches):
+    return OKDDipResNet32(input_shape, num_classes, branches)
+
+
+def okddip_vgg16(input_shape, num_classes, branches):
+    _needs_32x32("okdph_vgg16", input_shape)
+    return OKDDipVGG16(input_shape, num_classes, branches)
+
+
+def okddip_densenet40_12(input_shape, num_classes, branches, as_released=False):
+    return OKDDipDenseNet(input_shape, num_classes, branches, as_released)
+
+
+# the backbone a run names (its `arch`) → its branched network (src/models/__init__.py L47-53)
+BRANCHED = {"okdph_resnet32": okddip_resnet32, "okdph_vgg16": okddip_vgg16, "okdph_densenet40_12": okddip_densenet40_12}
+
+
+def okddip_network(arch: str, input_shape, num_classes: int, branches: int,
+                   densenet_as_released: bool = False) -> PeersAndLeader:
+    """The branched network of backbone `arch` with `branches` branches (n−1 peers and the leader); the DenseNet
+    as released where `densenet_as_released` (the ResNet's and VGG's branches are the paper's as released)."""
+    if arch not in BRANCHED:
+        raise ConfigError(f"arch={arch}: okddip builds its branched network from one of {', '.join(BRANCHED)} "
+                          "(the backbones of the official *_okddip models)")
+    if isinstance(branches, bool) or not isinstance(branches, int) or branches < 2:
+        raise ConfigError(f"branches={branches!r} is not allowed; okddip needs an integer >= 2 (peers and a leader)")
+    if densenet_as_released and arch != "okdph_densenet40_12":
+        raise ConfigError(f"densenet_as_released=true is the released DenseNet-40-12's branches; arch={arch} has no "
+                          "other (set it with arch=okdph_densenet40_12 only)")
+    if arch == "okdph_densenet40_12":
+        return okddip_densenet40_12(input_shape, num_classes, branches, densenet_as_released)
+    return BRANCHED[arch](input_shape, num_classes, branches)
