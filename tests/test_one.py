@@ -6,6 +6,7 @@ three whole training batches (L89-103) bit for bit; then the keys, their default
 import dataclasses
 import json
 import math
+import os
 import subprocess
 import sys
 from collections import OrderedDict
@@ -739,3 +740,43 @@ def test_rdml_config_resolves_and_refuses_one_keys():
     assert "arch=cnn has no ONE network" in out["arch=cnn"]
     assert "student_augment is for a method that trains each student on its own view" in out["student_augment=crop_flip"]
     assert "rampup_epochs=-2.0 is not allowed" in out["rampup_epochs=-2"]
+
+
+TRAIN = r'''
+import json, sys
+import torch
+import rdml.methods.one  # registered before rdml.config reads the methods' keys
+from rdml.config import load_config
+from rdml.data.base import load_dataset
+from rdml.train.cohort import rebuild
+from rdml.train.evaluate import evaluate
+from rdml.train.loop import train
+
+out = sys.argv[1]
+record = train(load_config(None, ["dataset=tiny_cifar10", "method=one", "arch=okdph_resnet32", "branches=2", "epochs=2",
+                                  "batch_size=16", "detach_teacher=false", "test_ensemble=mean",
+                                  "memory_format=contiguous", f"out={out}"]), argv=["test"], progress=False)
+cfg = record["config"]
+data = load_dataset(cfg["dataset"], split_seed=cfg["split_seed"], test_fraction=cfg["test_fraction"])
+cohort, method = rebuild(torch.load(f"{out}/model.pt", weights_only=True), cfg, data, torch.device("cpu"))
+print(json.dumps({"record": record, "rebuilt": evaluate(cohort, data, method=method), "networks": len(cohort)}))
+'''
+
+
+@pytest.mark.slow  # ~7 s on 2 cores
+def test_the_trainer_trains_records_and_rebuilds_a_one_run(tmp_path):
+    """Through rdml.train.loop.train (in a process where the method is registered first): one network, every
+    branch and the ensemble recorded per epoch, each branch's terms and the teacher's recorded, and model.pt
+    rebuilt through the method to the scores of the last epoch."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", TRAIN, str(tmp_path / "run")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    record = result["record"]
+    assert record["label"] == "ONE" and result["networks"] == 1 and len(record["epochs"]) == 2
+    assert all(list(epoch["test"]) == ["branch_0", "branch_1", "ensemble"] for epoch in record["epochs"])
+    assert set(record["epochs"][0]["train"]) == {f"branch_{k}/{t}" for k in (0, 1) for t in ("ce", "kd", "total")} | {
+        "gated/ce", "gated/total"}
+    assert len(record["epochs"][0]["lr"]) == 1  # one network, one optimiser
+    assert result["rebuilt"] == record["epochs"][-1]["test"]
