@@ -268,6 +268,23 @@ def test_tables_spec_that_is_not_a_study_is_a_message(tmp_path, capsys, monkeypa
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("text,message", [
+    (None, "--spec-file {}: not a readable spec (FileNotFoundError"),
+    ("[1]", "--spec-file {}: holds list, not a JSON object"),
+    ("{}", "studies.s: missing key(s) datasets, seeds"),
+])
+@pytest.mark.bad_input
+def test_tables_spec_file_that_is_not_a_study_is_a_message(tmp_path, capsys, monkeypatch, text, message):
+    """What Snakemake hands `rdml tables` as a file is checked as the --spec text is, before any work."""
+    monkeypatch.chdir(tmp_path)
+    spec = tmp_path / "in" / "tables.json"
+    spec.parent.mkdir()
+    if text is not None:
+        spec.write_text(text)
+    assert message.format(spec) in refused(capsys, "tables", "s", "--spec-file", str(spec))
+    assert list(tmp_path.iterdir()) == [spec.parent]
+
+
 @pytest.mark.bad_input
 def test_tables_of_a_study_not_in_params_writes_nothing(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

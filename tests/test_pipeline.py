@@ -466,11 +466,13 @@ def test_a_jobs_shell_line_is_short_and_names_its_spec_file_and_log(tmp_path):
     command line every job prints; its log is declared, so a failed job's message names it; a dry run writes
     no spec file."""
     from rdml.pipeline.console import job_log
-    from rdml.pipeline.specs import spec_file
+    from rdml.pipeline.specs import spec_file, tables_spec_file
 
     project = make_project(tmp_path, SMOKE)
     lines = [line for line in scheduled(project).splitlines() if "rdml pipeline run" in line]
     assert len(lines) == 8 and not (project / "results").exists()
+    [tables] = [line for line in scheduled(project).splitlines() if "rdml tables" in line]
+    assert tables.endswith(f"rdml tables smoke --spec-file {tables_spec_file('smoke')}")  # the study's section, as a file too
     for line in lines:
         job = re.search(r"rdml pipeline run smoke (\S+) --gpus", line).group(1)
         assert line.endswith(f"--spec-file {spec_file('smoke', job)} --log {job_log('smoke', job)}")

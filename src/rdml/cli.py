@@ -88,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     measure = steps.add_parser("measure", help="measure a trained run's final models for a study's analysis tables")
     measure.add_argument("study")
     measure.add_argument("run_id", metavar="run")
-    measure.add_argument("--spec", help="what to measure as JSON, as Snakemake planned it (default: plan it from --params)")
+    measure_spec = measure.add_mutually_exclusive_group()
+    measure_spec.add_argument("--spec", help="what to measure as JSON, as Snakemake planned it (default: plan it from --params)")
+    measure_spec.add_argument("--spec-file", help="the same in a file (what Snakemake writes: results/<study>/specs/measure/<run>.json)")
     for sub in (run, measure):
         sub.add_argument("--gpus", default=None, help="GPU slots to choose from: auto or a number (default: params.yaml's gpus)")
         sub.add_argument("--threads", type=_threads, default=None, help="CPU threads for torch, an integer >= 1 (default: params.yaml's threads, 1)")
@@ -125,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     tables = commands.add_parser("tables", help="write a study's tables (Markdown, LaTeX, CSV, cell sidecars)")
     tables.add_argument("study")
     tables.add_argument("--params", default="params.yaml")
-    tables.add_argument("--spec", help="the study's section as JSON, as Snakemake planned it (default: read --params)")
+    tables_spec = tables.add_mutually_exclusive_group()
+    tables_spec.add_argument("--spec", help="the study's section as JSON, as Snakemake planned it (default: read --params)")
+    tables_spec.add_argument("--spec-file", help="the same in a file (what Snakemake writes: results/<study>/specs/tables.json)")
 
     audit = commands.add_parser("audit", help="show and verify the provenance of one table cell")
     audit.add_argument("table", help="a table file or its .cells.json sidecar")
@@ -158,8 +162,11 @@ def main(argv: list[str] | None = None) -> int:
             from rdml.study.params import check_study, load_params, study_spec
 
             # checked before write_tables makes the tables folder: a refused command writes nothing
-            if args.spec:
-                spec = check_study(args.study, _json_argument("--spec", args.spec, dict))
+            if args.spec or args.spec_file:
+                from rdml.pipeline.specs import read_json_spec
+
+                raw = _json_argument("--spec", args.spec, dict) if args.spec else read_json_spec(args.spec_file)
+                spec = check_study(args.study, raw)
             else:
                 spec = None
                 study_spec(load_params(args.params), args.study)
@@ -323,8 +330,10 @@ def _pipeline(args) -> int:
         from rdml.pipeline.jobs import job_threads, measure_job
         from rdml.study.plan import plan_measurements
 
-        if args.spec:
-            spec = _json_argument("--spec", args.spec, dict)
+        if args.spec or args.spec_file:
+            from rdml.pipeline.specs import read_json_spec
+
+            spec = _json_argument("--spec", args.spec, dict) if args.spec else read_json_spec(args.spec_file)
             if (spec.get("study"), spec.get("run")) != (args.study, args.run_id) or not isinstance(spec.get("measurements"), dict):
                 raise ConfigError(f"--spec describes run {spec.get('run')!r} of {spec.get('study')!r}, not {args.run_id!r} of {args.study!r}")
         else:

@@ -1,6 +1,5 @@
 # The plan of every study, from Snakemake's config (params.yaml, with any --config / --configfile
 # overrides) through rdml.study.plan, the same code dvc.yaml is written by. Planning never imports torch.
-import json
 import os
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from rdml.study.plan import plan_jobs, plan_measurements
 from rdml.pipeline.requests import ESTIMATE_MEM_MB, describe, job_request, load_measurements, planned_run, resolve_jobs_per_gpu
 from rdml.pipeline.stale import stale_jobs
 from rdml.pipeline.console import job_log
-from rdml.pipeline.specs import spec_text, write_spec_files
+from rdml.pipeline.specs import measure_spec_file, spec_text, tables_spec_file, write_spec, write_spec_files
 
 config.update(with_smoke_studies(config))  # every study also has a <study>_smoke variant
 BUILD = studies_to_build(config)
@@ -93,7 +92,18 @@ if GPU_MEASURED:  # say once where the cluster requests of this plan come from
     print(f"rdml: cluster requests: {describe(_planned)}", file=sys.stderr)
 
 
+def measure_spec(study, run_id):
+    """What the measure rule hands `rdml pipeline measure` for one run of a study."""
+    run, wanted = MEASURED[study][run_id]
+    return {"study": study, "run": run.id, "directory": run.directory, "measurements": wanted}
+
+
 onstart:
     # Each planned job's spec as a file (rdml.pipeline.specs), written once jobs are about to run (not on a
-    # dry run), where its text changed; the jobs read it (--spec-file) instead of 1.6 KB on the command line.
+    # dry run), where its text changed; the jobs read it (--spec-file) instead of kilobytes on the command
+    # line: training jobs, measurements and each built study's tables.
     write_spec_files(job for jobs in JOBS.values() for job in jobs.values())
+    for study in BUILD:
+        write_spec(tables_spec_file(study), config["studies"][study])
+        for run_id in MEASURED[study]:
+            write_spec(measure_spec_file(study, run_id), measure_spec(study, run_id))

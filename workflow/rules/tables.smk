@@ -23,8 +23,7 @@ rule measure:
     output:
         paths.measures_file("{study}", "{run}"),
     params:
-        spec=lambda w: json.dumps({"study": w.study, "run": w.run, "directory": MEASURED[w.study][w.run][0].directory,
-                                   "measurements": MEASURED[w.study][w.run][1]}, sort_keys=True),
+        spec=lambda w: spec_text(measure_spec(w.study, w.run)),  # what reruns it; it travels as a file (onstart)
         code=lambda w: measured_code(w.study, w.run),
     resources:
         gpu=1,
@@ -34,7 +33,7 @@ rule measure:
         job_log("{study}", "measure/{run}"),  # its output, as a training job's (rdml.pipeline.console)
     threads: THREADS
     shell:
-        "exec rdml pipeline measure {wildcards.study:q} {wildcards.run:q} --gpus $RDML_GPUS --jobs-per-gpu $RDML_JOBS_PER_GPU --threads $RDML_THREADS --die-with-parent --spec {params.spec:q} --log {log:q}"
+        "exec rdml pipeline measure {wildcards.study:q} {wildcards.run:q} --gpus $RDML_GPUS --jobs-per-gpu $RDML_JOBS_PER_GPU --threads $RDML_THREADS --die-with-parent --spec-file results/{wildcards.study:q}/specs/measure/{wildcards.run:q}.json --log {log:q}"
 
 
 rule tables:
@@ -52,10 +51,10 @@ rule tables:
         update(directory(paths.curves_dir("{study}"))),
         update(paths.summary_file("{study}")),
     params:
-        spec=lambda w: json.dumps(config["studies"][w.study], sort_keys=True),
+        spec=lambda w: spec_text(config["studies"][w.study]),  # what reruns it; it travels as a file (onstart)
         code=CODE["reporting"],
     shell:
-        "rdml tables {wildcards.study:q} --spec {params.spec:q}"
+        "rdml tables {wildcards.study:q} --spec-file results/{wildcards.study:q}/specs/tables.json"
 
 
 rule scorecard:
