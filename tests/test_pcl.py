@@ -698,3 +698,64 @@ def test_method_state_resumes():
     again = PeerCollaborative(config())
     again.load_state_dict(method.state_dict())
     assert (again.epoch, again.steps) == (7, 11)
+
+
+# ---- a whole run, through the trainer (rdml train in a copy of the package that registers pcl) -------------
+
+REGISTRY_LINE = "from rdml.methods import pcl  # noqa: F401\n"  # what rdml/methods/__init__.py needs for `method=pcl`
+REBUILD = '''
+import json, sys
+import torch
+from rdml.config import data_keys
+from rdml.data.base import load_dataset
+from rdml.train.cohort import rebuild
+from rdml.train.evaluate import evaluate
+
+record = json.load(open(sys.argv[1] + "/record.json"))
+saved = torch.load(sys.argv[1] + "/model.pt", weights_only=True)
+data = load_dataset(record["config"]["dataset"], **data_keys(record["config"]))
+cohort, method = rebuild(saved, record["config"], data, torch.device("cpu"))
+network, mean = (dict(s.model.named_parameters()) for s in cohort)
+print(json.dumps({"method": saved.get("method"), "networks": len(cohort), "scores": evaluate(cohort, data, method=method),
+                  "mean_is_the_network": all(torch.equal(mean[k], v) for k, v in network.items()),
+                  "own_statistics": not torch.equal(cohort[0].model.bn1.running_mean, cohort[1].model.bn1.running_mean)}))
+'''
+
+
+@pytest.mark.system  # rdml train and a rebuild, each its own process
+def test_a_run_trains_records_each_branch_of_the_temporal_mean_and_rebuilds(tmp_path, monkeypatch):
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import cli
+    from rdml.code import PACKAGE
+
+    package = tmp_path / "package" / "rdml"
+    shutil.copytree(PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    init = package / "methods" / "__init__.py"
+    if REGISTRY_LINE not in init.read_text():
+        init.write_text(init.read_text() + REGISTRY_LINE)
+    monkeypatch.setenv("PYTHONPATH", str(package.parent))
+    args = ["dataset=tiny_cifar10", "method=pcl", "arch=okdph_resnet32", "branches=2", "rampup_divisor=1",
+            "ema_global_step=zero", "epochs=2", "batch_size=16", "lr=0.01", "normalize=okdph", "out=run"]
+    process = cli(*args, cwd=tmp_path)
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err.decode()
+    record = json.loads((tmp_path / "run" / "record.json").read_text())
+    assert record["label"] == "PCL" and list(record["summary"]) == ["branch_0", "branch_1"]
+    assert all(list(epoch["test"]) == ["branch_0", "branch_1"] for epoch in record["epochs"])
+    assert set(record["epochs"][0]["train"]) == {f"branch_{k}/{t}" for k in (0, 1) for t in ("ce", "pe", "pm", "total")} | {
+        "ensemble/ce", "ensemble/total"}
+    assert len(record["epochs"][0]["lr"]) == 2  # the network and its temporal mean, each its own optimiser (L178)
+    result = subprocess.run([sys.executable, "-c", REBUILD, str(tmp_path / "run")], capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    rebuilt = json.loads(result.stdout)
+    assert (rebuilt["method"], rebuilt["networks"]) == ("pcl", 2)
+    assert rebuilt["mean_is_the_network"] and rebuilt["own_statistics"]  # global_step=0: weights copied, not buffers
+    last = record["epochs"][-1]["test"]
+    for name, scores in rebuilt["scores"].items():  # model.pt's temporal mean is the one the last epoch tested
+        assert scores["acc"] == last[name]["acc"] and math.isclose(scores["loss"], last[name]["loss"], rel_tol=1e-5)

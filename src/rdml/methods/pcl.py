@@ -118,9 +118,10 @@ class PeerCollaborative(Method):
             notes.append("PCL: every branch sees the same augmented batch; the paper and the official code augment "
                          "each branch's input on its own (tianlizhang/OKDPH src/06_PCL.py L243-251).")
         if cfg.rampup_divisor != RAMPUP_EPOCHS:
-            notes.append(f"PCL: the distillation ramp-up exp(-5(1-e/{cfg.rampup_divisor:g})^2) for epochs e <= 80 "
-                         "divides by " f"{cfg.rampup_divisor:g}, not by the ramp-up length 80, as the official code "
-                         "does (src/06_PCL.py L79-83); with 1 the distillation is almost off for epochs 2-80.")
+            d = f"{cfg.rampup_divisor:g}"
+            notes.append(f"PCL: the distillation ramp-up exp(-5(1-e/{d})^2) for epochs e <= 80 (from 0) divides by {d}, "
+                         "not by the ramp-up length 80" + (", as the official code does (src/06_PCL.py L79-83): the "
+                         "distillation is almost off for epochs 2-80" if cfg.rampup_divisor == 1 else "") + ".")
         if cfg.ema_global_step == "zero":
             notes.append("PCL: the temporal-mean network copies the trained network's weights after every step (the "
                          "official global_step=0, src/06_PCL.py L109 and L164), not a moving average; only its "
