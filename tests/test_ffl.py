@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd import Variable
 
-from conftest import count, run
+from conftest import count, killed_after_checkpoint, run
 from rdml.config import load_config, resolve
 from rdml.data.catalog import DataSpec
 from rdml.keys import ConfigError
@@ -392,6 +392,7 @@ def test_parameter_counts_and_keys_are_the_official_ones(arch):
             assert [(k, t.shape) for k, t in a.state_dict().items()] == [(k, t.shape) for k, t in b.state_dict().items()]
 
 
+@pytest.mark.slow  # ~4-8 s each on 2 cores
 @pytest.mark.parametrize("arch", ARCHS)
 def test_initial_weights_and_outputs_are_the_official_ones_from_the_same_seed(arch):
     """Backbone, then fusion module, from one seed (05_FFL.py L111-119): every tensor equal, and the same logits
@@ -488,8 +489,9 @@ def test_rampup_is_the_official_one_at_every_epoch():
 SGD = ["optimizer=sgd", "lr=0.1", "momentum=0.9", "nesterov=false", "weight_decay=5e-4"]  # 05_FFL.py L121, L169-171
 
 
+@pytest.mark.slow  # ~6-15 s each on 2 cores
 @pytest.mark.parametrize("arch,branches", [("okdph_resnet32", 2), ("okdph_resnet32", 3), ("okdph_densenet40_12", 2),
-                                           pytest.param("okdph_vgg16", 2, marks=pytest.mark.slow)])
+                                           ("okdph_vgg16", 2)])
 def test_train_steps_are_the_official_loop(arch, branches):
     """Three batches at the official keys against 05_FFL.py L71-97 with its SGD (L121): every weight, batch-norm
     statistic and momentum buffer of both networks equal, bit for bit, after every batch; the ramp-up weight of
@@ -524,7 +526,7 @@ def test_train_steps_are_the_official_loop(arch, branches):
 def test_defaults_keys_outputs_and_label():
     cfg = resolve(load_config(None, ["method=ffl", "dataset=tiny_cifar10"]))
     assert (cfg.arch, cfg.students, cfg.temperature, cfg.branches, cfg.rampup_epochs, cfg.fusion_lr, cfg.conv_init,
-            cfg.branch_sharing) == (["okdph_resnet32"], 1, 3.0, 2, 80, "scheduled", "he", "none")
+            cfg.branch_sharing) == (["okdph_resnet32"], 1, 3.0, 2, 80.0, "scheduled", "he", "none")
     assert METHODS["ffl"] is FeatureFusion and FeatureFusion.label({}) == "FFL"
     assert FeatureFusion.outputs(cfg) == ("branch_0", "branch_1", "fusion")
     assert FeatureFusion.members(cfg) == ("branch_0", "branch_1")
@@ -542,7 +544,7 @@ def test_defaults_keys_outputs_and_label():
     (["students=2"], "ffl trains one branched network"),
     (["arch=okdph_resnet32,okdph_vgg16"], "ffl trains one branched network"),
     (["branches=1"], "branches=1 must be >= 2"),
-    (["rampup_epochs=-1"], "rampup_epochs=-1 must be >= 0"),
+    (["rampup_epochs=-1"], "rampup_epochs=-1.0 is not allowed; it must be a finite number >= 0"),
     (["fusion_lr=frozen"], "fusion_lr='frozen' is not allowed; allowed: constant, scheduled"),
     (["branch_sharing=all"], "branch_sharing='all' is not allowed; allowed: none, okdph"),
 ])
@@ -573,6 +575,7 @@ def test_the_fusion_modules_rate_follows_the_schedule_or_stays(fusion_lr):
     assert method.state_dict() == {"epoch": 3}
 
 
+@pytest.mark.slow  # a run of 2 epochs
 def test_a_run_records_every_output_and_the_fusion_modules_rate(tmp_path, monkeypatch):
     """Branches and fused classifier recorded every epoch; with fusion_lr=constant the fusion module trains every
     epoch at lr while the backbone's schedule decays (05_FFL.py L140); the ramp-up counts official epochs from 0."""
@@ -587,3 +590,19 @@ def test_a_run_records_every_output_and_the_fusion_modules_rate(tmp_path, monkey
     assert set(record["epochs"][0]["train"]) >= {"branch_0/ce", "branch_0/kd", "fusion/ce", "fusion/kd", "fusion/total"}
     assert sorted(set(ramps)) == [(0, 2), (1, 2)] and ramps == sorted(ramps)  # rdml epoch e is official e-1
     assert record["status"] == "ok" and record["label"] == "FFL"
+
+
+@pytest.mark.slow  # three runs of up to 3 epochs
+def test_a_killed_run_resumes_to_the_same_numbers(tmp_path):
+    """Killed after epoch 1's checkpoint, which holds the ramp-up's epoch and the fusion module's constant rate, the
+    run resumes to the uninterrupted one's every number and weight."""
+    args = ["dataset=tiny_cifar10", "method=ffl", "arch=okdph_densenet40_12", "epochs=3", "batch_size=32",
+            "schedule=multistep", "milestones=1", "fusion_lr=constant", "rampup_epochs=2", "compile=false",
+            "memory_format=contiguous"]
+    whole = run(tmp_path / "whole", *args)
+    killed_after_checkpoint(1, lambda: run(tmp_path / "cut", *args))
+    resumed = run(tmp_path / "cut", *args)
+    assert len(resumed["resumed_at"]) == 1 and resumed["epochs"] == whole["epochs"]
+    got = torch.load(tmp_path / "cut" / "model.pt", weights_only=True)["states"]
+    want = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)["states"]
+    assert len(got) == 2 and all(torch.equal(a[k], b[k]) for a, b in zip(got, want) for k in a)

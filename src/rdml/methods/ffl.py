@@ -39,7 +39,7 @@ L29, L84, L88) and momentum without Nesterov (L121; theirs nesterov=True).
 
 from __future__ import annotations
 
-from rdml.keys import ConfigError, Key, at_least, one_of
+from rdml.keys import ConfigError, Key, at_least, in_range, one_of
 from rdml.methods.base import METHODS, Method
 
 __all__ = ["FeatureFusion", "ffl_kl", "ffl_terms", "ffl_loss", "consistency_weight", "FFL_BACKBONES"]
@@ -54,15 +54,15 @@ def _branches(value: int) -> None:
     at_least("branches", value, 2)
 
 
-def _rampup(value: int) -> None:
-    at_least("rampup_epochs", value, 0)
+def _rampup(value: float) -> None:
+    in_range("rampup_epochs", value, 0, float("inf"), "a finite number >= 0", open_high=True)
 
 
 KEYS = (
     Key("branches", 2, "int", "ffl: number of branches of the backbone, each fused (Kim et al. 2020 use 2; "
         "tianlizhang/OKDPH src/baseline.sh L53-55 --num_branches 2)", check=_branches),
-    Key("rampup_epochs", 80, "int", "ffl: R of the consistency ramp-up exp(-5(1-min(e,R)/R)^2) on the distillation, "
-        "e the epoch from 0; 0 = no ramp-up (src/05_FFL.py L35-42, L179)", check=_rampup),
+    Key("rampup_epochs", 80.0, "float", "ffl: R of the consistency ramp-up exp(-5(1-min(e,R)/R)^2) on the "
+        "distillation, e the epoch from 0; 0 = no ramp-up (src/05_FFL.py L35-42, L179: a float there too)", check=_rampup),
     Key("fusion_lr", "scheduled", "str", "ffl: the fusion module's learning rate: scheduled (follows the run's "
         "schedule, Kim et al.'s code) or constant (stays lr: the OKDPH script steps only the backbone's schedule, "
         "src/05_FFL.py L140)", check=lambda v: one_of("fusion_lr", v, FUSION_LR)),
@@ -171,7 +171,7 @@ class FeatureFusion(Method):
         self.epoch = state.get("epoch", 0)
 
 
-def consistency_weight(epoch: int, rampup: int) -> float:
+def consistency_weight(epoch: int, rampup: float) -> float:
     """exp(−5(1 − min(e, R)/R)²) at official epoch e (from 0), 1 for R = 0 (src/05_FFL.py L35-42, after
     Laine & Aila 2017, arXiv:1610.02242)."""
     import numpy as np  # np.exp, as there: its last bit may differ from math.exp's
