@@ -336,7 +336,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     if c.student_augment:
         if not method.views:
             raise ConfigError(f"student_augment is for a method that trains each student on its own view; {c.method} does not")
-        wanted = c.students + method.extra_views
+        wanted = method.view_count(c)
         if len(c.student_augment) != wanted:
             raise ConfigError(f"student_augment={','.join(c.student_augment)} names {len(c.student_augment)} augmentations; "
                               f"method {c.method} with {c.students} students takes {wanted}")

@@ -93,6 +93,12 @@ class Method(ABC):
         return {}
 
     @classmethod
+    def view_count(cls, cfg) -> int:
+        """Views of each batch a step takes with `student_augment`: one per student, then `extra_views` (a
+        multi-branch method with views says its own: PCL's one per branch)."""
+        return cfg.students + cls.extra_views
+
+    @classmethod
     def members(cls, cfg) -> tuple[str, ...]:
         """The evaluated outputs that are the cohort's members: what a table's per-student cell averages and
         the divergence check watches (by default each student, `student_k`)."""

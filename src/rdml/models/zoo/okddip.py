@@ -166,19 +166,6 @@ class OKDDipVGG16(PeersAndLeader):
         return self.peer_features(self.branches - 1, h)
 
 
-class ListDenseBlock(DenseBlock):
-    """rdml's dense block, run as densenet_okddip.py `_DenseBlock` runs (L78–83): every layer takes one fresh
-    concatenation of the block's input and all earlier outputs, and the block returns their concatenation.
-    The values are those of DenseBlock's running concatenation; the gradients are summed in the official
-    order, so that training steps are the official ones bit for bit."""
-
-    def forward(self, x):
-        features = [x]
-        for layer in self.children():
-            features.append(layer(torch.cat(features, 1)))
-        return torch.cat(features, 1)
-
-
 class OKDDipDenseNet(PeersAndLeader):
     """densenet_okddip.py `DenseNet(growth_rate=12, block_config=[6, 6, 6], num_branches=n)`. As released: one
     last dense block shared by every branch, every branch a column of pro, the leader without its norm_final;
@@ -194,13 +181,13 @@ class OKDDipDenseNet(PeersAndLeader):
         self.features.add_module("conv0", conv0)
         channels = init_features
         for i, layers in enumerate(blocks[:-1]):  # L153-169
-            self.features.add_module(f"denseblock{i + 1}", ListDenseBlock(layers, channels, growth, bn_size))
+            self.features.add_module(f"denseblock{i + 1}", DenseBlock(layers, channels, growth, bn_size))
             channels += layers * growth
             self.features.add_module(f"transition{i + 1}", Transition(channels, int(channels * compression)))
             channels = int(channels * compression)
-        last = ListDenseBlock(blocks[-1], channels, growth, bn_size) if as_released else None
+        last = DenseBlock(blocks[-1], channels, growth, bn_size) if as_released else None
         for i in range(branches):  # L179-180: as released, the same block under every name
-            setattr(self, f"Branch{i}", last if last is not None else ListDenseBlock(blocks[-1], channels, growth, bn_size))
+            setattr(self, f"Branch{i}", last if last is not None else DenseBlock(blocks[-1], channels, growth, bn_size))
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         channels += blocks[-1] * growth
         for i in range(branches):  # L188-190

@@ -181,15 +181,20 @@ class DenseLayer(nn.Module):
 
 
 class DenseBlock(nn.Module):
+    """densenet.py `_DenseBlock` (L46-64): every layer takes one fresh concatenation of the block's input and all
+    earlier outputs, and the block returns theirs. A running concatenation gives the same values, but sums the
+    gradients in another order: the official steps are matched bit for bit only this way."""
+
     def __init__(self, layers: int, cin: int, growth: int, bn_size: int):
         super().__init__()
         for i in range(layers):
             self.add_module(f"denselayer{i + 1}", DenseLayer(cin + i * growth, growth, bn_size))
 
     def forward(self, x):
+        features = [x]
         for layer in self.children():
-            x = torch.cat([x, layer(x)], 1)
-        return x
+            features.append(layer(torch.cat(features, 1)))
+        return torch.cat(features, 1)
 
 
 class Transition(nn.Sequential):

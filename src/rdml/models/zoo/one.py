@@ -184,18 +184,6 @@ class OneVGG16(nn.Module):
 
 # ---- DenseNet-40-12, BC (src/models/densenet_one.py) ----------------------------------------------------
 
-class ListDenseBlock(DenseBlock):
-    """rdml's dense block (the same layers and names), concatenating as the official `_DenseBlock` does:
-    each layer takes the concatenation of the list of all earlier maps, made afresh (densenet.py L23-29,
-    L81-86), which is what gives the official gradients bit for bit."""
-
-    def forward(self, x):
-        features = [x]
-        for layer in self.children():
-            features.append(layer(torch.cat(features, 1)))
-        return torch.cat(features, 1)
-
-
 class OneDenseNet40(nn.Module):
     def __init__(self, input_shape, num_classes: int, branches: int, shared_stage: bool = False, growth: int = 12,
                  blocks=(6, 6, 6), compression: float = 0.5, init_features: int = 24, bn_size: int = 4):
@@ -205,14 +193,14 @@ class OneDenseNet40(nn.Module):
         self.features = nn.Sequential(OrderedDict([("conv0", conv0)]))
         channels = init_features
         for i, layers in enumerate(blocks[:-1]):  # L142-158
-            self.features.add_module(f"denseblock{i + 1}", ListDenseBlock(layers, channels, growth, bn_size))
+            self.features.add_module(f"denseblock{i + 1}", DenseBlock(layers, channels, growth, bn_size))
             channels += layers * growth
             self.features.add_module(f"transition{i + 1}", Transition(channels, int(channels * compression)))
             channels = int(channels * compression)
         stage = None
         for i in range(branches):  # L159-169
             if stage is None or not shared_stage:
-                stage = ListDenseBlock(blocks[-1], channels, growth, bn_size)
+                stage = DenseBlock(blocks[-1], channels, growth, bn_size)
             setattr(self, f"layer3_{i}", stage)
         self.avgpool_c = nn.AvgPool2d(8)  # L173-176: the gate reads the trunk's map
         self.control_v1 = nn.Linear(channels, branches)
