@@ -1,7 +1,7 @@
 """OKDPH's CIFAR backbones (rdml.models.zoo.okdph) against a transcription of the official modules:
-tianlizhang/OKDPH src/models/resnet.py, vgg.py and densenet.py (commit f65b661, src unchanged through
-a562089). Same state_dict keys and shapes, parameter counts, initial weights from the same seed,
-layers in the same order, and the same outputs with the same weights."""
+tianlizhang/OKDPH src/models/resnet.py (ResNet-32, ResNet-110, WRN-20-8), vgg.py and densenet.py (commit
+f65b661, src unchanged through a562089). Same state_dict keys and shapes, parameter counts, initial weights
+from the same seed, layers in the same order, and the same outputs with the same weights."""
 
 from collections import OrderedDict
 
@@ -15,11 +15,11 @@ from rdml.data.catalog import DataSpec
 from rdml.keys import ConfigError
 from rdml.models import build_model
 from rdml.models.catalog import ARCHITECTURES
-from rdml.models.zoo.okdph import okdph_densenet40_12, okdph_resnet32, okdph_vgg16
+from rdml.models.zoo.okdph import okdph_densenet40_12, okdph_resnet32, okdph_resnet110, okdph_vgg16, okdph_wrn20_8
 
 # ---- the official modules, transcribed ----------------------------------------------------------------
-# What the OKDPH runs use of each file: the branches they never take (Bottleneck, dilation, groups,
-# zero_init_residual, large inputs, checkpointing, KD outputs) are left out; the rest is line for line.
+# What the OKDPH runs use of each file: the branches they never take (dilation, groups, zero_init_residual,
+# large inputs, checkpointing, KD outputs) are left out; the rest is line for line.
 
 
 def conv3x3(in_planes, out_planes, stride=1):  # resnet.py L18-21
@@ -33,8 +33,10 @@ def conv1x1(in_planes, out_planes, stride=1):  # resnet.py L23-25
 class OfficialBasicBlock(nn.Module):  # resnet.py L27-64
     expansion = 1
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None):
+    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64):
         super().__init__()
+        if groups != 1 or base_width != 64:
+            raise ValueError('BasicBlock only supports groups=1 and base_width=64')
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
@@ -57,10 +59,45 @@ class OfficialBasicBlock(nn.Module):  # resnet.py L27-64
         return out
 
 
-class OfficialResNet(nn.Module):  # resnet.py L109-196; resnet32 = ResNet(BasicBlock, [5, 5, 5]) (L198-209)
-    def __init__(self, block, layers, num_classes=10):
+class OfficialBottleneck(nn.Module):  # resnet.py L67-107
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64):
+        super().__init__()
+        width = int(planes * (base_width / 64.)) * groups
+        self.conv1 = conv1x1(inplanes, width)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width, stride)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = conv1x1(width, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x):
+        identity = x
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+        out = self.conv2(out)
+        out = self.bn2(out)
+        out = self.relu(out)
+        out = self.conv3(out)
+        out = self.bn3(out)
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        out = self.relu(out)
+        return out
+
+
+class OfficialResNet(nn.Module):  # resnet.py L109-196; resnet32, resnet110, wide_resnet20_8 (L198-238)
+    def __init__(self, block, layers, num_classes=10, groups=1, width_per_group=64):
         super().__init__()
         self.inplanes = 16
+        self.groups = groups
+        self.base_width = width_per_group
         self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(self.inplanes)
         self.relu = nn.ReLU(inplace=True)
@@ -81,10 +118,10 @@ class OfficialResNet(nn.Module):  # resnet.py L109-196; resnet32 = ResNet(BasicB
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
                                        nn.BatchNorm2d(planes * block.expansion))
-        layers = [block(self.inplanes, planes, stride, downsample)]
+        layers = [block(self.inplanes, planes, stride, downsample, self.groups, self.base_width)]
         self.inplanes = planes * block.expansion
         for _ in range(1, blocks):
-            layers.append(block(self.inplanes, planes))
+            layers.append(block(self.inplanes, planes, groups=self.groups, base_width=self.base_width))
         return nn.Sequential(*layers)
 
     def forward(self, x):
@@ -244,11 +281,16 @@ class OfficialDenseNet(nn.Module):  # densenet.py L86-168 (small_inputs=True); d
         return self.classifier(x_f)
 
 
-OFFICIAL = {  # models/__init__.py model_dict: 'resnet32', 'vgg16', 'densenet-40-12'
+OFFICIAL = {  # models/__init__.py model_dict: 'resnet32', 'vgg16', 'densenet-40-12', 'resnet110', 'wrn_20_8'
     "okdph_resnet32": (okdph_resnet32, lambda classes: OfficialResNet(OfficialBasicBlock, [5, 5, 5], num_classes=classes)),
     "okdph_vgg16": (okdph_vgg16, lambda classes: OfficialVGG(num_classes=classes, depth=16)),
     "okdph_densenet40_12": (okdph_densenet40_12,
                             lambda classes: OfficialDenseNet(growth_rate=12, block_config=[6, 6, 6], num_classes=classes)),
+    "okdph_resnet110": (okdph_resnet110,  # resnet.py L211-222
+                        lambda classes: OfficialResNet(OfficialBottleneck, [12, 12, 12], num_classes=classes)),
+    "okdph_wrn20_8": (okdph_wrn20_8,  # resnet.py L224-238
+                      lambda classes: OfficialResNet(OfficialBottleneck, [2, 2, 2], width_per_group=64 * 8,
+                                                     num_classes=classes)),
 }
 NAMES = list(OFFICIAL)
 
@@ -276,6 +318,17 @@ def _hand_count(name, classes):
             total += _conv(cin, cout, 3, bias=True) + 2 * cout
             cin = cout
         return total + 2 * (512 * 512 + 512) + 512 * classes + classes
+    if name in ("okdph_resnet110", "okdph_wrn20_8"):  # Bottleneck cin→w (1×1), w→w (3×3), w→4p (1×1)
+        per_stage, widen = (12, 1) if name == "okdph_resnet110" else (2, 8)
+        total, cin = _conv(3, 16, 3) + 32, 16
+        for planes in (16, 32, 64):
+            w, cout = planes * widen, 4 * planes
+            for i in range(per_stage):
+                total += _conv(cin, w, 1) + _conv(w, w, 3) + _conv(w, cout, 1) + 2 * (w + w + cout)
+                if i == 0:  # every stage's first block, layer1's too (16 → 64): 1×1 conv + BN shortcut
+                    total += _conv(cin, cout, 1) + 2 * cout
+                cin = cout
+        return total + 256 * classes + classes
     total, channels = _conv(3, 24, 3), 24
     for block in range(3):
         for _ in range(6):
@@ -291,6 +344,8 @@ COUNTS = {  # exact, at 10 and 100 classes
     "okdph_resnet32": (466_906, 472_756),
     "okdph_vgg16": (15_253_578, 15_299_748),
     "okdph_densenet40_12": (176_122, 188_092),
+    "okdph_resnet110": (1_147_738, 1_170_868),
+    "okdph_wrn20_8": (6_848_090, 6_871_220),
 }
 
 
@@ -302,7 +357,8 @@ def test_parameter_counts(name):
 
 
 @pytest.mark.parametrize("name,millions,digits", [("okdph_resnet32", (0.467, 0.473), 3), ("okdph_vgg16", (15.25, 15.30), 2),
-                                                 ("okdph_densenet40_12", (0.176, 0.188), 3)])
+                                                 ("okdph_densenet40_12", (0.176, 0.188), 3),
+                                                 ("okdph_resnet110", (1.148, 1.171), 3), ("okdph_wrn20_8", (6.848, 6.871), 3)])
 def test_counts_in_millions(name, millions, digits):
     for classes, m in zip((10, 100), millions):
         assert round(count(build_model(name, DataSpec("images", classes, (3, 32, 32)))) / 1e6, digits) == m
@@ -358,6 +414,18 @@ def test_initialisation_follows_the_official_rules():
     assert (dense.classifier.bias == 0).all() and dense.classifier.weight.abs().max().item() <= 1 / 132 ** 0.5
 
 
+def test_bottleneck_initialisation_follows_the_official_rules():
+    """ResNet-110 and WRN-20-8 (resnet.py L141-146): conv Kaiming-normal fan_out, BN 1 and 0, the 256→classes
+    linear PyTorch's default."""
+    torch.manual_seed(0)
+    for model, width in ((okdph_resnet110((3, 32, 32), 100), 64), (okdph_wrn20_8((3, 32, 32), 100), 512)):
+        assert all((m.weight == 1).all() and (m.bias == 0).all() for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+        w = model.layer3[1].conv2.weight  # width→width 3×3, fan_out 9·width
+        assert w.shape == (width, width, 3, 3) and w.std().item() == pytest.approx((2 / (9 * width)) ** 0.5, rel=0.05)
+        bound = 1 / 256 ** 0.5  # U(±1/sqrt(fan_in)) for weight and bias
+        assert model.fc.weight.abs().max().item() <= bound and 0.9 * bound < model.fc.bias.abs().max().item() <= bound
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_layers_run_in_the_official_order(name):
     """Layer by layer: kind, kernel, stride, padding, bias, dropout p, and output shape."""
@@ -373,6 +441,25 @@ def test_the_shapes_the_paper_names():
     assert dense["features.norm_final"] == (1, 132, 8, 8) and dense["features.transition1.conv"][1] == 48
     assert dict(_trace_named(okdph_vgg16((3, 32, 32), 10), x))["layer4.9"] == (1, 512, 1, 1)
     assert dict(_trace_named(okdph_resnet32((3, 32, 32), 10), x))["layer3.4.bn2"] == (1, 64, 8, 8)
+
+
+def test_the_bottleneck_networks_depths_and_widths():
+    """ResNet-110: 3·12 Bottlenecks of three convolutions + stem + classifier = 110 weighted layers on the main
+    path (the three 1×1 shortcuts aside), ending at 256×8×8. WRN-20-8: 3·2·3 + 2 = 20, inner widths 8× ResNet's
+    (128, 256, 512), outer ones 64, 128, 256; the 3×3 convolution carries the stride (torchvision v1.5)."""
+    x = torch.randn(1, 3, 32, 32)
+    for build, depth, widen in ((okdph_resnet110, 110, 1), (okdph_wrn20_8, 20, 8)):
+        model = build((3, 32, 32), 10)
+        names = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        assert len([n for n in names if "downsample" not in n]) == depth and len(names) == depth + 3
+        shapes = dict(_trace_named(model, x))
+        last = len(model.layer3) - 1
+        assert shapes[f"layer3.{last}.bn3"] == (1, 256, 8, 8) and model.fc.in_features == 256
+        for stage, (planes, size) in enumerate(((16, 32), (32, 16), (64, 8)), start=1):
+            before = size if stage == 1 else 2 * size  # the 1×1 convolution keeps the stage's input size
+            assert shapes[f"layer{stage}.0.conv1"] == (1, planes * widen, before, before)
+            assert shapes[f"layer{stage}.0.conv2"] == (1, planes * widen, size, size)
+            assert shapes[f"layer{stage}.0.downsample.1"] == (1, 4 * planes, size, size)
 
 
 def _trace_named(model, x):
@@ -410,8 +497,9 @@ def test_forward_backward_through_build_model(name):
 
 
 def test_other_inputs():
-    """ResNet-32 pools adaptively (grey 28×28 works); VGG and DenseNet heads fit 32×32 maps alone."""
-    assert build_model("okdph_resnet32", DataSpec("images", 10, (1, 28, 28)))(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    """The ResNets pool adaptively (grey 28×28 works); VGG and DenseNet heads fit 32×32 maps alone."""
+    for name in ("okdph_resnet32", "okdph_resnet110", "okdph_wrn20_8"):
+        assert build_model(name, DataSpec("images", 10, (1, 28, 28)))(torch.randn(2, 1, 28, 28)).shape == (2, 10)
     for name in ("okdph_vgg16", "okdph_densenet40_12"):
         with pytest.raises(ConfigError, match=f"arch={name} takes 32×32 inputs"):
             build_model(name, DataSpec("images", 10, (1, 28, 28)))

@@ -89,6 +89,7 @@ ARCHITECTURES.add("charcnn_as_released", Architecture(
 
 # OKDPH (Zhang et al., CVPR 2023): the CIFAR backbones as tianlizhang/OKDPH src/models builds them
 # (rdml.models.zoo.okdph): ResNet-32 with 1×1-conv shortcuts, its own VGG-16 (512-512 head, no dropout),
-# DenseNet-40-12 BC (bottleneck, compression 0.5).
-for _name in ("okdph_resnet32", "okdph_vgg16", "okdph_densenet40_12"):
+# DenseNet-40-12 BC (bottleneck, compression 0.5), ResNet-110 and WRN-20-8 of Bottleneck blocks (WRN's
+# inner width 8×).
+for _name in ("okdph_resnet32", "okdph_vgg16", "okdph_densenet40_12", "okdph_resnet110", "okdph_wrn20_8"):
     ARCHITECTURES.add(_name, Architecture(_name, f"zoo.okdph:{_name}"))

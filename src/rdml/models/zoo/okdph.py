@@ -1,7 +1,8 @@
 """The CIFAR backbones of OKDPH (Zhang et al., CVPR 2023) as its code builds them: tianlizhang/OKDPH
 src/models/{resnet,vgg,densenet}.py (commit f65b661; src unchanged through a562089), selected by
 `model_dict` in src/models/__init__.py L26-39 and built as `model_dict[name](num_classes=...)`
-(src/OKDPH.py and the baselines, e.g. src/00_Base.py L68).
+(src/OKDPH.py L115 and the baselines, e.g. src/00_Base.py L68). The supplement's five backbones
+(Sec. 1.2, Tables 5-6): ResNet-32, ResNet-110, VGG-16, DenseNet-40-12 and WRN-20-8.
 
 - `okdph_resnet32`: resnet.py `ResNet(BasicBlock, [5, 5, 5])` (L198-209): torchvision's BasicBlock
   (L27-64) in three stages of 16, 32, 64 channels (L135-137), a 3×3 stride-1 stem without max-pool
@@ -24,6 +25,19 @@ src/models/{resnet,vgg,densenet}.py (commit f65b661; src unchanged through a5620
   default (L148-155). The name's "40" counts 3·6 layers of two convolutions, the first convolution, two
   transitions and the classifier. 0.176M / 0.188M. (rdml's `densenet40_12`, zoo.densenet, is the
   original DenseNet-40 without bottleneck or compression, 1.0M.)
+- `okdph_resnet110` (`model_dict['resnet110']`, L31): resnet.py `ResNet(Bottleneck, [12, 12, 12])`
+  (L211-222), ResNet-32's stem, stages, shortcut rule and initialisation (L109-196) with torchvision's
+  (v1.5) Bottleneck (L67-107): 1×1 conv to planes-BN-ReLU, 3×3 conv carrying the stride-BN-ReLU, 1×1 conv
+  to 4·planes-BN, shortcut, ReLU; stages end in 64, 128, 256 channels, the first block of each (layer1's
+  too: 16 ≠ 64) with the 1×1 conv + BN shortcut (L164-168), and the classifier is 256→classes (L139).
+  110 = 3·12 blocks of three convolutions + the stem + the classifier. 1.148M parameters at 10 classes,
+  1.171M at 100 (rdml's `resnet110`, zoo.cifar_resnet, is He et al.'s basic-block ResNet-110, 1.7M).
+- `okdph_wrn20_8` (`model_dict['wrn_20_8']`, L34): resnet.py `wide_resnet20_8`, `ResNet(Bottleneck,
+  [2, 2, 2], width_per_group=64 * 8)` (L224-238), the same network with two Bottlenecks a stage whose
+  inner width is int(planes·512/64) = 8·planes (L75): 128, 256, 512, the outer widths staying 64, 128,
+  256 (torchvision's Wide-ResNet-50-2 rule; its docstring's "Wide ResNet-28-10", L226, is a leftover).
+  20 = 3·2·3 + 2. 6.848M / 6.871M (rdml's `wrn_20_8`, zoo.wrn, is Zagoruyko & Komodakis' pre-activation
+  basic-block WRN, 11.0M).
 
 Module names, and the order in which modules are created, are the official ones: the state_dict keys
 are the official keys (its checkpoints load as they are), and from the same torch seed a network starts
@@ -41,7 +55,7 @@ from torch import nn
 
 from rdml.keys import ConfigError
 
-__all__ = ["okdph_resnet32", "okdph_vgg16", "okdph_densenet40_12"]
+__all__ = ["okdph_resnet32", "okdph_vgg16", "okdph_densenet40_12", "okdph_resnet110", "okdph_wrn20_8"]
 
 
 # ---- ResNet-32 (src/models/resnet.py) ---------------------------------------------------------------
@@ -235,3 +249,81 @@ class DenseNetBC(nn.Module):
 def okdph_densenet40_12(input_shape, num_classes):
     _needs_32x32("okdph_densenet40_12", input_shape)
     return DenseNetBC(input_shape, num_classes)
+
+
+# ---- ResNet-110 and WRN-20-8: the Bottleneck ResNet (src/models/resnet.py) ---------------------------
+
+class Bottleneck(nn.Module):
+    """torchvision's (v1.5) Bottleneck (resnet.py L67-107): 1×1 to `width`-BN-ReLU, 3×3 (the stride here)
+    -BN-ReLU, 1×1 to 4·planes-BN, plus the shortcut, then ReLU. width = int(planes · base_width / 64) (L75,
+    groups 1): planes for ResNet-110, 8·planes for WRN-20-8's base_width 512."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 base_width: int = 64):
+        super().__init__()
+        width = int(planes * (base_width / 64.0))
+        self.conv1 = nn.Conv2d(inplanes, width, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, planes * self.expansion, 1, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+class BottleneckResNet(nn.Module):
+    """resnet.py `ResNet(Bottleneck, ...)` (L109-196): ResNet-32's stem, stages (16, 32, 64 planes), shortcut
+    rule and initialisation, with Bottleneck blocks, so the stages end in 64, 128, 256 channels and the
+    classifier is 256→classes (L139)."""
+
+    def __init__(self, input_shape, num_classes: int, blocks, width_per_group: int = 64):
+        super().__init__()
+        self.inplanes = 16
+        self.base_width = width_per_group
+        self.conv1 = nn.Conv2d(input_shape[0], 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = self._make_layer(16, blocks[0])
+        self.layer2 = self._make_layer(32, blocks[1], stride=2)
+        self.layer3 = self._make_layer(64, blocks[2], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(64 * Bottleneck.expansion, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+    def _make_layer(self, planes: int, count: int, stride: int = 1) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * Bottleneck.expansion:  # L164-168: every stage's first block
+            downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes * Bottleneck.expansion, 1, stride, bias=False),
+                                       nn.BatchNorm2d(planes * Bottleneck.expansion))
+        layers = [Bottleneck(self.inplanes, planes, stride, downsample, self.base_width)]
+        self.inplanes = planes * Bottleneck.expansion
+        layers += [Bottleneck(self.inplanes, planes, base_width=self.base_width) for _ in range(1, count)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(self.avgpool(x).flatten(1))
+
+
+def okdph_resnet110(input_shape, num_classes):
+    return BottleneckResNet(input_shape, num_classes, (12, 12, 12))
+
+
+def okdph_wrn20_8(input_shape, num_classes):
+    return BottleneckResNet(input_shape, num_classes, (2, 2, 2), width_per_group=64 * 8)
