@@ -62,8 +62,8 @@ STATED = {
     "rdml_table2_new_heads": ({**RDML_TRANSFER, "head": "dataset"}, dict(metric="last5", runs=90)),
     "rdml_table3": (RDML_TEXT, dict(metric="at_best_val", runs=90)),
     "rdml_table3_as_released": (RDML_TEXT, dict(metric="at_best_val", runs=90)),
-    "okdph_table3": (OKDPH_PAPER, dict(metric="best", runs=180)),
-    "okdph_table4": (OKDPH_PAPER, dict(metric="best", runs=90)),
+    "okdph_table3": (OKDPH_PAPER, dict(metric="best", runs=420)),
+    "okdph_table4": (OKDPH_PAPER, dict(metric="best", runs=210)),
     "dml_table2": (DML_PAPER, dict(runs=54)),
     "dml_table4": (DML_PAPER, dict(runs=21)),
     "renyi_kd_thesis": (THESIS, dict(runs=171)),
@@ -167,6 +167,18 @@ def test_okdph_tables_take_table_6_and_7_and_the_students_compositions():
     assert {c.input_noise for c in table4.values() if c.dataset in ("cifar10", "cifar100")} == {1.0}
     assert {keys(c) for c in table4.values() if c.method == "okdph" and c.dataset == "cifar100_1"} == {(0.8, 0.8, 0.5, "5b")}
     assert {c.arch[0] for c in table4.values()} == {"okdph_densenet40_12"}
+    # the branch-based methods: #S/B branches, and what the OKDPH code ran where it departs from their papers
+    methods = ("one", "okddip", "ffl", "pcl")
+    assert {(c.method, c.branches) for c in table3.values() if c.method in methods} == {(m, k) for m in methods for k in (2, 3, 4)}
+    branched = [c for c in (*table3.values(), *table4.values()) if c.method in methods]
+    assert {(c.detach_teacher, c.test_ensemble) for c in branched if c.method == "one"} == {(False, "mean")}
+    assert {(c.arch[0], c.repeat_branch_forward) for c in table3.values() if c.method == "one"} == {
+        ("okdph_resnet32", False), ("okdph_vgg16", True)}
+    assert {(c.shared_stage, c.augment) for c in table4.values() if c.method == "one"} == {(True, "crop_flip"), (True, "crop_flip_rotate")}
+    assert {c.densenet_as_released for c in table4.values() if c.method == "okddip"} == {True}
+    assert {(c.fusion_lr, c.conv_init, c.branch_sharing) for c in branched if c.method == "ffl"} == {("constant", "okdph", "okdph")}
+    assert {(c.branches, tuple(c.student_augment), c.rampup_divisor, c.ema_global_step) for c in table4.values()
+            if c.method == "pcl" and c.dataset.startswith("cifar100")} == {(3, ("crop_flip_rotate",) * 3, 1, "zero")}
 
 
 def test_dml_table2_pairs():
