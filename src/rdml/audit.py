@@ -2,7 +2,8 @@
 
 For each run behind the cell: the record's own hash, its summary re-derived from its epochs, its status
 (finished; a diverged one by rdml's divergence rule, replayed over its epochs), its config hash, data
-fingerprint, weights and teacher; for a measured cell (the DML §4.8 analyses) the run's measurements
+fingerprint, weights, kept epochs (`keep_every`: each epochs/epoch_<k>.pt against the sha256 its record names)
+and teacher; for a measured cell (the DML §4.8 analyses) the run's measurements
 file, its own hash, the record and weights it measured, and the value read from it. With `evaluate`,
 the saved model evaluated again on the test split and each measured run measured again. Then the cell:
 its mean, std, n and diverged count recomputed from the audited values by the code that wrote them
@@ -229,6 +230,8 @@ class _Audit:
         model = run_dir / record["final_model"]["path"]
         model_problems = _check_file(model, record["final_model"]["sha256"], "checkpoint", out)
         problems += model_problems
+        if record.get("kept_epochs") is not None or cfg.get("keep_every"):
+            problems += _kept_epoch_problems(run_dir, record, out)
         if self.evaluate and not model_problems:
             problems += _evaluated(model, record, data, out)
         teacher = record.get("teacher")
@@ -396,6 +399,18 @@ def _equal(a, b) -> bool:
 
 def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _kept_epoch_problems(run_dir: Path, record: dict, out) -> list[str]:
+    """The kept epochs a finished run's record names (rdml.train.checkpoint): the epochs its keep_every plans
+    over the epochs it ran, each file hashing to the sha256 named."""
+    from rdml.train.checkpoint import KEPT_DIR, kept_epoch_problems, planned_kept_epochs
+
+    named = record.get("kept_epochs") or {}
+    problems = kept_epoch_problems(run_dir, named, planned_kept_epochs(record["config"], len(record["epochs"])),
+                                   run_dir / "record.json")
+    out(f"  kept epochs       {len(named)} in {run_dir / KEPT_DIR} {'ok' if not problems else 'MISMATCH'}")
+    return problems
 
 
 def _check_file(path: Path, expected: str, what: str, out) -> list[str]:

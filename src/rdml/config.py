@@ -106,6 +106,12 @@ HOW = (
         check=lambda v: one_of("head", v, HEADS)),
     Key("data_dir", "data", "str", "folder of downloaded data sets and published weights"),
     Key("summary_last", [5, 10], "list[int]", "report the mean test accuracy of the last k epochs for each k"),
+    Key("keep_every", 0, "int", "keep the trained networks (model.pt's content) after epochs 1, 1+N, 1+2N, … in "
+        "<out>/epochs/epoch_<k>.pt, each hashed in the record (kept_epochs), for analyses of the trajectory (the "
+        "official OKDPH code saves every epoch, src/OKDPH.py L150-152; its landscape reads 0-based epochs 0, 5, …, "
+        "295: N=5, experiment/landscape/grid_loss.py L23, L222-224); 0 = none",
+        check=lambda v: in_range("keep_every", v, 0, INF, "an integer >= 0: N keeps the networks of epochs 1, 1+N, "
+                                 "1+2N, … (1: every epoch), 0 none", open_high=True)),
     Key("crash_margin", 0.05, "float", "a student at <= chance + margin after > chance + 2 margin has crashed",
         check=_unit("crash_margin", "a number in [0, 1)", open_high=True)),
     Key("device", "auto", "str", "auto, cpu, cuda or cuda:N"),

@@ -4,6 +4,8 @@ Run directory:
   record.json     provenance, per-epoch metrics, summary and status (rewritten atomically each epoch)
   checkpoint.pt   resume state, rewritten atomically each epoch, removed once the run has finished
   model.pt        final weights of every student (a KD teacher is read from here)
+  epochs/         with keep_every: epoch_<k>.pt, model.pt's content after epoch k, each named with its sha256 in
+                  the record's kept_epochs once the file is whole (rdml.train.checkpoint)
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from rdml.dependencies import training_code
 from rdml.io import utc_now
 from rdml.methods import METHODS
 from rdml.train.autotune import resolve_auto
-from rdml.train.checkpoint import read_checkpoint, restore_checkpoint, save_checkpoint, save_model
+from rdml.train.checkpoint import (KEPT_DIR, is_kept_epoch_file, kept_epoch_file, kept_epoch_problems, planned_kept_epochs,
+                                   read_checkpoint, restore_checkpoint, save_checkpoint, save_model)
 from rdml.train.cohort import Cohort, build_cohort
 from rdml.train.evaluate import ACC, divergence_after, evaluate, evaluation_noise, input_noise
 from rdml.train.integrity import FINISHED, read_record, run_problems, summarise, write_record
@@ -64,7 +67,7 @@ def train(cfg: TrainConfig, argv: list[str] | None = None, *, progress: bool | N
         raise ConfigError(f"out={run_dir}: cannot write there ({exc.strerror})") from None
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent commands into one out= take turns
-        for stale in run_dir.glob(".*.tmp"):  # left by a kill inside an atomic write
+        for stale in [*run_dir.glob(".*.tmp"), *(run_dir / KEPT_DIR).glob(".*.tmp")]:  # left by a kill inside an atomic write
             stale.unlink(missing_ok=True)
         return _train_locked(prep, run_dir, argv, progress, replace, retrain, environment_extra)
 
@@ -75,10 +78,21 @@ def check_run_directory(run_dir: Path) -> None:
         raise ConfigError(f"out={run_dir} is a file, not a run directory")
     if not run_dir.is_dir():
         return
-    foreign = sorted(p.name for p in run_dir.iterdir() if p.name not in (*RUN_FILES, LOCK) and not p.name.endswith(".tmp"))
+    foreign = sorted(p.name for p in run_dir.iterdir()
+                     if p.name not in (*RUN_FILES, LOCK, KEPT_DIR) and not p.name.endswith(".tmp"))
+    kept = run_dir / KEPT_DIR
+    if kept.exists():
+        foreign += [KEPT_DIR] if not kept.is_dir() else sorted(
+            f"{KEPT_DIR}/{p.name}" for p in kept.iterdir() if not is_kept_epoch_file(p.name) and not p.name.endswith(".tmp"))
     if foreign or ((run_dir / "model.pt").exists() and not (run_dir / "record.json").exists()):
         what = ", ".join(foreign) or "model.pt without a record.json"
         raise ConfigError(f"out={run_dir} holds files rdml did not write ({what}); choose another out= or empty it")
+
+
+def kept_files(run_dir: Path) -> list[Path]:
+    """The kept epochs' files in `run_dir` (epochs/epoch_<k>.pt), whatever the record names."""
+    kept = run_dir / KEPT_DIR
+    return sorted(p for p in kept.iterdir() if is_kept_epoch_file(p.name)) if kept.is_dir() else []
 
 
 def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, retrain: bool, environment_extra) -> dict:
@@ -109,9 +123,18 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
                 "training code or execution); choose another out= or remove that directory"
             )
         existing = saved = None
+    if saved is not None and (problems := kept_epoch_problems(
+            run_dir, saved["record"].get("kept_epochs"), planned_kept_epochs(config_values(cfg), len(saved["record"]["epochs"])),
+            checkpoint_path)):
+        if not replace:
+            raise ConfigError(f"out={run_dir} holds an interrupted run whose kept epochs no longer match its checkpoint: "
+                              + "; ".join(problems) + "; remove the directory to train the run again")
+        existing = saved = None
     record = None
     if existing is not None and existing.get("status") in FINISHED:
         problems = run_problems(run_dir, existing, FINISHED, unsealed=True)  # rdml.run/1 records predate seals
+        problems += kept_epoch_problems(run_dir, existing.get("kept_epochs"),
+                                        planned_kept_epochs(existing["config"], len(existing["epochs"])), record_path)
         if not problems and not retrain:
             return existing
         record = new_record(prep, argv, environment_extra)
@@ -128,13 +151,14 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
     method = METHODS[cfg.method](cfg, teacher)
     cohort = build_cohort(cfg, data, prep.execution, steps_per_epoch, prep.outputs, prep.pretrained, method)
     if existing is None and saved is None:  # only now, once all that can refuse the new run has passed
-        for stale in (model_path, checkpoint_path, record_path):  # the record last: it vouches for the rest
+        for stale in (model_path, checkpoint_path, *kept_files(run_dir), record_path):  # the record last: it vouches for the rest
             stale.unlink(missing_ok=True)
     if saved is not None:
         restore_checkpoint(saved, prep.device, cohort, method, record)
         if record["epochs"]:  # killed after an epoch's checkpoint, perhaps before its record
             record["summary"] = summarise(record["epochs"], cfg.summary_last)
 
+    kept = set(planned_kept_epochs(config_values(cfg), cfg.epochs))
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=cfg.epochs, initial=len(record["epochs"]), desc=record["label"], unit="epoch", disable=not show)
     for epoch in range(len(record["epochs"]) + 1, cfg.epochs + 1):
@@ -147,12 +171,17 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
         record["diverged"] = divergence_after(record["diverged"], record["epochs"], data.chance_accuracy,
                                               cfg.crash_margin, method.members(cfg))
         record["summary"] = summarise(record["epochs"], cfg.summary_last)
+        if epoch in kept:  # after the epoch's evaluation and the method's end of epoch (OKDPH's fusion), as the
+            # official code saves (src/OKDPH.py L138-152); named once whole, vouched for by the checkpoint, then the record
+            record["kept_epochs"][str(epoch)] = save_model(run_dir / kept_epoch_file(epoch), data, cfg.arch, cohort, prep.outputs)
         save_checkpoint(checkpoint_path, resume, prep.device, cohort, method, record)
         write_record(record_path, record)
         bar.update(1)
         (bar.write if show else partial(print, file=sys.stderr))(_epoch_line(entry, cfg.epochs))
     bar.close()
 
+    for unnamed in set(kept_files(run_dir)) - {run_dir / kept_epoch_file(k) for k in record.get("kept_epochs") or {}}:
+        unnamed.unlink()  # what a kill between a kept epoch's file and its checkpoint left, if not written again
     record["final_model"] = {"path": "model.pt", "sha256": save_model(model_path, data, cfg.arch, cohort, prep.outputs)}
     record["status"] = "diverged" if record["diverged"] else "ok"
     record["ended_at"] = utc_now()
@@ -280,6 +309,7 @@ def new_record(prep: Prepared, argv: list[str] | None, environment_extra: dict |
         "ended_at": None,
         "diverged": None,
         "final_model": None,
+        **({"kept_epochs": {}} if cfg.keep_every else {}),  # epoch → sha256 of epochs/epoch_<k>.pt
         "epochs": [],
         "epoch_seconds": [],
         "summary": None,
