@@ -137,7 +137,8 @@ class ConvUsedTwice(nn.Module):
 
 @pytest.mark.parametrize("arch, folded, kept", [("cnn", 2, 0), ("resnet32", 31, 0), ("okdph_resnet32", 33, 0),
                                                 ("wrn_20_8", 7, 6), ("densenet40_12", 0, 39), ("okdph_vgg16", 13, 0),
-                                                ("okdph_densenet40_12", 18, 21), ("skip", 1, 1)])
+                                                ("okdph_densenet40_12", 18, 21), ("okdph_resnet110", 112, 0),
+                                                ("okdph_wrn20_8", 22, 0), ("skip", 1, 1)])
 def test_folding_computes_what_the_unfolded_network_computes_in_eval_mode(arch, folded, kept):
     torch.manual_seed(0)
     model = ConvUsedTwice() if arch == "skip" else build_model(arch, DataSpec("images", 10, (3, 32, 32)))
