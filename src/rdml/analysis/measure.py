@@ -1,7 +1,9 @@
 """Measurements of a finished run's final models on its training images, for the DML paper's
 analyses (§4.8): the mean prediction entropy and sorted top-5 posterior (Fig. 4c), the entropy of
 the teaching signal (DML: each peer; DML_e: the other students' average), and the training loss
-after Gaussian noise on every parameter (Figs. 4a/4b, flat minima). The models are loaded through
+after Gaussian noise on every parameter (Figs. 4a/4b, flat minima); and for the OKDPH supplement's
+Table 5, the PAC-Bayes bounds of Jiang et al. (2020) against each student's initial weights
+(rdml.analysis.pac_bayes). The models are loaded through
 the same checks as a KD teacher (rdml.train.verified: a finished run, weights matching its record).
 A run whose method trains networks of its own (rdml.methods.base.Method.networks) is measured per
 member it declares (`Method.members`, e.g. each branch of one network), its networks rebuilt through
@@ -22,7 +24,7 @@ from rdml.train.verified import verified_run
 
 __all__ = ["MEASURES_FORMAT", "MEASUREMENTS", "train_log_probs", "prediction_statistics", "noisy_losses", "measure_run", "measured_on"]
 
-MEASUREMENTS = ("predictions", "noise")
+MEASUREMENTS = ("predictions", "noise", "pac_bayes")
 TOP = 5
 
 
@@ -116,6 +118,11 @@ def measure_run(run_dir: str | Path, measurements: dict, device: torch.device) -
         spec = measurements["noise"]
         for k, model in enumerate(models):
             students[f"student_{k}"].update(noisy_losses(model, data, spec["sigmas"], spec["draws"], spec["seed"] + k))
+    if "pac_bayes" in measurements:
+        from rdml.analysis.pac_bayes import pac_bayes_of_students
+
+        for name, values in pac_bayes_of_students(run, models, data, measurements["pac_bayes"], device).items():
+            students[name].update(values)
     return seal({**head, "model_sha256": sha, "students": students})
 
 
@@ -132,6 +139,9 @@ def declared_networks(run, data: Dataset, measurements: dict, device: torch.devi
     from rdml.train.cohort import rebuild
     from rdml.train.evaluate import split_log_probs
 
+    if "pac_bayes" in measurements:  # its bound needs each student's initial network (pac_bayes.initial_students)
+        raise ConfigError(f"pac_bayes: run {run.directory} holds the networks method {run.saved['method']} declares; "
+                          "the PAC-Bayes measure reads runs of one network per student")
     cohort, method = rebuild(run.saved, run.record["config"], data, device)
     members = list(method.members(method.cfg))
 
