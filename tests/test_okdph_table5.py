@@ -75,6 +75,35 @@ def test_measure_run_writes_the_pac_bayes_measures_of_each_student(tmp_path):
     json.dumps(measured)  # the measures file is JSON
 
 
+@pytest.mark.parametrize("method, keys", [("okdph", ["student_augment=crop_flip,none,crop_flip", "fusion_every=1b"]),
+                                         ("kdcl", ["student_augment=crop_flip,none"]), ("independent", ["students=1"])])
+def test_initial_students_of_table_5_s_methods_are_the_weights_training_started_from(tmp_path, monkeypatch, method,
+                                                                                     keys):
+    """pac_bayes_init's w₀: what training built for OKDPH (one initial state for both students), KDCL and Base."""
+    import copy
+
+    import rdml.train.loop as loop
+
+    started, build = [], loop.build_cohort
+
+    def recording(*args, **kwargs):
+        cohort = build(*args, **kwargs)
+        started.append([copy.deepcopy(s.model.state_dict()) for s in cohort])
+        return cohort
+
+    monkeypatch.setattr(loop, "build_cohort", recording)
+    archs = "cnn" if method == "independent" else "cnn,cnn"
+    run(tmp_path / "r", f"method={method}", f"arch={archs}", "epochs=1", "seed=2", *keys)
+    finished = verified_run(tmp_path / "r", "")
+    data = load_dataset("synthetic", **{k: finished.record["config"][k] for k in ("split_seed", "test_fraction")})
+    rebuilt = initial_students(finished, data)
+    assert started and len(rebuilt) == len(started[-1]) == len(archs.split(","))
+    for model, weights in zip(rebuilt, started[-1]):
+        assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())
+    if method == "okdph":  # same_init: one initial state
+        assert all(torch.equal(v, rebuilt[1].state_dict()[k]) for k, v in rebuilt[0].state_dict().items())
+
+
 @pytest.mark.bad_input
 def test_pac_bayes_settings_and_bound_are_checked_when_planned(params):
     section = params["studies"][STUDY]
