@@ -13,6 +13,7 @@ from conftest import BIN, REPO, make_project
 from rdml.config import config_values
 from rdml.data.catalog import DATASETS
 from rdml.models import ARCHITECTURES, build_model
+from rdml.methods import METHODS
 from rdml.study.params import load_params
 from rdml.keys import ConfigError
 from rdml.study.plan import plan_jobs, plan_measurements, plan_study, plan_tables
@@ -301,6 +302,22 @@ def test_dry_run_lists_every_job(study, project):
     assert int(jobs.get("measure", 0)) == len(plan_measurements(PARAMS, study))  # dml_analyses: 18
     published = {arch for job in plan_jobs(PARAMS, study) for arch in job.weights}
     assert int(jobs.get("fetch_weights", 0)) == len(published)  # rdml_table2: its three networks' weights, once each
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("method", ["one", "okddip", "ffl", "pcl"])
+def test_each_branch_based_okdph_baseline_trains_through_the_pipeline(method, project):
+    """The cheapest okdph_table3_smoke job of each branch-based method (as the study plans it, official keys
+    included), trained by Snakemake: its record holds every output the table's cell reads."""
+    smoke = "okdph_table3_smoke"
+    runs = {r.id: r for r in plan_study(PARAMS, smoke) if r.method == method}
+    run = min(runs.values(), key=lambda r: cost(r, runs))
+    job = next(job for job in plan_jobs(PARAMS, smoke) if run in job.runs)
+    result = sh(str(BIN / "snakemake"), job.file, "--cores", "2", "--config", f"build=[{smoke}]", cwd=project)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    record = json.loads((project / run.directory / "record.json").read_text())
+    outputs = METHODS[method].outputs(run.config)
+    assert record["status"] == "ok" and set(outputs) <= set(record["summary"]) and len(outputs) > run.config.branches - 1
 
 
 def cost(run, runs):
