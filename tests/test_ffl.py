@@ -543,7 +543,7 @@ def test_defaults_keys_outputs_and_label():
     (["arch=cnn"], "arch=cnn: ffl branches one of okdph_resnet32, okdph_vgg16, okdph_densenet40_12"),
     (["students=2"], "ffl trains one branched network"),
     (["arch=okdph_resnet32,okdph_vgg16"], "ffl trains one branched network"),
-    (["branches=1"], "branches=1 must be >= 2"),
+    (["branches=1"], "branches=1 is not allowed; allowed: an integer >= 2"),
     (["rampup_epochs=-1"], "rampup_epochs=-1.0 is not allowed; it must be a finite number >= 0"),
     (["fusion_lr=frozen"], "fusion_lr='frozen' is not allowed; allowed: constant, scheduled"),
     (["branch_sharing=all"], "branch_sharing='all' is not allowed; allowed: none, okdph"),

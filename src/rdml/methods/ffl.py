@@ -39,30 +39,23 @@ L29, L84, L88) and momentum without Nesterov (L121; theirs nesterov=True).
 
 from __future__ import annotations
 
-from rdml.keys import ConfigError, Key, at_least, in_range, one_of
+from rdml.core.branched import TEACHER_FLOOR, BranchedBaseline, branches_key, consistency_weight, rampup_key
+from rdml.core.branched import BACKBONES as FFL_BACKBONES  # as rdml.models.zoo.ffl, without torch
+from rdml.keys import ConfigError, Key, one_of
 from rdml.methods.base import METHODS, Method
 
 __all__ = ["FeatureFusion", "ffl_kl", "ffl_terms", "ffl_loss", "consistency_weight", "FFL_BACKBONES"]
 
-FFL_BACKBONES = ("okdph_resnet32", "okdph_vgg16", "okdph_densenet40_12")  # as rdml.models.zoo.ffl, without torch
 FUSION_LR = ("scheduled", "constant")
 CONV_INIT = ("he", "okdph")
 BRANCH_SHARING = ("none", "okdph")
 
 
-def _branches(value: int) -> None:
-    at_least("branches", value, 2)
-
-
-def _rampup(value: float) -> None:
-    in_range("rampup_epochs", value, 0, float("inf"), "a finite number >= 0", open_high=True)
-
-
 KEYS = (
-    Key("branches", 2, "int", "ffl: number of branches of the backbone, each fused (Kim et al. 2020 use 2; "
-        "tianlizhang/OKDPH src/baseline.sh L53-55 --num_branches 2)", check=_branches),
-    Key("rampup_epochs", 80.0, "float", "ffl: R of the consistency ramp-up exp(-5(1-min(e,R)/R)^2) on the "
-        "distillation, e the epoch from 0; 0 = no ramp-up (src/05_FFL.py L35-42, L179: a float there too)", check=_rampup),
+    branches_key("ffl", 2, "number of branches of the backbone, each fused (Kim et al. 2020 use 2; "
+                 "tianlizhang/OKDPH src/baseline.sh L53-55 --num_branches 2)"),
+    rampup_key("ffl", "R of the consistency ramp-up exp(-5(1-min(e,R)/R)^2) on the distillation, e the epoch from "
+               "0; 0 = no ramp-up (src/05_FFL.py L35-42, L179: a float there too)"),
     Key("fusion_lr", "scheduled", "str", "ffl: the fusion module's learning rate: scheduled (follows the run's "
         "schedule, Kim et al.'s code) or constant (stays lr: the OKDPH script steps only the backbone's schedule, "
         "src/05_FFL.py L140)", check=lambda v: one_of("fusion_lr", v, FUSION_LR)),
@@ -75,16 +68,12 @@ KEYS = (
 
 
 @METHODS.register("ffl")
-class FeatureFusion(Method):
+class FeatureFusion(BranchedBaseline, Method):
     name = "ffl"
     description = ("FFL: branches of one backbone and a fusion module over their last maps teach each other "
                    "(Kim, Hyun, Chung & Kwak, ICPR 2020)")
     keys = KEYS
     defaults = {**Method.defaults, "arch": ["okdph_resnet32"], "temperature": 3.0}  # src/05_FFL.py L25, L162
-
-    def __init__(self, cfg, teacher=None):
-        super().__init__(cfg, teacher)
-        self.epoch = 0  # the official epoch index (from 0) of the batches to come, for the ramp-up
 
     @classmethod
     def check(cls, cfg) -> None:
@@ -114,10 +103,6 @@ class FeatureFusion(Method):
             notes.append(f"FFL: the branches share one {shared}, as the OKDPH model does "
                          f"(src/models/{'vgg_ffl.py L95' if shared == 'classifier' else 'densenet_ffl.py L141-143'}).")
         return notes
-
-    @classmethod
-    def members(cls, cfg) -> tuple[str, ...]:
-        return tuple(f"branch_{k}" for k in range(cfg.branches))
 
     @classmethod
     def outputs(cls, cfg) -> tuple[str, ...]:
@@ -156,7 +141,7 @@ class FeatureFusion(Method):
     def end_epoch(self, epoch: int, cohort) -> None:
         """After the epoch's schedule step: the fusion module's rate back to lr where it stays constant (its
         schedule stepped with the others'), so the record and a checkpoint hold the rate it trains with."""
-        self.epoch = epoch  # rdml's epoch counts from 1: the next official epoch index
+        super().end_epoch(epoch, cohort)
         self.hold_fusion_lr(cohort[1])
 
     def hold_fusion_lr(self, fusion) -> None:
@@ -164,30 +149,14 @@ class FeatureFusion(Method):
             for group in fusion.optimizer.param_groups:
                 group["lr"] = self.cfg.lr
 
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch = state.get("epoch", 0)
-
-
-def consistency_weight(epoch: int, rampup: float) -> float:
-    """exp(−5(1 − min(e, R)/R)²) at official epoch e (from 0), 1 for R = 0 (src/05_FFL.py L35-42, after
-    Laine & Aila 2017, arXiv:1610.02242)."""
-    import numpy as np  # np.exp, as there: its last bit may differ from math.exp's
-
-    if rampup == 0:
-        return 1.0
-    phase = 1.0 - np.clip(epoch, 0.0, float(rampup)) / float(rampup)
-    return float(np.exp(-5.0 * phase * phase))
-
 
 def ffl_kl(logits, teacher, temperature: float):
-    """`KLLoss` (src/05_FFL.py L22-32): T²·Σ q·(log q − log softmax(z/T)) / N, q = softmax(t/T) + 1e-7 detached."""
+    """`KLLoss` (src/05_FFL.py L22-32): T²·Σ q·(log q − log softmax(z/T)) / N, q = softmax(t/T) + 1e-7 detached. The
+    sum written out, not ONE's and OKDDip's KLDivLoss (rdml.core.branched.official_kl): other bits."""
     import torch.nn.functional as F
 
     predict = F.log_softmax(logits / temperature, dim=1)
-    target = F.softmax(teacher.detach() / temperature, dim=1) + 10 ** (-7)
+    target = F.softmax(teacher.detach() / temperature, dim=1) + TEACHER_FLOOR
     return temperature * temperature * ((target * (target.log() - predict)).sum(1).sum() / target.size()[0])
 
 

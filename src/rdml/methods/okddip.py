@@ -32,48 +32,37 @@ as peers, L99–101, and averages all n, L105, L80).
 
 from __future__ import annotations
 
+from rdml.core.branched import BACKBONES, BranchedBaseline, branches_key, official_kl, rampup_key
+from rdml.core.branched import consistency_weight as rampup_weight  # src/04_OKDDip.py L30-37
 from rdml.keys import ConfigError, Key, in_range
 from rdml.methods.base import METHODS, Method
 
 __all__ = ["DiversePeers", "BACKBONES", "okddip_loss", "rampup_weight", "official_kl"]
 
 PAPER_BRANCHES = 4  # 3 auxiliary peers and 1 leader: the OKDDip authors' default (DefangChen/OKDDip train_GL.py --num_branches 4)
-# the backbones of the official *_okddip models (src/models/__init__.py L47-53), as rdml names them; their branched
-# networks are rdml.models.zoo.okddip.BRANCHED (named here so that checking a config imports no torch)
-BACKBONES = ("okdph_resnet32", "okdph_vgg16", "okdph_densenet40_12")
-
-
-def _branches(value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-        raise ConfigError(f"branches={value!r} is not allowed; it must be an integer >= 2 (n-1 peers and one leader)")
-
 
 KEYS = (
-    Key("branches", PAPER_BRANCHES, "int", "okddip: n, the network's branches, n-1 auxiliary peers and one group leader "
-        "(4: the OKDDip authors' --num_branches; the OKDPH runs: 2, src/baseline.sh L45-47)", check=_branches),
+    branches_key("okddip", PAPER_BRANCHES, "n, the network's branches, n-1 auxiliary peers and one group leader (4: "
+                 "the OKDDip authors' --num_branches; the OKDPH runs: 2, src/baseline.sh L45-47)",
+                 why="n-1 peers and one leader"),
     Key("kd_weight", 1.0, "float", "okddip: w, weight of both distillation levels (src/04_OKDDip.py --alpha, L104, L194)",
         check=lambda v: in_range("kd_weight", v, 0, float("inf"), "a finite number >= 0", open_high=True)),
     Key("densenet_as_released", False, "bool", "okddip: the released DenseNet-40-12's branches (arch=okdph_densenet40_12 "
         "only): one last dense block shared by every branch, the leader a column of the peers' attention and ensemble, "
         "its logits read without its final batch norm and ReLU (src/models/densenet_okddip.py L170-180, L226-248); "
         "false: each branch its own block, the leader apart from the peers, as the paper's branches"),
-    Key("rampup_epochs", 80.0, "float", "okddip: l, epochs of the ramp-up exp(-5(1-e/l)^2) of the distillation weight; "
-        "0 = weight 1 throughout (src/04_OKDDip.py L30-37, --length L196)",
-        check=lambda v: in_range("rampup_epochs", v, 0, float("inf"), "a finite number >= 0", open_high=True)),
+    rampup_key("okddip", "l, epochs of the ramp-up exp(-5(1-e/l)^2) of the distillation weight; 0 = weight 1 "
+               "throughout (src/04_OKDDip.py L30-37, --length L196)"),
 )
 
 
 @METHODS.register("okddip")
-class DiversePeers(Method):
+class DiversePeers(BranchedBaseline, Method):
     name = "okddip"
     description = ("OKDDip: one network of auxiliary peers, each distilled from its attention-weighted peers, and a "
                    "leader distilled from the peers' mean (Chen et al., AAAI 2020)")
     keys = KEYS
     defaults = {**Method.defaults, "arch": ["okdph_resnet32"], "temperature": 3.0}  # src/04_OKDDip.py L176, L193
-
-    def __init__(self, cfg, teacher=None):
-        super().__init__(cfg, teacher)
-        self.epoch = 0  # the official epoch (from 0) of the next batch
 
     @classmethod
     def check(cls, cfg) -> None:
@@ -107,10 +96,6 @@ class DiversePeers(Method):
         return notes
 
     @classmethod
-    def members(cls, cfg) -> tuple[str, ...]:
-        return tuple(f"branch_{k}" for k in range(cfg.branches))
-
-    @classmethod
     def outputs(cls, cfg) -> tuple[str, ...]:
         return (*cls.members(cfg), "ensemble")  # src/04_OKDDip.py L66-81: peers, leader, the peers' mean logits
 
@@ -133,15 +118,6 @@ class DiversePeers(Method):
     def rampup(self) -> float:
         return rampup_weight(self.epoch, self.cfg.rampup_epochs)
 
-    def end_epoch(self, epoch: int, cohort) -> None:
-        self.epoch = epoch  # rdml epoch `epoch` (from 1) was official epoch epoch − 1
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch = state.get("epoch", 0)
-
     def predict(self, x, cohort) -> dict:
         if isinstance(x, (list, tuple)):  # one input per network under per-network test noise: one network here
             x = x[0]
@@ -152,26 +128,6 @@ class DiversePeers(Method):
 
     def combine(self, log_probs: dict) -> dict:
         return dict(log_probs)  # the ensemble is formed from logits in `predict`, as L80 does
-
-
-def rampup_weight(epoch: int, length: float) -> float:
-    """exp(−5(1 − clip(e, 0, ℓ)/ℓ)²), 1 where ℓ = 0 (src/04_OKDDip.py L30–37, in double precision as numpy's)."""
-    import numpy as np
-
-    if length == 0:
-        return 1.0
-    phase = 1.0 - np.clip(epoch, 0.0, length) / length
-    return float(np.exp(-5.0 * phase * phase))
-
-
-def official_kl(logits, teacher_logits, temperature: float):
-    """The official KL_Loss (src/04_OKDDip.py L18–27): T·T·KL(softmax(teacher/T) + 1e−7 ‖ softmax(z/T)), batchmean;
-    the teacher is NOT detached."""
-    import torch.nn.functional as F
-
-    log_p = F.log_softmax(logits / temperature, dim=1)
-    target = F.softmax(teacher_logits / temperature, dim=1) + 10 ** (-7)
-    return temperature * temperature * F.kl_div(log_p, target, reduction="batchmean")
 
 
 def okddip_loss(pro, x_m, leader, labels, branches: int, *, temperature: float, weight: float):

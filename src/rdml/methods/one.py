@@ -34,23 +34,17 @@ reports the best epoch of the best of its outputs, the branches and the mean (L1
 
 from __future__ import annotations
 
-from rdml.keys import ConfigError, Key, in_range, one_of
+from rdml.core.branched import (BACKBONES, TEACHER_FLOOR, BranchedBaseline, branches_key, consistency_weight,
+                                 rampup_key)
+from rdml.core.branched import official_kl as one_distillation  # `KL_Loss`, src/02_ONE.py L18-27
+from rdml.keys import ConfigError, Key, one_of
 from rdml.methods.base import METHODS, Method
 
 __all__ = ["NativeEnsemble", "one_loss", "one_distillation", "consistency_weight", "TEACHER_FLOOR"]
 
-TEACHER_FLOOR = 10 ** (-7)  # added to the teacher's probabilities (src/02_ONE.py L24; loss/kl_loss.py L20)
-BACKBONES = ("okdph_resnet32", "okdph_vgg16", "okdph_densenet40_12")  # as rdml.models.zoo.one.BACKBONES
-
-
-def _branch_count(value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-        raise ConfigError(f"branches={value!r} is not allowed; allowed: an integer >= 2")
-
-
 KEYS = (
-    Key("branches", 3, "int", "one: K, the network's branches (ONE's CIFAR networks: 3; the OKDPH runs: 2, "
-        "tianlizhang/OKDPH src/baseline.sh L16-26)", check=_branch_count),
+    branches_key("one", 3, "K, the network's branches (ONE's CIFAR networks: 3; the OKDPH runs: 2, "
+                 "tianlizhang/OKDPH src/baseline.sh L16-26)"),
     Key("detach_teacher", True, "bool", "one: the gated teacher is a constant in the distillation (Lan et al.'s code); "
         "false: the OKDPH code's, whose KL also trains the gate and branches through the teacher (src/02_ONE.py L24)"),
     Key("test_ensemble", "gated", "str", "one: the ensemble output: gated (the teacher, as Lan et al. test it) or mean "
@@ -60,23 +54,18 @@ KEYS = (
         "src/models/densenet_one.py L159-169)"),
     Key("repeat_branch_forward", False, "bool", "one: run the branches twice per training forward, the first results "
         "thrown away (true: the official VGG-16 ONE, src/models/vgg_one.py L110-119, L146-157); okdph_vgg16 only"),
-    Key("rampup_epochs", 80.0, "float", "one: the distillation weight's ramp-up exp(-5(1-e/L)^2) over L epochs, 0 = "
-        "no ramp-up (src/02_ONE.py L30-37, L183)",
-        check=lambda v: in_range("rampup_epochs", v, 0, float("inf"), "a finite number >= 0", open_high=True)),
+    rampup_key("one", "the distillation weight's ramp-up exp(-5(1-e/L)^2) over L epochs, 0 = no ramp-up "
+               "(src/02_ONE.py L30-37, L183)"),
 )
 
 
 @METHODS.register("one")
-class NativeEnsemble(Method):
+class NativeEnsemble(BranchedBaseline, Method):
     name = "one"
     description = ("ONE: one network of K branches on a shared trunk, each distilling from their gated ensemble "
                    "(Lan, Zhu & Gong 2018)")
     keys = KEYS
     defaults = {**Method.defaults, "arch": ["okdph_resnet32"], "temperature": 3.0}  # src/02_ONE.py L163, L180
-
-    def __init__(self, cfg, teacher=None):
-        super().__init__(cfg, teacher)
-        self.epoch = 0  # the official epoch (from 0) of the batches to come: the ramp-up's e
 
     @classmethod
     def check(cls, cfg) -> None:
@@ -111,10 +100,6 @@ class NativeEnsemble(Method):
         return notes
 
     @classmethod
-    def members(cls, cfg) -> tuple[str, ...]:
-        return tuple(f"branch_{k}" for k in range(cfg.branches))
-
-    @classmethod
     def outputs(cls, cfg) -> tuple[str, ...]:
         return (*cls.members(cfg), "ensemble")
 
@@ -137,15 +122,6 @@ class NativeEnsemble(Method):
         network.step()
         return {name: {k: v.detach() for k, v in t.items()} for name, t in terms.items()}
 
-    def end_epoch(self, epoch: int, cohort) -> None:
-        self.epoch = epoch  # rdml's epoch `epoch` (from 1) was official epoch epoch − 1
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch = state.get("epoch", 0)
-
     def predict(self, x, cohort) -> dict:
         """Each branch's logits and the ensemble's: the gated teacher z_e, or the mean of the branch logits
         (src/02_ONE.py L70-76), by `test_ensemble`."""
@@ -156,28 +132,6 @@ class NativeEnsemble(Method):
 
     def combine(self, log_probs: dict) -> dict:
         return dict(log_probs)  # every output comes from the network itself
-
-
-def consistency_weight(epoch: int, rampup: float) -> float:
-    """w(e) = exp(−5(1 − clip(e, 0, L)/L)²), 1 when L = 0: `get_current_consistency_weight` (src/02_ONE.py L30-37,
-    from Laine & Aila 2017), computed with numpy as there, so that the bits are the official ones."""
-    import numpy as np
-
-    if rampup == 0:
-        return 1.0
-    current = np.clip(epoch, 0.0, rampup)
-    phase = 1.0 - current / rampup
-    return float(np.exp(-5.0 * phase * phase))
-
-
-def one_distillation(logits, teacher, temperature: float):
-    """T²·KL(softmax(teacher/T) + 1e-7 ‖ softmax(z/T)), batchmean (`KL_Loss`, src/02_ONE.py L18-27): the teacher
-    as given (the caller detaches it or not)."""
-    import torch.nn.functional as F
-
-    log_p = F.log_softmax(logits / temperature, dim=1)
-    q = F.softmax(teacher / temperature, dim=1) + TEACHER_FLOOR
-    return temperature * temperature * F.kl_div(log_p, q, reduction="batchmean")
 
 
 def one_loss(pro, gated, labels, *, weight: float, temperature: float, detach_teacher: bool):

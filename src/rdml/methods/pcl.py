@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 
+from rdml.core.branched import BranchedBaseline, branches_key
 from rdml.keys import ConfigError, Key, in_range, one_of
 from rdml.methods.base import METHODS, Method
 
@@ -55,14 +56,9 @@ RAMPUP_EPOCHS = 80  # compute_rampup_weight's alpha: full weight after this epoc
 EMA_GLOBAL_STEPS = ("steps", "zero")
 
 
-def _branches(value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-        raise ConfigError(f"branches={value!r} is not allowed; it must be an integer >= 2 (the peers of one network)")
-
-
 KEYS = (
-    Key("branches", 3, "int", "pcl: number of branches (peers) of the network, >= 2 (the official default, "
-        "tianlizhang/OKDPH src/06_PCL.py L233)", check=_branches),
+    branches_key("pcl", 3, "number of branches (peers) of the network, >= 2 (the official default, tianlizhang/OKDPH "
+                 "src/06_PCL.py L233)", why="the peers of one network"),
     Key("rampup_divisor", 80.0, "float", "pcl: d in the distillation ramp-up exp(-5(1-e/d)^2), e <= 80; 80 as "
         "published, 1 as the official code divides (src/06_PCL.py L83)",
         check=lambda v: in_range("rampup_divisor", v, 0, float("inf"), "a finite number > 0", open_low=True,
@@ -77,7 +73,7 @@ KEYS = (
 
 
 @METHODS.register("pcl")
-class PeerCollaborative(Method):
+class PeerCollaborative(BranchedBaseline, Method):
     name = "pcl"
     description = ("peer collaborative learning: the branches of one network distil from their ensemble classifier and "
                    "from each other's temporal mean (Wu & Gong 2021)")
@@ -87,8 +83,7 @@ class PeerCollaborative(Method):
 
     def __init__(self, cfg, teacher=None):
         super().__init__(cfg, teacher)
-        self.epoch = 0  # the official epoch (from 0) of the next batch
-        self.steps = 0  # optimiser steps taken
+        self.steps = 0  # optimiser steps taken, beside the official epoch (BranchedBaseline)
 
     @classmethod
     def check(cls, cfg) -> None:
@@ -129,12 +124,8 @@ class PeerCollaborative(Method):
         return notes
 
     @classmethod
-    def members(cls, cfg) -> tuple[str, ...]:
-        """The temporal-mean network's branches, which the official code tests (src/06_PCL.py L194)."""
-        return tuple(f"branch_{k}" for k in range(cfg.branches))
-
-    @classmethod
     def outputs(cls, cfg) -> tuple[str, ...]:
+        """The members: the temporal-mean network's branches, which the official code tests (src/06_PCL.py L194)."""
         return cls.members(cfg)
 
     def networks(self, build) -> list:
@@ -166,9 +157,6 @@ class PeerCollaborative(Method):
         update_temporal_mean(mean.model, network.model, c.ema_decay, step)  # L164
         return {name: {k: v.detach() for k, v in t.items()} for name, t in terms.items()}
 
-    def end_epoch(self, epoch: int, cohort) -> None:
-        self.epoch = epoch  # rdml epoch `epoch` (from 1) was official epoch epoch − 1
-
     def predict(self, x, cohort) -> dict:
         """The temporal-mean network's branches, every branch on the same batch (src/06_PCL.py L124); under
         per-network test noise, the temporal mean's own draw (network 1)."""
@@ -180,15 +168,18 @@ class PeerCollaborative(Method):
         return dict(log_probs)  # no output formed from others: the official code tests none
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "steps": self.steps}
+        return {**super().state_dict(), "steps": self.steps}
 
     def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.steps = state.get("epoch", 0), state.get("steps", 0)
+        super().load_state_dict(state)
+        self.steps = state.get("steps", 0)
 
 
 def rampup_weight(epoch: int, divisor: float) -> float:
     """w(e) = exp(−5(1 − e/d)²) for e ≤ 80, else 1 (`compute_rampup_weight` with λ = 1, src/06_PCL.py L79-83,
-    which divides by λ where the ramp-up length d belongs)."""
+    which divides by λ where the ramp-up length d belongs). Not the other baselines' ramp-up
+    (rdml.core.branched.consistency_weight): no clip but a cut after epoch 80, math.exp, −5·(·)**2, as written
+    there."""
     if epoch > RAMPUP_EPOCHS:
         return 1.0
     return 1.0 * math.exp(-5 * (1 - epoch / divisor) ** 2)

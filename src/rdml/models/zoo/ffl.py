@@ -46,12 +46,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rdml.core.branched import BACKBONES as FFL_BACKBONES
+from rdml.core.branched import check_branch_count
 from rdml.keys import ConfigError
+from rdml.models.zoo.branches import (build_resnet_trunk, build_vgg_trunk, init_densenet, init_vgg, resnet_trunk,
+                                      vgg_classifier, vgg_trunk)
 from rdml.models.zoo.okdph import VGG16, DenseBlock, ResNet32, Transition, _needs_32x32
 
 __all__ = ["FFL_BACKBONES", "FFLResNet32", "FFLVGG16", "FFLDenseNet40", "FusionModule", "ffl_backbone", "fusion_module"]
 
-FFL_BACKBONES = ("okdph_resnet32", "okdph_vgg16", "okdph_densenet40_12")
 CONV_INITS = ("he", "okdph")
 # 05_FFL.py L110 (`channel_dict`) and each fusion module's default `sptial` (resnet_ffl.py L252, vgg_ffl.py L101,
 # densenet_ffl.py L184): the channels and side of one branch's map
@@ -74,13 +77,7 @@ class FFLResNet32(ResNet32):
         if conv_init not in CONV_INITS:
             raise ConfigError(f"conv_init={conv_init!r} is not allowed; allowed: {', '.join(CONV_INITS)}")
         self.num_branches = branches
-        self.inplanes = 16
-        self.conv1 = nn.Conv2d(input_shape[0], 16, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        self.relu = nn.ReLU(inplace=True)
-        self.layer1 = self._make_layer(16, blocks[0])
-        self.layer2 = self._make_layer(32, blocks[1], stride=2)
-        trunk = self.inplanes
+        trunk = build_resnet_trunk(self, input_shape[0], blocks)
         for b in range(1, branches + 1):  # L196-199
             setattr(self, f"layer3_{b}", self._make_layer(64, blocks[2], stride=2))
             self.inplanes = trunk
@@ -98,7 +95,7 @@ class FFLResNet32(ResNet32):
                 m.bias.data.zero_()
 
     def forward(self, x):
-        x = self.layer2(self.layer1(self.relu(self.bn1(self.conv1(x)))))
+        x = resnet_trunk(self, x)
         logits, maps = [], []
         for b in range(1, self.num_branches + 1):  # L239-248
             feature = getattr(self, f"layer3_{b}")(x)
@@ -109,11 +106,6 @@ class FFLResNet32(ResNet32):
 
 # ---- VGG-16 (vgg_ffl.py) ------------------------------------------------------------------------------
 
-def _vgg_head(num_classes: int, dropout: float = 0.0) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(512, 512), nn.ReLU(True), nn.Dropout(p=dropout), nn.Linear(512, 512), nn.ReLU(True),
-                         nn.Dropout(p=dropout), nn.Linear(512, num_classes))
-
-
 class FFLVGG16(VGG16):
     """rdml's okdph_vgg16 with `branches` copies of layer4 (vgg_ffl.py L20-97); one shared classifier with
     `shared_parts` (L45-53, L95), else one per branch."""
@@ -121,38 +113,18 @@ class FFLVGG16(VGG16):
     def __init__(self, input_shape, num_classes: int, branches: int = 2, shared_parts: bool = True):
         nn.Module.__init__(self)  # VGG16's layers, but another head
         self.num_branches, self.shared_parts = branches, shared_parts
-        self.inplanes = 64
-        self.conv1 = nn.Conv2d(input_shape[0], 64, 3, padding=1)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.conv2 = nn.Conv2d(64, 64, 3, padding=1)
-        self.bn2 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(True)
-        self.layer1 = self._make_layers(128, 2)
-        self.maxpool = nn.MaxPool2d(2, 2)
-        self.layer2 = self._make_layers(256, 3)
-        self.layer3 = self._make_layers(512, 3)
+        build_vgg_trunk(self, input_shape[0])
         for b in range(1, branches + 1):  # L42-43
             setattr(self, f"layer4_{b}", self._make_layers(512, 3))
         if shared_parts:
-            self.classifier = _vgg_head(num_classes)
+            self.classifier = vgg_classifier(num_classes, dropout=0.0)
         else:
             for b in range(1, branches + 1):
-                setattr(self, f"classifier_{b}", _vgg_head(num_classes))
-        for m in self.modules():  # L54-64, as rdml's VGG16
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.constant_(m.bias, 0)
+                setattr(self, f"classifier_{b}", vgg_classifier(num_classes, dropout=0.0))
+        init_vgg(self)  # L54-64, as rdml's VGG16
 
     def forward(self, x):
-        x = self.relu(self.bn1(self.conv1(x)))
-        x = self.maxpool(self.relu(self.bn2(self.conv2(x))))
-        x = self.layer3(self.layer2(self.layer1(x)))
+        x = vgg_trunk(self, x)
         logits, maps = [], []
         for b in range(1, self.num_branches + 1):  # L89-97
             feature = getattr(self, f"layer4_{b}")(x)
@@ -192,14 +164,7 @@ class FFLDenseNet40(nn.Module):
             self.features.add_module(f"norm_final_{b}", nn.BatchNorm2d(channels))
         for b in range(branches):  # L149-150
             setattr(self, f"classifier_{b}", nn.Linear(channels, num_classes))
-        for m in self.modules():  # L153-160 (shared modules once: modules() skips repeats)
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.Linear):
-                nn.init.constant_(m.bias, 0)
+        init_densenet(self)  # L153-160 (shared modules once: modules() skips repeats)
 
     def forward(self, x):
         f = self.features
@@ -248,8 +213,7 @@ def ffl_backbone(arch: str, input_shape, num_classes: int, branches: int = 2, co
     if arch not in FFL_BACKBONES:
         raise ConfigError(f"arch={arch}: ffl branches one of {', '.join(FFL_BACKBONES)}")
     _needs_32x32(arch, input_shape)
-    if branches < 2:
-        raise ConfigError(f"branches={branches} must be >= 2")
+    check_branch_count(branches)
     if arch == "okdph_resnet32":
         return FFLResNet32(input_shape, num_classes, branches, conv_init)
     if arch == "okdph_vgg16":

@@ -50,8 +50,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rdml.core.branched import check_branch_count
 from rdml.keys import ConfigError
-from rdml.models.zoo.okdph import DenseBlock, ResNet32, Transition, VGG16, _needs_32x32
+from rdml.models.zoo.branches import (build_densenet_trunk, build_resnet_trunk, build_vgg_trunk, init_densenet,
+                                      init_resnet, init_vgg, resnet_trunk, vgg_classifier, vgg_trunk)
+from rdml.models.zoo.okdph import DenseBlock, ResNet32, VGG16, _needs_32x32
 
 __all__ = ["BRANCHED", "okddip_network", "okddip_resnet32", "okddip_vgg16", "okddip_densenet40_12", "FACTOR"]
 
@@ -91,28 +94,16 @@ class OKDDipResNet32(PeersAndLeader):
     def __init__(self, input_shape, num_classes: int, branches: int, blocks=(5, 5, 5)):
         super().__init__()
         self.branches, self.peers = branches, branches - 1
-        self.inplanes = 16
-        self.conv1 = nn.Conv2d(input_shape[0], 16, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        self.relu = nn.ReLU(inplace=True)
-        self.layer1 = ResNet32._make_layer(self, 16, blocks[0])
-        self.layer2 = ResNet32._make_layer(self, 32, blocks[1], stride=2)
-        trunk_planes = self.inplanes
+        trunk_planes = build_resnet_trunk(self, input_shape[0], blocks)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         for i in range(branches):  # L139-142
             setattr(self, f"layer3_{i}", ResNet32._make_layer(self, 64, blocks[2], stride=2))
             self.inplanes = trunk_planes
             setattr(self, f"classifier3_{i}", nn.Linear(64, num_classes))
         self.init_projections(64)  # L144-145
-        for m in self.modules():  # L147-152
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        init_resnet(self)  # L147-152
 
-    def trunk(self, x):
-        return self.layer2(self.layer1(self.relu(self.bn1(self.conv1(x)))))
+    trunk = resnet_trunk
 
     def peer_features(self, i, h):
         return self.avgpool(getattr(self, f"layer3_{i}")(h)).flatten(1)
@@ -127,37 +118,14 @@ class OKDDipVGG16(PeersAndLeader):
     def __init__(self, input_shape, num_classes: int, branches: int, dropout: float = 0.5):
         super().__init__()
         self.branches, self.peers = branches, branches - 1
-        self.inplanes = 64
-        self.conv1 = nn.Conv2d(input_shape[0], 64, 3, padding=1)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.conv2 = nn.Conv2d(64, 64, 3, padding=1)
-        self.bn2 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(True)
-        self.layer1 = VGG16._make_layers(self, 128, 2)
-        self.maxpool = nn.MaxPool2d(2, 2)
-        self.layer2 = VGG16._make_layers(self, 256, 3)
-        self.layer3 = VGG16._make_layers(self, 512, 3)
+        build_vgg_trunk(self, input_shape[0])
         for i in range(branches):  # L40-51
             setattr(self, f"layer3_{i}", VGG16._make_layers(self, 512, 3))
-            setattr(self, f"classifier3_{i}", nn.Sequential(
-                nn.Linear(512, 512), nn.ReLU(True), nn.Dropout(p=dropout),
-                nn.Linear(512, 512), nn.ReLU(True), nn.Dropout(p=dropout),
-                nn.Linear(512, num_classes)))
+            setattr(self, f"classifier3_{i}", vgg_classifier(num_classes, dropout))
         self.init_projections(512)  # L53-55
-        for m in self.modules():  # L57-66
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)  # the bias keeps its default (L65-66)
+        init_vgg(self, linear_bias=False)  # L57-66: the linear biases keep their default draw
 
-    def trunk(self, x):
-        x = self.relu(self.bn1(self.conv1(x)))
-        x = self.maxpool(self.relu(self.bn2(self.conv2(x))))
-        return self.layer3(self.layer2(self.layer1(x)))
+    trunk = vgg_trunk
 
     def peer_features(self, i, h):
         return getattr(self, f"layer3_{i}")(h).flatten(1)
@@ -176,15 +144,8 @@ class OKDDipDenseNet(PeersAndLeader):
         super().__init__()
         self.branches, self.as_released = branches, as_released
         self.peers = branches if as_released else branches - 1
-        conv0 = nn.Conv2d(input_shape[0], init_features, 3, 1, 1, bias=False)
-        self.features = nn.Sequential()
-        self.features.add_module("conv0", conv0)
-        channels = init_features
-        for i, layers in enumerate(blocks[:-1]):  # L153-169
-            self.features.add_module(f"denseblock{i + 1}", DenseBlock(layers, channels, growth, bn_size))
-            channels += layers * growth
-            self.features.add_module(f"transition{i + 1}", Transition(channels, int(channels * compression)))
-            channels = int(channels * compression)
+        channels = build_densenet_trunk(self, input_shape[0], blocks, growth, bn_size, compression,  # L153-169
+                                        init_features)
         last = DenseBlock(blocks[-1], channels, growth, bn_size) if as_released else None
         for i in range(branches):  # L179-180: as released, the same block under every name
             setattr(self, f"Branch{i}", last if last is not None else DenseBlock(blocks[-1], channels, growth, bn_size))
@@ -195,14 +156,7 @@ class OKDDipDenseNet(PeersAndLeader):
             setattr(self, f"relu_final_{i}", nn.ReLU(inplace=True))
         for i in range(branches):  # L192-193
             setattr(self, f"classifier3_{i}", nn.Linear(channels, num_classes))
-        for m in self.modules():  # L196-203
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.Linear):
-                nn.init.constant_(m.bias, 0)
+        init_densenet(self)  # L196-203
         self.init_projections(channels)  # L205-206, after the loop
 
     def trunk(self, x):
@@ -242,8 +196,7 @@ def okddip_network(arch: str, input_shape, num_classes: int, branches: int,
     if arch not in BRANCHED:
         raise ConfigError(f"arch={arch}: okddip builds its branched network from one of {', '.join(BRANCHED)} "
                           "(the backbones of the official *_okddip models)")
-    if isinstance(branches, bool) or not isinstance(branches, int) or branches < 2:
-        raise ConfigError(f"branches={branches!r} is not allowed; okddip needs an integer >= 2 (peers and a leader)")
+    check_branch_count(branches, "peers and a leader")
     if densenet_as_released and arch != "okdph_densenet40_12":
         raise ConfigError(f"densenet_as_released=true is the released DenseNet-40-12's branches; arch={arch} has no "
                           "other (set it with arch=okdph_densenet40_12 only)")

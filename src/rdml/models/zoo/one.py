@@ -35,14 +35,15 @@ for each layer), which gives the official gradients bit for bit.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rdml.core.branched import BACKBONES, check_branch_count
 from rdml.keys import ConfigError
-from rdml.models.zoo.okdph import DenseBlock, ResNet32, Transition, VGG16, _needs_32x32
+from rdml.models.zoo.branches import (build_densenet_trunk, build_resnet_trunk, init_densenet, init_resnet, init_vgg,
+                                      resnet_trunk, vgg_classifier, vgg_trunk)
+from rdml.models.zoo.okdph import DenseBlock, ResNet32, VGG16, _needs_32x32
 
 __all__ = ["one_network", "BACKBONES", "OneResNet32", "OneVGG16", "OneDenseNet40"]
 
@@ -79,13 +80,7 @@ class OneResNet32(nn.Module):
     def __init__(self, input_shape, num_classes: int, branches: int, shared_stage: bool = False, blocks=(5, 5, 5)):
         super().__init__()
         self.num_branches = branches
-        self.inplanes = 16
-        self.conv1 = nn.Conv2d(input_shape[0], 16, 3, 1, 1, bias=False)  # L150-154
-        self.bn1 = nn.BatchNorm2d(16)
-        self.relu = nn.ReLU(inplace=True)
-        self.layer1 = self._make_layer(16, blocks[0])
-        self.layer2 = self._make_layer(32, blocks[1], stride=2)
-        trunk = self.inplanes  # `fix_inplanes`, L155
+        trunk = build_resnet_trunk(self, input_shape[0], blocks)  # L150-155 (`fix_inplanes`)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))  # L156
         stage = None
         for i in range(branches):  # L157-160: each branch's stage, then its classifier
@@ -98,16 +93,10 @@ class OneResNet32(nn.Module):
         self.avgpool_c = nn.AvgPool2d(tuple((side + 1) // 2 for side in input_shape[1:]))
         self.control_v1 = nn.Linear(trunk, branches)
         self.bn_v1 = nn.BatchNorm1d(branches)
-        for m in self.modules():  # L167-172; the linear layers keep PyTorch's default initialisation
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        init_resnet(self)  # L167-172
 
     def forward(self, x):  # L209-259
-        x = self.relu(self.bn1(self.conv1(x)))
-        x = self.layer2(self.layer1(x))
+        x = resnet_trunk(self, x)
         logits = []
         for i in range(self.num_branches):
             h = self.avgpool(getattr(self, f"layer3_{i}")(x))
@@ -141,32 +130,18 @@ class OneVGG16(nn.Module):
             if stage is None or not shared_stage:
                 stage = self._make_layers(512, 3)
             setattr(self, f"layer3_{i}", stage)
-            setattr(self, f"classifier3_{i}", nn.Sequential(
-                nn.Linear(512, 512), nn.ReLU(True), nn.Dropout(),
-                nn.Linear(512, 512), nn.ReLU(True), nn.Dropout(),
-                nn.Linear(512, num_classes)))
+            setattr(self, f"classifier3_{i}", vgg_classifier(num_classes, dropout=0.5))
         self.avgpool_c = nn.AdaptiveAvgPool2d((1, 1))  # L69-72
         self.control_v1 = nn.Linear(self.inplanes, branches)
         self.bn_v1 = nn.BatchNorm1d(branches)
-        for m in self.modules():  # L75-85 (the gate's linear layer too)
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.constant_(m.bias, 0)
+        init_vgg(self)  # L75-85 (the gate's linear layer too)
 
     def _branch(self, i, x):
         h = getattr(self, f"layer3_{i}")(x)
         return getattr(self, f"classifier3_{i}")(h.view(h.size(0), -1))
 
     def forward(self, x):  # L96-160
-        x = self.relu(self.bn1(self.conv1(x)))
-        x = self.maxpool(self.relu(self.bn2(self.conv2(x))))
-        x = self.layer3(self.layer2(self.layer1(x)))
+        x = vgg_trunk(self, x)
         if self.repeat_branch_forward and self.training:
             with torch.no_grad():  # L110-119: results overwritten below; only BN statistics and dropout draws remain
                 for i in range(self.num_branches):
@@ -189,14 +164,8 @@ class OneDenseNet40(nn.Module):
                  blocks=(6, 6, 6), compression: float = 0.5, init_features: int = 24, bn_size: int = 4):
         super().__init__()
         self.num_branches = branches
-        conv0 = nn.Conv2d(input_shape[0], init_features, 3, 1, 1, bias=False)  # L127-130 (small inputs)
-        self.features = nn.Sequential(OrderedDict([("conv0", conv0)]))
-        channels = init_features
-        for i, layers in enumerate(blocks[:-1]):  # L142-158
-            self.features.add_module(f"denseblock{i + 1}", DenseBlock(layers, channels, growth, bn_size))
-            channels += layers * growth
-            self.features.add_module(f"transition{i + 1}", Transition(channels, int(channels * compression)))
-            channels = int(channels * compression)
+        channels = build_densenet_trunk(self, input_shape[0], blocks, growth, bn_size, compression,  # L127-158
+                                        init_features)
         stage = None
         for i in range(branches):  # L159-169
             if stage is None or not shared_stage:
@@ -212,14 +181,7 @@ class OneDenseNet40(nn.Module):
         for i in range(branches):  # L183-184
             setattr(self, f"classifier3_{i}", nn.Linear(channels, num_classes))
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))  # L187
-        for m in self.modules():  # L190-197
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.Linear):
-                nn.init.constant_(m.bias, 0)
+        init_densenet(self)  # L190-197
 
     def forward(self, x):  # L201-248
         x = self.features(x)
@@ -231,9 +193,6 @@ class OneDenseNet40(nn.Module):
         return pro, gated_sum(gate_weights(self, x), pro)
 
 
-BACKBONES = ("okdph_resnet32", "okdph_vgg16", "okdph_densenet40_12")
-
-
 def one_network(backbone: str, input_shape, num_classes: int, branches: int, *, shared_stage: bool = False,
                 repeat_branch_forward: bool = False) -> nn.Module:
     """The ONE network of `backbone` (one of BACKBONES) with `branches` branches (>= 2; ONE uses 3, the OKDPH
@@ -241,8 +200,7 @@ def one_network(backbone: str, input_shape, num_classes: int, branches: int, *, 
     `repeat_branch_forward`: the official VGG's second pass of the branches in training."""
     if backbone not in BACKBONES:
         raise ConfigError(f"arch={backbone} has no ONE network; allowed: {', '.join(BACKBONES)}")
-    if isinstance(branches, bool) or not isinstance(branches, int) or branches < 2:
-        raise ConfigError(f"branches={branches!r} is not allowed; allowed: an integer >= 2")
+    check_branch_count(branches)
     if repeat_branch_forward and backbone != "okdph_vgg16":
         raise ConfigError(f"repeat_branch_forward=true is the official VGG-16 ONE's double pass; arch={backbone} has "
                           "none (allowed with okdph_vgg16 only)")

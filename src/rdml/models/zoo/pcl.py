@@ -40,14 +40,15 @@ it is computed either way and the method ignores it (it has no state and no effe
 from __future__ import annotations
 
 import copy
-from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rdml.keys import ConfigError
-from rdml.models.zoo.okdph import DenseBlock, ResNet32, Transition, VGG16, _needs_32x32
+from rdml.core.branched import check_branch_count
+from rdml.models.zoo.branches import (build_densenet_trunk, build_resnet_trunk, build_vgg_trunk, init_densenet,
+                                      init_resnet, init_vgg, resnet_trunk, vgg_classifier, vgg_trunk)
+from rdml.models.zoo.okdph import DenseBlock, ResNet32, VGG16, _needs_32x32
 
 __all__ = ["PeerNetwork", "pcl_resnet32", "pcl_vgg16", "pcl_densenet40_12", "PCL_NETWORKS"]
 
@@ -110,27 +111,16 @@ class PCLResNet32(PeerNetwork):
     def __init__(self, input_shape, num_classes: int, branches: int, blocks=(5, 5, 5)):
         super().__init__()
         self.branches = branches
-        self.inplanes = 16
-        self.conv1 = nn.Conv2d(input_shape[0], 16, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        self.relu = nn.ReLU(inplace=True)
-        self.layer1 = self._make_layer(16, blocks[0])
-        self.layer2 = self._make_layer(32, blocks[1], stride=2)
+        build_resnet_trunk(self, input_shape[0], blocks)
         layer = self._make_layer(64, blocks[2], stride=2)
         self._add_branches(ResNetBranch(layer, nn.Linear(64, num_classes)), 64, num_classes)
-        for m in self.modules():  # L168-173
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        init_resnet(self)  # L168-173
 
-    def extract(self, x):  # L223-230
-        return self.layer2(self.layer1(self.relu(self.bn1(self.conv1(x)))))
+    extract = resnet_trunk  # L223-230
 
 
 def pcl_resnet32(input_shape, num_classes: int, branches: int) -> PCLResNet32:
-    return PCLResNet32(input_shape, num_classes, _branch_count(branches))
+    return PCLResNet32(input_shape, num_classes, check_branch_count(branches))
 
 
 # ---- VGG-16 (src/models/vgg_pcl.py) -------------------------------------------------------------------
@@ -158,41 +148,17 @@ class PCLVGG16(PeerNetwork):
     def __init__(self, input_shape, num_classes: int, branches: int, dropout: float = 0.0):
         super().__init__()
         self.branches = branches
-        self.inplanes = 64
-        self.conv1 = nn.Conv2d(input_shape[0], 64, 3, padding=1)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.conv2 = nn.Conv2d(64, 64, 3, padding=1)
-        self.bn2 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(True)
-        self.layer1 = self._make_layers(128, 2)
-        self.maxpool = nn.MaxPool2d(2, 2)
-        self.layer2 = self._make_layers(256, 3)
-        self.layer3 = self._make_layers(512, 3)
+        build_vgg_trunk(self, input_shape[0])
         layer = self._make_layers(512, 3)
-        fc = nn.Sequential(nn.Linear(512, 512), nn.ReLU(True), nn.Dropout(p=dropout),
-                           nn.Linear(512, 512), nn.ReLU(True), nn.Dropout(p=dropout),
-                           nn.Linear(512, num_classes))
-        self._add_branches(VGGBranch(layer, fc), 512, num_classes)
-        for m in self.modules():  # L79-89
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.constant_(m.bias, 0)
+        self._add_branches(VGGBranch(layer, vgg_classifier(num_classes, dropout)), 512, num_classes)
+        init_vgg(self)  # L79-89
 
-    def extract(self, x):  # L116-129
-        x = self.relu(self.bn1(self.conv1(x)))
-        x = self.maxpool(self.relu(self.bn2(self.conv2(x))))
-        return self.layer3(self.layer2(self.layer1(x)))
+    extract = vgg_trunk  # L116-129
 
 
 def pcl_vgg16(input_shape, num_classes: int, branches: int) -> PCLVGG16:
     _needs_32x32("okdph_vgg16", input_shape)
-    return PCLVGG16(input_shape, num_classes, _branch_count(branches))
+    return PCLVGG16(input_shape, num_classes, check_branch_count(branches))
 
 
 # ---- DenseNet-40-12, BC (src/models/densenet_pcl.py) ---------------------------------------------------
@@ -221,25 +187,12 @@ class PCLDenseNet(PeerNetwork):
                  compression: float = 0.5, init_features: int = 24, bn_size: int = 4):
         super().__init__()
         self.branches = branches
-        self.features = nn.Sequential(OrderedDict([("conv0", nn.Conv2d(input_shape[0], init_features, 3, 1, 1,
-                                                                       bias=False))]))
-        channels = init_features
-        for i, layers in enumerate(blocks[:-1]):  # L142-158
-            self.features.add_module(f"denseblock{i + 1}", DenseBlock(layers, channels, growth, bn_size))
-            channels += layers * growth
-            self.features.add_module(f"transition{i + 1}", Transition(channels, int(channels * compression)))
-            channels = int(channels * compression)
+        channels = build_densenet_trunk(self, input_shape[0], blocks, growth, bn_size, compression,  # L142-158
+                                        init_features)
         block = DenseBlock(blocks[-1], channels, growth, bn_size)  # L160-170
         channels += blocks[-1] * growth
         self._add_branches(DenseNetBranch(block, nn.Linear(channels, num_classes)), channels, num_classes)
-        for m in self.modules():  # L184-192
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.Linear):
-                nn.init.constant_(m.bias, 0)
+        init_densenet(self)  # L184-192
 
     def extract(self, x):  # L224-226
         return self.features(x)
@@ -247,14 +200,8 @@ class PCLDenseNet(PeerNetwork):
 
 def pcl_densenet40_12(input_shape, num_classes: int, branches: int) -> PCLDenseNet:
     _needs_32x32("okdph_densenet40_12", input_shape)
-    return PCLDenseNet(input_shape, num_classes, _branch_count(branches))
+    return PCLDenseNet(input_shape, num_classes, check_branch_count(branches))
 
 
 # The backbone a run names (its `arch`) → its PCL network (src/models/__init__.py L54-60).
 PCL_NETWORKS = {"okdph_resnet32": pcl_resnet32, "okdph_vgg16": pcl_vgg16, "okdph_densenet40_12": pcl_densenet40_12}
-
-
-def _branch_count(branches: object) -> int:
-    if isinstance(branches, bool) or not isinstance(branches, int) or branches < 2:
-        raise ConfigError(f"branches={branches!r} is not allowed; a PCL network needs an integer >= 2 branches")
-    return branches
