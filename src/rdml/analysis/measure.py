@@ -3,7 +3,8 @@ analyses (§4.8): the mean prediction entropy and sorted top-5 posterior (Fig. 4
 the teaching signal (DML: each peer; DML_e: the other students' average), and the training loss
 after Gaussian noise on every parameter (Figs. 4a/4b, flat minima); and for the OKDPH supplement's
 Table 5, the PAC-Bayes bounds of Jiang et al. (2020) against each student's initial weights
-(rdml.analysis.pac_bayes). The models are loaded through
+(rdml.analysis.pac_bayes), and for its Fig. 1 the same bounds at every epoch the run kept (`keep_every`,
+rdml.train.checkpoint.load_kept_epoch) and at its last. The models are loaded through
 the same checks as a KD teacher (rdml.train.verified: a finished run, weights matching its record).
 A run whose method trains networks of its own (rdml.methods.base.Method.networks) is measured per
 member it declares (`Method.members`, e.g. each branch of one network), its networks rebuilt through
@@ -22,9 +23,11 @@ from rdml.keys import ConfigError
 from rdml.train.integrity import FINISHED, MEASURES_FORMAT, seal
 from rdml.train.verified import verified_run
 
-__all__ = ["MEASURES_FORMAT", "MEASUREMENTS", "train_log_probs", "prediction_statistics", "noisy_losses", "measure_run", "measured_on"]
+__all__ = ["MEASURES_FORMAT", "MEASUREMENTS", "train_log_probs", "prediction_statistics", "noisy_losses", "measure_run",
+           "measured_on", "pac_bayes_epochs", "epoch_measure"]
 
-MEASUREMENTS = ("predictions", "noise", "pac_bayes")
+MEASUREMENTS = ("predictions", "noise", "pac_bayes", "pac_bayes_epochs")
+PER_EPOCH = ("pac_bayes_init", "pac_bayes_orig")  # the values pac_bayes_epochs also holds flat, one per epoch
 TOP = 5
 
 
@@ -123,7 +126,51 @@ def measure_run(run_dir: str | Path, measurements: dict, device: torch.device) -
 
         for name, values in pac_bayes_of_students(run, models, data, measurements["pac_bayes"], device).items():
             students[name].update(values)
+    if "pac_bayes_epochs" in measurements:
+        for name, values in pac_bayes_epochs(run, models, data, measurements["pac_bayes_epochs"], device).items():
+            students[name].update(values)
     return seal({**head, "model_sha256": sha, "students": students})
+
+
+def epoch_measure(measure: str, epoch: int) -> str:
+    """The name a per-epoch value goes by in a student's measurements, which a table's Entry.measure reads:
+    "pac_bayes_orig@26"."""
+    return f"{measure}@{epoch}"
+
+
+def pac_bayes_epochs(run, final_models: list[torch.nn.Module], data: Dataset, spec: dict,
+                     device: torch.device) -> dict[str, dict]:
+    """The PAC-Bayes measures of each student at every epoch run `run` kept (its record's `kept_epochs`, each
+    file checked against its sha256 by load_kept_epoch) and at its last epoch (`final_models`, model.pt), for
+    the OKDPH supplement's Fig. 1 ("PAC-Bayes bound of models trained on VGG16 in different epochs"): per
+    epoch exactly the final weights' measurement (rdml.analysis.pac_bayes.pac_bayes_of_students: the same
+    σ search, student k's noise seeded by spec's seed + k at every epoch), against the same initial weights.
+    Per student: `pac_bayes_epochs` (epoch → every measure) and each bound flat as "pac_bayes_orig@<epoch>"."""
+    from rdml.analysis.pac_bayes import pac_bayes_of_students
+    from rdml.train.checkpoint import load_kept_epoch
+
+    kept = sorted(int(epoch) for epoch in run.record.get("kept_epochs") or {})
+    if not kept:
+        raise ConfigError(f"pac_bayes_epochs: run {run.directory} kept no epochs (keep_every="
+                          f"{run.record['config'].get('keep_every', 0)}); the bound per epoch reads the networks its "
+                          "keep_every keeps: train it with keep_every >= 1")
+    last = len(run.record["epochs"])
+    per_epoch = {}
+    for epoch in kept:
+        cohort, method = load_kept_epoch(run.directory, epoch, data, device, prefix="pac_bayes_epochs: ")
+        if method is not None:  # measure_run refuses such runs before; a kept file never differs from model.pt's kind
+            raise ConfigError(f"pac_bayes_epochs: {run.directory} epoch {epoch} holds the networks method "
+                              f"{method.cfg.method} declares; the PAC-Bayes measure reads runs of one network per student")
+        per_epoch[epoch] = pac_bayes_of_students(run, [s.model for s in cohort], data, spec, device)
+    if last not in per_epoch:
+        per_epoch[last] = pac_bayes_of_students(run, final_models, data, spec, device)
+    students = {}
+    for epoch, measured in per_epoch.items():
+        for name, values in measured.items():
+            student = students.setdefault(name, {"pac_bayes_epochs": {}})
+            student["pac_bayes_epochs"][str(epoch)] = values
+            student.update({epoch_measure(m, epoch): values[m] for m in PER_EPOCH})
+    return students
 
 
 def measured_on(device: torch.device) -> dict:
@@ -139,7 +186,7 @@ def declared_networks(run, data: Dataset, measurements: dict, device: torch.devi
     from rdml.train.cohort import rebuild
     from rdml.train.evaluate import split_log_probs
 
-    if "pac_bayes" in measurements:  # its bound needs each student's initial network (pac_bayes.initial_students)
+    if {"pac_bayes", "pac_bayes_epochs"} & set(measurements):  # its bound needs each student's initial network
         raise ConfigError(f"pac_bayes: run {run.directory} holds the networks method {run.saved['method']} declares; "
                           "the PAC-Bayes measure reads runs of one network per student")
     cohort, method = rebuild(run.saved, run.record["config"], data, device)

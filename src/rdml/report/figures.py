@@ -464,3 +464,45 @@ def save_figure(drawn: Drawn, out: Path) -> list[Path]:
 def write_figures(specs, tables, frame: pd.DataFrame, out: Path) -> list[Path]:
     """Every figure of the study (draw_figures) written into `out`; returns the files written."""
     return [path for drawn in draw_figures(specs, tables, frame) for path in save_figure(drawn, out)]
+
+
+def _epoch_of(row: str) -> int:
+    """The epoch of an okdph_pac_bayes_epochs_table row ("epoch 26")."""
+    found = re.fullmatch(r"epoch (\d+)", row)
+    if found is None:
+        raise ValueError(f"pac_bayes_epochs: row {row!r} names no epoch; its rows read 'epoch <k>'")
+    return int(found.group(1))
+
+
+@TABLE_FIGURES.register("pac_bayes_epochs")
+def pac_bayes_epochs(spec, table, frame) -> Drawn | None:
+    """OKDPH supplement Fig. 1: the PAC-Bayes bound per epoch, one line per method (mean over students and seeds,
+    ± 1 sd band), one panel per data set, in the table's units (·10^6), from okdph_pac_bayes_epochs_table's cells."""
+    data = pd.DataFrame([{"dataset": c.split(": ")[0], "method": c.split(": ")[-1], "epoch": _epoch_of(r),
+                          "mean": table.scale * cell.mean, "sd": table.scale * cell.std, "n": len(cell.values)}
+                         for c in table.columns for r in table.rows
+                         if (cell := table.cells.get((r, c))) is not None and cell.mean is not None])
+    if data.empty:
+        return None
+    bound = next((e.measure.split("@")[0].removeprefix("pac_bayes_") for e in spec.entries if e.measure), "orig")
+    unit = f"PAC-Bayes bound, {bound} (·10^6)"
+    data = data.rename(columns={"mean": f"mean {unit}", "sd": f"sd {unit}"})
+    datasets = list(dict.fromkeys(data.dataset))
+    looks = {m: style(i) for i, m in enumerate(dict.fromkeys(c.split(": ")[-1] for c in table.columns))}
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets) + 2.4, 4), squeeze=False, layout="constrained")
+    for ax, dataset in zip(axes[0], datasets):
+        for method, look in looks.items():
+            group = data[(data.dataset == dataset) & (data.method == method)].sort_values("epoch")
+            if group.empty:
+                continue
+            mean, sd = group[f"mean {unit}"], group[f"sd {unit}"]
+            ax.plot(group.epoch, mean, marker="o", markersize=3, label=method, **look)
+            ax.fill_between(group.epoch, mean - sd, mean + sd, alpha=0.2, color=look["color"], linewidth=0)
+        ax.set_title(dataset, fontsize=9)
+        ax.set_ylabel(unit)
+        _epochs(ax)
+    handles = [Line2D([], [], marker="o", markersize=3, label=method, **look) for method, look in looks.items()]
+    handles.append(Patch(color=PALETTE[-1], alpha=0.2, label="± 1 sd over students and seeds"))
+    fig.legend(handles=handles, loc="outside right center", fontsize=7)
+    _title(fig, spec, table, "PAC-Bayes bound per epoch, mean over students and seeds (supplement Fig. 1)")
+    return Drawn(f"pac_bayes_epochs_{table.name}", fig, data)

@@ -1,6 +1,7 @@
 """OKDPH supplement §3.3, Table 5 (Zhang et al., CVPR 2023, supplementary material): the PAC-Bayes bound
 of Base, DML, KDCL and OKDPH ("Ours") per backbone on CIFAR-10 and CIFAR-100, "our method achieves the
-lowest PAC-Bayes bound on all kinds of backbones".
+lowest PAC-Bayes bound on all kinds of backbones"; and its Fig. 1, the same four methods' bound of VGG16
+"in different epochs" (okdph_pac_bayes_epochs_table: the runs keep their networks every `every` epochs).
 
 The bound is Jiang et al.'s (2020) as rdml.analysis.pac_bayes computes it on each student's final weights
 (rdml.analysis.measure). The supplement gives no formula and the official repository no code for it;
@@ -82,3 +83,64 @@ def okdph_pac_bayes_table(plan, spec: dict) -> TableSpec:
         "depends on how σ is searched and on the network's folding, so compare the order of the methods within "
         "a backbone (the paper: OKDPH lowest), not the values (OKDPH supplement Table 5 layout)",
         rows, columns, entries, claims=claims, measurements=measurements, scale=1e-6, digits=2)
+
+
+EVERY = 25  # rdml epochs 1, 26, …, 276: the official 0-based 0, 25, …, 275, so Fig. 1's "175-th epoch" (§3.3) too
+
+
+def _epoch_row(epoch: int) -> str:
+    return f"epoch {epoch}"
+
+
+@layout("okdph_pac_bayes_epochs_table", ("arch", "bound", "every", "baseline", "views", "hybrid", "pac_bayes"),
+        title=("OKDPH supplement Fig. 1 layout", "PAC-Bayes bound of Base, DML, KDCL and OKDPH per epoch"))
+def okdph_pac_bayes_epochs_table(plan, spec: dict) -> TableSpec:
+    """Supplement Fig. 1 ("PAC-Bayes bound of models trained on VGG16 in different epochs", §3.3): rows the
+    epochs the runs keep (`every`: keep_every, rdml epochs 1, 1+every, …) and the last, columns each data set's
+    Base, DML, KDCL and OKDPH, a cell the mean over students and seeds of the `bound` at that epoch
+    (rdml.analysis.measure.pac_bayes_epochs), drawn as the figure `pac_bayes_epochs`. The runs are
+    okdph_pac_bayes_table's for the backbone `arch`, with `keep_every` set: other runs than Table 5's (the key
+    is part of a run's identity), trained alike."""
+    from rdml.analysis.measure import epoch_measure  # imports torch: only when a study plans this table
+    from rdml.analysis.pac_bayes import pac_bayes_spec
+
+    bound, arch, every = spec["bound"], spec["arch"], spec.get("every", EVERY)
+    if bound not in BOUNDS:
+        raise ConfigError(f"okdph_pac_bayes_epochs_table.bound={bound!r} is not allowed; allowed: {', '.join(BOUNDS)}")
+    if not isinstance(arch, str) or not arch:
+        raise ConfigError(f"okdph_pac_bayes_epochs_table.arch={arch!r} is not allowed; it must name one architecture")
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ConfigError(f"okdph_pac_bayes_epochs_table.every={every!r} is not allowed; it must be an integer >= 1 "
+                          "(the runs keep epochs 1, 1+every, …)")
+    measurements = {"pac_bayes_epochs": pac_bayes_spec(spec.get("pac_bayes"))}
+    methods = ("independent", *STUDENT_METHODS)
+    columns = [f"{d}: {_label(m)}" for d in plan.datasets for m in methods]
+    student_spec = {**spec, "methods": list(STUDENT_METHODS)}
+    keep = {"keep_every": every}
+    entries, epochs = [], set()
+    for d in plan.datasets:
+        views = spec["views"][d]
+        if not isinstance(views, list) or len(views) != 3:
+            raise ConfigError(f"okdph_pac_bayes_epochs_table.views.{d}={views!r} is not allowed; it must list 3 augmentations: "
+                              "the two students' and the hybrid-weight model's")
+        hybrid = _hybrid(spec, dataset=d, arch=arch)
+        for seed in plan.seeds:
+            runs = {"independent": plan.run(d, "independent", [arch], seed, keys={"augment": spec["baseline"][d], **keep}),
+                    **_runs(plan, student_spec, d, arch, 2, seed, keep, views, hybrid, d)}
+            for method, run in runs.items():
+                # the epochs measure_run measures: those keep_every keeps (rdml.train.checkpoint), then the last
+                measured = sorted({*range(1, run.config.epochs + 1, every), run.config.epochs})
+                epochs.update(measured)
+                entries += [Entry(_epoch_row(e), (f"{d}: {_label(method)}",), run, run.students,
+                                  measure=epoch_measure(f"pac_bayes_{bound}", e)) for e in measured]
+    return TableSpec(
+        "okdph_pac_bayes_epochs_table",
+        f"PAC-Bayes bound (·10^6, as the supplement's Table 5 prints it) of {arch}'s students after each epoch (rows: "
+        f"the networks kept every {every} epochs, rdml epochs counting from 1, the official code's from 0, and the "
+        "last), mean over students and seeds: Jiang et al.'s (2020) bound with "
+        f"{BOUNDS[bound]}, σ searched at every epoch as for the final weights (rdml.analysis.pac_bayes, deviation "
+        f"{measurements['pac_bayes_epochs']['deviation']:g}). Fig. 1 prints no numbers and does not name its data "
+        "set; the supplement says the bound falls as training goes on, rises slightly at the 175th epoch, and "
+        "rises least for OKDPH. OKDPH: its two students, not its hybrid-weight model (OKDPH supplement Fig. 1 layout)",
+        [_epoch_row(e) for e in sorted(epochs)], columns, entries, figures=("pac_bayes_epochs",),
+        measurements=measurements, scale=1e-6, digits=2)
