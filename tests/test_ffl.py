@@ -15,6 +15,8 @@ from torch import nn
 from torch.autograd import Variable
 
 from conftest import count, killed_after_checkpoint, run
+from official_okdph import (SGD, OfficialDenseBlock, OfficialTransition, get_current_consistency_weight,
+                            official_make_layers)
 from rdml.config import load_config, resolve
 from rdml.data.catalog import DataSpec
 from rdml.keys import ConfigError
@@ -25,7 +27,8 @@ from rdml.models.zoo.ffl import FFLDenseNet40, FFLResNet32, FFLVGG16, ffl_backbo
 from rdml.train.cohort import Student
 from rdml.train.optim import make_optimizer, make_scheduler
 
-# ---- The official code, transcribed (only what the FFL runs use) -----------------------------------------
+# ---- The official code, transcribed (only what the FFL runs use; the blocks, the ramp-up and the optimiser
+# shared with the other baselines: tests/official_okdph.py) ------------------------------------------------
 
 
 class OfficialBasicBlock(nn.Module):  # resnet_ffl.py L43-72
@@ -164,14 +167,7 @@ class OfficialVGG(nn.Module):  # vgg_ffl.py L20-97 (vgg16_ffl: depth=16, L131-14
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.constant_(m.bias, 0)
 
-    def _make_layers(self, input, num_layer):
-        layers = []
-        for i in range(num_layer):
-            layers += [nn.Conv2d(self.inplances, input, kernel_size=3, padding=1), nn.BatchNorm2d(input),
-                       nn.ReLU(inplace=True)]
-            self.inplances = input
-        layers += [nn.MaxPool2d(kernel_size=2, stride=2)]
-        return nn.Sequential(*layers)
+    _make_layers = official_make_layers  # L66-73
 
     def forward(self, x):
         x = self.maxpool(self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))))
@@ -183,45 +179,6 @@ class OfficialVGG(nn.Module):  # vgg_ffl.py L20-97 (vgg16_ffl: depth=16, L131-14
             x4 = x4.view(x.size(0), -1)
             out_list.append(self.classifier(x4))
         return out_list, fmap
-
-
-class OfficialDenseLayer(nn.Module):  # densenet_ffl.py L30-53 (efficient=False, drop_rate=0)
-    def __init__(self, num_input_features, growth_rate, bn_size):
-        super().__init__()
-        self.add_module('norm1', nn.BatchNorm2d(num_input_features))
-        self.add_module('relu1', nn.ReLU(inplace=True))
-        self.add_module('conv1', nn.Conv2d(num_input_features, bn_size * growth_rate, kernel_size=1, stride=1, bias=False))
-        self.add_module('norm2', nn.BatchNorm2d(bn_size * growth_rate))
-        self.add_module('relu2', nn.ReLU(inplace=True))
-        self.add_module('conv2', nn.Conv2d(bn_size * growth_rate, growth_rate, kernel_size=3, stride=1, padding=1,
-                                           bias=False))
-
-    def forward(self, *prev_features):
-        bottleneck_output = self.conv1(self.relu1(self.norm1(torch.cat(prev_features, 1))))
-        return self.conv2(self.relu2(self.norm2(bottleneck_output)))
-
-
-class OfficialTransition(nn.Sequential):  # L56-63
-    def __init__(self, num_input_features, num_output_features):
-        super().__init__()
-        self.add_module('norm', nn.BatchNorm2d(num_input_features))
-        self.add_module('relu', nn.ReLU(inplace=True))
-        self.add_module('conv', nn.Conv2d(num_input_features, num_output_features, kernel_size=1, stride=1, bias=False))
-        self.add_module('pool', nn.AvgPool2d(kernel_size=2, stride=2))
-
-
-class OfficialDenseBlock(nn.Module):  # L66-84
-    def __init__(self, num_layers, num_input_features, bn_size, growth_rate):
-        super().__init__()
-        for i in range(num_layers):
-            self.add_module('denselayer%d' % (i + 1), OfficialDenseLayer(num_input_features + i * growth_rate,
-                                                                         growth_rate, bn_size))
-
-    def forward(self, init_features):
-        features = [init_features]
-        for name, layer in self.named_children():
-            features.append(layer(*features))
-        return torch.cat(features, 1)
 
 
 class OfficialFFLDenseNet(nn.Module):  # L87-180 (small_inputs); densenetd40k12_ffl: growth 12, [6, 6, 6] (L213-224)
@@ -300,15 +257,6 @@ class KLLoss(nn.Module):  # 05_FFL.py L18-32 (the device move left out: CPU)
         target = Variable(target_data.data, requires_grad=False)
         loss = T * T * ((target * (target.log() - predict)).sum(1).sum() / target.size()[0])
         return loss
-
-
-def get_current_consistency_weight(current, rampup_length):  # 05_FFL.py L35-42
-    if rampup_length == 0:
-        return 1.0
-    else:
-        current = np.clip(current, 0.0, rampup_length)
-        phase = 1.0 - current / rampup_length
-        return float(np.exp(-5.0 * phase * phase))
 
 
 def official_loss(out_list, fused_logit, labels, consistency_weight):
@@ -485,8 +433,6 @@ def test_rampup_is_the_official_one_at_every_epoch():
 
 
 # ---- Whole training steps against the official loop ---------------------------------------------------------
-
-SGD = ["optimizer=sgd", "lr=0.1", "momentum=0.9", "nesterov=false", "weight_decay=5e-4"]  # 05_FFL.py L121, L169-171
 
 
 @pytest.mark.slow  # ~6-15 s each on 2 cores

@@ -16,34 +16,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from official_okdph import (OfficialBasicBlock, OfficialDenseBlock, OfficialKLLoss, OfficialTransition,
+                            assert_same_state, get_current_consistency_weight, official_make_layer,
+                            official_make_layers)
 from rdml.methods import okddip as okddip_module  # registers the method
 from rdml.methods.okddip import DiversePeers, okddip_loss, rampup_weight
 from rdml.models.zoo.okddip import okddip_network
 from rdml.train.cohort import Cohort, Student
 
-# ---- The official networks, written out (src/models/*_okddip.py, with en=False) ----
-
-
-class OfficialBasicBlock(nn.Module):
-    """resnet_okddip.py L27-64."""
-
-    def __init__(self, inplanes, planes, stride=1, downsample=None):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = downsample
-
-    def forward(self, x):
-        identity = x
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.downsample is not None:
-            identity = self.downsample(x)
-        out += identity
-        return self.relu(out)
+# ---- The official networks, written out (src/models/*_okddip.py, with en=False; blocks: tests/official_okdph.py) ----
 
 
 def official_attention(pro, proj_q, proj_k):
@@ -62,12 +43,12 @@ class OfficialResNet(nn.Module):
         self.conv1 = nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         self.relu = nn.ReLU(inplace=True)
-        self.layer1 = self._make_layer(16, layers[0])
-        self.layer2 = self._make_layer(32, layers[1], stride=2)
+        self.layer1 = self._make_layer(OfficialBasicBlock, 16, layers[0])
+        self.layer2 = self._make_layer(OfficialBasicBlock, 32, layers[1], stride=2)
         fix_inplanes = self.inplanes
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         for i in range(num_branches):
-            setattr(self, 'layer3_' + str(i), self._make_layer(64, layers[2], stride=2))
+            setattr(self, 'layer3_' + str(i), self._make_layer(OfficialBasicBlock, 64, layers[2], stride=2))
             self.inplanes = fix_inplanes
             setattr(self, 'classifier3_' + str(i), nn.Linear(64, num_classes))
         self.query_weight = nn.Linear(input_channel, input_channel // factor, bias=False)
@@ -79,16 +60,7 @@ class OfficialResNet(nn.Module):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
 
-    def _make_layer(self, planes, blocks, stride=1):
-        downsample = None
-        if stride != 1 or self.inplanes != planes:
-            downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes, kernel_size=1, stride=stride, bias=False),
-                                       nn.BatchNorm2d(planes))
-        layers = [OfficialBasicBlock(self.inplanes, planes, stride, downsample)]
-        self.inplanes = planes
-        for _ in range(1, blocks):
-            layers.append(OfficialBasicBlock(self.inplanes, planes))
-        return nn.Sequential(*layers)
+    _make_layer = official_make_layer  # L163-185
 
     def forward(self, x):
         x = self.relu(self.bn1(self.conv1(x)))
@@ -151,14 +123,7 @@ class OfficialVGG(nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, 0, 0.01)
 
-    def _make_layers(self, input, num_layer):
-        layers = []
-        for i in range(num_layer):
-            layers += [nn.Conv2d(self.inplances, input, kernel_size=3, padding=1), nn.BatchNorm2d(input),
-                       nn.ReLU(inplace=True)]
-            self.inplances = input
-        layers += [nn.MaxPool2d(kernel_size=2, stride=2)]
-        return nn.Sequential(*layers)
+    _make_layers = official_make_layers  # L68-75
 
     def forward(self, x):
         x = self.relu(self.bn1(self.conv1(x)))
@@ -183,47 +148,6 @@ class OfficialVGG(nn.Module):
         temp = temp.view(temp.size(0), -1)
         temp_out = getattr(self, 'classifier3_' + str(self.num_branches - 1))(temp)
         return pro, x_m, temp_out
-
-
-class OfficialDenseLayer(nn.Module):
-    """densenet_okddip.py L29-52 (drop_rate 0, efficient False)."""
-
-    def __init__(self, num_input_features, growth_rate, bn_size):
-        super().__init__()
-        self.add_module('norm1', nn.BatchNorm2d(num_input_features))
-        self.add_module('relu1', nn.ReLU(inplace=True))
-        self.add_module('conv1', nn.Conv2d(num_input_features, bn_size * growth_rate, kernel_size=1, stride=1, bias=False))
-        self.add_module('norm2', nn.BatchNorm2d(bn_size * growth_rate))
-        self.add_module('relu2', nn.ReLU(inplace=True))
-        self.add_module('conv2', nn.Conv2d(bn_size * growth_rate, growth_rate, kernel_size=3, stride=1, padding=1,
-                                           bias=False))
-
-    def forward(self, *prev_features):
-        bottleneck_output = self.conv1(self.relu1(self.norm1(torch.cat(prev_features, 1))))
-        return self.conv2(self.relu2(self.norm2(bottleneck_output)))
-
-
-class OfficialTransition(nn.Sequential):
-    def __init__(self, num_input_features, num_output_features):
-        super().__init__()
-        self.add_module('norm', nn.BatchNorm2d(num_input_features))
-        self.add_module('relu', nn.ReLU(inplace=True))
-        self.add_module('conv', nn.Conv2d(num_input_features, num_output_features, kernel_size=1, stride=1, bias=False))
-        self.add_module('pool', nn.AvgPool2d(kernel_size=2, stride=2))
-
-
-class OfficialDenseBlock(nn.Module):
-    def __init__(self, num_layers, num_input_features, bn_size, growth_rate):
-        super().__init__()
-        for i in range(num_layers):
-            self.add_module('denselayer%d' % (i + 1),
-                            OfficialDenseLayer(num_input_features + i * growth_rate, growth_rate, bn_size))
-
-    def forward(self, init_features):
-        features = [init_features]
-        for name, layer in self.named_children():
-            features.append(layer(*features))
-        return torch.cat(features, 1)
 
 
 class OfficialDenseNet(nn.Module):
@@ -293,35 +217,14 @@ class OfficialDenseNet(nn.Module):
 
 OFFICIAL = {"okdph_resnet32": OfficialResNet, "okdph_vgg16": OfficialVGG, "okdph_densenet40_12": OfficialDenseNet}
 
-# ---- The official loss, ramp-up, loop body and test, written out (src/04_OKDDip.py) ----
-
-
-class OfficialKLLoss(nn.Module):
-    """L18-27."""
-
-    def __init__(self, temperature=1):
-        super().__init__()
-        self.T = temperature
-
-    def forward(self, output_batch, teacher_outputs):
-        output_batch = F.log_softmax(output_batch / self.T, dim=1)
-        teacher_outputs = F.softmax(teacher_outputs / self.T, dim=1) + 10 ** (-7)
-        return self.T * self.T * nn.KLDivLoss(reduction='batchmean')(output_batch, teacher_outputs)
-
-
-def official_consistency_weight(current, rampup_length):
-    """L30-37."""
-    if rampup_length == 0:
-        return 1.0
-    current = np.clip(current, 0.0, rampup_length)
-    phase = 1.0 - current / rampup_length
-    return float(np.exp(-5.0 * phase * phase))
+# ---- The official loss, loop body and test, written out (src/04_OKDDip.py; KL_Loss and the ramp-up:
+# tests/official_okdph.py) ----
 
 
 def official_epoch_weight(epoch, start_consistency=0.0, epochs=300, length=80):
     """L146-150."""
     consistency_epoch = start_consistency * epochs
-    return 1 if epoch < consistency_epoch else official_consistency_weight(epoch - consistency_epoch, length)
+    return 1 if epoch < consistency_epoch else get_current_consistency_weight(epoch - consistency_epoch, length)
 
 
 def official_loss(output_batch, x_m, x_stu, labels, num_branches, alpha, consistency_weight, T):
@@ -380,20 +283,13 @@ def images(rows=4, seed=11, size=32):
     return torch.randn(rows, 3, size, size, generator=gen), torch.randint(0, 10, (rows,), generator=gen)
 
 
-def assert_same_states(a, b):
-    sa, sb = a.state_dict(), b.state_dict()
-    assert list(sa) == list(sb)
-    for key, value in sa.items():
-        assert torch.equal(value, sb[key]), key
-
-
 @pytest.mark.parametrize("arch,branches", CASES)
 def test_the_network_is_the_official_one_from_the_same_seed(arch, branches):
     """Same parameter count, state_dict keys and initial weights, and the same (pro, x_m, leader) in train mode
     (dropout drawn from one seed) and in eval mode, bit for bit."""
     ours, official = both(arch, branches)
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in official.parameters())
-    assert_same_states(ours, official)
+    assert_same_state(ours, official)
     x, _ = images()
     for train in (True, False):
         ours.train(train), official.train(train)
@@ -402,7 +298,7 @@ def test_the_network_is_the_official_one_from_the_same_seed(arch, branches):
         torch.manual_seed(5)
         want = official(x)
         assert all(torch.equal(g, w) for g, w in zip(got, want)), (arch, branches, train)
-    assert_same_states(ours, official)  # batch-norm statistics too
+    assert_same_state(ours, official)  # batch-norm statistics too
 
 
 def test_parameter_counts_at_100_classes():
@@ -481,7 +377,7 @@ def test_a_network_is_refused_for_another_backbone_or_too_few_branches():
 # ---- Loss and ramp-up ----
 
 @pytest.mark.parametrize("branches,columns", [(2, 1), (3, 2), (4, 3), (3, 3)])  # (3, 3): the DenseNet's n columns
-@pytest.mark.parametrize("weight", [1.0, official_consistency_weight(7, 80)])
+@pytest.mark.parametrize("weight", [1.0, get_current_consistency_weight(7, 80)])
 def test_the_loss_is_the_official_loss_in_value_and_gradient(branches, columns, weight):
     gen = torch.Generator().manual_seed(branches * 10 + columns)
     rows, classes = 9, 6
@@ -540,7 +436,7 @@ def test_three_train_steps_are_the_official_loop(arch, branches):
         terms = method.train_step(xb, yb, cohort)
         torch.manual_seed(100 + epoch)
         official_batch(official, opt, xb, yb, branches, official_epoch_weight(epoch))
-        assert_same_states(ours, official)
+        assert_same_state(ours, official)
         assert set(terms) == {f"branch_{k}" for k in range(branches)}
         method.end_epoch(epoch + 1, cohort)  # rdml epoch epoch + 1 ends
     assert method.state_dict() == {"epoch": 3}

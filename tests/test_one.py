@@ -12,12 +12,13 @@ import sys
 from collections import OrderedDict
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from official_okdph import (SGD, OfficialBasicBlock, OfficialDenseBlock, OfficialKLLoss, OfficialTransition,
+                            get_current_consistency_weight, official_make_layer, official_make_layers)
 from rdml.config import load_config, resolve
 from rdml.data.catalog import DataSpec
 from rdml.keys import ConfigError
@@ -27,45 +28,10 @@ from rdml.models.zoo.one import one_network
 from rdml.train.cohort import Cohort, Student
 from rdml.train.optim import make_optimizer, make_scheduler
 
-# ---- the official modules, transcribed ----------------------------------------------------------------------
+# ---- the official modules, transcribed (their blocks, KL_Loss and ramp-up: tests/official_okdph.py) ----------
 # The ONE path alone (avg=False, ind=False, bpscale=False: the defaults, which src/02_ONE.py L116-117 keeps);
 # the branches the OKDPH runs never take (Bottleneck, dilation, groups, zero_init_residual, large inputs,
 # checkpointing, ILR) are left out; the rest is line for line.
-
-
-def conv3x3(in_planes, out_planes, stride=1):  # resnet_one.py L20-23
-    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, groups=1, bias=False, dilation=1)
-
-
-def conv1x1(in_planes, out_planes, stride=1):  # resnet_one.py L25-27
-    return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
-
-
-class OfficialBasicBlock(nn.Module):  # resnet_one.py L29-66
-    expansion = 1
-
-    def __init__(self, inplanes, planes, stride=1, downsample=None):
-        super().__init__()
-        self.conv1 = conv3x3(inplanes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = downsample
-        self.stride = stride
-
-    def forward(self, x):
-        identity = x
-        out = self.conv1(x)
-        out = self.bn1(out)
-        out = self.relu(out)
-        out = self.conv2(out)
-        out = self.bn2(out)
-        if self.downsample is not None:
-            identity = self.downsample(x)
-        out += identity
-        out = self.relu(out)
-        return out
 
 
 class OfficialResNetOne(nn.Module):  # resnet_one.py L123-259; resnet32_one = ResNet(BasicBlock, [5, 5, 5]) (L262-273)
@@ -94,16 +60,7 @@ class OfficialResNetOne(nn.Module):  # resnet_one.py L123-259; resnet32_one = Re
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
 
-    def _make_layer(self, block, planes, blocks, stride=1):
-        downsample = None
-        if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
-                                       nn.BatchNorm2d(planes * block.expansion))
-        layers = [block(self.inplanes, planes, stride, downsample)]
-        self.inplanes = planes * block.expansion
-        for _ in range(1, blocks):
-            layers.append(block(self.inplanes, planes))
-        return nn.Sequential(*layers)
+    _make_layer = official_make_layer  # resnet_one.py L185-207
 
     def forward(self, x):
         x = self.conv1(x)
@@ -171,14 +128,7 @@ class OfficialVGGOne(nn.Module):  # vgg_one.py L35-160; vgg16_one = VGG(depth=16
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.constant_(m.bias, 0)
 
-    def _make_layers(self, input, num_layer):
-        layers = []
-        for i in range(num_layer):
-            conv2d = nn.Conv2d(self.inplances, input, kernel_size=3, padding=1)
-            layers += [conv2d, nn.BatchNorm2d(input), nn.ReLU(inplace=True)]
-            self.inplances = input
-        layers += [nn.MaxPool2d(kernel_size=2, stride=2)]
-        return nn.Sequential(*layers)
+    _make_layers = official_make_layers  # vgg_one.py L87-94
 
     def forward(self, x):
         x = self.conv1(x)
@@ -222,46 +172,6 @@ class OfficialVGGOne(nn.Module):  # vgg_one.py L35-160; vgg16_one = VGG(depth=16
         return pro, x_m
 
 
-class _DenseLayer(nn.Module):  # densenet_one.py L23-55 (drop_rate 0, efficient False)
-    def __init__(self, num_input_features, growth_rate, bn_size):
-        super().__init__()
-        self.add_module('norm1', nn.BatchNorm2d(num_input_features))
-        self.add_module('relu1', nn.ReLU(inplace=True))
-        self.add_module('conv1', nn.Conv2d(num_input_features, bn_size * growth_rate, kernel_size=1, stride=1, bias=False))
-        self.add_module('norm2', nn.BatchNorm2d(bn_size * growth_rate))
-        self.add_module('relu2', nn.ReLU(inplace=True))
-        self.add_module('conv2', nn.Conv2d(bn_size * growth_rate, growth_rate, kernel_size=3, stride=1, padding=1,
-                                           bias=False))
-
-    def forward(self, *prev_features):
-        concated_features = torch.cat(prev_features, 1)
-        bottleneck_output = self.conv1(self.relu1(self.norm1(concated_features)))
-        return self.conv2(self.relu2(self.norm2(bottleneck_output)))
-
-
-class _Transition(nn.Sequential):  # densenet_one.py L58-65
-    def __init__(self, num_input_features, num_output_features):
-        super().__init__()
-        self.add_module('norm', nn.BatchNorm2d(num_input_features))
-        self.add_module('relu', nn.ReLU(inplace=True))
-        self.add_module('conv', nn.Conv2d(num_input_features, num_output_features, kernel_size=1, stride=1, bias=False))
-        self.add_module('pool', nn.AvgPool2d(kernel_size=2, stride=2))
-
-
-class _DenseBlock(nn.Module):  # densenet_one.py L68-86
-    def __init__(self, num_layers, num_input_features, bn_size, growth_rate):
-        super().__init__()
-        for i in range(num_layers):
-            self.add_module('denselayer%d' % (i + 1), _DenseLayer(num_input_features + i * growth_rate, growth_rate,
-                                                                  bn_size))
-
-    def forward(self, init_features):
-        features = [init_features]
-        for name, layer in self.named_children():
-            features.append(layer(*features))
-        return torch.cat(features, 1)
-
-
 class OfficialDenseNetOne(nn.Module):  # densenet_one.py L101-248; densenetd40k12_one (L256-267)
     def __init__(self, growth_rate=12, block_config=(6, 6, 6), num_branches=3, compression=0.5, num_init_features=24,
                  bn_size=4, num_classes=10):
@@ -272,14 +182,14 @@ class OfficialDenseNetOne(nn.Module):  # densenet_one.py L101-248; densenetd40k1
         num_features = num_init_features
         for i, num_layers in enumerate(block_config):
             if i != len(block_config) - 1:
-                block = _DenseBlock(num_layers, num_features, bn_size, growth_rate)
+                block = OfficialDenseBlock(num_layers, num_features, bn_size, growth_rate)
                 self.features.add_module('denseblock%d' % (i + 1), block)
                 num_features = num_features + num_layers * growth_rate
-                trans = _Transition(num_input_features=num_features, num_output_features=int(num_features * compression))
+                trans = OfficialTransition(num_input_features=num_features, num_output_features=int(num_features * compression))
                 self.features.add_module('transition%d' % (i + 1), trans)
                 num_features = int(num_features * compression)
             else:
-                block = _DenseBlock(num_layers, num_features, bn_size, growth_rate)
+                block = OfficialDenseBlock(num_layers, num_features, bn_size, growth_rate)
                 for i in range(self.num_branches):
                     setattr(self, 'layer3_' + str(i), block)
         self.avgpool_c = nn.AvgPool2d(8)
@@ -347,29 +257,8 @@ def ours(backbone, classes, k, **quirks):
 
 # ---- the official loss and loop, transcribed (src/02_ONE.py) ----
 
-class KL_Loss(nn.Module):  # L18-27
-    def __init__(self, temperature=1):
-        super().__init__()
-        self.T = temperature
-
-    def forward(self, output_batch, teacher_outputs):
-        output_batch = F.log_softmax(output_batch / self.T, dim=1)
-        teacher_outputs = F.softmax(teacher_outputs / self.T, dim=1) + 10 ** (-7)
-        loss = self.T * self.T * nn.KLDivLoss(reduction='batchmean')(output_batch, teacher_outputs)
-        return loss
-
-
-def get_current_consistency_weight(current, rampup_length):  # L30-37
-    if rampup_length == 0:
-        return 1.0
-    else:
-        current = np.clip(current, 0.0, rampup_length)
-        phase = 1.0 - current / rampup_length
-        return float(np.exp(-5.0 * phase * phase))
-
-
 def official_loss(output_batch, x_m, labels, num_branches, alpha, consistency_weight, T=3.0):  # L91-99
-    criterion, criterion_T = nn.CrossEntropyLoss(), KL_Loss(T)
+    criterion, criterion_T = nn.CrossEntropyLoss(), OfficialKLLoss(T)
     loss_true = 0
     loss_group = 0
     for i in range(num_branches):
@@ -514,7 +403,7 @@ def test_loss_is_the_official_loss_in_value_and_gradient(k, weight, detach):
     assert set(terms) == {*(f"branch_{i}" for i in range(k)), "gated"}
     parts = sum(v for t in terms.values() for v in t.values())
     assert parts.item() == pytest.approx(total.item(), rel=1e-6)  # the recorded terms are the loss
-    kd0 = KL_Loss(3.0)(pro0[:, :, 0], gated0)
+    kd0 = OfficialKLLoss(3.0)(pro0[:, :, 0], gated0)
     assert terms["branch_0"]["kd"].item() == pytest.approx(weight * kd0.item(), rel=1e-6)
 
 
@@ -543,7 +432,6 @@ def test_consistency_weight_is_the_official_ramp_up(epoch, rampup):
 
 # ---- training steps against the official loop ----
 
-SGD = ["optimizer=sgd", "lr=0.1", "momentum=0.9", "nesterov=false", "weight_decay=5e-4"]  # src/02_ONE.py L119, L170-172
 
 
 def one_config(*overrides: str):

@@ -15,6 +15,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from conftest import count, randomise_batch_norm
+from official_okdph import (OfficialBasicBlock, OfficialDenseBlock, OfficialTransition, assert_same_state,
+                            official_make_layer, official_make_layers)
 from rdml.keys import ConfigError
 from rdml.methods import METHODS
 from rdml.methods import pcl as pcl_module  # noqa: F401  (registers "pcl")
@@ -23,42 +25,7 @@ from rdml.methods.pcl import (KEYS, PeerCollaborative, pcl_loss, peer_mean_disti
 from rdml.models.zoo.pcl import PCL_NETWORKS
 from rdml.train.cohort import Cohort, Student
 
-# ---- the official modules, transcribed (the parts the PCL runs take) --------------------------------------
-
-
-def conv3x3(in_planes, out_planes, stride=1):  # resnet_pcl.py L16-19
-    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, groups=1, bias=False, dilation=1)
-
-
-def conv1x1(in_planes, out_planes, stride=1):  # L21-23
-    return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
-
-
-class OfficialBasicBlock(nn.Module):  # L25-62
-    expansion = 1
-
-    def __init__(self, inplanes, planes, stride=1, downsample=None):
-        super().__init__()
-        self.conv1 = conv3x3(inplanes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = downsample
-        self.stride = stride
-
-    def forward(self, x):
-        identity = x
-        out = self.conv1(x)
-        out = self.bn1(out)
-        out = self.relu(out)
-        out = self.conv2(out)
-        out = self.bn2(out)
-        if self.downsample is not None:
-            identity = self.downsample(x)
-        out += identity
-        out = self.relu(out)
-        return out
+# ---- the official modules, transcribed (the parts the PCL runs take; the blocks: tests/official_okdph.py) -----
 
 
 class OfficialResNetBranch(nn.Module):  # L108-121
@@ -104,16 +71,7 @@ class OfficialPCLResNet(nn.Module):  # L124-230; resnet32_pcl = ResNet(BasicBloc
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
 
-    def _make_layer(self, block, planes, blocks, stride=1):
-        downsample = None
-        if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
-                                       nn.BatchNorm2d(planes * block.expansion))
-        layers = [block(self.inplanes, planes, stride, downsample)]
-        self.inplanes = planes * block.expansion
-        for _ in range(1, blocks):
-            layers.append(block(self.inplanes, planes))
-        return nn.Sequential(*layers)
+    _make_layer = official_make_layer  # L184-206
 
     def forward(self, imgs):
         out_list, feat_list = [], []
@@ -190,14 +148,7 @@ class OfficialPCLVGG(nn.Module):  # vgg_pcl.py L35-129; vgg16_pcl = VGG(depth=16
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.constant_(m.bias, 0)
 
-    def _make_layers(self, input, num_layer):
-        layers = []
-        for i in range(num_layer):
-            conv2d = nn.Conv2d(self.inplances, input, kernel_size=3, padding=1)
-            layers += [conv2d, nn.BatchNorm2d(input), nn.ReLU(inplace=True)]
-            self.inplances = input
-        layers += [nn.MaxPool2d(kernel_size=2, stride=2)]
-        return nn.Sequential(*layers)
+    _make_layers = official_make_layers  # L91-98
 
     forward = OfficialPCLResNet.forward  # L101-114, word for word the ResNet's
 
@@ -213,52 +164,6 @@ class OfficialPCLVGG(nn.Module):  # vgg_pcl.py L35-129; vgg16_pcl = VGG(depth=16
         x = self.layer2(x)
         x = self.layer3(x)
         return x
-
-
-def _bn_function_factory(norm, relu, conv):  # densenet_pcl.py L21-27
-    def bn_function(*inputs):
-        concated_features = torch.cat(inputs, 1)
-        return conv(relu(norm(concated_features)))
-    return bn_function
-
-
-class _OfficialDenseLayer(nn.Module):  # L30-53 (efficient=False, drop_rate=0)
-    def __init__(self, num_input_features, growth_rate, bn_size):
-        super().__init__()
-        self.add_module('norm1', nn.BatchNorm2d(num_input_features))
-        self.add_module('relu1', nn.ReLU(inplace=True))
-        self.add_module('conv1', nn.Conv2d(num_input_features, bn_size * growth_rate, kernel_size=1, stride=1, bias=False))
-        self.add_module('norm2', nn.BatchNorm2d(bn_size * growth_rate))
-        self.add_module('relu2', nn.ReLU(inplace=True))
-        self.add_module('conv2', nn.Conv2d(bn_size * growth_rate, growth_rate,
-                        kernel_size=3, stride=1, padding=1, bias=False))
-
-    def forward(self, *prev_features):
-        bottleneck_output = _bn_function_factory(self.norm1, self.relu1, self.conv1)(*prev_features)
-        return self.conv2(self.relu2(self.norm2(bottleneck_output)))
-
-
-class _OfficialTransition(nn.Sequential):  # L56-63
-    def __init__(self, num_input_features, num_output_features):
-        super().__init__()
-        self.add_module('norm', nn.BatchNorm2d(num_input_features))
-        self.add_module('relu', nn.ReLU(inplace=True))
-        self.add_module('conv', nn.Conv2d(num_input_features, num_output_features, kernel_size=1, stride=1, bias=False))
-        self.add_module('pool', nn.AvgPool2d(kernel_size=2, stride=2))
-
-
-class _OfficialDenseBlock(nn.Module):  # L66-84
-    def __init__(self, num_layers, num_input_features, bn_size, growth_rate):
-        super().__init__()
-        for i in range(num_layers):
-            self.add_module('denselayer%d' % (i + 1),
-                            _OfficialDenseLayer(num_input_features + i * growth_rate, growth_rate, bn_size))
-
-    def forward(self, init_features):
-        features = [init_features]
-        for name, layer in self.named_children():
-            features.append(layer(*features))
-        return torch.cat(features, 1)
 
 
 class OfficialDenseNetBranch(nn.Module):  # L87-101
@@ -291,13 +196,13 @@ class OfficialPCLDenseNet(nn.Module):  # L104-226 (small_inputs); densenetd40k12
         num_features = num_init_features
         for i, num_layers in enumerate(block_config):
             if i != len(block_config) - 1:
-                block = _OfficialDenseBlock(num_layers, num_features, bn_size, growth_rate)
+                block = OfficialDenseBlock(num_layers, num_features, bn_size, growth_rate)
                 self.features.add_module('denseblock%d' % (i + 1), block)
                 num_features = num_features + num_layers * growth_rate
-                trans = _OfficialTransition(num_features, int(num_features * compression))
+                trans = OfficialTransition(num_features, int(num_features * compression))
                 self.features.add_module('transition%d' % (i + 1), trans)
                 num_features = int(num_features * compression)
-        block = _OfficialDenseBlock(num_layers, num_features, bn_size, growth_rate)
+        block = OfficialDenseBlock(num_layers, num_features, bn_size, growth_rate)
         num_features = num_features + num_layers * growth_rate
         fc = nn.Linear(num_features, num_classes)
         self.branch0 = OfficialDenseNetBranch(block, fc, self.avgpool_size)
@@ -588,10 +493,7 @@ def sgd(model):
 
 def assert_same_states(got, want):
     for a, b in zip(got, want):
-        theirs = b.state_dict()
-        assert list(a.state_dict()) == list(theirs)
-        for key, value in a.state_dict().items():
-            assert torch.equal(value, theirs[key]), key
+        assert_same_state(a, b)
 
 
 @pytest.mark.parametrize("name,branches,shape,divisor,steps,epoch", [
