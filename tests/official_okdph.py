@@ -125,6 +125,47 @@ class OfficialDenseBlock(nn.Module):
         return torch.cat(features, 1)
 
 
+# ---- the initialisation loops, the same text in every file of a backbone (each at the end of its model's __init__)
+
+def official_init_resnet(model):
+    """resnet.py L141-146 = resnet_one.py L167-172 = resnet_okddip.py L147-152 = resnet_pcl.py L168-173."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+
+
+def official_init_vgg(model):
+    """vgg.py L50-60 = vgg_one.py L75-85 = vgg_ffl.py L54-64 = vgg_pcl.py L79-89 (vgg_okddip.py L57-66 leaves the
+    linear biases: written out in tests/test_okddip.py)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+            if m.bias is not None:
+                nn.init.constant_(m.bias, 0)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.constant_(m.bias, 0)
+
+
+def official_init_densenet(model):
+    """densenet.py L148-155 = densenet_one.py L190-197 = densenet_okddip.py L196-203 = densenet_ffl.py L153-160
+    = densenet_pcl.py L185-192."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+        elif isinstance(m, nn.Linear):
+            nn.init.constant_(m.bias, 0)
+
+
 # ---- the scripts: src/02_ONE.py L18-37 = src/04_OKDDip.py L18-37; the ramp-up also src/05_FFL.py L35-42 -------
 
 class OfficialKLLoss(nn.Module):

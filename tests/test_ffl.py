@@ -15,8 +15,8 @@ from torch import nn
 from torch.autograd import Variable
 
 from conftest import count, killed_after_checkpoint, run
-from official_okdph import (SGD, OfficialDenseBlock, OfficialTransition, get_current_consistency_weight,
-                            official_make_layers)
+from official_okdph import (OfficialDenseBlock, OfficialTransition, SGD, get_current_consistency_weight,
+                            official_init_densenet, official_init_vgg, official_make_layers)
 from rdml.config import load_config, resolve
 from rdml.data.catalog import DataSpec
 from rdml.keys import ConfigError
@@ -155,17 +155,7 @@ class OfficialVGG(nn.Module):  # vgg_ffl.py L20-97 (vgg16_ffl: depth=16, L131-14
             setattr(self, f'layer4_{bid}', self._make_layers(512, num_layer))
         self.classifier = nn.Sequential(nn.Linear(512, 512), nn.ReLU(True), nn.Dropout(p=dropout), nn.Linear(512, 512),
                                         nn.ReLU(True), nn.Dropout(p=dropout), nn.Linear(512, num_classes))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
-                if m.bias is not None:
-                    nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.constant_(m.bias, 0)
+        official_init_vgg(self)  # vgg_ffl.py L54-64
 
     _make_layers = official_make_layers  # L66-73
 
@@ -205,14 +195,7 @@ class OfficialFFLDenseNet(nn.Module):  # L87-180 (small_inputs); densenetd40k12_
             self.features.add_module(f'norm_final_{bid}', nn.BatchNorm2d(num_features))
         for bid in range(self.num_branches):
             setattr(self, f'classifier_{bid}', nn.Linear(num_features, num_classes))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.Linear):
-                nn.init.constant_(m.bias, 0)
+        official_init_densenet(self)  # densenet_ffl.py L153-160
 
     def forward(self, x):
         x1 = getattr(self.features, 'conv0')(x)

@@ -17,8 +17,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from official_okdph import (OfficialBasicBlock, OfficialDenseBlock, OfficialKLLoss, OfficialTransition,
-                            assert_same_state, get_current_consistency_weight, official_make_layer,
-                            official_make_layers)
+                            assert_same_state, get_current_consistency_weight, official_init_densenet,
+                            official_init_resnet, official_make_layer, official_make_layers)
 from rdml.methods import okddip as okddip_module  # registers the method
 from rdml.methods.okddip import DiversePeers, okddip_loss, rampup_weight
 from rdml.models.zoo.okddip import okddip_network
@@ -53,12 +53,7 @@ class OfficialResNet(nn.Module):
             setattr(self, 'classifier3_' + str(i), nn.Linear(64, num_classes))
         self.query_weight = nn.Linear(input_channel, input_channel // factor, bias=False)
         self.key_weight = nn.Linear(input_channel, input_channel // factor, bias=False)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        official_init_resnet(self)  # resnet_okddip.py L147-152
 
     _make_layer = official_make_layer  # L163-185
 
@@ -179,14 +174,7 @@ class OfficialDenseNet(nn.Module):
             setattr(self, 'relu_final_' + str(i), nn.ReLU(inplace=True))
         for i in range(self.num_branches):
             setattr(self, 'classifier3_' + str(i), nn.Linear(num_features, num_classes))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.Linear):
-                nn.init.constant_(m.bias, 0)
+        official_init_densenet(self)  # densenet_okddip.py L196-203
         self.query_weight = nn.Linear(input_channel, input_channel // factor, bias=False)
         self.key_weight = nn.Linear(input_channel, input_channel // factor, bias=False)
 

@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from official_okdph import (SGD, OfficialBasicBlock, OfficialDenseBlock, OfficialKLLoss, OfficialTransition,
-                            get_current_consistency_weight, official_make_layer, official_make_layers)
+from official_okdph import (OfficialBasicBlock, OfficialDenseBlock, OfficialKLLoss, OfficialTransition, SGD,
+                            get_current_consistency_weight, official_init_densenet, official_init_resnet,
+                            official_init_vgg, official_make_layer, official_make_layers)
 from rdml.config import load_config, resolve
 from rdml.data.catalog import DataSpec
 from rdml.keys import ConfigError
@@ -53,12 +54,7 @@ class OfficialResNetOne(nn.Module):  # resnet_one.py L123-259; resnet32_one = Re
         self.avgpool_c = nn.AvgPool2d(16)
         self.control_v1 = nn.Linear(fix_inplanes, self.num_branches)
         self.bn_v1 = nn.BatchNorm1d(self.num_branches)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        official_init_resnet(self)  # resnet_one.py L167-172
 
     _make_layer = official_make_layer  # resnet_one.py L185-207
 
@@ -116,17 +112,7 @@ class OfficialVGGOne(nn.Module):  # vgg_one.py L35-160; vgg16_one = VGG(depth=16
         self.avgpool_c = nn.AdaptiveAvgPool2d((1, 1))
         self.control_v1 = nn.Linear(self.inplances, self.num_branches)
         self.bn_v1 = nn.BatchNorm1d(self.num_branches)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
-                if m.bias is not None:
-                    nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.constant_(m.bias, 0)
+        official_init_vgg(self)  # vgg_one.py L75-85
 
     _make_layers = official_make_layers  # vgg_one.py L87-94
 
@@ -202,14 +188,7 @@ class OfficialDenseNetOne(nn.Module):  # densenet_one.py L101-248; densenetd40k1
         for i in range(self.num_branches):
             setattr(self, 'classifier3_' + str(i), nn.Linear(num_features, num_classes))
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.Linear):
-                nn.init.constant_(m.bias, 0)
+        official_init_densenet(self)  # densenet_one.py L190-197
 
     def forward(self, x):
         x = self.features(x)

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 from conftest import count, randomise_batch_norm
 from official_okdph import (OfficialBasicBlock, OfficialDenseBlock, OfficialTransition, assert_same_state,
-                            official_make_layer, official_make_layers)
+                            official_init_densenet, official_init_resnet, official_init_vgg, official_make_layer,
+                            official_make_layers)
 from rdml.keys import ConfigError
 from rdml.methods import METHODS
 from rdml.methods import pcl as pcl_module  # noqa: F401  (registers "pcl")
@@ -64,12 +65,7 @@ class OfficialPCLResNet(nn.Module):  # L124-230; resnet32_pcl = ResNet(BasicBloc
         if self.ema:
             for param in self.parameters():
                 param.detach_()
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        official_init_resnet(self)  # resnet_pcl.py L168-173
 
     _make_layer = official_make_layer  # L184-206
 
@@ -136,17 +132,7 @@ class OfficialPCLVGG(nn.Module):  # vgg_pcl.py L35-129; vgg16_pcl = VGG(depth=16
         if self.ema:
             for param in self.parameters():
                 param.detach_()
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
-                if m.bias is not None:
-                    nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.constant_(m.bias, 0)
+        official_init_vgg(self)  # vgg_pcl.py L79-89
 
     _make_layers = official_make_layers  # L91-98
 
@@ -212,14 +198,7 @@ class OfficialPCLDenseNet(nn.Module):  # L104-226 (small_inputs); densenetd40k12
         if self.ema:
             for param in self.parameters():
                 param.detach_()
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.Linear):
-                nn.init.constant_(m.bias, 0)
+        official_init_densenet(self)  # densenet_pcl.py L185-192
 
     forward = OfficialPCLResNet.forward  # L195-208, word for word the ResNet's
 
