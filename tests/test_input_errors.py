@@ -213,7 +213,7 @@ UNKNOWN = [
     (lambda p: okdph(p, students=[2, 5]), "studies.okdph_table3.okdph_table.views.cifar10: missing cohort size(s) 5"),
     (lambda p: p["studies"]["okdph_table3"]["okdph_table"]["views"]["cifar10"].update(two=["none"]),
      "studies.okdph_table3.okdph_table.views.cifar10: unknown cohort size(s) two; allowed: 2, 3, 4"),
-    (lambda p: okdph(p, methods=["dml", "okdhp"]), "studies.okdph_table3.okdph_table.methods='okdhp' is not allowed; allowed: dml, kdcl, okdph"),
+    (lambda p: okdph(p, methods=["dml", "okdhp"]), "studies.okdph_table3.okdph_table.methods='okdhp' is not allowed; allowed: dml, one, kdcl, okddip, ffl, pcl, okdph"),
     (lambda p: p["studies"]["okdph_table4"]["okdph_data_table"]["settings"][0].update(train={"input_nois": 1.0}),
      "studies.okdph_table4.okdph_data_table.settings[0].train.input_nois is not a training key; did you mean input_noise?"),
     (lambda p: p["studies"]["okdph_table4"]["okdph_data_table"]["settings"][1].update(dataset={"cifar10": "cifar10_10"}),
@@ -305,11 +305,11 @@ def test_an_okdph_study_as_snakemake_passes_it_plans_the_same_runs():
 
 @pytest.mark.bad_input
 def test_a_setting_key_no_run_of_the_table_reads_is_refused_when_planned(tmp_path):
-    """okdph_data_table's settings reach its DML, KDCL and OKDPH runs: KD's beta would only change their identities."""
+    """okdph_data_table's settings reach its runs of all seven methods: KD's beta would only change their identities."""
     params = load_params(spoiled(tmp_path, lambda p: p["studies"]["okdph_table4"]["okdph_data_table"]["settings"][0]
                                  .update(train={"beta": 0.5})))
     with pytest.raises(ConfigError, match=r"studies.okdph_table4.okdph_data_table.settings\[0\].train.beta: no run it "
-                                          r"reaches reads beta \(their methods: dml, kdcl, okdph\); beta is a key of kd"):
+                                          r"reaches reads beta \(their methods: dml, ffl, kdcl, okddip, okdph, one, pcl\); beta is a key of kd"):
         plan_study(params, "okdph_table4")
 
 
