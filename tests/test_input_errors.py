@@ -213,7 +213,7 @@ UNKNOWN = [
     (lambda p: okdph(p, students=[2, 5]), "studies.okdph_table3.okdph_table.views.cifar10: missing cohort size(s) 5"),
     (lambda p: p["studies"]["okdph_table3"]["okdph_table"]["views"]["cifar10"].update(two=["none"]),
      "studies.okdph_table3.okdph_table.views.cifar10: unknown cohort size(s) two; allowed: 2, 3, 4"),
-    (lambda p: okdph(p, methods=["dml", "okdhp"]), "studies.okdph_table3.okdph_table.methods='okdhp' is not allowed; allowed: dml, one, kdcl, okddip, ffl, pcl, okdph"),
+    (lambda p: okdph(p, methods=["dml", "okdhp"]), "studies.okdph_table3.okdph_table.methods='okdhp' is not allowed; allowed: dml, ffl, kdcl, okddip, okdph, one, pcl"),
     (lambda p: p["studies"]["okdph_table4"]["okdph_data_table"]["settings"][0].update(train={"input_nois": 1.0}),
      "studies.okdph_table4.okdph_data_table.settings[0].train.input_nois is not a training key; did you mean input_noise?"),
     (lambda p: p["studies"]["okdph_table4"]["okdph_data_table"]["settings"][1].update(dataset={"cifar10": "cifar10_10"}),
