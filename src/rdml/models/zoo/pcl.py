@@ -40,6 +40,7 @@ it is computed either way and the method ignores it (it has no state and no effe
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -65,8 +66,7 @@ class PeerNetwork(nn.Module):
             setattr(self, f"branch{k}", copy.deepcopy(branch))
         self.en_fc = nn.Linear(features * self.branches, num_classes)
 
-    def extract(self, x):
-        raise NotImplementedError
+    extract: Callable  # the shared trunk: x → the map the branches read; each backbone's subclass sets it
 
     def views(self, x) -> list:
         """One input per branch: the given list, or one tensor for every branch."""
