@@ -67,6 +67,7 @@ STATED = {
     "okdph_table4": (OKDPH_PAPER, dict(metric="best", runs=210)),
     "okdph_table5": (OKDPH_PAPER, dict(metric="best", runs=200)),
     "okdph_fig1": (OKDPH_PAPER, dict(metric="best", runs=20)),
+    "okdph_landscape": (OKDPH_PAPER, dict(metric="best", runs=40)),
     "dml_table2": (DML_PAPER, dict(runs=54)),
     "dml_table4": (DML_PAPER, dict(runs=21)),
     "renyi_kd_thesis": (THESIS, dict(runs=171)),

@@ -168,7 +168,9 @@ class _Audit:
                 measured = read_record(path, "measurements file", ("format", "students"))
             except ConfigError as exc:
                 return item["value"], [str(exc)]
-            problems = measurement_problems(path, measured, record, run, self.sidecar.get("measurements") or {})
+            # what the table asked of this run: its own (a landscape's grid and partner run), else the table's
+            wanted = item.get("wanted") or self.sidecar.get("measurements") or {}
+            problems = measurement_problems(path, measured, record, run, wanted, self.root)
             self.out(f"  measurements      {path} of model {measured.get('model_sha256')} {'ok' if not problems else 'MISMATCH'}")
             if self.evaluate and not problems:
                 problems += _measured_again(path, self.root / run, measured, self.out)

@@ -10,7 +10,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ConfigError", "Key", "one_of", "at_least", "in_range", "real_in_range", "count", "show"]
+__all__ = ["PARTNER", "ConfigError", "Key", "one_of", "at_least", "in_range", "real_in_range", "count", "show"]
+
+
+# The measurement setting that names a second run a measurement reads beside its own (a landscape's OKDPH
+# run, rdml.analysis.measure), by run id: planned by the layouts, read by the measurement, checked by the tables.
+PARTNER = "partner"
 
 
 class ConfigError(ValueError):

@@ -8,8 +8,8 @@ from rdml import paths
 from rdml.data.catalog import DATASETS
 from rdml.dependencies import data_code, measure_code, reporting_code, weights_code
 from rdml.study.params import load_params, studies_to_build, thread_count, with_smoke_studies
-from rdml.study.plan import plan_jobs, plan_measurements
-from rdml.pipeline.requests import ESTIMATE_MEM_MB, describe, job_request, load_measurements, planned_run, resolve_jobs_per_gpu
+from rdml.study.plan import measurement_partners, plan_jobs, plan_measurements
+from rdml.pipeline.requests import ESTIMATE_MEM_MB, describe, job_request, load_measurements, measure_runtime, planned_run, resolve_jobs_per_gpu
 from rdml.pipeline.stale import stale_jobs
 from rdml.pipeline.console import job_log
 from rdml.pipeline.specs import measure_spec_file, spec_text, tables_spec_file, write_spec, write_spec_files

@@ -20,6 +20,8 @@ rule measure:
     """Measurements of one trained run's final models that the study's analysis tables read (DML §4.8)."""
     input:
         lambda w: JOB_OF[w.study][w.run].file,
+        # the runs its measurements read beside it (a landscape's OKDPH run, rdml.keys.PARTNER)
+        lambda w: [JOB_OF[w.study][partner].file for partner in measurement_partners(MEASURED[w.study][w.run][1])],
     output:
         paths.measures_file("{study}", "{run}"),
     params:
@@ -28,7 +30,7 @@ rule measure:
     resources:
         gpu=1,
         mem_mb=JOB_MEM_MB,
-        runtime=30,
+        runtime=lambda w: measure_runtime(MEASURED[w.study][w.run][1]),  # rdml.pipeline.requests: an estimate
     log:
         job_log("{study}", "measure/{run}"),  # its output, as a training job's (rdml.pipeline.console)
     threads: THREADS

@@ -26,6 +26,7 @@ randomized solver with no seed for matrices this wide, so the components would d
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -40,7 +41,8 @@ from rdml.keys import ConfigError
 
 __all__ = ["LANDSCAPE_DEFAULTS", "landscape_spec", "Trajectory", "Projection", "parameter_names", "flatten_state", "trajectory_matrix", "fit_projection",
            "grid_axis", "grid_points", "nearest_rows", "moved_vectors", "load_vector", "training_loss",
-           "evaluate_grid", "evaluate_points", "path_offsets", "path_checkpoints", "measure_landscape", "surface"]
+           "evaluate_grid", "evaluate_points", "path_offsets", "path_checkpoints", "measure_landscape", "measure_trajectory",
+           "trajectory_ends", "landscape_of_runs", "surface"]
 
 
 LANDSCAPE_DEFAULTS = {
@@ -63,12 +65,13 @@ def landscape_spec(spec: dict, trajectories: int) -> dict:
     if missing:
         raise ConfigError(f"landscape: missing {', '.join(missing)} (each [low, high] of the plane's coordinates)")
     out = {**LANDSCAPE_DEFAULTS, **spec}
-    for key in REQUIRED:
+    steps = _steps(out["step"])
+    for key, step in zip(REQUIRED, steps):
         bounds = out[key]
         if not (isinstance(bounds, (list, tuple)) and len(bounds) == 2
                 and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)):
             raise ConfigError(f"landscape.{key}={bounds!r}: allowed: [low, high], two numbers")
-        grid_axis(float(bounds[0]), float(bounds[1]), float(out["step"]) if isinstance(out["step"], (int, float)) else math.nan)
+        grid_axis(float(bounds[0]), float(bounds[1]), step)
     every = out["every"]
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ConfigError(f"landscape.every={every!r}: allowed: an integer >= 1 (epochs between checkpoints)")
@@ -86,7 +89,18 @@ def landscape_spec(spec: dict, trajectories: int) -> dict:
             raise ConfigError(f"landscape.{key}={out[key]!r}: allowed: distinct trajectory indices in 0..{trajectories - 1}")
         chosen[key] = sorted(value)
     return {"x_bounds": [float(b) for b in out["x_bounds"]], "y_bounds": [float(b) for b in out["y_bounds"]],
-            "step": float(out["step"]), "every": every, "offsets": [float(o) for o in offsets], **chosen}
+            "step": steps[0] if steps[0] == steps[1] else list(steps), "every": every, "offsets": [float(o) for o in offsets], **chosen}
+
+
+def _steps(step) -> tuple[float, float]:
+    """The grid's step along x and along y: one number for both, or [x, y] (grid_loss.py takes a point
+    count per axis, `--x_tuple -10 10 41 --y_tuple -25 25 51`: steps 0.5 and 1, experiment/landscape/README.md)."""
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    if number(step):
+        return float(step), float(step)
+    if isinstance(step, (list, tuple)) and len(step) == 2 and all(number(v) for v in step):
+        return float(step[0]), float(step[1])
+    raise ConfigError(f"landscape.step={step!r}: allowed: a number > 0, or [x, y], two numbers > 0")
 
 
 def parameter_names(model: nn.Module) -> list[str]:
@@ -176,9 +190,11 @@ def grid_axis(low: float, high: float, step: float) -> np.ndarray:
     return np.linspace(low, high, int(round(steps)) + 1)
 
 
-def grid_points(x_bounds: Sequence[float], y_bounds: Sequence[float], step: float) -> np.ndarray:
-    """Every grid point (x, y), x in the outer loop and y in the inner (grid_loss.py L151–153), (n, 2)."""
-    xs, ys = grid_axis(*x_bounds, step), grid_axis(*y_bounds, step)
+def grid_points(x_bounds: Sequence[float], y_bounds: Sequence[float], step) -> np.ndarray:
+    """Every grid point (x, y), x in the outer loop and y in the inner (grid_loss.py L151–153), (n, 2);
+    `step`: one for both axes or (x, y)."""
+    x_step, y_step = _steps(step)
+    xs, ys = grid_axis(*x_bounds, x_step), grid_axis(*y_bounds, y_step)
     return np.array([(x, y) for x in xs for y in ys], dtype=np.float64)
 
 
@@ -297,14 +313,20 @@ def path_checkpoints(count: int) -> list[int]:
 
 def measure_landscape(model: nn.Module, trajectories: dict[str, Sequence[dict]], spec: dict,
                       measure: Callable[[nn.Module], dict], dtype=np.float64) -> dict:
-    """grid_loss.py's `main` (L194–203) on saved states: the trajectory matrix of `trajectories` (label →
-    states in training order, the OKDPH students last), the PCA fitted on spec's `fit` trajectories, every
-    trajectory's plane coordinates, the grid measured from the nearest checkpoint of the `candidates`
-    trajectories and the along-path points around their path_checkpoints (L174–176); `model` is the
-    architecture the states load into (its weights are overwritten), `measure` e.g. training_loss."""
-    spec = landscape_spec(spec, len(trajectories))
+    """grid_loss.py's `main` (L194–203) on saved states (label → states in training order, the OKDPH students
+    last): their trajectory matrix measured by measure_trajectory."""
     names = parameter_names(model)
-    trajectory = trajectory_matrix(trajectories, names, dtype)
+    return measure_trajectory(model, trajectory_matrix(trajectories, names, dtype), spec, measure)
+
+
+def measure_trajectory(model: nn.Module, trajectory: Trajectory, spec: dict, measure: Callable[[nn.Module], dict]) -> dict:
+    """grid_loss.py's `main` (L194–203) on a trajectory matrix: the PCA fitted on spec's `fit` trajectories,
+    every trajectory's plane coordinates, the grid measured from the nearest checkpoint of the `candidates`
+    trajectories and the along-path points around their path_checkpoints (L174–176); then rdml's summary of
+    each trajectory's end (`ends`, trajectory_ends). `model` is the architecture the rows load into (its
+    weights are overwritten), `measure` e.g. training_loss."""
+    spec = landscape_spec(spec, len(trajectory.labels))
+    names = parameter_names(model)
     labels = trajectory.labels
     fit = [row for k in spec["fit"] for row in trajectory.rows_of(labels[k])]
     candidates = [row for k in spec["candidates"] for row in trajectory.rows_of(labels[k])]
@@ -318,4 +340,71 @@ def measure_landscape(model: nn.Module, trajectories: dict[str, Sequence[dict]],
     path = evaluate_points(model, trajectory, projection, extra, sources, names, measure)
     return {"spec": spec, "labels": labels,
             "coordinates": {label: coordinates[list(trajectory.rows_of(label))].tolist() for label in labels},
-            "explained_variance_ratio": projection.explained_variance_ratio.tolist(), "grid": grid, "path": path}
+            "explained_variance_ratio": projection.explained_variance_ratio.tolist(), "grid": grid, "path": path,
+            "ends": trajectory_ends(model, trajectory, projection, spec["offsets"], names, measure)}
+
+
+def trajectory_ends(model: nn.Module, trajectory: Trajectory, projection: Projection, offsets: Sequence[float],
+                    names: Sequence[str], measure: Callable[[nn.Module], dict]) -> dict[str, dict]:
+    """rdml's number for "a broader and flatter basin" (OKDPH supplement §3.1, which judges the figures by eye;
+    not in grid_loss.py): per trajectory, the loss at its last checkpoint (`loss`) and the mean rise of the loss
+    at its neighbours in the plane, the points offsets² away but itself, with that checkpoint's buffers
+    (`rise`, as along_path moves a checkpoint, L171–191). A lower rise: a flatter end in the plane's two
+    directions."""
+    if not any(o != 0 for o in offsets):
+        raise ConfigError(f"landscape.offsets={list(offsets)}: the rise at a trajectory's end needs a non-zero offset")
+    ends = {}
+    for label in trajectory.labels:
+        last = trajectory.rows_of(label)[-1]
+        centre = projection.coordinates(trajectory.matrix[last])
+        around, sources = path_offsets(projection, trajectory.matrix, [last], offsets)
+        keep = [i for i, point in enumerate(around) if not np.allclose(point, centre[0], rtol=0, atol=0)]
+        measured = evaluate_points(model, trajectory, projection, np.concatenate([centre, around[keep]]),
+                                   [last] * (len(keep) + 1), names, measure)
+        loss = measured[0]["loss"]
+        ends[label] = {"row": int(last), "loss": loss, "rise": float(np.mean([m["loss"] for m in measured[1:]]) - loss)}
+    return ends
+
+
+def landscape_of_runs(run, partner, data: Dataset, spec: dict, device: torch.device) -> dict:
+    """Figs. 2–5 of the OKDPH supplement for one method's run (`run`, rdml.train.verified) and OKDPH's
+    (`partner`): each student's networks at every epoch the run kept (its record's `kept_epochs`, `every` apart,
+    each file checked by load_kept_epoch) as four trajectories, the run's students first (grid_loss.py L213–214:
+    the method's folder, then ours; net0, net1), measured by measure_trajectory with the mean training
+    cross-entropy (training_loss). The matrix is float32, as grid_loss.py's (L74–77)."""
+    from rdml.train.checkpoint import load_kept_epoch
+
+    runs = {"": run, "partner.": partner}  # label prefix → run
+    kept = {prefix: _kept_every(each, spec.get("every", LANDSCAPE_DEFAULTS["every"])) for prefix, each in runs.items()}
+    model, names, matrix, rows, labels, splits = None, None, None, {}, [], [0]
+    for prefix, each in runs.items():
+        for position, epoch in enumerate(kept[prefix]):
+            cohort, method = load_kept_epoch(each.directory, epoch, data, device, prefix="landscape: ")
+            if method is not None:
+                raise ConfigError(f"landscape: {each.directory} holds the networks method {method.cfg.method} declares; "
+                                  "the landscape compares runs of one network per student")
+            if model is None:  # the architecture every row loads into; the matrix allocated once (float32: L74–77)
+                model, students = copy.deepcopy(cohort[0].model), len(cohort)
+                names = parameter_names(model)
+                width = sum(model.state_dict()[name].numel() for name in names)
+                matrix = np.empty((students * sum(len(e) for e in kept.values()), width), dtype=np.float32)
+            if len(cohort) != students:
+                raise ConfigError(f"landscape: {each.directory} has {len(cohort)} students, {run.directory} {students}")
+            for k, network in enumerate(cohort):
+                row = splits[-1] + k * len(kept[prefix]) + position  # student k's rows follow student k−1's
+                matrix[row], rows[row] = flatten_state(network.model.state_dict(), names, np.float32)
+        for k in range(students):
+            labels.append(f"{prefix}student_{k}")
+            splits.append(splits[-1] + len(kept[prefix]))
+    trajectory = Trajectory(matrix, [rows[row] for row in range(len(matrix))], labels, splits)
+    return measure_trajectory(model, trajectory, spec, lambda net: training_loss(net, data))
+
+
+def _kept_every(run, every: int) -> list[int]:
+    """The epochs `run` kept (its record's `kept_epochs`), refused unless they are every `every`th from the first
+    (keep_every: rdml epochs 1, 1+every, …; the official checkpoints 0, 5, … counted from 0)."""
+    epochs = sorted(int(e) for e in run.record.get("kept_epochs") or {})
+    if not epochs or epochs != list(range(1, epochs[-1] + 1, every)):
+        raise ConfigError(f"landscape: run {run.directory} kept epochs {epochs[:4]}{'…' if len(epochs) > 4 else ''}, not "
+                          f"every {every} from the first: train it with keep_every={every}")
+    return epochs

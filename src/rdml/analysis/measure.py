@@ -4,7 +4,10 @@ the teaching signal (DML: each peer; DML_e: the other students' average), and th
 after Gaussian noise on every parameter (Figs. 4a/4b, flat minima); and for the OKDPH supplement's
 Table 5, the PAC-Bayes bounds of Jiang et al. (2020) against each student's initial weights
 (rdml.analysis.pac_bayes), and for its Fig. 1 the same bounds at every epoch the run kept (`keep_every`,
-rdml.train.checkpoint.load_kept_epoch) and at its last. The models are loaded through
+rdml.train.checkpoint.load_kept_epoch) and at its last; and for its Figs. 2–5 the loss landscape of the
+run's students' trajectories beside those of another run, its partner (rdml.analysis.landscape: the whole
+measurement under "landscape", each trajectory's end per student, the partner's as "partner.student_k").
+The models are loaded through
 the same checks as a KD teacher (rdml.train.verified: a finished run, weights matching its record).
 A run whose method trains networks of its own (rdml.methods.base.Method.networks) is measured per
 member it declares (`Method.members`, e.g. each branch of one network), its networks rebuilt through
@@ -19,14 +22,15 @@ import torch.nn.functional as F
 
 from rdml.config import data_keys
 from rdml.data.base import Dataset, load_dataset
-from rdml.keys import ConfigError
+from rdml.keys import PARTNER, ConfigError
 from rdml.train.integrity import FINISHED, MEASURES_FORMAT, seal
 from rdml.train.verified import verified_run
 
 __all__ = ["MEASURES_FORMAT", "MEASUREMENTS", "train_log_probs", "prediction_statistics", "noisy_losses", "measure_run",
-           "measured_on", "pac_bayes_epochs", "epoch_measure"]
+           "measured_on", "pac_bayes_epochs", "epoch_measure",
+           "partner_dir", "landscape_students"]
 
-MEASUREMENTS = ("predictions", "noise", "pac_bayes", "pac_bayes_epochs")
+MEASUREMENTS = ("predictions", "noise", "pac_bayes", "pac_bayes_epochs", "landscape")
 PER_EPOCH = ("pac_bayes_init", "pac_bayes_orig")  # the values pac_bayes_epochs also holds flat, one per epoch
 TOP = 5
 
@@ -110,6 +114,8 @@ def measure_run(run_dir: str | Path, measurements: dict, device: torch.device) -
     if record["status"] != "ok":  # a diverged run is counted as diverged in the tables, not measured
         return seal({**head, "model_sha256": None, "students": {}})
     data = load_dataset(cfg["dataset"], **data_keys(cfg)).to(device)
+    if "landscape" in measurements:
+        return seal({**head, "model_sha256": run.model_sha256, **landscape_students(run, data, measurements, device)})
     if run.saved.get("method"):  # the networks its method declares
         return seal({**head, "model_sha256": run.model_sha256, "students": declared_networks(run, data, measurements, device)})
     models, sha = [run.model(k, data).to(device) for k in range(cfg["students"])], run.model_sha256
@@ -130,6 +136,36 @@ def measure_run(run_dir: str | Path, measurements: dict, device: torch.device) -
         for name, values in pac_bayes_epochs(run, models, data, measurements["pac_bayes_epochs"], device).items():
             students[name].update(values)
     return seal({**head, "model_sha256": sha, "students": students})
+
+
+def partner_dir(run_dir: str | Path, partner: str) -> Path:
+    """Where the partner run `partner` (a run id, dataset/name) of the run at `run_dir` lives: beside it."""
+    return Path(run_dir).parent.parent / partner
+
+
+def landscape_students(run, data: Dataset, measurements: dict, device: torch.device) -> dict:
+    """The landscape of `run` and its partner (rdml.analysis.landscape.landscape_of_runs): the partner's record
+    and weights named by their sha256 (a table refuses the measurement once they change), the whole result
+    under "landscape", and per trajectory (student) its end's loss and rise as `landscape_loss` and
+    `landscape_rise`. The landscape is measured alone: its spec is the run's only measurement."""
+    from rdml.analysis.landscape import landscape_of_runs
+
+    if set(measurements) != {"landscape"}:
+        raise ConfigError(f"landscape: run {run.directory} is also asked for {sorted(set(measurements) - {'landscape'})}; "
+                          "a landscape is measured alone")
+    spec = dict(measurements["landscape"])
+    partner_id = spec.pop(PARTNER, None)
+    if not isinstance(partner_id, str) or partner_id.count("/") != 1:
+        raise ConfigError(f"landscape.{PARTNER}={partner_id!r}: allowed: the run id (dataset/name) of the run whose "
+                          "trajectories join this run's")
+    partner = verified_run(partner_dir(run.directory, partner_id), "rdml pipeline measure: landscape partner: ", FINISHED)
+    if partner.record["status"] != "ok":
+        raise ConfigError(f"landscape: partner run {partner.directory} has status {partner.record['status']!r}: a "
+                          "diverged run has no trajectory to draw")
+    result = landscape_of_runs(run, partner, data, spec, device)
+    students = {label: {"landscape_loss": end["loss"], "landscape_rise": end["rise"]} for label, end in result["ends"].items()}
+    return {PARTNER: {"run": partner_id, "run_record_sha256": partner.record.get("record_sha256"),
+                      "model_sha256": partner.model_sha256}, "students": students, "landscape": result}
 
 
 def epoch_measure(measure: str, epoch: int) -> str:

@@ -28,7 +28,7 @@ from rdml.models.pretrained import weights_file
 from rdml.report.dvc_views import plot_definitions
 from rdml.report.scorecard import SCORECARD
 from rdml.study.params import checked_params, load_params, studies_to_build
-from rdml.study.plan import plan_jobs, plan_measurements, plan_study, plan_tables
+from rdml.study.plan import measurement_partners, plan_jobs, plan_measurements, plan_study, plan_tables
 from rdml.yamlfile import load_yaml
 from rdml.study.reported import REPORTED
 from rdml.study.runs import Job
@@ -115,10 +115,11 @@ def dvc_stages(params: dict, studies: list[str], declared: set[str] | None = Non
                 }
             stages[job.stage] = _train_stage(job, keys)
         measured = plan_measurements(params, study)
-        for run, _ in measured.values():
+        for run, wanted in measured.values():
+            partners = [f"{paths.run_dir(study, partner)}/model.pt" for partner in measurement_partners(wanted)]
             stages[re.sub(r"[^A-Za-z0-9_-]", "_", f"measure-{study}-{run.id.replace('/', '-')}")] = {
                 "cmd": f"rdml pipeline measure {shlex.quote(study)} {shlex.quote(run.id)}",
-                "deps": [paths.code_stamp("measure", f"{study}/{run.id}"), f"{run.directory}/model.pt"],
+                "deps": [paths.code_stamp("measure", f"{study}/{run.id}"), f"{run.directory}/model.pt", *partners],
                 "params": [keys(f"studies.{study}")],
                 "outs": [{paths.measures_file(study, run.id): kept()}],
             }

@@ -31,7 +31,8 @@ from rdml.keys import ConfigError
 __all__ = ["RESULTS", "ESTIMATE_MINUTES_PER_EPOCH", "ESTIMATE_MEM_MB", "RUNTIME_FLOOR_MINUTES", "RUNTIME_SAFETY",
            "MEM_MARGIN", "MEM_STEP_MB", "PACKING_GAIN", "Measured", "Request", "load_measurements", "network_key",
            "planned_run", "steps_per_epoch", "step_seconds", "run_seconds", "train_rows", "estimate", "job_request",
-           "measured_jobs_per_gpu", "auto_jobs_per_gpu", "resolve_jobs_per_gpu", "this_gpu", "describe"]
+           "measured_jobs_per_gpu", "auto_jobs_per_gpu", "resolve_jobs_per_gpu", "this_gpu", "describe",
+           "MEASURE_MINUTES", "ESTIMATE_SECONDS_PER_PASS", "measure_runtime"]
 
 RESULTS = Path(__file__).resolve().parents[3] / "benchmarks" / "results"  # the repository's measurements
 
@@ -49,6 +50,11 @@ RUNTIME_FLOOR_MINUTES = 10
 # holds its cohort and the real data set, hence 1.5× the largest, rounded up to whole 1000 MB.
 MEM_MARGIN = 1.5
 MEM_STEP_MB = 1000
+# A measuring job (rdml pipeline measure): 30 minutes, or for a loss landscape (rdml.analysis.landscape) an
+# estimate of ESTIMATE_SECONDS_PER_PASS per point, each a pass over the training set (~15 s for WRN-20-8 over
+# CIFAR's 50,000 images on a V100-class GPU), the grid's points and twice as many again for its paths, × RUNTIME_SAFETY.
+MEASURE_MINUTES = 30
+ESTIMATE_SECONDS_PER_PASS = 15
 # jobs_per_gpu auto: a packing counts once its total images/s beats one job alone by 10 % or more.
 PACKING_GAIN = 1.10
 
@@ -292,6 +298,20 @@ def resolve_jobs_per_gpu(value, measured: list[Measured] | None = None) -> tuple
 
     checked = jobs_per_gpu(value)
     return auto_jobs_per_gpu(measured) if checked == "auto" else (checked, None)
+
+
+def measure_runtime(wanted: dict) -> int:
+    """The minutes a measuring job asks for (an estimate): MEASURE_MINUTES, or for a loss landscape its grid's
+    points ((high − low)/step + 1 per axis) and twice as many for the paths, at ESTIMATE_SECONDS_PER_PASS each."""
+    spec = wanted.get("landscape")
+    if not spec:
+        return MEASURE_MINUTES
+    step = spec.get("step", 1.0)
+    steps = step if isinstance(step, list) else [step, step]
+    points = 1
+    for (low, high), each in zip((spec["x_bounds"], spec["y_bounds"]), steps):
+        points *= round((high - low) / each) + 1
+    return max(MEASURE_MINUTES, math.ceil(3 * points * ESTIMATE_SECONDS_PER_PASS / 60 * RUNTIME_SAFETY))
 
 
 def describe(requests: Iterable[Request]) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from rdml import paths
 from rdml.metrics import METRICS, PRIMARY
 from rdml.report.records import Records
-from rdml.study.layouts import Entry, TableSpec
+from rdml.study.layouts import Entry, TableSpec, entry_measurements
 from rdml.study.runs import Run
 from rdml.train.integrity import recorded_value
 
@@ -76,7 +76,7 @@ def entry_values(entry: Entry, student: str, records: Records, statistic: str, s
     record = records.record(entry.run)
     if entry.measure is None:
         return [recorded_value(record, student, statistic, spec.metric, entry.epoch)]
-    return measured_values(records.measurements(entry.run, spec.measurements), student, entry.measure)
+    return measured_values(records.measurements(entry.run, entry_measurements(spec.measurements, entry)), student, entry.measure)
 
 
 def measured_values(measured: dict, student: str, measure: str) -> list[float]:
@@ -86,10 +86,12 @@ def measured_values(measured: dict, student: str, measure: str) -> list[float]:
     return [float(v) for v in found] if isinstance(found, list) else [float(found)]
 
 
-def measure_source(study: str, entry: Entry, index: int) -> dict:
+def measure_source(study: str, entry: Entry, index: int, measurements: dict) -> dict:
     """Where a measured value of a cell comes from, for the sidecar (what `rdml audit` opens): the
-    measurements file of the entry's run, the measure, and its position in that measure's values."""
-    return {"measures": paths.measures_file(study, entry.run.id), "measure": entry.measure, "index": index}
+    measurements file of the entry's run, the measure, and its position in that measure's values; and what
+    was asked of that run (`wanted`) where the entry adds settings or a partner to the table's `measurements`."""
+    own = {"wanted": entry_measurements(measurements, entry)} if entry.partner is not None or entry.settings else {}
+    return {"measures": paths.measures_file(study, entry.run.id), "measure": entry.measure, "index": index, **own}
 
 
 def choose(spec: TableSpec, records: Records, statistic: str) -> dict[str, dict]:
@@ -122,7 +124,7 @@ def fill_cells(spec: TableSpec, records: Records, statistic: str, choices: dict[
     cells: dict[tuple[str, str], Cell] = {}
     for entry in kept_entries(spec, choices):
         record = records.record(entry.run)
-        values = [(student, v, None if entry.measure is None else measure_source(records.study, entry, i))
+        values = [(student, v, None if entry.measure is None else measure_source(records.study, entry, i, spec.measurements))
                   for student in entry.students
                   for i, v in enumerate(entry_values(entry, student, records, statistic, spec))]
         if entry.ranked:

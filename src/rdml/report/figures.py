@@ -506,3 +506,66 @@ def pac_bayes_epochs(spec, table, frame) -> Drawn | None:
     fig.legend(handles=handles, loc="outside right center", fontsize=7)
     _title(fig, spec, table, "PAC-Bayes bound per epoch, mean over students and seeds (supplement Fig. 1)")
     return Drawn(f"pac_bayes_epochs_{table.name}", fig, data)
+
+
+def _landscape_of(spec, table, row: str) -> tuple[str, dict] | None:
+    """The first measured landscape of a row of okdph_landscape_table (its first seed's run), with its run id."""
+    for entry in spec.entries:
+        if entry.row == row and (found := (table.measured.get(entry.run.id) or {}).get("landscape")):
+            return entry.run.id, found
+    return None
+
+
+def _max_loss(row: str) -> float:
+    """The contours' top: draw.ipynb's max_val, 6 on CIFAR-100 and 4 on CIFAR-10 (and any other data set)."""
+    return 6.0 if "cifar100" in row.split(",")[0] else 4.0
+
+
+@TABLE_FIGURES.register("landscape")
+def landscape(spec, table, frame) -> Drawn | None:
+    """OKDPH supplement Figs. 2–5: per row of okdph_landscape_table (its first seed), the training loss over the
+    PCA plane (grid and path points interpolated as draw.ipynb does: rdml.analysis.landscape.surface, filled
+    contours from 0 to 4, or 6 on CIFAR-100, by 0.25) and the four students' trajectories, the method's two and
+    OKDPH's two, each checkpoint a dot and the first (the figures' "initial point") in crimson."""
+    from rdml.analysis.landscape import surface
+
+    panels = [(row, found) for row in table.rows if (found := _landscape_of(spec, table, row)) is not None]
+    if not panels:
+        return None
+    columns = min(len(panels), 3)  # Base, DML, KDCL side by side, as the supplement sets them
+    rows = math.ceil(len(panels) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns + 2.0, 3.8 * rows), squeeze=False, layout="constrained")
+    looks = {label: style(i) for i, label in enumerate(("student_0", "student_1", "partner.student_0", "partner.student_1"))}
+    names = dict(zip(looks, table.columns))
+    data, contour = [], None
+    for ax, (row, (run_id, found)) in zip(axes.flat, panels):
+        points = found["grid"] + found["path"]
+        x_bounds, y_bounds = found["spec"]["x_bounds"], found["spec"]["y_bounds"]
+        top = _max_loss(row)
+        xi, yi, zi = surface([p["x"] for p in points], [p["y"] for p in points], [p["loss"] for p in points],
+                             x_bounds, y_bounds, max_loss=top)
+        contour = ax.contourf(xi, yi, zi, levels=[i * 0.25 for i in range(int(top / 0.25) + 1)], cmap="viridis")
+        data += [{"panel": row, "run": run_id, "kind": kind, "trajectory": "", "x": p["x"], "y": p["y"], "loss": p["loss"]}
+                 for kind in ("grid", "path") for p in found[kind]]
+        for label, coordinates in found["coordinates"].items():
+            xs, ys = [c[0] for c in coordinates], [c[1] for c in coordinates]
+            look = looks.get(label, style(len(looks)))
+            ax.plot(xs, ys, marker="o", markersize=2, linewidth=1, label=names.get(label, label),
+                    color=look["color"], linestyle=look["linestyle"])
+            ax.plot(xs[:1], ys[:1], marker="o", markersize=5, color="crimson", linestyle="none")
+            data += [{"panel": row, "run": run_id, "kind": "trajectory", "trajectory": names.get(label, label), "x": x, "y": y,
+                      "loss": None} for x, y in zip(xs, ys)]
+        ratio = found.get("explained_variance_ratio") or [math.nan, math.nan]
+        ax.set_title(row, fontsize=8)
+        ax.set_xlabel(f"PC1 ({100 * ratio[0]:.1f} % of the variance)", fontsize=7)
+        ax.set_ylabel(f"PC2 ({100 * ratio[1]:.1f} %)", fontsize=7)
+        ax.set_xlim(*x_bounds)
+        ax.set_ylim(*y_bounds)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.colorbar(contour, ax=axes, label="training loss (cross-entropy, nats)", shrink=0.8)
+    handles = [Line2D([], [], marker="o", markersize=2, label=names[label], **look) for label, look in looks.items()]
+    handles.append(Line2D([], [], marker="o", markersize=5, color="crimson", linestyle="none", label="first checkpoint"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=7)
+    _title(fig, spec, table, "loss landscape and trajectories in the PCA plane (supplement Figs. 2–5)")
+    return Drawn(f"landscape_{table.name}", fig, pd.DataFrame(data))

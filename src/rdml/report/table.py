@@ -41,6 +41,7 @@ class Table:
     metric: Metric = METRICS[PRIMARY]  # what its cells report: which way is better
     measurements: dict = field(default_factory=dict)  # what its measured cells asked of each run (rdml.analysis.measure)
     study: dict | None = None  # the study's section it was planned from: the audit plans its cells again from it
+    measured: dict = field(default_factory=dict)  # run id → its checked measurements file, for figures (a landscape)
 
     def ranked(self, column: str) -> list[str]:
         """The rows of a column by their mean, best first (highest, or lowest where lower is better)."""
@@ -109,6 +110,7 @@ def build_table(spec: TableSpec, records: Records, statistic: str) -> Table:
     table = Table(spec.name, caption, spec.rows, spec.columns, cells, spec.bold_columns, derived, spec.scale,
                   spec.digits, spec.claims, kept, choices, METRICS[spec.metric], spec.measurements)
     table.caption = table.caption.rstrip(".") + "." + table.legend
+    table.measured = {entry.run.id: records.measured[entry.run.id] for entry in spec.entries if entry.run.id in records.measured}
     return table
 
 

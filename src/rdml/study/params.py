@@ -122,6 +122,8 @@ def with_smoke_studies(params: dict) -> dict:
         for section in smoke:
             if section in LAYOUTS or section == "teacher":
                 smoke[section] = _smoke_names(smoke[section])
+            if section in LAYOUTS and LAYOUTS[section].smoke is not None:  # the layout's own (a coarse grid)
+                smoke[section] = LAYOUTS[section].smoke(smoke[section])
         smoke["seeds"] = study["seeds"][:1]
         smoke["metric"] = "final"
         smoke["train"] = {**(study.get("train") or {}), "epochs": 1}

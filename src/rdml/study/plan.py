@@ -16,14 +16,14 @@ from typing import Any
 
 from rdml.config import V1_METHOD_KEYS, method_keys
 from rdml.gpus import count_gpus
-from rdml.keys import ConfigError
+from rdml.keys import PARTNER, ConfigError
 from rdml.methods import METHODS
-from rdml.study.layouts import LAYOUTS, TableSpec
+from rdml.study.layouts import LAYOUTS, TableSpec, entry_measurements
 from rdml.study.notes import run_notes
 from rdml.study.params import metric_of, slot_count, study_spec, thread_count
 from rdml.study.runs import Job, Run
 
-__all__ = ["StudyPlan", "plan_tables", "plan_study", "plan_jobs", "find_job", "plan_measurements",
+__all__ = ["StudyPlan", "plan_tables", "plan_study", "plan_jobs", "find_job", "plan_measurements", "measurement_partners",
            "check_devices"]
 
 
@@ -171,6 +171,8 @@ def plan_study(params: dict, name: str) -> list[Run]:
     for table in tables:
         for entry in table.entries:
             add(entry.run)
+            if entry.partner is not None:  # a run its measurement reads beside its own
+                add(entry.partner)
             if entry.choice is not None and entry.choice.by == "val":
                 reads_val.setdefault(entry.run.id, f"table {table.name} chooses {entry.choice.group} by validation accuracy")
     if metric == "at_best_val":
@@ -218,11 +220,16 @@ def plan_measurements(params: dict, name: str) -> dict[str, tuple[Run, dict]]:
         for entry in table.entries:
             if entry.measure is not None:
                 run, wanted = planned.setdefault(entry.run.id, (entry.run, {}))
-                for measurement, spec in table.measurements.items():
+                for measurement, spec in entry_measurements(table.measurements, entry).items():
                     if wanted.setdefault(measurement, spec) != spec:
                         raise ConfigError(f"studies.{name}: run {run.id} is measured twice with different {measurement} "
                                           f"settings ({wanted[measurement]} and {spec})")
     return planned
+
+
+def measurement_partners(wanted: dict) -> list[str]:
+    """The ids of the runs a run's measurements read beside it (rdml.keys.PARTNER): inputs of its measuring step."""
+    return sorted({spec[PARTNER] for spec in wanted.values() if isinstance(spec, dict) and PARTNER in spec})
 
 
 def find_job(params: dict, study: str, job_id: str) -> Job:

@@ -4,12 +4,14 @@ fills the cells from their records. So a layout is the one place that says which
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
+from rdml.keys import PARTNER
 from rdml.metrics import METRICS, PRIMARY
 from rdml.registry import Registry
 
-__all__ = ["Choice", "Entry", "Derived", "Claim", "TableSpec", "LAYOUTS", "layout"]
+__all__ = ["Choice", "Entry", "entry_measurements", "Derived", "Claim", "TableSpec", "LAYOUTS", "layout"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,19 @@ class Entry:
     epoch: int | None = None
     measure: str | None = None
     choice: Choice | None = None
+    partner: object | None = None  # a second run its measurement reads (a landscape's OKDPH run): planned with it
+    settings: str = ""  # JSON: its run's own measurement settings over the table's (a landscape's grid)
+
+
+def entry_measurements(measurements: dict, entry: Entry) -> dict:
+    """What a table's `measurements` ask of one entry's run: each setting, the entry's own `settings` over
+    them, and its partner run by id (rdml.keys.PARTNER), so that a run is measured again when its partner
+    becomes another run."""
+    if entry.partner is None and not entry.settings:
+        return measurements
+    own = {**(json.loads(entry.settings) if entry.settings else {}),
+           **({PARTNER: entry.partner.id} if entry.partner is not None else {})}
+    return {name: {**spec, **own} for name, spec in measurements.items()}
 
 
 @dataclass(frozen=True)
@@ -96,11 +111,12 @@ class TableSpec:
 LAYOUTS: Registry = Registry("table layout")
 
 
-def layout(name: str, keys: tuple[str, ...], title: tuple[str, str]):
+def layout(name: str, keys: tuple[str, ...], title: tuple[str, str], smoke=None):
     """Register a layout under its params.yaml key, with the keys its section may hold and its human name,
     `title`: the paper's table it follows and what its rows compare (a figure reads "<the study's paper:>:
-    <what>", or for a study that names no paper "<study> study, <the paper's table>: <what>")."""
+    <what>", or for a study that names no paper "<study> study, <the paper's table>: <what>"). `smoke`: what
+    the section becomes in the study's `_smoke` variant beyond its data sets and networks (e.g. a coarser grid)."""
     def register(function):
-        function.keys, function.title = keys, title
+        function.keys, function.title, function.smoke = keys, title, smoke
         return LAYOUTS.add(name, function)
     return register
