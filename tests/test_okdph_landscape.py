@@ -133,6 +133,7 @@ def test_the_plan_is_the_official_readme_s_grids_on_runs_that_keep_every_fifth_e
     for row, x, y, step, fit in [("cifar10, okdph_resnet32: Base", [-25, 30], [-25, 35], 1.0, [0, 1, 2]),
                                  ("cifar10, okdph_resnet110: DML", [-10, 10], [-25, 35], [0.5, 1.0], [1, 2]),
                                  ("cifar10, okdph_wrn20_8: KDCL", [-20, 20], [-15, 40], 1.0, [0, 1]),
+                                 ("cifar10, okdph_vgg16: KDCL", [-20, 20], [-25, 25], 1.0, [0, 1, 2, 3]),
                                  ("cifar100, okdph_vgg16: Base", [-50, 50], [-30, 40], 1.0, [0, 1, 2]),
                                  ("cifar100, okdph_resnet110: DML", [-30, 35], [-40, 40], 1.0, [0, 1, 2, 3])]:
         entry = by_row[row]

@@ -369,8 +369,8 @@ def trajectory_ends(model: nn.Module, trajectory: Trajectory, projection: Projec
 def landscape_of_runs(run, partner, data: Dataset, spec: dict, device: torch.device) -> dict:
     """Figs. 2–5 of the OKDPH supplement for one method's run (`run`, rdml.train.verified) and OKDPH's
     (`partner`): each student's networks at every epoch the run kept (its record's `kept_epochs`, `every` apart,
-    each file checked by load_kept_epoch) as four trajectories, the run's students first (grid_loss.py L213–214:
-    the method's folder, then ours; net0, net1), measured by measure_trajectory with the mean training
+    each file checked by load_kept_epoch) as four trajectories, the run's students first (grid_loss.py L239–240:
+    the method's folder, then ours; L226: net0, net1), measured by measure_trajectory with the mean training
     cross-entropy (training_loss). The matrix is float32, as grid_loss.py's (L74–77)."""
     from rdml.train.checkpoint import load_kept_epoch
 

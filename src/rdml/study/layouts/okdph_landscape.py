@@ -9,8 +9,8 @@ its partner: the four students' networks kept every `every` epochs as trajectori
 training loss, drawn by the figure `landscape`. The grids (`panels`: bounds, step, the trajectories the PCA fits)
 are those experiment/landscape/README.md gives per data set, backbone and method (tianlizhang/OKDPH). The runs:
 DML, KDCL and OKDPH as okdph_table's two-student row (rdml.study.layouts.okdph `_runs`), and Base two networks
-trained alone in one run with the baseline augmentation (grid_loss.py reads net0_ and net1_ from the Base run's
-folder, L213–217), each with `keep_every`: other runs than Table 3's (the key is part of a run's identity).
+trained alone in one run with the baseline augmentation (grid_loss.py reads net0_ and net1_, L226, from the Base
+run's folder, L239–240), each with `keep_every`: other runs than Table 3's (the key is part of a run's identity).
 
 The supplement judges flatness by eye; the table gives rdml's number for it, each trajectory's end: the mean rise
 of the training loss at its neighbours in the plane (rdml.analysis.landscape.trajectory_ends).
