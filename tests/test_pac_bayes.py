@@ -5,6 +5,7 @@ float64, the bound against a hand computation, and the initial weights against w
 
 import copy
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from torch import nn
 from conftest import randomise_batch_norm, run
 from rdml.analysis.pac_bayes import (PAC_BAYES_DEFAULTS, accuracy_under_noise, fold_batch_norm, initial_students,
                                      pac_bayes_bound, pac_bayes_measures, pac_bayes_of_students, pac_bayes_spec,
-                                     search_sigma, squared_norm)
+                                     search_problems, search_sigma, squared_norm)
 from rdml.data.base import load_dataset
 from rdml.data.catalog import DataSpec
 from rdml.keys import ConfigError
@@ -197,3 +198,53 @@ def test_initial_students_are_the_weights_training_started_from(tmp_path, monkey
         assert measured[f"student_{k}"] == alone
         assert measured[f"student_{k}"]["m"] == m and measured[f"student_{k}"]["batch_norm_folded"] == 2
         assert len(alone["search"]) <= 3 and alone["converged"] == (abs(alone["search"][-1]["displacement"] - 0.1) < 0.01)
+
+
+# ---- the audit of a bound measured on another device: the recorded σ path measured again ----------------------
+
+SMALL = {"draws": 2, "search_depth": 5, "seed": 3}
+
+
+@pytest.fixture(scope="module")
+def measured_pair(tmp_path_factory):
+    from rdml.analysis.measure import measure_run
+
+    out = tmp_path_factory.mktemp("pb") / "r"
+    run(out, "method=dml", "arch=cnn,cnn", "epochs=2")
+    return out, measure_run(out, {"pac_bayes": SMALL}, torch.device("cpu"))
+
+
+def test_replaying_a_recorded_search_measures_its_own_sigmas_and_ends_where_it_did(measured_pair):
+    """Along its own path, a search measures exactly what it recorded; along another path, that path's σ values."""
+    from rdml.analysis.measure import measure_run
+
+    out, measured = measured_pair
+    again = measure_run(out, {"pac_bayes": SMALL}, torch.device("cpu"), measured["students"])
+    assert again["students"] == measured["students"]
+    student = measured["students"]["student_0"]
+    assert len(student["search"]) >= 2 and search_problems(student, SMALL) == []
+    other = {"student_0": {"search": [{"sigma": 0.25}, {"sigma": 0.125}]}}
+    replayed = measure_run(out, {"pac_bayes": SMALL}, torch.device("cpu"), other)["students"]
+    assert [step["sigma"] for step in replayed["student_0"]["search"]] == [0.25, 0.125]
+    assert replayed["student_0"]["sigma"] == 0.125 and replayed["student_1"] == measured["students"]["student_1"]
+
+
+@pytest.mark.parametrize("forge, caught", [
+    (None, None),
+    pytest.param(lambda s: s["search"][-1].update(accuracy=s["search"][-1]["accuracy"] * 0.98), "search measures",
+                 marks=pytest.mark.tamper),
+    pytest.param(lambda s: s.update(sigma=s["sigma"] / 2, pac_bayes_orig=s["pac_bayes_orig"] * 4), "is not the bisection",
+                 marks=pytest.mark.tamper),
+])
+def test_a_bound_measured_on_another_device_audits_along_its_recorded_path(measured_pair, forge, caught):
+    """Measured on a GPU (so said), the audit measures each recorded σ again on this CPU within MEASURE_RTOL,
+    and checks the path is the bisection of its own accuracies: a changed accuracy or σ is caught."""
+    from rdml.audit import _measured_again
+
+    out, measured = measured_pair
+    content = copy.deepcopy(measured)
+    content["measured_on"].update(device="cuda:0", device_name="NVIDIA H100 80GB HBM3")
+    if forge is not None:
+        forge(content["students"]["student_0"])
+    problems = _measured_again(Path("m.json"), out, content, lambda line: None)
+    assert (problems == []) if caught is None else any(caught in p for p in problems), problems

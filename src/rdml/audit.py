@@ -491,22 +491,24 @@ MEASURE_RTOL = 1e-3
 
 def _measured_again(path: Path, run_dir: Path, measured: dict, out) -> list[str]:
     """The run measured again (rdml.analysis.measure, on the CPU, at the thread count it was measured
-    with): exact where it was measured on this CPU model, else within MEASURE_RTOL."""
+    with): exact where it was measured on this CPU model, else within MEASURE_RTOL, a PAC-Bayes σ search then
+    measured along its recorded path (its accuracies may differ in the last examples elsewhere, which could
+    send a new bisection to another σ), each recorded path checked to be the bisection of its own accuracies."""
     import torch
 
     from rdml.analysis.measure import measure_run
 
     where = measured.get("measured_on") or {}
+    exact = same_device(where)
+    problems = [f"{path}: {student} {problem}" for student, problem in _search_problems(measured)]
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(int(where.get("threads") or threads))
-        again = measure_run(run_dir, measured["measurements"], torch.device("cpu"))
+        again = measure_run(run_dir, measured["measurements"], torch.device("cpu"), None if exact else measured["students"])
     except ConfigError as exc:
         return [f"{path}: cannot be measured again ({exc})"]
     finally:
         torch.set_num_threads(threads)
-    exact = same_device(where)
-    problems = []
     for student, values in sorted(measured["students"].items()):
         for name, value in sorted(values.items()):
             new = (again["students"].get(student) or {}).get(name)
@@ -520,9 +522,26 @@ def _measured_again(path: Path, run_dir: Path, measured: dict, out) -> list[str]
     return problems
 
 
+def _search_problems(measured: dict) -> list[tuple[str, str]]:
+    """Each recorded PAC-Bayes σ search of a measurements file that is not the bisection of its own accuracies
+    (rdml.analysis.pac_bayes.search_problems): (student, problem)."""
+    from rdml.analysis.pac_bayes import search_problems
+
+    wanted, found = measured.get("measurements") or {}, []
+    for student, values in sorted((measured.get("students") or {}).items()):
+        searches = [("", values, wanted["pac_bayes"])] if "pac_bayes" in wanted else []
+        if "pac_bayes_epochs" in wanted:
+            searches += [(f"epoch {epoch}: ", each, wanted["pac_bayes_epochs"])
+                         for epoch, each in sorted((values.get("pac_bayes_epochs") or {}).items())]
+        found += [(student, where + problem) for where, each, spec in searches for problem in search_problems(each, spec)]
+    return found
+
+
 def _close(a, b, rtol: float) -> bool:
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_close(x, y, rtol) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):  # a σ search's steps, a measure per epoch
+        return a.keys() == b.keys() and all(_close(a[k], b[k], rtol) for k in a)
     if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
         return _equal(a, b)
     return a == b or abs(a - b) <= rtol * max(abs(a), abs(b))

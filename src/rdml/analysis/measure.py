@@ -97,10 +97,12 @@ def noisy_losses(model: torch.nn.Module, data: Dataset, sigmas: list[float], dra
     return result
 
 
-def measure_run(run_dir: str | Path, measurements: dict, device: torch.device) -> dict:
+def measure_run(run_dir: str | Path, measurements: dict, device: torch.device, replay: dict | None = None) -> dict:
     """The requested measurements of every student of the run in `run_dir`, sealed, with the sha256 of
     the weights and of the record they come from, and where they were measured (`measured_on`: the audit
-    measures again exactly on the same CPU model and thread count, within a tolerance elsewhere)."""
+    measures again exactly on the same CPU model and thread count, within a tolerance elsewhere). `replay`:
+    the students of a measurement made elsewhere, whose PAC-Bayes σ searches are measured again along their
+    recorded paths (rdml.analysis.pac_bayes.replay_sigmas), not searched anew."""
     unknown = sorted(set(measurements) - set(MEASUREMENTS))
     if unknown:
         raise ConfigError(f"measurements {unknown} are not known; allowed: {', '.join(MEASUREMENTS)}")
@@ -130,10 +132,10 @@ def measure_run(run_dir: str | Path, measurements: dict, device: torch.device) -
     if "pac_bayes" in measurements:
         from rdml.analysis.pac_bayes import pac_bayes_of_students
 
-        for name, values in pac_bayes_of_students(run, models, data, measurements["pac_bayes"], device).items():
+        for name, values in pac_bayes_of_students(run, models, data, measurements["pac_bayes"], device, replay).items():
             students[name].update(values)
     if "pac_bayes_epochs" in measurements:
-        for name, values in pac_bayes_epochs(run, models, data, measurements["pac_bayes_epochs"], device).items():
+        for name, values in pac_bayes_epochs(run, models, data, measurements["pac_bayes_epochs"], device, replay).items():
             students[name].update(values)
     return seal({**head, "model_sha256": sha, "students": students})
 
@@ -175,13 +177,19 @@ def epoch_measure(measure: str, epoch: int) -> str:
 
 
 def pac_bayes_epochs(run, final_models: list[torch.nn.Module], data: Dataset, spec: dict,
-                     device: torch.device) -> dict[str, dict]:
+                     device: torch.device, replay: dict | None = None) -> dict[str, dict]:
     """The PAC-Bayes measures of each student at every epoch run `run` kept (its record's `kept_epochs`, each
     file checked against its sha256 by load_kept_epoch) and at its last epoch (`final_models`, model.pt), for
     the OKDPH supplement's Fig. 1 ("PAC-Bayes bound of models trained on VGG16 in different epochs"): per
     epoch exactly the final weights' measurement (rdml.analysis.pac_bayes.pac_bayes_of_students: the same
     σ search, student k's noise seeded by spec's seed + k at every epoch), against the same initial weights.
-    Per student: `pac_bayes_epochs` (epoch → every measure) and each bound flat as "pac_bayes_orig@<epoch>"."""
+    Per student: `pac_bayes_epochs` (epoch → every measure) and each bound flat as "pac_bayes_orig@<epoch>".
+    `replay`: a recorded measurement's students, each epoch's σ path measured again (measure_run)."""
+
+    def replayed(epoch: int) -> dict | None:
+        return None if replay is None else {name: (values.get("pac_bayes_epochs") or {}).get(str(epoch)) or {}
+                                            for name, values in replay.items()}
+
     from rdml.analysis.pac_bayes import pac_bayes_of_students
     from rdml.train.checkpoint import load_kept_epoch
 
@@ -197,9 +205,9 @@ def pac_bayes_epochs(run, final_models: list[torch.nn.Module], data: Dataset, sp
         if method is not None:  # measure_run refuses such runs before; a kept file never differs from model.pt's kind
             raise ConfigError(f"pac_bayes_epochs: {run.directory} epoch {epoch} holds the networks method "
                               f"{method.cfg.method} declares; the PAC-Bayes measure reads runs of one network per student")
-        per_epoch[epoch] = pac_bayes_of_students(run, [s.model for s in cohort], data, spec, device)
+        per_epoch[epoch] = pac_bayes_of_students(run, [s.model for s in cohort], data, spec, device, replayed(epoch))
     if last not in per_epoch:
-        per_epoch[last] = pac_bayes_of_students(run, final_models, data, spec, device)
+        per_epoch[last] = pac_bayes_of_students(run, final_models, data, spec, device, replayed(last))
     students = {}
     for epoch, measured in per_epoch.items():
         for name, values in measured.items():

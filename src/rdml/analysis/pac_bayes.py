@@ -44,7 +44,7 @@ from rdml.keys import ConfigError
 
 __all__ = ["PAC_BAYES_DEFAULTS", "NORMS", "pac_bayes_spec", "fold_batch_norm", "FoldedNetwork", "training_accuracy",
            "accuracy_under_noise", "search_sigma", "pac_bayes_bound", "squared_norm", "pac_bayes_measures",
-           "initial_students", "pac_bayes_of_students"]
+           "initial_students", "pac_bayes_of_students", "replay_sigmas", "search_problems"]
 
 # each default is the value of Jiang et al.'s released code as Dziugaite et al. re-implemented it (see above)
 PAC_BAYES_DEFAULTS = {
@@ -249,18 +249,56 @@ def squared_norm(module: nn.Module, norm: str, reference: nn.Module | None = Non
     return total
 
 
+def replay_sigmas(mean_accuracy_at: Callable[[float], float], clean_accuracy: float,
+                  sigmas: list[float]) -> tuple[float, list[dict]]:
+    """search_sigma's steps at given σ values, in their order, instead of bisecting: a search made elsewhere
+    measured again along its own path (the audit of a measurement from another device, whose noise draws are
+    the same but whose accuracies may differ in the last examples, which could send a bisection elsewhere)."""
+    steps = []
+    for sigma in sigmas:
+        accuracy = mean_accuracy_at(sigma)
+        steps.append({"sigma": sigma, "accuracy": accuracy, "displacement": abs(accuracy - clean_accuracy)})
+    return sigmas[-1], steps
+
+
+def search_problems(measured: dict, spec: dict) -> list[str]:
+    """What does not hold of a recorded search (pac_bayes_measures' `search` and `sigma`): bisecting with its
+    own recorded accuracies must ask for exactly its σ values, in order, and end at its σ."""
+    spec = pac_bayes_spec(spec)
+    recorded = measured.get("search") or []
+    asked = []
+
+    def recorded_accuracy(sigma: float) -> float:
+        asked.append(sigma)
+        return recorded[len(asked) - 1]["accuracy"] if len(asked) <= len(recorded) else math.nan
+
+    sigma, _ = search_sigma(recorded_accuracy, measured.get("accuracy", math.nan), spec["deviation"], spec["sigma_low"],
+                            spec["sigma_high"], spec["search_depth"], spec["tolerance"])
+    if asked != [step["sigma"] for step in recorded] or sigma != measured.get("sigma"):
+        return [f"its σ search {[step['sigma'] for step in recorded]} → {measured.get('sigma')} is not the bisection "
+                f"of its own accuracies ({asked} → {sigma})"]
+    return []
+
+
 def pac_bayes_measures(model: nn.Module, initial: nn.Module, accuracy: Callable[[nn.Module], float], m: int,
-                       spec: dict) -> dict:
+                       spec: dict, replay: list[float] | None = None) -> dict:
     """σ and the two bounds of one trained network `model` started from `initial`, batch norm folded in
     both first; `accuracy(network)`: its training accuracy; `m`: the training examples; `spec` checked by
-    pac_bayes_spec (its `seed` seeds the noise)."""
+    pac_bayes_spec (its `seed` seeds the noise). `replay`: the σ values of a recorded search, measured in
+    their order (replay_sigmas) instead of searching."""
     spec = pac_bayes_spec(spec)
     trained, start = fold_batch_norm(model), fold_batch_norm(initial)
     clean = accuracy(trained.module)
     generator = torch.Generator().manual_seed(spec["seed"])
-    sigma, steps = search_sigma(lambda s: accuracy_under_noise(trained.module, accuracy, s, spec["draws"], generator),
-                                clean, spec["deviation"], spec["sigma_low"], spec["sigma_high"], spec["search_depth"],
-                                spec["tolerance"])
+
+    def noisy(sigma: float) -> float:
+        return accuracy_under_noise(trained.module, accuracy, sigma, spec["draws"], generator)
+
+    if replay is None:
+        sigma, steps = search_sigma(noisy, clean, spec["deviation"], spec["sigma_low"], spec["sigma_high"],
+                                    spec["search_depth"], spec["tolerance"])
+    else:
+        sigma, steps = replay_sigmas(noisy, clean, replay)
     distance = squared_norm(trained.module, spec["norm"], start.module)
     size = squared_norm(trained.module, spec["norm"])
     # converged: the last σ moved the accuracy by the deviation within the tolerance (else the depth ran out)
@@ -299,16 +337,20 @@ def initial_students(run, data: Dataset) -> list[nn.Module]:
     return [student.model for student in cohort]
 
 
-def pac_bayes_of_students(run, models: list[nn.Module], data: Dataset, spec: dict, device: torch.device) -> dict:
+def pac_bayes_of_students(run, models: list[nn.Module], data: Dataset, spec: dict, device: torch.device,
+                          replay: dict | None = None) -> dict:
     """The PAC-Bayes measures of each student (`student_k`) of finished run `run`, its trained `models` (on
     `device`) against its initial weights (initial_students), on `data`'s training split; student k's noise
-    seeded by spec's seed + k (as rdml.analysis.measure.noisy_losses)."""
+    seeded by spec's seed + k (as rdml.analysis.measure.noisy_losses). `replay`: a recorded measurement of
+    each student (by name), its σ path measured again instead of searched (pac_bayes_measures)."""
     spec = pac_bayes_spec(spec)
     initial = initial_students(run, data)
     if len(initial) != len(models):
         raise ConfigError(f"pac_bayes: run {run.directory} rebuilds {len(initial)} initial students for {len(models)} "
                           "trained ones")
     m = int(_labelled(data.y_train).sum())
+    sigmas = {name: [step["sigma"] for step in values.get("search") or []] or None
+              for name, values in (replay or {}).items()}
     return {f"student_{k}": pac_bayes_measures(model, start.to(device), lambda net: training_accuracy(net, data), m,
-                                               {**spec, "seed": spec["seed"] + k})
+                                               {**spec, "seed": spec["seed"] + k}, sigmas.get(f"student_{k}"))
             for k, (model, start) in enumerate(zip(models, initial))}
