@@ -225,3 +225,44 @@ def test_a_tiny_study_is_trained_measured_tabulated_and_drawn(tmp_path, monkeypa
     drawn = pd.read_csv(tables / "fig_landscape_okdph_landscape_table.csv")
     assert len(drawn[drawn.kind == "grid"]) == 5 * 3 and len(drawn[drawn.kind == "trajectory"]) == 4 * 3
     assert all((tables / f"fig_landscape_okdph_landscape_table.{s}").stat().st_size > 0 for s in ("png", "pdf"))
+
+
+def test_the_figure_draws_each_row_s_plane_trajectories_and_first_checkpoints(params):
+    """One panel per row that has a landscape (its first seed's run), titled by the row; the four trajectories in
+    the table's column names, their first checkpoints in crimson; the axes the grid's bounds, labelled with the
+    share of the variance each component explains; every number in the data file."""
+    from types import SimpleNamespace
+
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+
+    from rdml.report.figures import TABLE_FIGURES
+
+    (spec,) = plan_tables(params, STUDY)
+    rows = spec.rows[:2]
+    labels = ["student_0", "student_1", "partner.student_0", "partner.student_1"]
+    measured = {}
+    for i, row in enumerate(rows):
+        run_id = next(e.run.id for e in spec.entries if e.row == row)
+        grid = [{"x": x, "y": y, "row": 0, "loss": 0.1 * (x * x + y * y) + i, "accuracy": 1.0}
+                for x in (-2.0, 0.0, 2.0) for y in (-1.0, 0.0, 1.0)]
+        measured[run_id] = {"landscape": {
+            "spec": {"x_bounds": [-2.0, 2.0], "y_bounds": [-1.0, 1.0]}, "grid": grid, "path": [],
+            "coordinates": {label: [[0.1 * k, -0.1 * k], [0.5 * k, 0.2]] for k, label in enumerate(labels)},
+            "explained_variance_ratio": [0.625, 0.25]}}
+    table = SimpleNamespace(name=spec.name, rows=spec.rows, columns=spec.columns, measured=measured,
+                            study={"paper": "OKDPH supplement Figs. 2-5"})
+    drawn = TABLE_FIGURES["landscape"](spec, table, None)
+    panels = [ax for ax in drawn.figure.axes if ax.get_visible() and ax.get_title()]
+    assert [ax.get_title() for ax in panels] == rows
+    for ax in panels:
+        assert ax.get_xlim() == (-2.0, 2.0) and ax.get_ylim() == (-1.0, 1.0)
+        assert ax.get_xlabel() == "PC1 (62.5 % of the variance)" and ax.get_ylabel() == "PC2 (25.0 %)"
+        lines = ax.get_lines()
+        assert [line.get_label() for line in lines[::2]] == spec.columns
+        assert all(to_hex(line.get_color()) == to_hex("crimson") for line in lines[1::2])
+        assert list(lines[4].get_xdata()) == [0.2, 1.0] and list(lines[5].get_xdata()) == [0.2]
+    legend = [t.get_text() for t in drawn.figure.legends[0].get_texts()]
+    assert legend == [*spec.columns, "first checkpoint"]
+    assert len(drawn.data[drawn.data.kind == "grid"]) == 2 * 9 and len(drawn.data[drawn.data.kind == "trajectory"]) == 2 * 8
+    plt.close(drawn.figure)
