@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import count, randomise_batch_norm, trace
+from official_okdph import (OfficialDenseBlock, OfficialTransition, conv1x1, conv3x3, official_init_densenet,
+                            official_init_resnet, official_init_vgg, official_make_layers)
 from rdml.data.catalog import DataSpec
 from rdml.keys import ConfigError
 from rdml.models import build_model
@@ -18,16 +20,12 @@ from rdml.models.catalog import ARCHITECTURES
 from rdml.models.zoo.okdph import okdph_densenet40_12, okdph_resnet32, okdph_resnet110, okdph_vgg16, okdph_wrn20_8
 
 # ---- the official modules, transcribed ----------------------------------------------------------------
-# What the OKDPH runs use of each file: the branches they never take (dilation, groups, zero_init_residual,
-# large inputs, checkpointing, KD outputs) are left out; the rest is line for line.
-
-
-def conv3x3(in_planes, out_planes, stride=1):  # resnet.py L18-21
-    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, groups=1, bias=False, dilation=1)
-
-
-def conv1x1(in_planes, out_planes, stride=1):  # resnet.py L23-25
-    return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
+# What the OKDPH runs use of each file: the branches they never take (dilation, zero_init_residual, large
+# inputs, checkpointing, dropout, KD outputs) are left out; the rest is line for line. conv3x3/conv1x1
+# (resnet.py L18-25), the DenseNet blocks (densenet.py L20-83), VGG's _make_layers (vgg.py L62-69) and the
+# three initialisation loops are shared with the baselines' tests: tests/official_okdph.py. The ResNet blocks
+# and _make_layer stay here: ResNet-110 and WRN-20-8 pass `groups` and `base_width` (width_per_group=512) to
+# the block, which tests/official_okdph.py's BasicBlock and official_make_layer (groups 1, base_width 64) omit.
 
 
 class OfficialBasicBlock(nn.Module):  # resnet.py L27-64
@@ -106,12 +104,7 @@ class OfficialResNet(nn.Module):  # resnet.py L109-196; resnet32, resnet110, wid
         self.layer3 = self._make_layer(block, 64, layers[2], stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(64 * block.expansion, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        official_init_resnet(self)  # resnet.py L141-146
 
     def _make_layer(self, block, planes, blocks, stride=1):
         downsample = None
@@ -156,26 +149,9 @@ class OfficialVGG(nn.Module):  # vgg.py L19-92; vgg16 = VGG(depth=16) (L94-104)
             nn.Linear(512, 512), nn.ReLU(True), nn.Dropout(p=dropout),
             nn.Linear(512, num_classes),
         )
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
-                if m.bias is not None:
-                    nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.constant_(m.bias, 0)
+        official_init_vgg(self)  # vgg.py L50-60
 
-    def _make_layers(self, input, num_layer):
-        layers = []
-        for i in range(num_layer):
-            conv2d = nn.Conv2d(self.inplances, input, kernel_size=3, padding=1)
-            layers += [conv2d, nn.BatchNorm2d(input), nn.ReLU(inplace=True)]
-            self.inplances = input
-        layers += [nn.MaxPool2d(kernel_size=2, stride=2)]
-        return nn.Sequential(*layers)
+    _make_layers = official_make_layers  # vgg.py L62-69
 
     def forward(self, x):
         x = self.conv1(x)
@@ -193,60 +169,9 @@ class OfficialVGG(nn.Module):  # vgg.py L19-92; vgg16 = VGG(depth=16) (L94-104)
         return self.classifier(x_f)
 
 
-def _bn_function_factory(norm, relu, conv):  # densenet.py L20-26
-    def bn_function(*inputs):
-        concated_features = torch.cat(inputs, 1)
-        return conv(relu(norm(concated_features)))
-    return bn_function
-
-
-class _OfficialDenseLayer(nn.Module):  # densenet.py L29-52 (efficient=False)
-    def __init__(self, num_input_features, growth_rate, bn_size, drop_rate):
-        super().__init__()
-        self.add_module('norm1', nn.BatchNorm2d(num_input_features))
-        self.add_module('relu1', nn.ReLU(inplace=True))
-        self.add_module('conv1', nn.Conv2d(num_input_features, bn_size * growth_rate, kernel_size=1, stride=1, bias=False))
-        self.add_module('norm2', nn.BatchNorm2d(bn_size * growth_rate))
-        self.add_module('relu2', nn.ReLU(inplace=True))
-        self.add_module('conv2', nn.Conv2d(bn_size * growth_rate, growth_rate,
-                        kernel_size=3, stride=1, padding=1, bias=False))
-        self.drop_rate = drop_rate
-
-    def forward(self, *prev_features):
-        bottleneck_output = _bn_function_factory(self.norm1, self.relu1, self.conv1)(*prev_features)
-        new_features = self.conv2(self.relu2(self.norm2(bottleneck_output)))
-        if self.drop_rate > 0:
-            new_features = F.dropout(new_features, p=self.drop_rate, training=self.training)
-        return new_features
-
-
-class _OfficialTransition(nn.Sequential):  # densenet.py L55-62
-    def __init__(self, num_input_features, num_output_features):
-        super().__init__()
-        self.add_module('norm', nn.BatchNorm2d(num_input_features))
-        self.add_module('relu', nn.ReLU(inplace=True))
-        self.add_module('conv', nn.Conv2d(num_input_features, num_output_features, kernel_size=1, stride=1, bias=False))
-        self.add_module('pool', nn.AvgPool2d(kernel_size=2, stride=2))
-
-
-class _OfficialDenseBlock(nn.Module):  # densenet.py L65-83
-    def __init__(self, num_layers, num_input_features, bn_size, growth_rate, drop_rate):
-        super().__init__()
-        for i in range(num_layers):
-            layer = _OfficialDenseLayer(num_input_features + i * growth_rate, growth_rate=growth_rate,
-                                        bn_size=bn_size, drop_rate=drop_rate)
-            self.add_module('denselayer%d' % (i + 1), layer)
-
-    def forward(self, init_features):
-        features = [init_features]
-        for name, layer in self.named_children():
-            features.append(layer(*features))
-        return torch.cat(features, 1)
-
-
-class OfficialDenseNet(nn.Module):  # densenet.py L86-168 (small_inputs=True); densenetd40k12 L170-181
+class OfficialDenseNet(nn.Module):  # densenet.py L86-168 (small_inputs=True, drop_rate=0); densenetd40k12 L170-181
     def __init__(self, growth_rate=12, block_config=[16, 16, 16], compression=0.5, num_init_features=24, bn_size=4,
-                 drop_rate=0, num_classes=10):
+                 num_classes=10):
         super().__init__()
         self.avgpool_size = 8
         self.features = nn.Sequential(OrderedDict([
@@ -254,25 +179,18 @@ class OfficialDenseNet(nn.Module):  # densenet.py L86-168 (small_inputs=True); d
         ]))
         num_features = num_init_features
         for i, num_layers in enumerate(block_config):
-            block = _OfficialDenseBlock(num_layers=num_layers, num_input_features=num_features, bn_size=bn_size,
-                                        growth_rate=growth_rate, drop_rate=drop_rate)
+            block = OfficialDenseBlock(num_layers=num_layers, num_input_features=num_features, bn_size=bn_size,
+                                       growth_rate=growth_rate)
             self.features.add_module('denseblock%d' % (i + 1), block)
             num_features = num_features + num_layers * growth_rate
             if i != len(block_config) - 1:
-                trans = _OfficialTransition(num_input_features=num_features,
-                                            num_output_features=int(num_features * compression))
+                trans = OfficialTransition(num_input_features=num_features,
+                                           num_output_features=int(num_features * compression))
                 self.features.add_module('transition%d' % (i + 1), trans)
                 num_features = int(num_features * compression)
         self.features.add_module('norm_final', nn.BatchNorm2d(num_features))
         self.classifier = nn.Linear(num_features, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.Linear):
-                nn.init.constant_(m.bias, 0)
+        official_init_densenet(self)  # densenet.py L148-155
 
     def forward(self, x):
         features = self.features(x)
