@@ -266,3 +266,21 @@ def test_the_figure_draws_each_row_s_plane_trajectories_and_first_checkpoints(pa
     assert legend == [*spec.columns, "first checkpoint"]
     assert len(drawn.data[drawn.data.kind == "grid"]) == 2 * 9 and len(drawn.data[drawn.data.kind == "trajectory"]) == 2 * 8
     plt.close(drawn.figure)
+
+
+def test_the_measuring_step_of_a_panel_depends_on_both_runs_in_dvc_and_asks_for_its_estimated_time(params):
+    """DVC reruns a landscape when either run's weights change; SLURM gets the grid's estimated minutes."""
+    from rdml import paths
+    from rdml.pipeline.dvc import dvc_stages
+    from rdml.pipeline.requests import ESTIMATE_SECONDS_PER_PASS, MEASURE_MINUTES, RUNTIME_SAFETY, measure_runtime
+
+    study = {"studies": {"t": SYNTHETIC}}
+    stages = dvc_stages(study, ["t"])
+    ((run_, wanted),) = plan_measurements(study, "t").values()
+    (stage,) = [s for name, s in stages.items() if name.startswith("measure-")]
+    assert stage["deps"][1:] == [f"{run_.directory}/model.pt", f"{paths.run_dir('t', wanted['landscape'][PARTNER])}/model.pt"]
+    assert measure_runtime(wanted) == MEASURE_MINUTES and measure_runtime({"noise": {}}) == MEASURE_MINUTES
+    resnet110 = plan_measurements(params, STUDY)
+    (wanted,) = [w for r, w in resnet110.values() if r.archs[0] == "okdph_resnet110" and r.dataset == "cifar10" and r.method == "dml"]
+    points = 41 * 61  # [-10, 10] by 0.5, [-25, 35] by 1
+    assert measure_runtime(wanted) == math.ceil(3 * points * ESTIMATE_SECONDS_PER_PASS / 60 * RUNTIME_SAFETY)
