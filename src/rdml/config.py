@@ -27,7 +27,7 @@ from rdml.yamlfile import load_yaml
 __all__ = ["ConfigError", "TrainConfig", "KEYS", "V1_METHOD_KEYS", "method_keys", "is_key", "load_config", "config_from_mapping", "resolve",
            "config_sha256", "describe_keys", "config_values", "DATA_KEYS", "data_keys"]
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop_tf")
 SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle")
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
@@ -68,9 +68,21 @@ HOW = (
     Key("batch_size", 64, "int", "batch size, >= 1", check=lambda v: at_least("batch_size", v, 1)),
     Key("optimizer", "sgd", "str", "one of: " + ", ".join(OPTIMIZERS), check=lambda v: one_of("optimizer", v, OPTIMIZERS)),
     Key("lr", 0.05, "float", "learning rate (onecycle: the peak)", check=_finite("lr", 0, "a finite number > 0", open_low=True)),
-    Key("momentum", 0.9, "float", "sgd momentum", check=_unit("momentum", "a number in [0, 1)", open_high=True)),
-    Key("nesterov", True, "bool", "sgd Nesterov momentum"),
-    Key("weight_decay", 5e-4, "float", "weight decay (decoupled for adamw)", check=_finite("weight_decay", 0, "a finite number >= 0")),
+    Key("momentum", 0.9, "float", "momentum of sgd and of rmsprop_tf (TF-slim's --rmsprop_momentum is 0.9: "
+        "tensorflow/models research/slim/train_image_classifier.py L128)",
+        check=_unit("momentum", "a number in [0, 1)", open_high=True)),
+    Key("nesterov", True, "bool", "sgd Nesterov momentum (the other optimizers ignore it; TF's RMSProp has plain momentum)"),
+    Key("rmsprop_decay", 0.9, "float", "rmsprop_tf: the decay rho of the mean square, ms <- ms + (1 - rho)(g² - ms); "
+        "TF-slim's --rmsprop_decay, 0.9 (tensorflow/models 451906e, research/slim/train_image_classifier.py L130, passed to "
+        "tf.train.RMSPropOptimizer at L337)",
+        check=_unit("rmsprop_decay", "a number in [0, 1)", open_high=True)),
+    Key("rmsprop_epsilon", 1.0, "float", "rmsprop_tf: the epsilon inside the square root, lr·g/sqrt(ms + epsilon); "
+        "TF-slim's --opt_epsilon, 1.0 (tensorflow/models 451906e, research/slim/train_image_classifier.py L109, passed to "
+        "tf.train.RMSPropOptimizer at L339)",
+        check=_finite("rmsprop_epsilon", 0, "a finite number > 0", open_low=True)),
+    Key("weight_decay", 5e-4, "float", "weight decay (decoupled for adamw; for rmsprop_tf added to the gradient, as "
+        "TF-slim's l2_regularizer(weight_decay) loss, weight_decay·sum(w²)/2, adds it)",
+        check=_finite("weight_decay", 0, "a finite number >= 0")),
     Key("decay_1d", True, "bool", "weight decay on 1-d parameters (biases, norm layers) too; false: none there, "
         "as timm's create_optimizer_v2 does (filter_bias_and_bn)"),
     Key("schedule", "cosine", "str", "one of: " + ", ".join(SCHEDULES), check=lambda v: one_of("schedule", v, SCHEDULES)),
@@ -132,6 +144,7 @@ HOW = (
 
 
 KEYS: dict[str, Key] = {k.name: k for k in (*WHAT, *HOW)}  # the keys every run takes
+RMSPROP_TF_KEYS = ("rmsprop_decay", "rmsprop_epsilon")  # read by optimizer=rmsprop_tf alone
 
 
 def method_keys(method: str) -> dict[str, Key]:
@@ -327,6 +340,12 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     method.check(c)
     if c.nesterov and c.optimizer == "sgd" and c.momentum == 0:
         raise ConfigError("nesterov=true needs momentum > 0 (or set nesterov=false)")
+    if c.optimizer != "rmsprop_tf":  # another value would change the run's identity and nothing else
+        for name in RMSPROP_TF_KEYS:
+            if getattr(c, name) != KEYS[name].default:
+                raise ConfigError(f"{name}={show(getattr(c, name))}: only optimizer=rmsprop_tf reads {name}, and "
+                                  f"optimizer={c.optimizer} would ignore it; leave it at {show(KEYS[name].default)} or "
+                                  "set optimizer=rmsprop_tf")
     if c.schedule == "multistep" and not c.milestones:
         raise ConfigError("schedule=multistep needs milestones=<epoch,epoch,...>")
     if any(m < 1 for m in c.milestones) or c.milestones != sorted(set(c.milestones)):
