@@ -10,10 +10,12 @@ import torch
 
 import conftest
 from conftest import BIN, REPO, make_project
+from rdml import paths
 from rdml.config import config_values
 from rdml.data.catalog import DATASETS
 from rdml.models import ARCHITECTURES, build_model
 from rdml.methods import METHODS
+from rdml.pipeline.console import job_log
 from rdml.study.params import load_params
 from rdml.keys import ConfigError
 from rdml.study.plan import plan_jobs, plan_measurements, plan_study, plan_tables
@@ -267,27 +269,12 @@ def test_dml_analyses_measure_the_papers_networks():
                      ("independent", ("mobilenet",), ("noise",)), ("dml", ("mobilenet",) * 2, ("noise",))}
 
 
-@pytest.mark.system  # Snakemake trains, measures and tabulates
-@pytest.mark.tamper
-def test_analysis_smoke_study_measures_its_runs_and_refuses_edited_measurements(project):
-    """The smoke variant of dml_analyses through Snakemake: train, measure (a rule reading model.pt), tables."""
-    smoke = "dml_analyses_smoke"
-    result = sh(str(BIN / "snakemake"), "all_tables", "--cores", "2", "--config", f"build=[{smoke}]", cwd=project)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    tables = project / "results" / smoke / "tables"
-    entropy = (tables / "entropy_table.csv").read_text()
-    assert "tiny_cifar100: DML_e (K=3),Teaching-signal entropy" in entropy
-    flat = (tables / "flat_minima_table.md").read_text()
-    assert "| tiny_cifar100: DML |" in flat and "(n=10)" in flat  # 2 students × 5 draws × 1 seed
-    measures = next((project / "results" / smoke / "measures").glob("*/dml-mobilenet*.json"))
-    forged = json.loads(measures.read_text())
-    forged["students"]["student_0"]["loss"] = 0.0
-    measures.write_text(json.dumps(forged))
-    with pytest.raises(ConfigError, match="does not hash to its record_sha256"):
-        build_tables(PARAMS, smoke, project)
-
-
 sh = functools.partial(conftest.sh, check=False)  # the tests read the exit status themselves
+SNAKEMAKE = str(BIN / "snakemake")
+ANALYSIS = "dml_analyses_smoke"  # trained, measured and tabulated
+BRANCHED = "okdph_table3_smoke"  # the branch-based OKDPH baselines, one job of each method
+BRANCH_METHODS = ("one", "okddip", "ffl", "pcl")
+SMOKES = sorted(f"{study}_smoke" for study in STATED)
 
 
 @pytest.fixture(scope="module")
@@ -295,49 +282,136 @@ def project(tmp_path_factory):
     return make_project(tmp_path_factory.mktemp("studies"))
 
 
+def cost(run, runs):
+    """Parameters to train for this run, its teacher's included: CI runs the cheapest job of a study."""
+    return sum(size(a, run.dataset) for a in run.keys["arch"]) + (cost(run.teacher, runs) if run.teacher else 0)
+
+
+@functools.cache
+def size(arch, dataset):
+    """Parameters of one network for one data set (built once: the smoke studies' runs share few networks)."""
+    spec, vectors = DATASETS[dataset].spec, torch.zeros(2, 300)  # a word model's table is not trained
+    return sum(p.numel() for p in build_model(arch, spec, embeddings=vectors if ARCHITECTURES[arch].words else None).parameters())
+
+
+@functools.cache
+def cheapest(smoke, method=None):
+    """The cheapest run of a smoke study (of `method`'s runs only, if given), as the study plans it, and its job."""
+    runs = {r.id: r for r in plan_study(PARAMS, smoke) if method in (None, r.method)}
+    run = min(runs.values(), key=lambda r: cost(r, runs))
+    return run, next(job for job in plan_jobs(PARAMS, smoke) if run in job.runs)
+
+
+@pytest.fixture(scope="module")
+def pipeline(project):
+    """One Snakemake call builds what every test below reads: the cheapest job of each smoke study, the cheapest
+    job of each branch-based OKDPH method, and the analysis smoke study's tables (what `all_tables` builds of it,
+    less the scorecard). One call plans once and keeps both cores busy (each job runs one thread, params.yaml's
+    `threads`); --keep-going lets every other job finish when one fails, so each test reads its own outcome."""
+    targets = [cheapest(smoke)[1].file for smoke in SMOKES]
+    targets += [cheapest(BRANCHED, method)[1].file for method in BRANCH_METHODS]
+    targets += [paths.tables_dir(ANALYSIS), paths.curves_dir(ANALYSIS), paths.summary_file(ANALYSIS)]
+    return sh(SNAKEMAKE, *dict.fromkeys(targets), "--cores", "2", "--keep-going", "--config",
+              f"build=[{','.join(SMOKES)}]", cwd=project)
+
+
+def failed(pipeline, project, study, job=None):
+    """What a test shows when its part of the pipeline is missing: Snakemake's exit status, its errors that
+    name the study, and the end of the job's log."""
+    errors = [block for block in re.split(r"\n(?=\S)", pipeline.stderr) if "Error" in block and study in block]
+    shown = "\n".join(errors)[-4000:] if errors else pipeline.stdout[-2000:] + pipeline.stderr[-3000:]
+    log = project / job_log(study, job.id) if job else None
+    if log is not None:
+        shown += f"\n--- {log.relative_to(project)}:\n" + (log.read_text()[-3000:] if log.is_file() else "(no log)")
+    return f"snakemake exited {pipeline.returncode}\n{shown}"
+
+
+@pytest.mark.system  # Snakemake trains, measures and tabulates
+@pytest.mark.tamper
+def test_analysis_smoke_study_measures_its_runs_and_refuses_edited_measurements(pipeline, project):
+    """The smoke variant of dml_analyses through Snakemake: train, measure (a rule reading model.pt), tables."""
+    smoke = ANALYSIS
+    tables = project / paths.tables_dir(smoke)
+    built = (tables, project / paths.curves_dir(smoke), project / paths.summary_file(smoke))
+    assert all(path.exists() for path in built), failed(pipeline, project, smoke)
+    entropy = (tables / "entropy_table.csv").read_text()
+    assert "tiny_cifar100: DML_e (K=3),Teaching-signal entropy" in entropy
+    flat = (tables / "flat_minima_table.md").read_text()
+    assert "| tiny_cifar100: DML |" in flat and "(n=10)" in flat  # 2 students × 5 draws × 1 seed
+    measures = next((project / "results" / smoke / "measures").glob("*/dml-mobilenet*.json"))
+    original = measures.read_text()
+    forged = json.loads(original)
+    forged["students"]["student_0"]["loss"] = 0.0
+    measures.write_text(json.dumps(forged))
+    try:
+        with pytest.raises(ConfigError, match="does not hash to its record_sha256"):
+            build_tables(PARAMS, smoke, project)
+    finally:
+        measures.write_text(original)  # the project is the module's: no other test reads a forged file
+
+
+def listed_jobs(stdout):
+    """The jobs of a dry run's listing: each `rule <name>:` and the `key: value` lines under it (wildcards, input)."""
+    jobs, job = [], None
+    for line in stdout.splitlines():
+        if rule := re.fullmatch(r"(?:local)?rule (\w+):", line):
+            job = {"rule": rule[1]}
+            jobs.append(job)
+        elif job is not None and (item := re.fullmatch(r"    (\w+): (.*)", line)):
+            job[item[1]] = item[2]
+        elif not line.strip():
+            job = None
+    for job in jobs:
+        job["wildcards"] = dict(w.split("=", 1) for w in job.get("wildcards", "").split(", ") if w)
+        job["input"] = job.get("input", "").split(", ") if job.get("input") else []
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def dry_run(tmp_path_factory):
+    """One `snakemake all_tables -n` of every paper study, in a project of its own (nothing built there):
+    Snakemake's start and planning once (~10 s), each study's jobs then read from the listing by their wildcards."""
+    root = make_project(tmp_path_factory.mktemp("dry_run"))
+    result = sh(SNAKEMAKE, "all_tables", "-n", "--config", f"build=[{','.join(sorted(STATED))}]", cwd=root)
+    jobs = listed_jobs(result.stdout)
+    # the listing is read whole: as many jobs of each rule as Snakemake's own job stats count
+    stats = re.findall(r"^(\w+)\s+(\d+)$", result.stdout.partition("Job stats:")[2].partition("\n\n")[0], re.M)
+    counted = {rule: int(count) for rule, count in stats if rule != "total"}
+    listed = {rule: sum(job["rule"] == rule for job in jobs) for rule in {job["rule"] for job in jobs}}
+    return result, jobs, counted, listed
+
+
 @pytest.mark.system  # a Snakemake dry run of each study
 @pytest.mark.parametrize("study", sorted(STATED))
-def test_dry_run_lists_every_job(study, project):
-    result = sh(str(BIN / "snakemake"), "all_tables", "-n", "--config", f"build=[{study}]", cwd=project)
-    assert result.returncode == 0, result.stderr
-    jobs = dict(re.findall(r"^(train_job|measure|fetch_weights)\s+(\d+)$", result.stdout, re.M))
-    assert int(jobs["train_job"]) == STATED[study][1]["runs"]
-    assert int(jobs.get("measure", 0)) == len(plan_measurements(PARAMS, study))  # dml_analyses: 18
+def test_dry_run_lists_every_job(study, dry_run):
+    result, jobs, counted, listed = dry_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert listed == counted  # each job of the listing read
+    own = [job for job in jobs if job["wildcards"].get("study") == study]
+    assert sum(job["rule"] == "train_job" for job in own) == STATED[study][1]["runs"]
+    assert sum(job["rule"] == "measure" for job in own) == len(plan_measurements(PARAMS, study))  # dml_analyses: 18
+    fetched = {job["output"] for job in jobs if job["rule"] == "fetch_weights"}
+    wanted = {path for job in own if job["rule"] == "train_job" for path in job["input"]} & fetched
     published = {arch for job in plan_jobs(PARAMS, study) for arch in job.weights}
-    assert int(jobs.get("fetch_weights", 0)) == len(published)  # rdml_table2: its three networks' weights, once each
+    assert wanted == {paths.weights_stamp(arch) for arch in published}  # rdml_table2: its three networks' weights, once each
 
 
 @pytest.mark.system
-@pytest.mark.parametrize("method", ["one", "okddip", "ffl", "pcl"])
-def test_each_branch_based_okdph_baseline_trains_through_the_pipeline(method, project):
+@pytest.mark.parametrize("method", BRANCH_METHODS)
+def test_each_branch_based_okdph_baseline_trains_through_the_pipeline(method, pipeline, project):
     """The cheapest okdph_table3_smoke job of each branch-based method (as the study plans it, official keys
     included), trained by Snakemake: its record holds every output the table's cell reads."""
-    smoke = "okdph_table3_smoke"
-    runs = {r.id: r for r in plan_study(PARAMS, smoke) if r.method == method}
-    run = min(runs.values(), key=lambda r: cost(r, runs))
-    job = next(job for job in plan_jobs(PARAMS, smoke) if run in job.runs)
-    result = sh(str(BIN / "snakemake"), job.file, "--cores", "2", "--config", f"build=[{smoke}]", cwd=project)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run, job = cheapest(BRANCHED, method)
+    assert (project / job.file).is_file(), failed(pipeline, project, BRANCHED, job)
     record = json.loads((project / run.directory / "record.json").read_text())
     outputs = METHODS[method].outputs(run.config)
     assert record["status"] == "ok" and set(outputs) <= set(record["summary"]) and len(outputs) > run.config.branches - 1
 
 
-def cost(run, runs):
-    """Parameters to train for this run, its teacher's included: CI runs the cheapest job of a study."""
-    spec, vectors = DATASETS[run.dataset].spec, torch.zeros(2, 300)  # a word model's table is not trained
-    size = sum(sum(p.numel() for p in build_model(a, spec, embeddings=vectors if ARCHITECTURES[a].words else None).parameters())
-               for a in run.keys["arch"])
-    return size + (cost(run.teacher, runs) if run.teacher else 0)
-
-
 @pytest.mark.system  # Snakemake trains a job of each study
 @pytest.mark.parametrize("study", sorted(STATED))
-def test_one_job_of_each_smoke_study_runs_through_the_pipeline(study, project):
+def test_one_job_of_each_smoke_study_runs_through_the_pipeline(study, pipeline, project):
     smoke = f"{study}_smoke"
-    runs = {r.id: r for r in plan_study(PARAMS, smoke)}
-    run = min(runs.values(), key=lambda r: cost(r, runs))
-    job = next(job for job in plan_jobs(PARAMS, smoke) if run in job.runs)
-    result = sh(str(BIN / "snakemake"), job.file, "--cores", "2", "--config", f"build=[{smoke}]", cwd=project)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run, job = cheapest(smoke)
+    assert (project / job.file).is_file(), failed(pipeline, project, smoke, job)
     assert (project / run.directory / "record.json").is_file()
