@@ -274,6 +274,7 @@ SNAKEMAKE = str(BIN / "snakemake")
 ANALYSIS = "dml_analyses_smoke"  # trained, measured and tabulated
 BRANCHED = "okdph_table3_smoke"  # the branch-based OKDPH baselines, one job of each method
 BRANCH_METHODS = ("one", "okddip", "ffl", "pcl")
+LANDSCAPE = "okdph_landscape_smoke"  # one panel measured: a run beside its OKDPH partner
 SMOKES = sorted(f"{study}_smoke" for study in STATED)
 
 
@@ -302,6 +303,14 @@ def cheapest(smoke, method=None):
     return run, next(job for job in plan_jobs(PARAMS, smoke) if run in job.runs)
 
 
+@functools.cache
+def cheapest_panel():
+    """The landscape smoke study's cheapest panel: the measured run and its partner together, and its spec."""
+    measured = plan_measurements(PARAMS, LANDSCAPE).values()
+    runs = {run.id: run for run in plan_study(PARAMS, LANDSCAPE)}
+    return min(measured, key=lambda m: cost(m[0], runs) + cost(runs[m[1]["landscape"]["partner"]], runs))
+
+
 @pytest.fixture(scope="module")
 def pipeline(project):
     """One Snakemake call builds what every test below reads: the cheapest job of each smoke study, the cheapest
@@ -311,6 +320,7 @@ def pipeline(project):
     targets = [cheapest(smoke)[1].file for smoke in SMOKES]
     targets += [cheapest(BRANCHED, method)[1].file for method in BRANCH_METHODS]
     targets += [paths.tables_dir(ANALYSIS), paths.curves_dir(ANALYSIS), paths.summary_file(ANALYSIS)]
+    targets += [paths.measures_file(LANDSCAPE, cheapest_panel()[0].id)]
     return sh(SNAKEMAKE, *dict.fromkeys(targets), "--cores", "2", "--keep-going", "--config",
               f"build=[{','.join(SMOKES)}]", cwd=project)
 
@@ -348,6 +358,20 @@ def test_analysis_smoke_study_measures_its_runs_and_refuses_edited_measurements(
             build_tables(PARAMS, smoke, project)
     finally:
         measures.write_text(original)  # the project is the module's: no other test reads a forged file
+
+
+@pytest.mark.system  # Snakemake trains a run and its partner, then measures the pair
+def test_a_landscape_panel_is_measured_beside_its_partner_through_the_pipeline(pipeline, project):
+    run, wanted = cheapest_panel()
+    path = project / paths.measures_file(LANDSCAPE, run.id)
+    assert path.is_file(), failed(pipeline, project, LANDSCAPE)
+    measured = json.loads(path.read_text())
+    partner = wanted["landscape"]["partner"]
+    record = json.loads((project / paths.run_dir(LANDSCAPE, partner) / "record.json").read_text())
+    assert measured["measurements"] == wanted and measured["partner"]["run"] == partner
+    assert measured["partner"]["run_record_sha256"] == record["record_sha256"] and record["kept_epochs"]
+    assert set(measured["students"]) == {"student_0", "student_1", "partner.student_0", "partner.student_1"}
+    assert len(measured["landscape"]["grid"]) == 4  # the smoke grid: 2 × 2 points
 
 
 def listed_jobs(stdout):
