@@ -232,6 +232,26 @@ def dvc_project(root: Path, params: dict | None = None) -> Path:
     sh(str(BIN / "rdml"), "pipeline", "dvc-yaml", cwd=root)
     return root
 
+
+def copy_project(source: Path, target: Path) -> Path:
+    """A copy of a built project whose files keep their modification times (copy2), which Snakemake and DVC
+    compare: the copy is as up to date as its source."""
+    shutil.copytree(source, target, symlinks=True, copy_function=shutil.copy2)
+    return target
+
+
+@pytest.fixture(scope="session")
+def smoke_build(tmp_path_factory):
+    """dvc_project(SMOKE) built once for the session by `snakemake all_tables --cores 2`: the dry run before the
+    build (its `-n -p` listing), the build's result and the built project, which tests copy (copy_project) rather
+    than train the same 8 runs again."""
+    from types import SimpleNamespace
+
+    root = dvc_project(tmp_path_factory.mktemp("smoke-build"), SMOKE)
+    dry_run = sh(str(BIN / "snakemake"), "all_tables", "-n", "-p", "--cores", "2", cwd=root).stdout
+    build = sh(str(BIN / "snakemake"), "all_tables", "--cores", "2", cwd=root)
+    return SimpleNamespace(root=root, dry_run=dry_run, build=build)
+
 # ---- networks against their reference implementations -------------------------------------------------
 
 def count(model: nn.Module, trainable_only: bool = False) -> int:

@@ -20,7 +20,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import BIN, REPO, SMOKE, dvc_project, make_project, sh
+from conftest import BIN, REPO, SMOKE, copy_project, make_project, sh
 from rdml.config import ConfigError, config_from_mapping
 from rdml.pipeline.jobs import run_job
 from rdml.study.params import load_params
@@ -46,8 +46,10 @@ def records(project):
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    return dvc_project(tmp_path_factory.mktemp("project"), SMOKE)
+def project(tmp_path_factory, smoke_build):
+    """This module's copy of the session's smoke build (conftest.smoke_build: dvc_project(SMOKE), then
+    `snakemake all_tables --cores 2`), which the tests below change in turn."""
+    return copy_project(smoke_build.root, tmp_path_factory.mktemp("project") / "smoke")
 
 
 def test_committed_dvc_yaml_is_generated_from_params_and_matches_snakemake(tmp_path):
@@ -68,10 +70,12 @@ def test_resources_after_the_target_works_before_it_crashes(tmp_path):
     assert good.returncode == 0 and bad.returncode != 0
 
 
-def test_snakemake_builds_the_tables_and_dvc_then_has_nothing_to_do(project):
+def test_snakemake_builds_the_tables_and_dvc_then_has_nothing_to_do(project, smoke_build):
     planned = {r.id for r in plan_study(load_params(project / "params.yaml"), "smoke")}
-    assert scheduled_jobs(project) == planned and len(planned) == 8  # one seed: a job is a run
-    sh(str(BIN / "snakemake"), "all_tables", "--cores", "2", cwd=project)
+    # the dry run before the build, and the build (`sh`: it failed the fixture unless it exited 0), are the session's
+    before_build = set(re.findall(r"rdml pipeline run \S+ (\S+) --gpus", smoke_build.dry_run))
+    assert before_build == planned and len(planned) == 8  # one seed: a job is a run
+    assert smoke_build.build.returncode == 0
     tables = project / "results/smoke/tables"
     for name in ("rdml_table", "kd_table", "pair_table"):
         for suffix in ("md", "tex", "csv", "cells.json"):

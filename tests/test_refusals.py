@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BIN, SMOKE, dvc_project, sh
+from conftest import BIN, SMOKE, copy_project, sh
 
 pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.fault]  # each case: refused, nothing lost
 
@@ -21,9 +21,9 @@ KEPT = ("results", "dvc.yaml", "dvc.lock", "params.yaml")  # what a refused comm
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    root = dvc_project(tmp_path_factory.mktemp("built"), SMOKE)
-    sh(str(BIN / "snakemake"), "all_tables", "--cores", "2", cwd=root)
+def built(tmp_path_factory, smoke_build):
+    """A copy of the session's smoke build (conftest.smoke_build: dvc_project(SMOKE), then `snakemake all_tables`)."""
+    root = copy_project(smoke_build.root, tmp_path_factory.mktemp("built") / "smoke")
     assert (root / "dvc.lock").is_file() and "up to date" in sh(str(BIN / "dvc"), "status", cwd=root).stdout
     return root
 
