@@ -152,6 +152,22 @@ def sigkill_and_resume(args: list[str], epochs: int, cwd: Path) -> dict:
     return done
 
 
+def resumes_to_the_uninterrupted_run(tmp_path: Path, *args, between=None) -> list:
+    """Train `args` whole, and again killed after epoch 1's checkpoint and resumed: the resumed record holds one
+    resumption and the whole run's every epoch, its model.pt the same weights. `between(cut)`: checks of the
+    killed run's folder before it resumes. Returns the resumed model's states."""
+    whole = run(tmp_path / "whole", *args)
+    killed_after_checkpoint(1, lambda: run(tmp_path / "cut", *args))
+    if between is not None:
+        between(tmp_path / "cut")
+    resumed = run(tmp_path / "cut", *args)
+    assert len(resumed["resumed_at"]) == 1 and resumed["epochs"] == whole["epochs"]
+    got = torch.load(tmp_path / "cut" / "model.pt", weights_only=True)["states"]
+    want = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)["states"]
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(got, want) for k in a)
+    return got
+
+
 def killed_after_checkpoint(epoch: int, train) -> None:
     """Call `train()`, killed right after the given epoch's checkpoint (KeyboardInterrupt stands in)."""
     from rdml.train import loop

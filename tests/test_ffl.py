@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd import Variable
 
-from conftest import count, killed_after_checkpoint, run
+from conftest import count, resumes_to_the_uninterrupted_run, run
 from official_okdph import (OfficialDenseBlock, OfficialTransition, SGD, get_current_consistency_weight,
                             official_init_densenet, official_init_vgg, official_make_layers)
 from rdml.config import load_config, resolve
@@ -528,10 +528,4 @@ def test_a_killed_run_resumes_to_the_same_numbers(tmp_path):
     args = ["dataset=tiny_cifar10", "method=ffl", "arch=okdph_densenet40_12", "epochs=3", "batch_size=32",
             "schedule=multistep", "milestones=1", "fusion_lr=constant", "rampup_epochs=2", "compile=false",
             "memory_format=contiguous"]
-    whole = run(tmp_path / "whole", *args)
-    killed_after_checkpoint(1, lambda: run(tmp_path / "cut", *args))
-    resumed = run(tmp_path / "cut", *args)
-    assert len(resumed["resumed_at"]) == 1 and resumed["epochs"] == whole["epochs"]
-    got = torch.load(tmp_path / "cut" / "model.pt", weights_only=True)["states"]
-    want = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)["states"]
-    assert len(got) == 2 and all(torch.equal(a[k], b[k]) for a, b in zip(got, want) for k in a)
+    assert len(resumes_to_the_uninterrupted_run(tmp_path, *args)) == 2

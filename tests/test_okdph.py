@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import killed_after_checkpoint, run, sigkill_and_resume
+from conftest import resumes_to_the_uninterrupted_run, run, sigkill_and_resume
 from rdml.config import load_config, resolve
 from rdml.data.base import load_dataset
 from rdml.keys import ConfigError
@@ -463,16 +463,13 @@ def test_batch_level_hybrid_state_resumes_bit_identically(tmp_path):
     """Fusion every 3 batches of 19 (ii restarts each epoch): killed after epoch 1's checkpoint, which holds the
     method's state, the run resumes to the uninterrupted one's every number and weight."""
     args = [*OKDPH_RUN, "batch_size=32", "fusion_every=3b", "epochs=3"]
-    whole = run(tmp_path / "whole", *args)
-    killed_after_checkpoint(1, lambda: run(tmp_path / "cut", *args))
-    saved = read_checkpoint(tmp_path / "cut" / "checkpoint.pt")["method"]
-    assert saved["batch"] == 0 and set(saved["hwm"]) == set(build_model("cnn", load_dataset(
-        "synthetic", split_seed=0, test_fraction=0.25).spec).state_dict())
-    resumed = run(tmp_path / "cut", *args)
-    assert len(resumed["resumed_at"]) == 1 and resumed["epochs"] == whole["epochs"]
-    got = torch.load(tmp_path / "cut" / "model.pt", weights_only=True)["states"]
-    want = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)["states"]
-    assert all(torch.equal(a[k], b[k]) for a, b in zip(got, want) for k in a)
+
+    def holds_the_method_state(cut):
+        saved = read_checkpoint(cut / "checkpoint.pt")["method"]
+        assert saved["batch"] == 0 and set(saved["hwm"]) == set(build_model("cnn", load_dataset(
+            "synthetic", split_seed=0, test_fraction=0.25).spec).state_dict())
+
+    resumes_to_the_uninterrupted_run(tmp_path, *args, between=holds_the_method_state)
 
 
 @pytest.mark.system  # rdml train processes, one SIGKILLed and resumed

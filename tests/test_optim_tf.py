@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import killed_after_checkpoint, run
+from conftest import resumes_to_the_uninterrupted_run, run
 from rdml.config import KEYS, ConfigError, config_sha256, config_values, load_config, resolve
 from rdml.train.optim import make_optimizer, make_scheduler
 
@@ -157,14 +157,7 @@ def test_a_run_with_rmsprop_tf_trains_and_records_its_optimiser(whole):
 def test_a_killed_rmsprop_tf_run_resumes_to_the_same_numbers(tmp_path):
     """The optimiser's state (mean square, momentum) travels in the checkpoint: killed after epoch 1, the run
     resumes to the uninterrupted one's every number and weight."""
-    args = ["epochs=3", *FIG_2A]
-    whole = run(tmp_path / "whole", *args)
-    killed_after_checkpoint(1, lambda: run(tmp_path / "cut", *args))
-    resumed = run(tmp_path / "cut", *args)
-    assert len(resumed["resumed_at"]) == 1 and resumed["epochs"] == whole["epochs"]
-    got = torch.load(tmp_path / "cut" / "model.pt", weights_only=True)["states"]
-    want = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)["states"]
-    assert all(torch.equal(a[k], b[k]) for a, b in zip(got, want) for k in a)
+    resumes_to_the_uninterrupted_run(tmp_path, "epochs=3", *FIG_2A)
 
 
 # ---- identity: a run without the keys is the run it was ---------------------------------------------------------
