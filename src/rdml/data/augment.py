@@ -9,6 +9,7 @@ The papers' per-sample PIL transforms, done for every image of a batch at once:
 - `resized_crop_flip`: RandomResizedCrop to the input's own size (scale (0.08, 1), ratio (3/4, 4/3),
   bilinear), then RandomHorizontalFlip: timm's training transform (Wightman et al. 2021), which the
   Rényi-KD thesis trained with ("rescaling, cropping, and flipping images");
+- `flip`: RandomHorizontalFlip alone, the official DML code's re-ID augmentation (rdml.data.market);
 - `crop_flip_cutout`, `crop_randaugment`, `crop_autoaugment`: RandomCrop(size, padding=4) with zero padding,
   then flip and Cutout(1 hole, 16 px), torchvision's RandAugment(), or its AutoAugment() (IMAGENET policy): the
   OKDPH students' augmentations (tianlizhang/OKDPH src/data/data_loader.py L171–177, L237–253), each image with
@@ -189,6 +190,8 @@ def augment_batch(x: Tensor, kind: str, generator: torch.Generator, sizes: Tenso
     the batch holds photos warped to one size; `size`: the output's (H, W), the batch's own if None."""
     if kind == "none":
         return x
+    if kind == "flip":  # pedestrian crops, already at the models' input size (Dataset.inputs)
+        return random_flip(x, generator)
     n, _, height, width = x.shape
     size = (height, width) if size is None else tuple(size)
     if sizes is not None or kind == "rotate_resized_crop_flip" or size != (height, width):

@@ -25,10 +25,28 @@ from rdml.data.sequences import Ragged
 from rdml.io import sha256_bytes
 from rdml.keys import ConfigError, one_of
 
-__all__ = ["Dataset", "Batch", "RawData", "load_dataset", "restrict_embeddings", "batch_starts", "epoch_batches"]
+__all__ = ["Dataset", "Batch", "RawData", "Probe", "PROBE_SPLITS", "load_dataset", "restrict_embeddings", "batch_starts", "epoch_batches"]
 
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# `inception`: TF-slim's scaling of [0, 1] pixels to [-1, 1], (x − 0.5)·2, which the official DML re-ID code
+# applies (YingZhangDUT/Deep-Mutual-Learning preprocessing/reid_preprocessing.py).
+INCEPTION_MEAN, INCEPTION_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+PROBE_SPLITS = ("query", "gallery", "multiquery")  # a retrieval set's evaluated rows (rdml.data.catalog.TASKS)
+
+
+@dataclass
+class Probe:
+    """Rows a retrieval set evaluates with (DML §4.1, Market-1501): raw inputs, each row's identity (−1 junk,
+    0 distractor, as rdml.retrieval reads them) and camera. `query` are the single queries, `gallery` what they
+    are matched against, `multiquery` the images pooled per (identity, camera) of a query (Market's gt_bbox)."""
+
+    x: Tensor
+    ids: Tensor
+    cams: Tensor
+
+    def to(self, device) -> Probe:
+        return Probe(self.x.to(device), self.ids, self.cams)
 
 
 @dataclass
@@ -42,6 +60,7 @@ class RawData:
     y_test: Tensor | None = None
     sizes: Tensor | None = None  # (N, 2) original (H, W) of each row, where x holds photos resized to one size
     embeddings: Tensor | None = None  # (V, d) word vectors of a text set's vocabulary (rdml.data.text)
+    probes: dict[str, Probe] | None = None  # a retrieval set's query, gallery and multiquery rows (PROBE_SPLITS)
 
 
 @dataclass
@@ -62,12 +81,19 @@ class Dataset:
     x_val: Tensor | None = None  # held out of the training rows (val_fraction), stratified from split_seed
     y_val: Tensor | None = None
     embeddings: Tensor | None = None  # word vectors of a text set's vocabulary, restricted to the training rows
+    probes: dict[str, Probe] | None = None  # a retrieval set's evaluated rows (PROBE_SPLITS); x_test is then empty
 
     def inputs(self, x: Tensor, augment: Callable[[Tensor], Tensor] | None = None) -> Tensor:
-        """A batch of raw inputs as normalised float32, augmented first if given; text rows as they are."""
+        """A batch of raw inputs as normalised float32, augmented first if given; text rows as they are.
+        Pedestrian crops are resized to the models' input size first, as the official DML code resizes
+        before its flip (rdml.data.resize)."""
         if self.mean is None:  # text: token and character ids
             return x
         x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+        if self.spec.kind == "pedestrians" and tuple(x.shape[2:]) != tuple(self.spec.input_shape[1:]):
+            from rdml.data.resize import resize_tf
+
+            x = resize_tf(x, tuple(self.spec.input_shape[1:]))
         if augment is not None:
             x = augment(x)
         return (x - self.mean[:, None, None]) / self.std[:, None, None]
@@ -93,7 +119,8 @@ class Dataset:
             yield Batch(self, rows)
 
     def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
-        """(normalised inputs, labels) of an evaluated split (test, val or train) in row order."""
+        """(normalised inputs, labels) of an evaluated split (test, val or train; a retrieval set's probes:
+        query, gallery, multiquery, labelled by identity) in row order."""
         x, y = self._split(split)
         for start in range(0, len(y), batch_size):
             yield self.inputs(x[start : start + batch_size]), y[start : start + batch_size]
@@ -102,7 +129,21 @@ class Dataset:
         """Rows of an evaluated split (0 for a split the data set does not have)."""
         return 0 if split == "val" and self.y_val is None else len(self._split(split)[1])
 
+    def probe_labels(self, split: str) -> tuple[Tensor, Tensor]:
+        """A retrieval split's identities and cameras, in row order."""
+        probe = self._probe(split)
+        return probe.ids, probe.cams
+
+    def _probe(self, split: str) -> Probe:
+        if not self.probes or split not in self.probes:
+            raise ValueError(f"dataset {self.name} has no {split!r} split; it has: "
+                             + ", ".join(self.probes or ("train", "test")))
+        return self.probes[split]
+
     def _split(self, split: str) -> tuple[Tensor, Tensor]:
+        if split in PROBE_SPLITS:
+            probe = self._probe(split)
+            return probe.x, probe.ids
         splits = {"train": (self.x_train, self.y_train), "test": (self.x_test, self.y_test), "val": (self.x_val, self.y_val)}
         if split not in splits or splits[split][1] is None:
             raise ValueError(f"dataset {self.name} has no {split!r} split; it has: "
@@ -122,7 +163,9 @@ class Dataset:
         moved = {k: None if getattr(self, k) is None else getattr(self, k).to(device)
                  for k in ("x_train", "y_train", "x_test", "y_test", "mean", "std", "x_val", "y_val", "embeddings")}
         # train_sizes stay on the CPU, where the augmentation draws its crop boxes from them
-        return Dataset(self.name, **moved, spec=self.spec, fingerprint=self.fingerprint, train_sizes=self.train_sizes)
+        probes = None if self.probes is None else {k: p.to(device) for k, p in self.probes.items()}
+        return Dataset(self.name, **moved, spec=self.spec, fingerprint=self.fingerprint, train_sizes=self.train_sizes,
+                       probes=probes)
 
 
 @dataclass
@@ -215,7 +258,7 @@ def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_f
     if embeddings is not None:  # the vocabulary of the rows it trains on, as the released text code builds it
         embeddings = restrict_embeddings(embeddings, x_train.words)
     return Dataset(name, x_train, y_train, x_test, y_test, source.spec, mean, std, fingerprint, sizes, x_val, y_val,
-                   embeddings)
+                   embeddings, raw.probes)
 
 
 def restrict_embeddings(embeddings: Tensor, words_train: Ragged) -> Tensor:
@@ -245,6 +288,8 @@ def _normalisation(x_train: Tensor, normalize: str, name: str) -> tuple[Tensor |
         return None, None
     if normalize == "none":
         return torch.zeros(x_train.shape[1]), torch.ones(x_train.shape[1])
+    if normalize == "inception":
+        return torch.tensor(INCEPTION_MEAN), torch.tensor(INCEPTION_STD)
     if normalize == "imagenet":
         if x_train.shape[1] != 3:
             raise ConfigError(f"normalize=imagenet needs RGB images, got {x_train.shape[1]} channel(s)")

@@ -90,6 +90,11 @@ KINDS.add("images", Kind("images", ("none", "crop_flip", "crop_flip_reflect", "c
 KINDS.add("photos", Kind("photos", ("resized_crop_flip", "rotate_resized_crop_flip"), ("none", "imagenet", "dataset")))
 # Text (rdml.data.text): each row's word ids (fastText) and character ids (CharCNN), no augmentation.
 KINDS.add("text", Kind("text", ("none",), ("none",)))
+# Pedestrian crops for person re-identification (rdml.data.market): held as uint8 at the size the official
+# DML code stores them (160 × 64), resized on the device to the models' input (`Dataset.inputs`) after the
+# augmentation; `flip` is the official code's only augmentation (YingZhangDUT/Deep-Mutual-Learning
+# preprocessing/reid_preprocessing.py L30-40), `inception` its scaling to [-1, 1].
+KINDS.add("pedestrians", Kind("pedestrians", ("flip", "none"), ("inception", "imagenet", "dataset")))
 
 DATASETS: Registry[DataSource] = Registry("dataset")
 
@@ -118,6 +123,14 @@ for _name, _classes in (("ag_news", 4), ("yahoo_answers", 10), ("yelp_full", 5))
                                             official_split=True))
     DATASETS.add(_name, DataSource(_name, DataSpec("text", _classes, (300,)), "text", downloaded=True,
                                    official_split=True, smoke=f"tiny_{_name}", needs=("glove_840b",)))
+
+
+# DML §4.1: Market-1501, 751 training identities for a 751-way classification; query and gallery for retrieval.
+# No address publishes the archive any more: the user puts it in place and `prepare` records its sha256.
+DATASETS.add("tiny_market1501", DataSource("tiny_market1501", DataSpec("pedestrians", 12, (3, 224, 224)), "generated",
+                                           official_split=True, task="retrieval"))
+DATASETS.add("market1501", DataSource("market1501", DataSpec("pedestrians", 751, (3, 224, 224)), "market",
+                                      downloaded=True, official_split=True, smoke="tiny_market1501", task="retrieval"))
 
 
 def downloaded() -> list[str]:
