@@ -3,7 +3,8 @@ tables on images shaped like the real data set's). Both are noisy copies of one 
 learnable, not trivially separable. The tiny photo sets are PIL photos of varied sizes, put through the
 real sets' decoding (rdml.data.photos), with an official test set as theirs. The tiny text corpora are
 sentences of class words and common words, put through the real corpora's tokenising and encoding
-(rdml.data.text) with a GloVe-format table of their words, with an official test set as theirs."""
+(rdml.data.text) with a GloVe-format table of their words, with an official test set as theirs. The tiny
+Market-1501 is a folder in the archive's layout, read back by the real reader (rdml.data.market)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ TINY_TEXT = {"tiny_ag_news": ("ag_news", 31), "tiny_yahoo_answers": ("yahoo_answ
              "tiny_yelp_full": ("yelp_full", 33)}
 TEXT_ROWS_PER_CLASS = (6, 2)  # training, test
 TEXT_WORDS = (6, 24)  # the range of a tiny text's number of words
+# tiny_market1501: training identities (the catalogue's classes) and others for query and gallery alone, as
+# Market-1501's; each test identity is seen by three cameras, queried from two of them.
+TINY_MARKET = {"test_ids": 8, "seed": 15, "train_per_camera": 3, "gallery_per_camera": 2, "multiquery_per_query": 2,
+               "junk": 4, "distractors": 4}
+MARKET_CROP = (128, 64)  # (H, W) of a crop, as the archive's detected boxes
+MARKET_PALETTE = 6  # colours a person's pattern is drawn from
 COMMON_WORDS = ("the", "a", "of", "and", "to", "in", "is", "was", "it", "that", "for", "on", "with", "as", "said",
                 "new", "U.S.", "don't", "report", "people")
 
@@ -36,6 +43,8 @@ def load(name: str, data_dir: str | Path) -> RawData:
         return _tiny_photos(*TINY_PHOTOS[name], DATASETS[name].spec.num_classes)
     if name in TINY_TEXT:
         return _tiny_text(*TINY_TEXT[name])
+    if name == "tiny_market1501":
+        return _tiny_market(DATASETS[name].spec.num_classes, **TINY_MARKET)
     per_class, seed = TINY[name]
     spec = DATASETS[name].spec
     return _tiny_images(spec.input_shape, spec.num_classes, per_class, seed)
@@ -119,3 +128,70 @@ def _tiny_text(real: str, seed: int, words_per_class: int = 6) -> RawData:
     files = {"generated": f"tiny_text(as={real}, classes={classes}, per_class={TEXT_ROWS_PER_CLASS}, words={TEXT_WORDS}, "
                           f"seed={seed}, dim={text.GLOVE_DIM}, chars={text.CHARS})"}
     return RawData(x, torch.from_numpy(y), files, x_test, torch.from_numpy(y_test), embeddings=embeddings)
+
+
+def _tiny_market(train_ids: int, test_ids: int, seed: int, train_per_camera: int, gallery_per_camera: int,
+                 multiquery_per_query: int, junk: int, distractors: int) -> RawData:
+    """A Market-1501 folder written as JPEGs and read back by rdml.data.market (names, relabelling, decoding,
+    the 160 × 64 resize, the count check). A person is a colour pattern (4 bands, head to feet, × 2 halves, from
+    a small palette), tinted by the camera, lit brighter or darker, shifted up or down a few pixels, and noisy.
+    Training identities are seen by two cameras; the test identities, none of them trained on, by three, with a
+    query in each of the first two, gallery images in all three (matches in the query's own camera and in
+    others) and gt_bbox images per query (identity, camera); the gallery also holds junk (-1) and distractor
+    (0000) images of random patterns. Mean colours of 8 × 4 blocks retrieve the test identities at mAP 0.89, a
+    gallery in shuffled order at 0.13 (tests/test_market_data.py): learnable, not trivially separable."""
+    import tempfile
+
+    from PIL import Image
+
+    from rdml.data import market
+
+    rng = np.random.default_rng(seed)
+    identities = rng.choice(np.arange(1, 1502), size=train_ids + test_ids, replace=False)
+    trained, tested = sorted(identities[:train_ids].tolist()), sorted(identities[train_ids:].tolist())
+    palette = rng.integers(0, 256, size=(MARKET_PALETTE, 3))  # people share colours, as clothes do
+    patterns = {identity: palette[rng.integers(0, MARKET_PALETTE, size=(4, 2))] for identity in trained + tested}
+    tints = rng.normal(0, 25, size=(7, 3))  # per camera, 1..6
+    frames = iter(range(1, 1_000_000))
+    images: dict[str, list[tuple[str, np.ndarray]]] = {split: [] for split in market.FOLDERS}
+
+    def add(split: str, identity: int, camera: int, pattern: np.ndarray | None = None) -> None:
+        pattern = patterns[identity] if pattern is None else pattern
+        base = np.repeat(np.repeat(pattern, MARKET_CROP[0] // 4, axis=0), MARKET_CROP[1] // 2, axis=1)
+        base = np.roll(base, int(rng.integers(-10, 11)), axis=0) * rng.uniform(0.7, 1.2) + tints[camera]
+        pixels = np.clip(base + rng.normal(0, 50, size=base.shape), 0, 255).astype(np.uint8)
+        person = "-1" if identity == market.JUNK else f"{identity:04d}"
+        box = 0 if split in ("query", "multiquery") else int(rng.integers(1, 8))
+        name = f"{person}_c{camera}s{rng.integers(1, 7)}_{next(frames):06d}_{box:02d}.jpg"
+        images[split].append((name, pixels))
+
+    for identity in trained:
+        for camera in rng.choice(np.arange(1, 7), size=2, replace=False).tolist():
+            for _ in range(train_per_camera):
+                add("train", identity, camera)
+    for identity in tested:
+        cameras = rng.choice(np.arange(1, 7), size=3, replace=False).tolist()
+        for camera in cameras[:2]:
+            add("query", identity, camera)
+            for _ in range(multiquery_per_query):
+                add("multiquery", identity, camera)
+        for camera in cameras:
+            for _ in range(gallery_per_camera):
+                add("gallery", identity, camera)
+    for identity, n in ((market.JUNK, junk), (market.DISTRACTOR, distractors)):
+        for _ in range(n):
+            add("gallery", identity, int(rng.integers(1, 7)), palette[rng.integers(0, MARKET_PALETTE, size=(4, 2))])
+    expected = {"train images": train_ids * 2 * train_per_camera, "train identities": train_ids,
+                "query images": test_ids * 2, "query identities": test_ids,
+                "gallery images": test_ids * 3 * gallery_per_camera + junk + distractors,
+                "gallery junk (-1)": junk, "gallery distractors (0000)": distractors}
+    with tempfile.TemporaryDirectory(prefix="tiny-market1501-") as root:
+        for split, folder in market.FOLDERS.items():
+            (Path(root) / folder).mkdir()
+            (Path(root) / folder / "Thumbs.db").write_bytes(b"")  # as in the archive; the reader skips it
+            for name, pixels in images[split]:
+                Image.fromarray(pixels).save(Path(root) / folder / name, format="JPEG", quality=90)
+        tensors = market.read(Path(root), expected)
+    files = {"generated": f"tiny_market1501(train_ids={train_ids}, test_ids={test_ids}, seed={seed}, "
+                          f"crop={MARKET_CROP}, stored={(market.HEIGHT, market.WIDTH)}, resize={market.RESIZE})"}
+    return market.raw_data(tensors, files)
