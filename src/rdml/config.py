@@ -93,6 +93,11 @@ HOW = (
         check=_unit("pct_start", "a number in (0, 1)", open_low=True, open_high=True)),
     Key("grad_clip", 0.0, "float", "clip each student's gradient norm to this; 0 = off",
         check=_finite("grad_clip", 0, "a finite number >= 0 (0 = off)")),
+    Key("label_smoothing", 0.0, "float", "every supervised cross-entropy against (1 - eps)·onehot + eps/C, as TF's "
+        "softmax_cross_entropy(label_smoothing=eps) the official DML code trains with, eps 0.1 (YingZhangDUT/"
+        "Deep-Mutual-Learning train_models.py L77-79, scripts/train_dml_mobilenet_on_market.sh L41); 0 = one-hot; "
+        "unlabelled rows get none (rdml.core.losses.supervised_cross_entropy)",
+        check=_unit("label_smoothing", "a number in [0, 1) (0 = the one-hot label)", open_high=True)),
     Key("seed", 0, "int", "training seed: initialisation (unless init_seed is set), batch order", check=lambda v: _seed("seed", v)),
     Key("init_seed", None, "int", "seed of the initial weights alone; default: seed (one seed for both)",
         check=lambda v: _seed("init_seed", v)),

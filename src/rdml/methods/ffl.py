@@ -129,7 +129,8 @@ class FeatureFusion(BranchedBaseline, Method):
         logits, maps = backbone(x)  # L78-79
         fused = fusion(maps)
         loss, terms = ffl_loss(logits, fused, y, temperature=self.cfg.temperature,
-                               weight=consistency_weight(self.epoch, self.cfg.rampup_epochs))
+                               weight=consistency_weight(self.epoch, self.cfg.rampup_epochs),
+                               label_smoothing=self.cfg.label_smoothing)
         backbone.optimizer.zero_grad(set_to_none=True)  # L93-97
         fusion.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -160,14 +161,14 @@ def ffl_kl(logits, teacher, temperature: float):
     return temperature * temperature * ((target * (target.log() - predict)).sum(1).sum() / target.size()[0])
 
 
-def ffl_terms(logits: list, fused, labels, *, temperature: float, weight: float) -> dict:
+def ffl_terms(logits: list, fused, labels, *, temperature: float, weight: float, label_smoothing: float = 0.0) -> dict:
     """Each output's terms, {"ce": CE, "kd": w·KL_T}: branch b distils from the fused logits, the fusion module
     from the branches' mean, both detached (src/05_FFL.py L81-90). Rows labelled UNLABELLED get no
-    cross-entropy but are distilled."""
-    return ffl_loss(logits, fused, labels, temperature=temperature, weight=weight)[1]
+    cross-entropy but are distilled. `label_smoothing`: the run's (rdml.core.losses.supervised_cross_entropy)."""
+    return ffl_loss(logits, fused, labels, temperature=temperature, weight=weight, label_smoothing=label_smoothing)[1]
 
 
-def ffl_loss(logits: list, fused, labels, *, temperature: float, weight: float):
+def ffl_loss(logits: list, fused, labels, *, temperature: float, weight: float, label_smoothing: float = 0.0):
     """(L, terms): L summed as the official loop sums it (CE terms in order, then w·(the KL terms in order);
     L81-92), so its gradient is the official one bit for bit; `terms` as `ffl_terms`."""
     from rdml.core.losses import supervised_cross_entropy
@@ -176,7 +177,8 @@ def ffl_loss(logits: list, fused, labels, *, temperature: float, weight: float):
     for z in logits[1:]:  # L82, L86
         ensemble = ensemble + z
     ensemble = ensemble / len(logits)
-    ce = [supervised_cross_entropy(z, labels) for z in logits] + [supervised_cross_entropy(fused, labels)]
+    ce = [supervised_cross_entropy(z, labels, label_smoothing) for z in logits] + [
+        supervised_cross_entropy(fused, labels, label_smoothing)]
     kl = [ffl_kl(z, fused, temperature) for z in logits] + [ffl_kl(fused, ensemble, temperature)]
     loss_ce, loss_kl = ce[0], kl[0]
     for term in ce[1:]:

@@ -48,19 +48,20 @@ class CollaborativeLearning(Method):
 
     def train_step(self, x, y, cohort) -> list[dict]:
         c = self.cfg
-        terms = kdcl_terms(student_logits(x, cohort), y, weight=c.ensemble_weight, temperature=c.temperature)
+        terms = kdcl_terms(student_logits(x, cohort), y, weight=c.ensemble_weight, temperature=c.temperature,
+                           label_smoothing=c.label_smoothing)
         update_in_turn(cohort, terms)
         return detached(terms)
 
 
-def kdcl_terms(logits: list, labels, *, weight: float, temperature: float) -> list[dict]:
+def kdcl_terms(logits: list, labels, *, weight: float, temperature: float, label_smoothing: float = 0.0) -> list[dict]:
     """Each student's terms {"ce": (1−a)·CE, "kd": a·T²·KL(softmax(z_en/T) ‖ softmax(z_m/T))}, z_en the mean of
     every student's logits, detached (tianlizhang/OKDPH src/03_KDCL.py L44–54). Rows labelled UNLABELLED get
-    no cross-entropy but are distilled."""
+    no cross-entropy but are distilled. `label_smoothing`: the run's (rdml.core.losses.supervised_cross_entropy)."""
     import torch
 
     from rdml.core.losses import kl_distillation, supervised_cross_entropy
 
     ensemble = torch.stack(logits).mean(dim=0).detach()  # L44
-    return [{"ce": (1 - weight) * supervised_cross_entropy(z, labels),
+    return [{"ce": (1 - weight) * supervised_cross_entropy(z, labels, label_smoothing),
              "kd": weight * kl_distillation(z, ensemble, temperature)} for z in logits]

@@ -112,7 +112,8 @@ class ParameterHybridization(Method):
         logits = student_logits(x, cohort)  # students first, then the HWM, as src/OKDPH.py L71-73
         hwm_logits = self.hwm_run(x[-1] if isinstance(x, (list, tuple)) else x)
         c = self.cfg
-        terms = okdph_terms(logits, hwm_logits, y, ce_weight=c.ce_weight, kd_weight=c.kd_weight, temperature=c.temperature)
+        terms = okdph_terms(logits, hwm_logits, y, ce_weight=c.ce_weight, kd_weight=c.kd_weight, temperature=c.temperature,
+                            label_smoothing=c.label_smoothing)
         every, level = self.interval or (0, "")
         fusing = level == "b" and self.batch % every == 0
         update_in_turn(cohort, terms, after=(lambda student: fuse(student.model, hwm, c.hybrid_weight)) if fusing else None)
@@ -166,18 +167,19 @@ class ParameterHybridization(Method):
             self.saved_hwm = saved
 
 
-def okdph_terms(logits: list, hwm_logits, labels, *, ce_weight: float, kd_weight: float, temperature: float) -> list[dict]:
+def okdph_terms(logits: list, hwm_logits, labels, *, ce_weight: float, kd_weight: float, temperature: float,
+                label_smoothing: float = 0.0) -> list[dict]:
     """Each student's terms of supplement eq. 1, {"ce": ω·CE(z_m, y), "hwm_ce": (1−ω)·CE(z_hwm, y),
     "kd": β·T²·KL(softmax(z_en/T) ‖ softmax(z_m/T))}, z_en the mean of the students' and the HWM's logits,
     detached (tianlizhang/OKDPH src/OKDPH.py L75–88). "hwm_ce" has no gradient. Rows labelled UNLABELLED get no
-    cross-entropy but are distilled."""
+    cross-entropy but are distilled. `label_smoothing`: the run's (rdml.core.losses.supervised_cross_entropy)."""
     import torch
 
     from rdml.core.losses import kl_distillation, supervised_cross_entropy
 
     ensemble = torch.stack([*logits, hwm_logits]).mean(dim=0).detach()  # L75
-    hwm_ce = supervised_cross_entropy(hwm_logits.detach(), labels)  # L76
-    return [{"ce": ce_weight * supervised_cross_entropy(z, labels), "hwm_ce": (1 - ce_weight) * hwm_ce,
+    hwm_ce = supervised_cross_entropy(hwm_logits.detach(), labels, label_smoothing)  # L76
+    return [{"ce": ce_weight * supervised_cross_entropy(z, labels, label_smoothing), "hwm_ce": (1 - ce_weight) * hwm_ce,
              "kd": kd_weight * kl_distillation(z, ensemble, temperature)} for z in logits]
 
 

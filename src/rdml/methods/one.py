@@ -116,7 +116,8 @@ class NativeEnsemble(BranchedBaseline, Method):
         network = cohort[0]
         pro, gated = network(x)
         weight = consistency_weight(self.epoch, c.rampup_epochs)
-        total, terms = one_loss(pro, gated, y, weight=weight, temperature=c.temperature, detach_teacher=c.detach_teacher)
+        total, terms = one_loss(pro, gated, y, weight=weight, temperature=c.temperature, detach_teacher=c.detach_teacher,
+                                label_smoothing=c.label_smoothing)
         network.optimizer.zero_grad(set_to_none=True)
         total.backward()
         network.step()
@@ -134,21 +135,22 @@ class NativeEnsemble(BranchedBaseline, Method):
         return dict(log_probs)  # every output comes from the network itself
 
 
-def one_loss(pro, gated, labels, *, weight: float, temperature: float, detach_teacher: bool):
+def one_loss(pro, gated, labels, *, weight: float, temperature: float, detach_teacher: bool, label_smoothing: float = 0.0):
     """The batch loss of src/02_ONE.py L91-99, built in the official order (the branch's CE, then its KL, branch
     by branch; the teacher's CE; then loss_true + w·loss_group), and its named terms: per branch {"ce", "kd"}
-    (kd = w·T²·KL), and {"ce"} of the gated teacher. Rows labelled UNLABELLED get no cross-entropy."""
+    (kd = w·T²·KL), and {"ce"} of the gated teacher. Rows labelled UNLABELLED get no cross-entropy.
+    `label_smoothing`: the run's (rdml.core.losses.supervised_cross_entropy)."""
     from rdml.core.losses import supervised_cross_entropy
 
     teacher = gated.detach() if detach_teacher else gated
     loss_true, loss_group, terms = 0, 0, {}
     for k in range(pro.size(2)):
-        ce = supervised_cross_entropy(pro[:, :, k], labels)
+        ce = supervised_cross_entropy(pro[:, :, k], labels, label_smoothing)
         kd = one_distillation(pro[:, :, k], teacher, temperature)
         loss_true += ce
         loss_group += kd
         terms[f"branch_{k}"] = {"ce": ce, "kd": weight * kd.detach()}
-    gated_ce = supervised_cross_entropy(gated, labels)
+    gated_ce = supervised_cross_entropy(gated, labels, label_smoothing)
     loss_true += gated_ce
     terms["gated"] = {"ce": gated_ce}
     return loss_true + weight * loss_group, terms
