@@ -25,7 +25,8 @@ from rdml.data.sequences import Ragged
 from rdml.io import sha256_bytes
 from rdml.keys import ConfigError, one_of
 
-__all__ = ["Dataset", "Batch", "RawData", "Probe", "PROBE_SPLITS", "load_dataset", "restrict_embeddings", "batch_starts", "epoch_batches"]
+__all__ = ["Dataset", "Batch", "RawData", "Probe", "PROBE_SPLITS", "load_dataset", "restrict_embeddings", "batch_starts", "epoch_batches",
+           "student_epoch_batches", "own_stream_seed"]
 
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -116,6 +117,12 @@ class Dataset:
     def train_batches(self, batch_size: int, *, seed: int, epoch: int) -> Iterator[Batch]:
         """The training batches of one epoch, in the order `epoch_batches` draws from (seed, epoch)."""
         for rows in epoch_batches(len(self.y_train), batch_size, seed=seed, epoch=epoch):
+            yield Batch(self, rows)
+
+    def student_train_batches(self, batch_size: int, *, seed: int, epoch: int, student: int) -> Iterator[Batch]:
+        """The training batches of one epoch in student `student`'s own order (`student_epoch_batches`): student 0's
+        are `train_batches`."""
+        for rows in student_epoch_batches(len(self.y_train), batch_size, seed=seed, epoch=epoch, student=student):
             yield Batch(self, rows)
 
     def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
@@ -326,7 +333,41 @@ def epoch_batches(n_rows: int, batch_size: int, *, seed: int, epoch: int) -> Ite
     before it, since batch norm cannot train on a single row.
     """
     order = torch.randperm(n_rows, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-    starts = batch_starts(n_rows, batch_size)
+    yield from _cut(order, batch_size)
+
+
+def student_epoch_batches(n_rows: int, batch_size: int, *, seed: int, epoch: int, student: int) -> Iterator[Tensor]:
+    """Row indices of each batch of one epoch in the order of a student of its own, for a run whose networks each
+    step on a mini-batch of their own (dml's `batches=own`).
+
+    Student 0's order is `epoch_batches`' (seed, epoch); student k ≥ 1's is torch.randperm(n_rows) under a
+    generator seeded with `own_stream_seed(seed, epoch, k, "rows")`, cut into batches as `epoch_batches` cuts:
+    every student sees every row once an epoch, each in an order of its own, from (seed, epoch, k) alone (so a
+    resumed run sees the same batches).
+    """
+    if student == 0:
+        yield from epoch_batches(n_rows, batch_size, seed=seed, epoch=epoch)
+        return
+    generator = torch.Generator().manual_seed(own_stream_seed(seed, epoch, student, "rows"))
+    yield from _cut(torch.randperm(n_rows, generator=generator), batch_size)
+
+
+OWN_STREAM_USES = ("rows", "draws")  # what a student's own stream seeds: its batch order, its augmentation draws
+
+
+def own_stream_seed(seed: int, epoch: int, student: int, use: str) -> int:
+    """The seed of student `student`'s own batch order (`use="rows"`) or augmentation draws (`"draws"`) in an
+    epoch: the first 64-bit word numpy's SeedSequence((seed, epoch, student, OWN_STREAM_USES.index(use))) generates.
+    A hash of all four, so no (seed, epoch, student) shares another's stream or the seed · 1,000,003 + epoch
+    (+ 500,000,000) streams of `epoch_batches` and the shared augmentation draws but by chance."""
+    one_of("use", use, OWN_STREAM_USES)
+    entropy = (seed, epoch, student, OWN_STREAM_USES.index(use))
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
+
+
+def _cut(order: Tensor, batch_size: int) -> Iterator[Tensor]:
+    """`order` cut into an epoch's batches (`batch_starts`)."""
+    starts = batch_starts(len(order), batch_size)
     for i, start in enumerate(starts):
-        end = starts[i + 1] if i + 1 < len(starts) else n_rows
+        end = starts[i + 1] if i + 1 < len(starts) else len(order)
         yield order[start:end]

@@ -8,6 +8,21 @@ predictions on the batch are recomputed before the next student's loss.
 The loss-side choices of DML's Market-1501 experiments (§4.1, Table 5) are keys: `peer_reduction` (eq. 10's
 1/(K−1) over the peers, or the official code's sum), `feature_l2` (Table 5's "DML, L2") and the shared
 `label_smoothing` (the official code's 0.1).
+
+`batches` says which mini-batches a step takes. `shared` (the default) is DML Algorithm 1: every network steps on
+the same batch. `own` is the official re-ID code's loop (YingZhangDUT/Deep-Mutual-Learning): each step runs one
+training op per network in turn (train_models.py L310-316), each run dequeues a fresh batch (L197-201, the images
+every loss reads, L216), so network 0 steps on batch b_2t and network 1 on b_2t+1. Network i's loss is its
+cross-entropy plus KL(p_j ‖ p_i) of every peer j on its own batch (L70-114), the peers' logits computed in the same
+graph, built with is_training=True (L149-153, passed to batch norm and dropout by nets/mobilenet_v1.py L325-326):
+in training mode on that batch (its batch statistics, dropout drawn), while their batch-norm moving averages stay,
+since network i's op groups only the UPDATE_OPS of its own scope (L234-235, L280-282; slim's batch_norm puts its
+updates in that collection by default, which nets/mobilenet_v1.py L409-415 keeps and nets/inception_utils.py L54
+names). Its gradients reach only its own variables (L237-241), so the peers' predictions are constants. Network 1
+thus sees network 0 after its step: `update_order=sequential`. Here network k's t-th batch is batch t of an epoch
+order of its own (rdml.data.base.student_epoch_batches: network 0's is a shared run's), so each network sees every
+training row once an epoch, where the official code's stream of shuffled batches has no epochs. The official loop
+also spends one batch on its summaries every 100 steps (L323-325), which no network trains on; rdml does not.
 """
 
 from __future__ import annotations
@@ -21,6 +36,7 @@ from rdml.methods.base import ALPHA, METHODS, Method, detached, student_logits, 
 __all__ = ["MutualLearning", "EnsembleMutualLearning", "frozen_batch_norm_statistics", "has_features"]
 
 UPDATE_ORDERS = ("simultaneous", "sequential")
+BATCHES = ("shared", "own")
 PEER_REDUCTIONS = ("mean", "sum")  # rdml.core.mutual.PEER_REDUCTIONS, spelled here without importing torch
 KEYS = (
     ALPHA,
@@ -43,6 +59,14 @@ KEYS = (
         "features (f_l detached, gathered over peers by peer_reduction); the paper gives no lambda; 0 = off. Needs "
         "architectures with features (model.features(x), model.classify(f))",
         check=lambda v: in_range("feature_l2", v, 0, float("inf"), "a finite number >= 0 (0 = off)", open_high=True)),
+    Key("batches", "shared", "str",
+        "dml/dml_e: shared (DML Algorithm 1: every network steps on the same mini-batch) or own (each network steps on "
+        "a mini-batch of its own, network k's t-th batch being batch t of an epoch order of its own, and mimics its "
+        "peers' predictions on that batch, made in training mode without moving their batch-norm statistics, as the "
+        "official DML re-ID code's loop runs one training op per network, each dequeuing a fresh batch: "
+        "YingZhangDUT/Deep-Mutual-Learning train_models.py L197-201, L310-316; with update_order=sequential, the "
+        "official order, network k sees the networks before it after their step)",
+        check=lambda v: one_of("batches", v, BATCHES)),
 )
 
 
@@ -61,6 +85,15 @@ class MutualLearning(Method):
 
     @classmethod
     def check(cls, cfg) -> None:
+        if cfg.batches == "own":
+            if cfg.student_augment:
+                raise ConfigError(f"batches=own with student_augment={','.join(cfg.student_augment)}: student_augment gives "
+                                  "each student a view of one shared batch, and batches=own gives each network a batch of "
+                                  "its own (augmented by `augment`); leave student_augment empty or set batches=shared")
+            if cfg.fuse_students:
+                raise ConfigError("batches=own with fuse_students=true: the fused forward runs every student on one batch "
+                                  "and moves every student's batch-norm statistics, where network k's peers predict on its "
+                                  "batch with theirs held; set fuse_students=false")
         if cfg.feature_l2:
             lacking = [arch for arch in dict.fromkeys(cfg.arch) if not has_features(arch)]
             if lacking:
@@ -76,8 +109,10 @@ class MutualLearning(Method):
         alpha = keys.get("alpha", ALPHA.default)
         base = "DML_e" if cls.ensemble else "DML"
         label = base if alpha == 1 else f"R{base} α={alpha:g}"
-        if keys.get("peer_reduction", "mean") == "sum":
-            label += " (Σ peers)"
+        tags = [*(["Σ peers"] if keys.get("peer_reduction", "mean") == "sum" else []),
+                *(["own batches"] if keys.get("batches", "shared") == "own" else [])]
+        if tags:
+            label += f" ({', '.join(tags)})"
         if keys.get("feature_l2", 0.0):
             label += f", L2 λ={keys['feature_l2']:g}"  # DML Table 5's "DML, L2"
         return label
@@ -95,6 +130,17 @@ class MutualLearning(Method):
         if cfg.feature_l2:
             notes.append(f"DML, L2 (DML Table 5): each student also minimises λ·‖f_k − f_l‖² between its pooled features "
                          f"and each peer's (detached), mean over rows, λ = {cfg.feature_l2:g}; the paper gives no λ.")
+        if cfg.batches == "own":
+            order = ("the networks step in turn, each mimicking the ones before it as they are after their step, as the "
+                     "official loop runs them" if cfg.update_order == "sequential" else
+                     "every network's loss is taken from the cohort as it was before any of them stepped "
+                     "(update_order=simultaneous), where the official loop lets each network see the ones before it "
+                     "after their step")
+            notes.append("Each network steps on a mini-batch of its own (batches=own), as the official DML re-ID code runs "
+                         "one training op per network, each dequeuing a fresh batch (YingZhangDUT/Deep-Mutual-Learning "
+                         "train_models.py L197–201, L310–316), not on one shared batch as DML Algorithm 1: it mimics its "
+                         "peers' predictions on its own batch, made in training mode without moving their batch-norm "
+                         f"statistics; every network sees every training example once an epoch, in an order of its own; {order}.")
         return notes
 
     def terms(self, logits: list, y, features: list | None = None) -> list[dict]:
@@ -126,7 +172,14 @@ class MutualLearning(Method):
         pairs = [self.featured_forward(student, view, cohort) for student, view in zip(cohort, views)]
         return [z for _, z in pairs], [f for f, _ in pairs]
 
+    def batches_per_step(self) -> int:
+        """Mini-batches one step takes: one per network with batches=own (the loop draws network k's from an epoch
+        order of its own, rdml.data.base.student_epoch_batches), else the one all networks share."""
+        return self.cfg.students if self.cfg.batches == "own" else 1
+
     def train_step(self, x, y, cohort) -> list[dict]:
+        if self.cfg.batches == "own":
+            return self.step_on_own_batches(x, y, cohort)
         if self.cfg.update_order == "simultaneous":
             logits, features = self.predictions(x, cohort)
             terms = self.terms(logits, y, features)
@@ -153,6 +206,49 @@ class MutualLearning(Method):
             student.step()
             with torch.no_grad(), frozen_batch_norm_statistics(student.model):
                 current[k] = predict(student, views[k])
+            logged += detached([term])
+        return logged
+
+    def step_on_own_batches(self, x, y, cohort) -> list[dict]:
+        """batches=own: network k steps on its own batch (x[k], y[k]), its terms from its own prediction and its
+        peers' on that batch, as the official graph computes them (train_models.py L70-114, L149-153, L234-241): the
+        peers in training mode (batch statistics, dropout) without moving their batch-norm statistics
+        (`frozen_batch_norm_statistics`), as constants (no gradient). `update_order=sequential`: network k predicts
+        and steps before network k+1 predicts, so network k+1 sees it after its step (the official loop, L310-316);
+        `simultaneous`: every network's terms from the cohort before any step, then one backward of them all
+        (`update_together`). Given one batch, not one per network (the autotuner's timed step), every network's
+        batch is that one."""
+        import torch
+
+        if not isinstance(y, (list, tuple)):
+            x, y = [x] * len(cohort), [y] * len(cohort)
+        if not len(x) == len(y) == len(cohort):
+            raise ValueError(f"batches=own: {len(x)} inputs and {len(y)} label batches for {len(cohort)} networks")
+        featured = bool(self.cfg.feature_l2)
+
+        def predict(network, inputs):
+            return self.featured_forward(network, inputs, cohort) if featured else (None, network(inputs))
+
+        def terms_on_own_batch(k: int) -> dict:
+            outputs = []
+            for j, network in enumerate(cohort):
+                if j == k:
+                    outputs.append(predict(network, x[k]))
+                    continue
+                with torch.no_grad(), frozen_batch_norm_statistics(network.model):
+                    outputs.append(predict(network, x[k]))
+            return self.terms([z for _, z in outputs], y[k], [f for f, _ in outputs] if featured else None)[k]
+
+        if self.cfg.update_order == "simultaneous":
+            terms = [terms_on_own_batch(k) for k in range(len(cohort))]
+            update_together(cohort, terms)
+            return detached(terms)
+        logged = []
+        for k, network in enumerate(cohort):
+            term = terms_on_own_batch(k)
+            network.optimizer.zero_grad(set_to_none=True)
+            sum(term.values()).backward()
+            network.step()
             logged += detached([term])
         return logged
 

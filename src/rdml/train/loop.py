@@ -15,6 +15,7 @@ import dataclasses
 import fcntl
 import sys
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 from rdml.code import PACKAGE
 from rdml.config import ConfigError, TrainConfig, config_values
 from rdml.data.augment import augment_batch
-from rdml.data.base import Dataset
+from rdml.data.base import Dataset, own_stream_seed
 from rdml.dependencies import training_code
 from rdml.io import utc_now
 from rdml.methods import METHODS
@@ -191,20 +192,21 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
 
 
 def train_epoch(method, cohort: Cohort, data: Dataset, cfg: TrainConfig, epoch: int, show: bool) -> dict:
-    """One pass over the training rows, then the test metrics: the epoch's entry of the record."""
+    """One pass over the training rows, then the test metrics: the epoch's entry of the record. A method whose
+    step takes a mini-batch per network (dml's batches=own) gets at each step every network's next batch of its own
+    stream (`batch_streams`), as lists of inputs and labels in the cohort's order."""
     per_batch_schedule = cfg.schedule == "onecycle"
     lr_first = [s.optimizer.param_groups[0]["lr"] for s in cohort]
     sums: dict[str, torch.Tensor] = {}
-    batches = list(data.train_batches(cfg.batch_size, seed=cfg.seed, epoch=epoch))
-    draws = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch + 500_000_000)  # augmentation only
-    augment = None if cfg.augment == "none" else partial(augment_batch, kind=cfg.augment, generator=draws)
-    views = [None if kind == "none" else partial(augment_batch, kind=kind, generator=draws) for kind in cfg.student_augment]
-    noise = input_noise(cfg.input_noise, draws)
-    for batch in tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not show):
-        x = [batch.inputs(view) for view in views] if views else batch.inputs(augment)
-        if noise is not None:
-            x = [noise(v) for v in x] if views else noise(x)
-        terms = method.train_step(x, batch.labels, cohort)
+    streams = batch_streams(data, cfg, epoch, batches_per_step(method))
+    steps = len(streams[0].batches)
+    for batches in tqdm(zip(*(stream.batches for stream in streams)), total=steps, desc=f"epoch {epoch}", unit="batch",
+                        leave=False, disable=not show):
+        if len(streams) == 1:
+            x, y = streams[0].inputs(batches[0]), batches[0].labels
+        else:
+            x, y = [stream.inputs(batch) for stream, batch in zip(streams, batches)], [batch.labels for batch in batches]
+        terms = method.train_step(x, y, cohort)
         for k, student_terms in (terms.items() if isinstance(terms, dict) else enumerate(terms)):
             for name, value in {**student_terms, "total": sum(student_terms.values())}.items():
                 key = f"{k}/{name}" if isinstance(terms, dict) else f"student_{k}/{name}"
@@ -217,7 +219,7 @@ def train_epoch(method, cohort: Cohort, data: Dataset, cfg: TrainConfig, epoch: 
         "epoch": epoch,
         "lr": lr_first,
         "lr_last_batch": lr_last,
-        "train": {k: float(v) / len(batches) for k, v in sums.items()},
+        "train": {k: float(v) / steps for k, v in sums.items()},
         "test": evaluate(cohort, data, noise=evaluation_noise(cfg.input_noise, cfg.seed, epoch), method=method),
         **({"val": evaluate(cohort, data, split="val", method=method)} if data.split_size("val") else {}),
     }
@@ -226,6 +228,48 @@ def train_epoch(method, cohort: Cohort, data: Dataset, cfg: TrainConfig, epoch: 
             s.scheduler.step()
     method.end_epoch(epoch, cohort)
     return entry
+
+
+@dataclasses.dataclass
+class BatchStream:
+    """One epoch's training batches in one order, and the augmentation draws and input noise of their inputs
+    (`student_augment`: one view of each batch per kind)."""
+
+    batches: list
+    augment: Callable | None
+    views: list
+    noise: Callable | None
+
+    def inputs(self, batch):
+        x = [batch.inputs(view) for view in self.views] if self.views else batch.inputs(self.augment)
+        if self.noise is not None:
+            x = [self.noise(v) for v in x] if self.views else self.noise(x)
+        return x
+
+
+def batches_per_step(method) -> int:
+    """Mini-batches one step of `method` takes: one per network where it says so (dml's batches=own), else one."""
+    per_step = getattr(method, "batches_per_step", None)
+    return 1 if per_step is None else per_step()
+
+
+def batch_streams(data: Dataset, cfg: TrainConfig, epoch: int, count: int) -> list[BatchStream]:
+    """The epoch's batch streams, one per mini-batch a step takes. Stream 0 is every run's: the order of
+    `Dataset.train_batches` and augmentation draws (and input noise) from one generator seeded with
+    seed · 1,000,003 + epoch + 500,000,000. Stream k ≥ 1 (a network's own batches) takes network k's own order
+    (`Dataset.student_train_batches`) and draws from its own generator (rdml.data.base.own_stream_seed(seed, epoch,
+    k, "draws")), so each network's inputs come from (seed, epoch, k) alone, and network 0's are a shared run's."""
+    streams = []
+    for k in range(count):
+        batches = list(data.train_batches(cfg.batch_size, seed=cfg.seed, epoch=epoch) if k == 0 else
+                       data.student_train_batches(cfg.batch_size, seed=cfg.seed, epoch=epoch, student=k))
+        seed = cfg.seed * 1_000_003 + epoch + 500_000_000 if k == 0 else own_stream_seed(cfg.seed, epoch, k, "draws")
+        draws = torch.Generator().manual_seed(seed)  # augmentation only
+        augment = None if cfg.augment == "none" else partial(augment_batch, kind=cfg.augment, generator=draws)
+        views = [None if kind == "none" else partial(augment_batch, kind=kind, generator=draws)
+                 for kind in cfg.student_augment]
+        streams.append(BatchStream(batches, augment, views, input_noise(cfg.input_noise, draws)))
+    return streams
 
 
 SAME_RUN = ("config_sha256", "config", "data", "teacher", "pretrained")  # with the code run and the execution
