@@ -83,12 +83,16 @@ def test_ece_bin_edges_and_hand_cases():
 
 
 def test_the_registry_says_each_metric_s_unit_direction_and_record_key():
-    assert list(METRICS) == ["acc", "top5", "nll", "ece"] and PRIMARY == "acc"
-    assert [METRICS[n].direction for n in METRICS] == ["higher", "higher", "lower", "lower"]
-    assert [METRICS[n].recorded for n in METRICS] == ["acc", None, "loss", None]  # what training writes per epoch
+    retrieval = ["map", "rank1", "rank5", "rank10", "mq_map", "mq_rank1"]  # Market-1501 (rdml.retrieval)
+    assert list(METRICS) == ["acc", "top5", "nll", "ece", *retrieval] and PRIMARY == "acc"
+    assert [METRICS[n].direction for n in METRICS] == ["higher", "higher", "lower", "lower"] + ["higher"] * 6
+    assert [METRICS[n].recorded for n in METRICS] == ["acc", None, "loss", None, *retrieval]  # what training writes
+    assert [METRICS[n].task for n in METRICS] == ["classification"] * 4 + ["retrieval"] * 6
     assert METRICS["acc"].display(0.98765) == "98.77" and METRICS["acc"].difference_unit == "points"
     assert METRICS["nll"].unit == "nats" and METRICS["nll"].sign == -1
-    with pytest.raises(ConfigError, match="metric='top3' is not allowed; allowed: acc, ece, nll, top5"):
+    with pytest.raises(ValueError, match="metric map scores retrieval from features"):
+        METRICS["map"].of_log_probs(torch.zeros(1, 2), torch.tensor([0]))
+    with pytest.raises(ConfigError, match="metric='top3' is not allowed; allowed: acc, ece, map, mq_map"):
         METRICS["top3"]
     with pytest.raises(ValueError, match="direction"):
         Metric("x", "x", "%", "sideways", 100.0, 2, lambda lp, y: 0.0)

@@ -402,7 +402,7 @@ def test_the_rampup_starts_at_exp_minus_5_and_is_1_from_epoch_80():
 def method_for(arch, branches, **keys):
     keys = {"densenet_as_released": arch == "okdph_densenet40_12", **keys}  # as released, where it differs
     cfg = types.SimpleNamespace(arch=[arch], branches=branches, temperature=3.0, kd_weight=1.0, rampup_epochs=80.0,
-                                students=1, **keys)
+                                students=1, label_smoothing=0.0, **keys)
     return DiversePeers(cfg)
 
 

@@ -461,7 +461,7 @@ def test_temporal_mean_update_is_the_official_one(step):
 def config(**overrides):
     """A resolved pcl config's fields that the method reads (the keys' defaults, then `overrides`)."""
     values = {"method": "pcl", "arch": ["okdph_resnet32"], "students": 1, "temperature": 3.0, "student_augment": [],
-              **{key.name: key.default for key in KEYS}}
+              "label_smoothing": 0.0, **{key.name: key.default for key in KEYS}}
     values.update({k: ([v] if k == "arch" else v) for k, v in overrides.items()})
     return SimpleNamespace(**values)
 

@@ -4,7 +4,6 @@ float64 computation: `label_smoothing` (the official code's TF softmax_cross_ent
 "Independent, Entropy": Pereyra et al.'s CE − β·H) and `feature_l2` (Table 5's "DML, L2"); the identities of runs
 that leave them at their defaults, their refusals, and one short training run per key."""
 
-import dataclasses
 import json
 import math
 from collections import Counter
@@ -222,16 +221,11 @@ class TinyReid(nn.Module):
         return self.classify(self.features(x))
 
 
-@dataclasses.dataclass(frozen=True)
-class FeaturedArchitecture(Architecture):
-    features: bool = True  # the catalogue's word for a network with features(x) and classify(f)
-
-
 @pytest.fixture
 def featured(monkeypatch):
     """`tiny_reid`: TinyReid as a catalogue architecture that says it has features."""
     monkeypatch.setattr(rdml.models.small, "tiny_reid", TinyReid, raising=False)
-    monkeypatch.setitem(ARCHITECTURES._items, "tiny_reid", FeaturedArchitecture("tiny_reid", "small:tiny_reid"))
+    monkeypatch.setitem(ARCHITECTURES._items, "tiny_reid", Architecture("tiny_reid", "small:tiny_reid", features=True))
     return "tiny_reid"
 
 
@@ -378,3 +372,28 @@ def test_a_feature_l2_run_records_its_feature_distance(tmp_path, featured):
             terms = {name: epoch["train"][f"student_{k}/{name}"] for name in ("ce", "mimic", "feature_l2", "total")}
             assert terms["feature_l2"] > 0
             assert terms["total"] == pytest.approx(terms["ce"] + terms["mimic"] + terms["feature_l2"], rel=1e-5)
+
+
+def test_kd_smooths_its_cross_entropy_too():
+    from rdml.core.distillation import kd_terms
+
+    student, teacher, labels = torch.tensor(rows(60)), torch.tensor(rows(61)), torch.tensor([0, 1, 2, 3, 4, 0, 1])
+    terms = kd_terms(student, teacher, labels, alpha=1.0, temperature=4.0, beta=0.9, label_smoothing=0.1)
+    target = 0.9 * np.eye(5)[labels.numpy()] + 0.1 / 5
+    assert terms["ce"].item() == pytest.approx(0.1 * -(target * log_softmax(rows(60))).sum(axis=1).mean(), rel=1e-12)
+
+
+def test_a_table_caption_says_its_runs_smooth_their_labels():
+    from rdml.study.notes import run_notes
+
+    assert run_notes(config("method=independent")) == []
+    (note,) = run_notes(config("method=independent", "label_smoothing=0.1"))
+    assert "ε = 0.1" in note and "official DML code" in note
+
+
+@pytest.mark.slow  # torch.compile on the CPU, ~10 s
+def test_a_compiled_feature_l2_run_trains_as_the_uncompiled_one(tmp_path, featured):
+    args = ("method=dml", f"arch={featured}", "feature_l2=0.01", "epochs=1")
+    compiled, plain = run(tmp_path / "c", *args, "compile=true"), run(tmp_path / "p", *args, "compile=false")
+    for name, value in plain["epochs"][0]["train"].items():
+        assert compiled["epochs"][0]["train"][name] == pytest.approx(value, rel=1e-4)

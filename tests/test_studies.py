@@ -56,6 +56,11 @@ THESIS = dict(optimizer="sgd", lr=0.08, momentum=0.9, weight_decay=5e-4, batch_s
               decay_1d=False, augment="resized_crop_flip", **FP32)
 FMNIST_A = dict(optimizer="adam", lr=0.01, batch_size=1024, epochs=100, schedule="constant", **FP32)
 FMNIST_B = dict(optimizer="adamw", lr=0.005, batch_size=1024, epochs=100, schedule="onecycle", pct_start=0.1, **FP32)
+# DML §4.1 ("Adam, lr 0.0002, β1 0.5, β2 0.999, batch 16"), Algorithm 1; where the paper is silent, the official code
+# (YingZhangDUT/Deep-Mutual-Learning scripts/train_dml_mobilenet_on_market.sh, train_image_classifier.py defaults)
+DML_MARKET = dict(optimizer="adam", lr=0.0002, adam_beta1=0.5, adam_beta2=0.999, batch_size=16, update_order="sequential",
+                  epochs=247, schedule="constant", label_smoothing=0.1, weight_decay=4e-5, weight_ema=0.9999,
+                  augment="flip", normalize="inception", **FP32)
 STATED = {
     "rdml_table1": (RDML_PAPER, dict(metric="last10", runs=90)),
     "rdml_table1_as_released": ({**RDML_PAPER, "schedule": "multistep", "milestones": [16, 22], "gamma": 0.2,
@@ -78,6 +83,7 @@ STATED = {
     "dml_cohort_size": (DML_PAPER, dict(runs=24)),
     "dml_semi_supervised": (DML_PAPER, dict(runs=42)),
     "dml_analyses": (DML_PAPER, dict(runs=18)),
+    "dml_market": (DML_MARKET, dict(runs=63)),
 }
 
 
@@ -272,6 +278,7 @@ def test_dml_analyses_measure_the_papers_networks():
 sh = functools.partial(conftest.sh, check=False)  # the tests read the exit status themselves
 SNAKEMAKE = str(BIN / "snakemake")
 ANALYSIS = "dml_analyses_smoke"  # trained, measured and tabulated
+MARKET = "dml_market_smoke"  # every run trained on generated Market-1501 files, and tabulated
 BRANCHED = "okdph_table3_smoke"  # the branch-based OKDPH baselines, one job of each method
 BRANCH_METHODS = ("one", "okddip", "ffl", "pcl")
 LANDSCAPE = "okdph_landscape_smoke"  # one panel measured: a run beside its OKDPH partner
@@ -320,6 +327,7 @@ def pipeline(project):
     targets = [cheapest(smoke)[1].file for smoke in SMOKES]
     targets += [cheapest(BRANCHED, method)[1].file for method in BRANCH_METHODS]
     targets += [paths.tables_dir(ANALYSIS), paths.curves_dir(ANALYSIS), paths.summary_file(ANALYSIS)]
+    targets += [paths.tables_dir(MARKET), paths.summary_file(MARKET)]
     targets += [paths.measures_file(LANDSCAPE, cheapest_panel()[0].id)]
     return sh(SNAKEMAKE, *dict.fromkeys(targets), "--cores", "2", "--keep-going", "--config",
               f"build=[{','.join(SMOKES)}]", cwd=project)
@@ -430,6 +438,28 @@ def test_each_branch_based_okdph_baseline_trains_through_the_pipeline(method, pi
     record = json.loads((project / run.directory / "record.json").read_text())
     outputs = METHODS[method].outputs(run.config)
     assert record["status"] == "ok" and set(outputs) <= set(record["summary"]) and len(outputs) > run.config.branches - 1
+
+
+@pytest.mark.system  # Snakemake trains every run of the study on generated Market-format files, then tabulates
+def test_market_smoke_study_builds_every_table_of_the_retrieval_protocol(pipeline, project):
+    """dml_market_smoke through Snakemake: Table 3's four retrieval columns (multi-query at the last epoch), Table 4's
+    Market rows, Table 5, Fig. 2b and Fig. 3 in mAP; the pretrained rows from the stand-in's generated weights."""
+    tables = project / paths.tables_dir(MARKET)
+    assert (tables / "market_table.md").is_file(), failed(pipeline, project, MARKET)
+    text = (tables / "market_table.md").read_text()
+    assert "final test mAP and rank-1 (%)" in text
+    for row in ("tiny_market1501: reid_tiny, scratch", "tiny_market1501: reid_tiny+DML, ImageNet"):
+        line = next(line for line in text.splitlines() if line.startswith(f"| {row} |"))
+        assert line.count("(n=2)") == 4, line  # SQ mAP, SQ rank-1, MQ mAP, MQ rank-1: both networks of the run
+    summary = json.loads((project / paths.summary_file(MARKET)).read_text())
+    assert {"market_table", "kd_vs_dml_table", "settings_table", "update_order_table", "cohort_table"} <= set(summary)
+    assert "mAP" in (tables / "cohort_table.md").read_text() and "concatenated features" in (tables / "cohort_table.md").read_text()
+    cells = json.loads((tables / "market_table.cells.json").read_text())["cells"]
+    scores = {key: {item["score"] for item in cell["runs"]} for key, cell in cells.items()}
+    assert {frozenset(s) for s in scores.values()} == {frozenset({m}) for m in ("map", "rank1", "mq_map", "mq_rank1")}
+    audit = sh(str(BIN / "rdml"), "audit", str(tables / "market_table.md"), "tiny_market1501: reid_tiny+DML, scratch|MQ mAP",
+               "--evaluate", cwd=project, check=False)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
 
 
 @pytest.mark.system  # Snakemake trains a job of each study

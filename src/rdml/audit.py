@@ -28,7 +28,7 @@ from pathlib import Path
 from rdml.config import ConfigError, config_sha256, data_keys
 from rdml.data.base import load_dataset
 from rdml.io import read_json, sha256_file
-from rdml.metrics import LOSS, METRICS, PRIMARY
+from rdml.metrics import LOSS, METRICS, PRIMARY, primary_of
 from rdml.report.cells import Cell, measured_values, planned_runs
 from rdml.report.records import measurement_problems
 from rdml.train.integrity import FINISHED, read_record, record_problems, recorded_value, sealed, summary_field
@@ -150,6 +150,7 @@ class _Audit:
         if "measure" in item:
             return self._measured(run, record, item)
         statistic, score = self.metric
+        score = item.get("score", score)  # a cell of another recorded metric than the table's (Entry.metric)
         value = recorded_value(record, item["student"], statistic, score, item.get("epoch"))  # NaN: an epoch never reached
         what = f"{METRICS[score].label} at epoch {item['epoch']}" if "epoch" in item else summary_field(statistic, score)
         if not _equal(value, item["value"]):
@@ -555,12 +556,13 @@ def _evaluated(model_file: Path, record: dict, data, out) -> list[str]:
     import torch
 
     from rdml.train.cohort import rebuild
-    from rdml.train.evaluate import evaluate, evaluation_noise
+    from rdml.train.evaluate import evaluate, evaluation_noise, multiquery_at
     from rdml.train.verified import verified_run
 
     run = verified_run(model_file, "", FINISHED, unsealed=True)  # the bytes hashed are the bytes loaded
     environment = record.get("environment") or {}
-    tolerance, why = evaluation_tolerance(environment, data.split_size("test"))
+    # a retrieval set's mAP: one query's AP moves it by at most 1/queries, as one example moves an accuracy
+    tolerance, why = evaluation_tolerance(environment, data.split_size("query" if data.probes else "test"))
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(int(environment.get("threads") or threads))
@@ -570,14 +572,17 @@ def _evaluated(model_file: Path, record: dict, data, out) -> list[str]:
             student.run = cohort.runner(student.model)
         cfg = record["config"]  # a noisy run's last test pass is drawn again with its noise
         noise = evaluation_noise(cfg.get("input_noise", 0.0), cfg["seed"], len(record["epochs"]))
-        scores = evaluate(cohort, data, noise=noise, method=method)
+        multiquery = multiquery_at(cfg.get("multiquery"), len(record["epochs"]), cfg["epochs"])
+        scores = evaluate(cohort, data, noise=noise, method=method, multiquery=multiquery)
     finally:
         torch.set_num_threads(threads)
-    key, loss = METRICS[PRIMARY].recorded, METRICS[LOSS].recorded
+    loss = METRICS[LOSS].recorded
     problems = []
     for name, recorded in record["epochs"][-1]["test"].items():
+        metric = primary_of(recorded)
+        key = metric.recorded
         if name in scores and not abs(scores[name][key] - recorded[key]) <= tolerance:
-            problems.append(f"{model_file}: {name} evaluates to accuracy {scores[name][key]}, its record says "
+            problems.append(f"{model_file}: {name} evaluates to {metric.label} {scores[name][key]}, its record says "
                             f"{recorded[key]} (tolerance {why})")
     if (record.get("diverged") or {}).get("stopped"):
         finite_weights = all(torch.isfinite(t).all() for state in run.saved["states"] for t in state.values()
@@ -586,6 +591,6 @@ def _evaluated(model_file: Path, record: dict, data, out) -> list[str]:
         if finite_weights and finite_losses:
             problems.append(f"{model_file}: its record says training stopped on a non-finite loss, but its weights "
                             "are finite and evaluate to finite test losses")
-    evaluated = ", ".join(f"{name} {score[key]:.4f}" for name, score in scores.items())
+    evaluated = ", ".join(f"{name} {score[primary_of(score).recorded]:.4f}" for name, score in scores.items())
     out(f"  evaluated         {evaluated} (tolerance {why})")
     return problems

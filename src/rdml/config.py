@@ -28,6 +28,7 @@ __all__ = ["ConfigError", "TrainConfig", "KEYS", "V1_METHOD_KEYS", "method_keys"
            "config_sha256", "describe_keys", "config_values", "DATA_KEYS", "data_keys"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop_tf")
+MULTIQUERY = ("none", "mean", "max")
 SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle")
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
@@ -80,6 +81,10 @@ HOW = (
         "TF-slim's --opt_epsilon, 1.0 (tensorflow/models 451906e, research/slim/train_image_classifier.py L109, passed to "
         "tf.train.RMSPropOptimizer at L339)",
         check=_finite("rmsprop_epsilon", 0, "a finite number > 0", open_low=True)),
+    Key("adam_beta1", 0.9, "float", "adam, adamw: the decay of the mean gradient; the DML paper's Market-1501 runs use 0.5 "
+        "(§4.1: 'β1 = 0.5, β2 = 0.999')", check=_unit("adam_beta1", "a number in [0, 1)", open_high=True)),
+    Key("adam_beta2", 0.999, "float", "adam, adamw: the decay of the mean squared gradient",
+        check=_unit("adam_beta2", "a number in [0, 1)", open_high=True)),
     Key("weight_decay", 5e-4, "float", "weight decay (decoupled for adamw; for rmsprop_tf added to the gradient, as "
         "TF-slim's l2_regularizer(weight_decay) loss, weight_decay·sum(w²)/2, adds it)",
         check=_finite("weight_decay", 0, "a finite number >= 0")),
@@ -98,6 +103,15 @@ HOW = (
         "Deep-Mutual-Learning train_models.py L77-79, scripts/train_dml_mobilenet_on_market.sh L41); 0 = one-hot; "
         "unlabelled rows get none (rdml.core.losses.supervised_cross_entropy)",
         check=_unit("label_smoothing", "a number in [0, 1) (0 = the one-hot label)", open_high=True)),
+    Key("weight_ema", 0.0, "float", "decay of a moving average of every student's weights and batch-norm statistics, "
+        "which each evaluation and model.pt take in their place, as the official DML re-ID code evaluates its "
+        "tf.train.ExponentialMovingAverage(0.9999, global_step) (YingZhangDUT/Deep-Mutual-Learning train_models.py "
+        "L264-273, eval_models.py L152-161; rdml.train.average); 0 = off",
+        check=_unit("weight_ema", "a number in [0, 1) (0 = off)", open_high=True)),
+    Key("multiquery", "none", "str", "retrieval sets: also score each query's identity and camera pooled over the "
+        "multi-query images (Market-1501's gt_bbox) by mean or max (rdml.retrieval.pool_queries), at the last epoch; "
+        "none: single queries alone",
+        check=lambda v: one_of("multiquery", v, MULTIQUERY)),
     Key("seed", 0, "int", "training seed: initialisation (unless init_seed is set), batch order", check=lambda v: _seed("seed", v)),
     Key("init_seed", None, "int", "seed of the initial weights alone; default: seed (one seed for both)",
         check=lambda v: _seed("init_seed", v)),
@@ -150,6 +164,7 @@ HOW = (
 
 KEYS: dict[str, Key] = {k.name: k for k in (*WHAT, *HOW)}  # the keys every run takes
 RMSPROP_TF_KEYS = ("rmsprop_decay", "rmsprop_epsilon")  # read by optimizer=rmsprop_tf alone
+ADAM_KEYS = ("adam_beta1", "adam_beta2")  # read by optimizer=adam and adamw alone
 
 
 def method_keys(method: str) -> dict[str, Key]:
@@ -351,6 +366,12 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
                 raise ConfigError(f"{name}={show(getattr(c, name))}: only optimizer=rmsprop_tf reads {name}, and "
                                   f"optimizer={c.optimizer} would ignore it; leave it at {show(KEYS[name].default)} or "
                                   "set optimizer=rmsprop_tf")
+    if c.optimizer not in ("adam", "adamw"):
+        for name in ADAM_KEYS:
+            if getattr(c, name) != KEYS[name].default:
+                raise ConfigError(f"{name}={show(getattr(c, name))}: only optimizer=adam and adamw read {name}, and "
+                                  f"optimizer={c.optimizer} would ignore it; leave it at {show(KEYS[name].default)}")
+    _check_task(c, method)
     if c.schedule == "multistep" and not c.milestones:
         raise ConfigError("schedule=multistep needs milestones=<epoch,epoch,...>")
     if any(m < 1 for m in c.milestones) or c.milestones != sorted(set(c.milestones)):
@@ -382,6 +403,28 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         order = f"-a{c.alpha if 'alpha' in own else V1_METHOD_KEYS['alpha']:g}"  # as rdml.run/1 named it
         c.out = str(Path("runs") / f"{c.method}-{c.dataset}-{archs}{order}-s{c.seed}-{config_sha256(c)[:8]}")
     return c
+
+
+def _check_task(c: TrainConfig, method) -> None:
+    """What a retrieval set (DML §4.1, Market-1501) asks of a run: networks with a pooled feature to match on
+    (rdml.models.reid), a method whose evaluated outputs are its students and their ensemble (`Method.tasks`), and
+    no validation split or input noise, which its evaluation does not read."""
+    task = DATASETS[c.dataset].task
+    if task not in method.tasks:
+        raise ConfigError(f"method={c.method} does not train on dataset {c.dataset}'s task ({task}); methods that do: "
+                          + ", ".join(n for n, m in METHODS.items() if task in m.tasks))
+    if task != "retrieval":
+        if c.multiquery != "none":
+            raise ConfigError(f"multiquery={c.multiquery}: dataset {c.dataset} has no queries (task {task}); leave it at none")
+        return
+    lacking = sorted({a for a in c.arch if not ARCHITECTURES[a].features})
+    if lacking:
+        raise ConfigError(f"dataset {c.dataset} is matched on features, which arch {', '.join(lacking)} does not give; "
+                          "architectures with features: " + ", ".join(n for n, a in ARCHITECTURES.items() if a.features))
+    for name, value in (("val_fraction", c.val_fraction), ("input_noise", c.input_noise)):
+        if value:
+            raise ConfigError(f"{name}={show(value)}: a retrieval set's evaluation (queries against its gallery) does not "
+                              f"read it; leave it at 0 for dataset {c.dataset}")
 
 
 def config_values(cfg: TrainConfig) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from rdml.registry import Registry
 
-__all__ = ["Metric", "METRICS", "PRIMARY", "LOSS", "DIRECTIONS", "ECE_BINS", "TOP_K", "top_k_accuracy",
+__all__ = ["Metric", "METRICS", "PRIMARY", "LOSS", "RETRIEVAL_PRIMARY", "TASK_PRIMARY", "RANKS", "primary_of", "DIRECTIONS", "ECE_BINS", "TOP_K", "top_k_accuracy",
            "negative_log_likelihood", "calibration_error", "expected_calibration_error"]
 
 DIRECTIONS = ("higher", "lower")  # which way a metric is better
@@ -38,8 +38,9 @@ class Metric:
     direction: str  # "higher" or "lower": which way is better
     scale: float
     digits: int
-    function: Callable
+    function: Callable | None  # None: a retrieval metric, computed from features by rdml.retrieval
     recorded: str | None = None  # its key in a record's per-epoch scores and summary; None: training does not record it
+    task: str = "classification"  # the data sets' task it scores (rdml.data.catalog.TASKS)
 
     def __post_init__(self):
         if self.direction not in DIRECTIONS:
@@ -63,6 +64,8 @@ class Metric:
 
     def of_log_probs(self, log_probs, labels) -> float:
         """The metric of log-probabilities that are already normalised (a cohort's mean prediction)."""
+        if self.function is None:
+            raise ValueError(f"metric {self.name} scores retrieval from features (rdml.retrieval), not predictions")
         return self.function(log_probs, labels)
 
     def display(self, value: float) -> str:
@@ -125,3 +128,20 @@ TOP1 = _metric(PRIMARY, "accuracy", "%", "higher", 100.0, 2, lambda lp, y: top_k
 TOP5 = _metric("top5", "top-5 accuracy", "%", "higher", 100.0, 2, lambda lp, y: top_k_accuracy(lp, y, TOP_K))
 NLL = _metric(LOSS, "loss", "nats", "lower", 1.0, 4, negative_log_likelihood, "loss")
 ECE = _metric("ece", "expected calibration error", "%", "lower", 100.0, 2, expected_calibration_error)
+
+# Person re-identification (DML §4.1, Market-1501): the benchmark's mAP and CMC rank-k of the single queries, and
+# of the multi-query features (a query's identity and camera pooled over gt_bbox), from each network's pooled
+# features by rdml.retrieval's official rule (trapezoid AP). Training records the single-query ones every epoch
+# and the multi-query ones at the last epoch (rdml.train.evaluate).
+RANKS = (1, 5, 10)
+RETRIEVAL_PRIMARY = "map"
+MAP = _metric(RETRIEVAL_PRIMARY, "mAP", "%", "higher", 100.0, 2, None, RETRIEVAL_PRIMARY, "retrieval")
+RANK = {k: _metric(f"rank{k}", f"rank-{k}", "%", "higher", 100.0, 2, None, f"rank{k}", "retrieval") for k in RANKS}
+MQ_MAP = _metric("mq_map", "multi-query mAP", "%", "higher", 100.0, 2, None, "mq_map", "retrieval")
+MQ_RANK1 = _metric("mq_rank1", "multi-query rank-1", "%", "higher", 100.0, 2, None, "mq_rank1", "retrieval")
+TASK_PRIMARY = {"classification": PRIMARY, "retrieval": RETRIEVAL_PRIMARY}  # what a task's summaries rank by
+
+
+def primary_of(scores: dict) -> Metric:
+    """The metric a summary ranks an output's epochs by: top-1 where its scores hold it, else mAP (retrieval)."""
+    return METRICS[PRIMARY if METRICS[PRIMARY].recorded in scores else RETRIEVAL_PRIMARY]

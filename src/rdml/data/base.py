@@ -163,7 +163,10 @@ class Dataset:
 
     @property
     def chance_accuracy(self) -> float:
-        """Accuracy of always predicting the most frequent test class: what a crashed model scores."""
+        """Accuracy of always predicting the most frequent test class: what a crashed model scores (0 for a
+        retrieval set, which has no classification test split)."""
+        if not len(self.y_test):
+            return 0.0
         return torch.bincount(self.y_test, minlength=self.num_classes).max().item() / len(self.y_test)
 
     def to(self, device: torch.device) -> Dataset:

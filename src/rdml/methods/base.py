@@ -53,6 +53,9 @@ class Method(ABC):
     views: bool = False  # trains each student on its own view of a batch (`student_augment`): x is a list
     extra_views: int = 0  # views beyond one per student, for models of its own (OKDPH's hybrid-weight model)
     same_init: bool = False  # every student starts from the first one's initial weights (OKDPH)
+    # the data sets' tasks it trains on (rdml.data.catalog.TASKS): retrieval sets evaluate each student's features and
+    # their concatenation, so a method whose outputs are its students (and their ensemble) alone
+    tasks: tuple[str, ...] = ("classification",)
 
     def __init__(self, cfg, teacher=None):
         self.cfg, self.teacher = cfg, teacher
@@ -77,6 +80,11 @@ class Method(ABC):
         """Update the students on one batch; each student's named loss terms, detached (recorded as
         `student_k/<term>`), or a dict of them under names of the method's own (`<name>/<term>`). With
         `student_augment`, x is a list of views of the batch: one per student, then `extra_views`."""
+
+    def batches_per_step(self) -> int:
+        """Mini-batches one `train_step` takes (the loop draws each from an epoch order of its own): one by default;
+        one per network for dml's batches=own."""
+        return 1
 
     def end_epoch(self, epoch: int, cohort) -> None:
         """After an epoch's evaluation and learning-rate step (OKDPH fuses the students at epoch ends)."""

@@ -73,6 +73,7 @@ KEYS = (
 @METHODS.register("dml")
 class MutualLearning(Method):
     name = "dml"
+    tasks = ("classification", "retrieval")  # retrieval: DML §4.1 on Market-1501
     description = "deep mutual learning: DML at alpha=1, RDML otherwise (DML eq. 10, RDML eq. 3.3)"
     keys = KEYS
     min_students = 2
@@ -277,7 +278,7 @@ def has_features(arch: str) -> bool:
     `model.classify(f) -> logits`, with forward(x) = classify(features(x)) (the catalogue's `features` flag)."""
     from rdml.models.catalog import ARCHITECTURES
 
-    return bool(getattr(ARCHITECTURES[arch], "features", False))
+    return ARCHITECTURES[arch].features
 
 
 def features_and_logits(model):

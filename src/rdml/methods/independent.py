@@ -24,6 +24,7 @@ CONFIDENCE_PENALTY = Key(
 @METHODS.register("independent")
 class Independent(Method):
     name = "independent"
+    tasks = ("classification", "retrieval")  # retrieval: DML §4.1 on Market-1501
     description = "each student trained alone on cross-entropy (the papers' Ind. / vanilla)"
     keys = (CONFIDENCE_PENALTY,)
     tag = "ind"  # teaching: "kd-resnet32-from-ind-wrn_28_10" (DML Table 4's "1 distills 2")

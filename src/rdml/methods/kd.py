@@ -16,6 +16,7 @@ __all__ = ["Distillation"]
 @METHODS.register("kd")
 class Distillation(Method):
     name = "kd"
+    tasks = ("classification", "retrieval")  # retrieval: DML §4.1 on Market-1501
     description = "KD from a frozen teacher: Hinton KD at alpha=1, Rényi KD otherwise (thesis eqs. 1.15-1.16)"
     keys = (
         ALPHA,
@@ -51,6 +52,7 @@ class Distillation(Method):
             teacher_logits = self.teacher(x)
         c = self.cfg
         terms = [kd_terms(logits, teacher_logits, y, alpha=c.alpha, temperature=c.temperature, beta=c.beta,
-                          temperature_squared=c.kd_scale == "t2") for logits in cohort.predict(x)]
+                          temperature_squared=c.kd_scale == "t2", label_smoothing=c.label_smoothing)
+                 for logits in cohort.predict(x)]
         update_together(cohort, terms)
         return detached(terms)

@@ -109,7 +109,7 @@ class DiversePeers(BranchedBaseline, Method):
         network = cohort[0]
         pro, x_m, leader = network(x)
         loss, terms = okddip_loss(pro, x_m, leader, y, self.cfg.branches, temperature=self.cfg.temperature,
-                                  weight=self.cfg.kd_weight * self.rampup())
+                                  weight=self.cfg.kd_weight * self.rampup(), label_smoothing=self.cfg.label_smoothing)
         network.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         network.step()
@@ -130,10 +130,12 @@ class DiversePeers(BranchedBaseline, Method):
         return dict(log_probs)  # the ensemble is formed from logits in `predict`, as L80 does
 
 
-def okddip_loss(pro, x_m, leader, labels, branches: int, *, temperature: float, weight: float):
+def okddip_loss(pro, x_m, leader, labels, branches: int, *, temperature: float, weight: float,
+                label_smoothing: float = 0.0):
     """The official loss of one batch (src/04_OKDDip.py L96–105), summed in its order, and its named terms per
     branch, detached: {"ce", "kd"} of each peer branch_a (kd = w·r·T²·KL(t_a ‖ z_a)) and of the leader
-    (kd = w·r·T²·KL(z̄ ‖ z_l)). `weight` is w·r(e). Rows labelled UNLABELLED get no cross-entropy."""
+    (kd = w·r·T²·KL(z̄ ‖ z_l)). `weight` is w·r(e). Rows labelled UNLABELLED get no cross-entropy.
+    `label_smoothing`: the run's (rdml.core.losses.supervised_cross_entropy)."""
     import torch
 
     from rdml.core.losses import supervised_cross_entropy
@@ -141,11 +143,11 @@ def okddip_loss(pro, x_m, leader, labels, branches: int, *, temperature: float, 
     ce, kd = [], []
     loss_true, loss_group = 0, 0
     for a in range(branches - 1):  # L99-101
-        ce.append(supervised_cross_entropy(pro[:, :, a], labels))
+        ce.append(supervised_cross_entropy(pro[:, :, a], labels, label_smoothing))
         kd.append(official_kl(pro[:, :, a], x_m[:, :, a], temperature))
         loss_true = loss_true + ce[-1]
         loss_group = loss_group + kd[-1]
-    ce.append(supervised_cross_entropy(leader, labels))
+    ce.append(supervised_cross_entropy(leader, labels, label_smoothing))
     kd.append(official_kl(leader, torch.mean(pro, dim=2), temperature))
     loss = loss_true + ce[-1] + weight * (loss_group + kd[-1])  # L103-105
     terms = {f"branch_{k}": {"ce": c.detach(), "kd": (weight * d).detach()} for k, (c, d) in enumerate(zip(ce, kd))}

@@ -148,7 +148,7 @@ class PeerCollaborative(BranchedBaseline, Method):
         with torch.no_grad():
             mean_logits, _ = mean(x)  # L153
         total, terms = pcl_loss(logits, ensemble, mean_logits, y, weight=rampup_weight(self.epoch, c.rampup_divisor),
-                                temperature=c.temperature)
+                                temperature=c.temperature, label_smoothing=c.label_smoothing)
         network.optimizer.zero_grad(set_to_none=True)  # L157-159
         total.backward()
         network.step()
@@ -196,19 +196,20 @@ def peer_mean_distillation(logits, targets: list, temperature: float):
     return loss / len(targets)
 
 
-def pcl_loss(logits: list, ensemble, mean_logits: list, labels, *, weight: float, temperature: float):
+def pcl_loss(logits: list, ensemble, mean_logits: list, labels, *, weight: float, temperature: float,
+             label_smoothing: float = 0.0):
     """The loss of src/06_PCL.py L85-97, summed in its order, and its terms by name: "ensemble" {"ce"}, and each
     "branch_k" {"ce", "pe": w·T²·KL(p_e ‖ p_k), "pm": w·PMLoss}. Rows labelled UNLABELLED get no cross-entropy
-    but are distilled."""
+    but are distilled. `label_smoothing`: the run's (rdml.core.losses.supervised_cross_entropy)."""
     from rdml.core.losses import kl_distillation, supervised_cross_entropy
 
     if len(mean_logits) != len(logits) or len(logits) < 2:
         raise ValueError(f"{len(logits)} branches and {len(mean_logits)} temporal-mean branches: pcl needs the same "
                          "number, at least 2")
-    total = supervised_cross_entropy(ensemble, labels)  # L88
+    total = supervised_cross_entropy(ensemble, labels, label_smoothing)  # L88
     terms = {"ensemble": {"ce": total}}
     for k, z in enumerate(logits):  # L91-96
-        ce = supervised_cross_entropy(z, labels)
+        ce = supervised_cross_entropy(z, labels, label_smoothing)
         pe = kl_distillation(z, ensemble.detach(), temperature) * weight
         pm = peer_mean_distillation(z, [m for j, m in enumerate(mean_logits) if j != k], temperature)
         total = total + (ce + pe + pm * weight)  # as L96 writes it: the graph, and so the gradients' sums, are its

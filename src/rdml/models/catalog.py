@@ -20,6 +20,7 @@ class Architecture:
     smoke: str | None = None  # a tiny stand-in for `<study>_smoke` (a network of the same kind, weights that need no download)
     words: bool = False  # built from the data set's word vectors (its vocabulary), not from an input shape alone
     note: str | None = None  # what a table caption must say of a network that departs from its paper (as released)
+    features: bool = False  # exposes features(x) -> (N, D) and classify(f) -> logits, forward = classify ∘ features
 
 
 ARCHITECTURES: Registry[Architecture] = Registry("arch")
@@ -100,15 +101,16 @@ for _name in ("okdph_resnet32", "okdph_vgg16", "okdph_densenet40_12", "okdph_res
 # rows) are timm's and torchvision's (rdml.models.pretrained.TORCHVISION), not the TF-slim checkpoints.
 ARCHITECTURES.add("mobilenetv1_100", Architecture(
     "mobilenetv1_100", "reid:mobilenetv1_100", ("pedestrians",), "mobilenetv1_100.ra4_e3600_r224_in1k", smoke="reid_tiny",
-    note="mobilenetv1_100 is timm's MobileNet-V1, TF-slim's network up to padding and batch-norm constants; its "
+    features=True, note="mobilenetv1_100 is timm's MobileNet-V1, TF-slim's network up to padding and batch-norm constants; its "
          "ImageNet weights are timm's mobilenetv1_100.ra4_e3600_r224_in1k (75.4 % top-1 at 224 px, 3600 epochs of "
          "timm's RA4 recipe), not TF-slim's MobileNet_v1_1.0_224 checkpoint (70.9 % top-1; 70.7 % as first released "
          "in June 2017) the DML authors presumably started from."))
 ARCHITECTURES.add("tv_googlenet", Architecture(
     "tv_googlenet", "reid:tv_googlenet", ("pedestrians",), "tv_googlenet.imagenet1k_v1", smoke="reid_tiny",
-    note="tv_googlenet is torchvision's GoogLeNet, a batch-normalised Inception-V1 as TF-slim's (with a batch-norm "
+    features=True, note="tv_googlenet is torchvision's GoogLeNet, a batch-normalised Inception-V1 as TF-slim's (with a batch-norm "
          "scale slim's lacks); its ImageNet weights are torchvision's GoogLeNet_Weights.IMAGENET1K_V1 (69.8 % top-1), "
          "not TF-slim's inception_v1 checkpoint (69.8 % top-1)."))
 # A 64-feature stand-in of the same interface for smoke runs and tests; its "published" weights are generated
 # from seed 0 by the weights step (rdml.models.pretrained.GENERATED), so that smoke runs take the pretrained path.
-ARCHITECTURES.add("reid_tiny", Architecture("reid_tiny", "reid:reid_tiny", ("pedestrians",), "reid_tiny.rdml_seed0"))
+ARCHITECTURES.add("reid_tiny", Architecture("reid_tiny", "reid:reid_tiny", ("pedestrians",), "reid_tiny.rdml_seed0",
+                                            features=True))

@@ -154,7 +154,8 @@ def prepare_dataset(name: str, data_dir: str = "data") -> dict:
 
 
 def prepare_weights(arch: str, data_dir: str = "data", source: str | None = None) -> dict:
-    """Fetch an architecture's published weights (timm: the hub, or the local file `source`), write its stamp."""
+    """Fetch an architecture's published weights (timm's hub or torchvision's address, or the local file `source`),
+    write its stamp."""
     from rdml.models.pretrained import fetch_weights
 
     summary = fetch_weights(arch, data_dir, source)

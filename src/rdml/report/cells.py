@@ -75,7 +75,7 @@ def entry_values(entry: Entry, student: str, records: Records, statistic: str, s
     NaN where a diverged run has none)."""
     record = records.record(entry.run)
     if entry.measure is None:
-        return [recorded_value(record, student, statistic, spec.metric, entry.epoch)]
+        return [recorded_value(record, student, statistic, entry.metric or spec.metric, entry.epoch)]
     return measured_values(records.measurements(entry.run, entry_measurements(spec.measurements, entry)), student, entry.measure)
 
 
@@ -124,7 +124,8 @@ def fill_cells(spec: TableSpec, records: Records, statistic: str, choices: dict[
     cells: dict[tuple[str, str], Cell] = {}
     for entry in kept_entries(spec, choices):
         record = records.record(entry.run)
-        values = [(student, v, None if entry.measure is None else measure_source(records.study, entry, i, spec.measurements))
+        values = [(student, v, measure_source(records.study, entry, i, spec.measurements) if entry.measure is not None
+                   else {"score": entry.metric} if entry.metric else None)
                   for student in entry.students
                   for i, v in enumerate(entry_values(entry, student, records, statistic, spec))]
         if entry.ranked:

@@ -24,11 +24,17 @@ from rdml.io import atomic_write_bytes
 from rdml.metrics import METRICS, PRIMARY
 from rdml.report.panels import panel_lines
 
-__all__ = ["key", "keys_of", "study_summary", "curve_plots", "plot_definitions", "write_curves", "ACCURACY_LABEL"]
+__all__ = ["key", "keys_of", "study_summary", "curve_plots", "plot_definitions", "write_curves", "ACCURACY_LABEL",
+           "curve_label"]
 
 # Signs spelled as a word in a key; a Greek letter is spelled by its Unicode name (α → alpha, Δ → Delta).
 SIGNS = {"≠": "ne", "≤": "le", "≥": "ge", "±": "pm", "%": "pct", "+": "plus", "×": "x", "→": "to"}
 ACCURACY_LABEL = f"mean test {METRICS[PRIMARY].label} over seeds ({METRICS[PRIMARY].unit})"
+
+
+def curve_label(metric: str) -> str:
+    """The y axis of a table's curves: the table's metric (top-1 accuracy; mAP on a retrieval set)."""
+    return f"mean test {METRICS[metric].label} over seeds ({METRICS[metric].unit})"
 
 
 def key(label: str) -> str:
@@ -89,24 +95,25 @@ def plot_definitions(study: str, specs, paper: str | None) -> list[dict]:
     """dvc.yaml's top-level plots of the study: one per curves file, its lines named as the table names them."""
     from rdml.report.figures import figure_title
 
+    metric = {spec.name: spec.metric for spec in specs}
     return [{f"{study}/{table}/{Path(file).stem}": {
         "x": "epoch", "y": {file: list(columns.values())}, "template": "linear",
-        "title": f"{figure_title(paper, study, table)}: {panel}", "x_label": "epoch", "y_label": ACCURACY_LABEL}}
+        "title": f"{figure_title(paper, study, table)}: {panel}", "x_label": "epoch", "y_label": curve_label(metric[table])}}
         for file, table, panel, columns in curve_plots(study, specs)]
 
 
 def write_curves(study: str, specs, frame, root: Path) -> list[Path]:
     """Write every curves file of the study under `root` (the study's new curves folder, moved into place
     whole by rdml.report.write): epoch, then each line's column, the planned columns always present."""
-    from rdml.report.figures import ACCURACY, curve_data
+    from rdml.report.figures import curve_data
+    from rdml.report.frame import column
 
-    scale = METRICS[PRIMARY].scale
     written = []
     for spec in specs:
-        data = curve_data(spec, frame)
+        data, metric = curve_data(spec, frame), METRICS[spec.metric]
         for file, table, panel, columns in curve_plots(study, [spec]):
             shown = data[data.panel == panel]
-            means = shown.groupby(["line", "epoch"])[ACCURACY].mean().unstack("line") * scale
+            means = shown.groupby(["line", "epoch"])[column(metric)].mean().unstack("line") * metric.scale
             wide = means.reindex(columns=list(columns)).rename(columns=columns).round(6)
             wide.index.name = "epoch"
             path = root / Path(file).relative_to(paths.curves_dir(study))

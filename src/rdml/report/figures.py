@@ -49,7 +49,10 @@ __all__ = ["TABLE_FIGURES", "PALETTE", "DPI", "Drawn", "curve_data", "draw_figur
 
 TABLE_FIGURES: Registry = Registry("figure")
 RENYI_ALPHAS = (0.5, 2.0, 10.0, 100.0)  # RDML Fig. 1 plots several α and KL (α = 1, dashed)
-CURVES = [column(m) for m in RECORDED]  # the learning curves' metrics: test accuracy and loss
+# the learning curves' metrics: test accuracy and loss; on a retrieval set mAP and rank-1 (the multi-query ones,
+# recorded at the last epoch alone, have no curve)
+CURVE_METRICS = tuple(m for m in RECORDED if m.name in ("acc", "nll", "map", "rank1"))
+CURVES = [column(m) for m in CURVE_METRICS]
 ACCURACY = column(METRICS[PRIMARY])
 DPI = 200  # the PNG's resolution; the PDF beside it is vector
 PANELS_PER_ROW = 4  # wider tables wrap their panels onto further rows, in the table's order
@@ -131,7 +134,8 @@ def curve_data(spec, frame: pd.DataFrame) -> pd.DataFrame:
     wide = frame[frame.metric.isin(CURVES)].pivot_table(
         index=["run", "model", "epoch", "status"], columns="metric", values="value").reset_index()
     merged = keys.merge(wide, on=["run", "model"])
-    data = merged.groupby(["panel", "line", "run", "epoch", "status"], as_index=False)[CURVES].mean()
+    data = merged.groupby(["panel", "line", "run", "epoch", "status"], as_index=False)[
+        [c for c in CURVES if c in wide.columns]].mean()
     panels, lines = panels_and_lines(spec)
     rank = {"panel": _ordered(data.panel, panels), "line": _ordered(data.line, lines)}
     return data.sort_values(["panel", "line", "run", "epoch"], key=lambda s: s.map(
@@ -141,9 +145,14 @@ def curve_data(spec, frame: pd.DataFrame) -> pd.DataFrame:
 def _displayed(data: pd.DataFrame) -> pd.DataFrame:
     """The curves in the units the figure draws them in (accuracy in % as the tables print it)."""
     shown = data.copy()
-    for metric in RECORDED:
+    for metric in _drawn(data):
         shown[_unit_column(metric)] = metric.scale * shown.pop(column(metric))
     return shown
+
+
+def _drawn(data: pd.DataFrame) -> list:
+    """The curve metrics these curves hold (a classification set's, or a retrieval set's)."""
+    return [m for m in CURVE_METRICS if column(m) in data.columns]
 
 
 @TABLE_FIGURES.register("curves")
@@ -153,17 +162,18 @@ def curves(spec, table, frame) -> Drawn | None:
     data = curve_data(spec, frame)
     if data.empty:
         return None
+    drawn = _drawn(data)
     shown = _displayed(data)
     panels, lines = list(dict.fromkeys(shown.panel)), list(dict.fromkeys(shown.line))
     looks = {line: style(i) for i, line in enumerate(lines)}
     ncols = min(len(panels), PANELS_PER_ROW)
     nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows * len(RECORDED), ncols, figsize=(3.6 * ncols + 2.6, 2.8 * len(RECORDED) * nrows + 0.8),
+    fig, axes = plt.subplots(nrows * len(drawn), ncols, figsize=(3.6 * ncols + 2.6, 2.8 * len(drawn) * nrows + 0.8),
                              squeeze=False, layout="constrained")
     for i, panel in enumerate(panels):
-        top, col = (i // ncols) * len(RECORDED), i % ncols
+        top, col = (i // ncols) * len(drawn), i % ncols
         for line, group in shown[shown.panel == panel].groupby("line", sort=False):
-            for row, metric in enumerate(RECORDED):
+            for row, metric in enumerate(drawn):
                 ax, values = axes[top + row][col], _unit_column(metric)
                 stats = group.groupby("epoch")[values].agg(["mean", "std"]).fillna(0.0)
                 ax.plot(stats.index, stats["mean"], label=line, **looks[line])
@@ -174,19 +184,19 @@ def curves(spec, table, frame) -> Drawn | None:
                         ax.plot(run.epoch, run[values], color=looks[line]["color"], alpha=0.45, linewidth=0.7,
                                 linestyle=":" if (run.status == "diverged").any() else "-")
         axes[top][col].set_title(panel, fontsize=9)
-        for row, metric in enumerate(RECORDED):
+        for row, metric in enumerate(drawn):
             axes[top + row][col].set_ylabel(_axis_label(metric))
             _epochs(axes[top + row][col])
     for i in range(len(panels), nrows * ncols):  # the last row's empty places
-        for row in range(len(RECORDED)):
-            axes[(i // ncols) * len(RECORDED) + row][i % ncols].set_visible(False)
+        for row in range(len(drawn)):
+            axes[(i // ncols) * len(drawn) + row][i % ncols].set_visible(False)
     handles = [Line2D([], [], label=line, **looks[line]) for line in lines]
     handles.append(Patch(color=PALETTE[-1], alpha=0.2, label="± 1 sd over seeds"))
     if spec.curve_runs:
         handles += [Line2D([], [], color=PALETTE[-1], alpha=0.45, linewidth=0.7, label="each run"),
                     Line2D([], [], color=PALETTE[-1], alpha=0.45, linewidth=0.7, linestyle=":", label="a diverged run")]
     fig.legend(handles=handles, loc="outside right center", fontsize=7)
-    _title(fig, spec, table, "test accuracy and loss per epoch, mean over seeds")
+    _title(fig, spec, table, f"test {' and '.join(m.label for m in drawn)} per epoch, mean over seeds")
     return Drawn(f"curves_{table.name}", fig, shown)
 
 

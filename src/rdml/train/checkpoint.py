@@ -33,7 +33,8 @@ KEPT_NAME = re.compile(r"epoch_([1-9][0-9]*)\.pt")
 
 
 def save_model(path: Path, data: Dataset, archs: list[str], cohort, outputs: int | None = None) -> str:
-    """Write model.pt; returns its sha256. `outputs`: of each student, where not the data set's classes
+    """Write model.pt, the weights the run evaluates (with `weight_ema`, their moving average: the caller
+    saves inside `Cohort.evaluated`); returns its sha256. `outputs`: of each student, where not the data set's classes
     (a published head kept). `states` holds each trained network's weights in the cohort's order: one per
     architecture of `archs`, or, where `method` names the method that declared them (Method.networks), the
     networks it builds again to read them (rdml.train.cohort.rebuild)."""
@@ -72,6 +73,7 @@ def save_checkpoint(path: Path, resume: dict, device: torch.device, cohort, meth
             for s in cohort
         ],
         "method": method.state_dict(),
+        **({"average": cohort.average.state_dict()} if getattr(cohort, "average", None) is not None else {}),
         "rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         "record": {k: record[k] for k in RESUMED_KEYS if k in record},
@@ -103,6 +105,8 @@ def restore_checkpoint(state: dict, device: torch.device, cohort, method, record
         student.optimizer.load_state_dict(saved["optimizer"])
         student.scheduler.load_state_dict(saved["scheduler"])
     method.load_state_dict(state.get("method") or {})
+    if getattr(cohort, "average", None) is not None:
+        cohort.average.load_state_dict(state["average"])
     torch.set_rng_state(state["rng"])
     if device.type == "cuda" and state.get("cuda_rng") is not None:
         torch.cuda.set_rng_state(state["cuda_rng"], device)

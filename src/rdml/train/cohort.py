@@ -8,6 +8,7 @@ the same init seed, and rebuilt the same way from model.pt (`rebuild`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +18,7 @@ from rdml.config import config_from_mapping, resolve
 from rdml.data.base import Dataset
 from rdml.methods import METHODS, Method
 from rdml.models import build_model
+from rdml.train.average import WeightAverage
 from rdml.train.execution import Execution, ExecutionError
 from rdml.train.optim import make_optimizer, make_scheduler
 
@@ -30,14 +32,18 @@ class Student:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     grad_clip: float = 0.0
     run: Callable[[Tensor], Tensor] | None = None  # the model as it runs on the device (rdml.train.execution)
+    average: WeightAverage | None = None  # the cohort's moving average of weights (weight_ema), updated after each step
+    index: int = 0  # its place in the cohort, and in `average`
 
     def __call__(self, x: Tensor) -> Tensor:
-        return (self.run or self.model)(x)
+        return (self.run if self.run is not None else self.model)(x)  # a compiled module has no truth value
 
     def step(self) -> None:
         if self.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update(self.index, self.model)
 
 
 class Cohort(list):
@@ -53,6 +59,20 @@ class Cohort(list):
     def predict(self, x: Tensor) -> list[Tensor]:
         return self.fused(x) if self.fused else [s(x) for s in self]
 
+    @property
+    def average(self) -> WeightAverage | None:
+        return self[0].average if self else None
+
+    @contextmanager
+    def evaluated(self):
+        """Inside the block every network holds the weights a run evaluates and saves: its moving average with
+        `weight_ema` (rdml.train.average), else its trained weights."""
+        if self.average is None:
+            yield
+            return
+        with self.average.swapped([s.model for s in self]):
+            yield
+
 
 def build_cohort(cfg, data: Dataset, execution: Execution, steps_per_epoch: int, outputs: int | None = None,
                  pretrained: dict[str, dict] | None = None, method: Method | None = None) -> Cohort:
@@ -62,6 +82,9 @@ def build_cohort(cfg, data: Dataset, execution: Execution, steps_per_epoch: int,
     torch.manual_seed(cfg.seed if cfg.init_seed is None else cfg.init_seed)
     networks = method.networks(Architectures(data, outputs, pretrained)) if method is not None else None
     if networks is not None:
+        if cfg.weight_ema:
+            raise ExecutionError(f"weight_ema: method {cfg.method} trains networks of its own; the moving average of "
+                                 "weights is kept for students (independent, kd, dml and its kin)")
         if execution.fuse_students:
             raise ExecutionError(f"fuse_students=true: method {cfg.method} trains networks of its own, which are not fused")
         trained = []
@@ -81,6 +104,13 @@ def build_cohort(cfg, data: Dataset, execution: Execution, steps_per_epoch: int,
         optimizer = make_optimizer(cfg, model.parameters())
         students.append(Student(model, optimizer, make_scheduler(cfg, optimizer, steps_per_epoch), cfg.grad_clip,
                                 run=execution.runner(model)))  # fused or not, sequential DML re-predicts one at a time
+    if cfg.weight_ema:
+        if execution.fuse_students:
+            raise ExecutionError("weight_ema: the students' moving average is kept per network, which fuse_students does not "
+                                 "step one at a time; set fuse_students=false")
+        average = WeightAverage([s.model for s in students], cfg.weight_ema)
+        for index, student in enumerate(students):
+            student.average, student.index = average, index
     return Cohort(students, execution.fused_runner([s.model for s in students]) if execution.fuse_students else None,
                   execution.runner)
 

@@ -6,13 +6,15 @@ import math
 import zlib
 from collections.abc import Callable, Iterable
 
+import numpy as np
 import torch
 
+from rdml import retrieval
 from rdml.data.base import Dataset
-from rdml.metrics import LOSS, METRICS, PRIMARY
+from rdml.metrics import LOSS, METRICS, PRIMARY, RANKS, RETRIEVAL_PRIMARY
 from rdml.methods.base import Method, student_logits, student_predictions, with_ensemble
 
-__all__ = ["evaluate", "split_log_probs", "find_divergence", "divergence_after", "input_noise", "evaluation_noise",
+__all__ = ["evaluate", "split_log_probs", "split_features", "retrieval_scores", "AP_RULE", "multiquery_at", "find_divergence", "divergence_after", "input_noise", "evaluation_noise",
            "EvaluationNoise", "seed_evaluation_draws"]
 
 
@@ -79,10 +81,13 @@ ACC, LOSS_KEY = METRICS[PRIMARY].recorded, METRICS[LOSS].recorded  # the keys of
 
 @torch.no_grad()
 def evaluate(cohort, data: Dataset, extra: dict[str, Callable] | None = None, batch_size: int = 1024,
-             split: str = "test", noise: Callable | None = None, method=None) -> dict:
+             split: str = "test", noise: Callable | None = None, method=None, multiquery: str | None = None) -> dict:
     """Loss, accuracy and mean prediction entropy on the test (or validation) split of every output the
     run's `method` declares (rdml.methods.base.Method.predict and .combine); without one, of each student,
-    the cohort's mean prediction and any `extra` model."""
+    the cohort's mean prediction and any `extra` model. A retrieval set's test is its queries against its
+    gallery (`retrieval_scores`), with the multi-query scores where `multiquery` names their pooling."""
+    if data.probes is not None:
+        return retrieval_scores(cohort, data, batch_size=batch_size, multiquery=multiquery)
     log_probs, labels = split_log_probs(cohort, data, split, extra=extra, batch_size=batch_size, noise=noise,
                                         method=method)
     return {name: _scores(lp, labels) for name, lp in log_probs.items()}
@@ -122,6 +127,60 @@ def split_log_probs(cohort, data: Dataset, split: str, *, extra: dict | None = N
     return (method.combine(whole) if method is not None else with_ensemble(whole)), torch.cat(labels)
 
 
+def multiquery_at(multiquery: str | None, epoch: int, epochs: int) -> str | None:
+    """The multi-query pooling a run's evaluation after `epoch` of `epochs` scores with: its key's at the last epoch
+    (gt_bbox holds more images than query and gallery together, so not every epoch), else None."""
+    return multiquery if multiquery not in (None, "none") and epoch == epochs else None
+
+
+AP_RULE = "official"  # the trapezoid AP of the Market-1501 evaluation the DML README points to (rdml.retrieval)
+
+
+@torch.no_grad()
+def split_features(cohort, data: Dataset, split: str, batch_size: int = 1024) -> list[np.ndarray]:
+    """Each student's pooled features (`model.features`, the re-ID networks' last pooling layer: rdml.models.reid)
+    of a split's rows in row order, float64, every network in eval mode, no augmentation."""
+    models = [s.model for s in cohort]
+    for m in models:
+        m.eval()
+    parts: list[list] = [[] for _ in models]
+    for x, _ in data.eval_batches(split, batch_size):
+        for part, model in zip(parts, models):
+            part.append(model.features(x).to(torch.float64).cpu())
+    for m in models:
+        m.train()
+    return [torch.cat(part).numpy() for part in parts]
+
+
+def retrieval_scores(cohort, data: Dataset, *, batch_size: int = 1024, multiquery: str | None = None) -> dict:
+    """mAP and CMC rank-k (rdml.metrics.RANKS) of every student's features, queries against the gallery, and of
+    the cohort's `ensemble`: the students' features concatenated, as the official DML evaluation concatenates
+    its networks' features (eval_models.py L66-67) and DML Fig. 3b matches on them; each feature L2-normalised
+    before the distance (rdml.retrieval). `multiquery` ("mean" or "max"): also the scores of each query's
+    identity and camera pooled over the multiquery rows (rdml.retrieval.pool_queries)."""
+    query, gallery = split_features(cohort, data, "query", batch_size), split_features(cohort, data, "gallery", batch_size)
+    q_ids, q_cams = (t.numpy() for t in data.probe_labels("query"))
+    g_ids, g_cams = (t.numpy() for t in data.probe_labels("gallery"))
+    if multiquery is not None:
+        rows = split_features(cohort, data, "multiquery", batch_size)
+        m_ids, m_cams = (t.numpy() for t in data.probe_labels("multiquery"))
+    outputs = {f"student_{k}": k for k in range(len(cohort))}
+    if len(cohort) > 1:
+        outputs["ensemble"] = None
+    scores = {}
+    for name, k in outputs.items():
+        q = query[k] if k is not None else np.concatenate(query, axis=1)
+        g = gallery[k] if k is not None else np.concatenate(gallery, axis=1)
+        single = retrieval.evaluate(retrieval.distances(q, g), q_ids, q_cams, g_ids, g_cams, ap=AP_RULE, ranks=RANKS)
+        scores[name] = {RETRIEVAL_PRIMARY: single.mAP, **{f"rank{r}": single.cmc[r] for r in RANKS}}
+        if multiquery is not None:
+            m = rows[k] if k is not None else np.concatenate(rows, axis=1)
+            mq = retrieval.pool_queries(m, m_ids, m_cams, q_ids, q_cams, pooling=multiquery)
+            multi = retrieval.evaluate(retrieval.distances(mq, g), q_ids, q_cams, g_ids, g_cams, ap=AP_RULE, ranks=(1,))
+            scores[name].update({"mq_map": multi.mAP, "mq_rank1": multi.cmc[1]})
+    return scores
+
+
 def _network_predictions(x, cohort, extra: dict) -> dict:
     """`student_predictions`, where x may be a list of inputs, one per network: the students' (student k on
     x[k]), then the extra models' in their order."""
@@ -151,8 +210,8 @@ def find_divergence(epochs: list[dict], chance: float, margin: float, members: I
         return {"epoch": last["epoch"], "reason": f"non-finite training loss ({', '.join(bad)})", "stopped": True}
     watched = None if members is None else set(members)
     for name, scores in last["test"].items():
-        if not (name.startswith("student_") if watched is None else name in watched):
-            continue
+        if not (name.startswith("student_") if watched is None else name in watched) or ACC not in scores:
+            continue  # retrieval scores have no chance level: a non-finite loss is what marks them diverged
         previous_best = max((e["test"][name][ACC] for e in epochs[:-1]), default=0.0)
         if previous_best > chance + 2 * margin and scores[ACC] <= chance + margin:
             return {

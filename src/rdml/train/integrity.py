@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rdml.io import atomic_write_json, sha256_file
 from rdml.keys import ConfigError
-from rdml.metrics import LOSS, METRICS, PRIMARY
+from rdml.metrics import LOSS, METRICS, PRIMARY, primary_of
 
 __all__ = ["summarise", "statistics_of", "best_val_epoch", "recorded_value", "summary_field", "seal", "seal_holds", "write_record", "read_record", "record_problems", "sealed", "FINISHED",
            "MEASURES_FORMAT", "run_problems", "model_path"]
@@ -30,16 +30,19 @@ UNSEALED_FORMATS = ("rdml.run/1",)  # written before records carried their own h
 
 def summarise(epochs: list[dict], windows: list[int]) -> dict:
     """Final, best and mean-of-last-k test accuracy per model (students, ensemble, extra models), and its
-    final test loss; with a validation split, also each model's best validation accuracy and the test
+    final test loss (on a retrieval set: of mAP, with the final rank-k and multi-query scores beside); with a validation split, also each model's best validation accuracy and the test
     accuracy at that epoch (the last of equal ones: the released RDML text code keeps a checkpoint when
     `val_acc >= best`). The metrics' record keys come from rdml.metrics."""
-    accuracy, loss = METRICS[PRIMARY], METRICS[LOSS]
-    key = accuracy.recorded
     summary = {}
-    for name in epochs[-1]["test"]:
+    for name, last in epochs[-1]["test"].items():
+        primary = primary_of(last)
+        key = primary.recorded
         accs = [e["test"][name][key] for e in epochs]
-        over = statistics_of(accs, windows, accuracy.sign)
-        entry = {f"final_{key}": over["final"], f"final_{loss.recorded}": epochs[-1]["test"][name][loss.recorded],
+        over = statistics_of(accs, windows, primary.sign)
+        # classification: the final test loss beside; retrieval: every other score of the last epoch (rank-k and,
+        # recorded at the last epoch only, the multi-query ones)
+        finals = [METRICS[LOSS].recorded] if primary.name == PRIMARY else [m for m in last if m != key]
+        entry = {f"final_{key}": over["final"], **{f"final_{m}": last[m] for m in finals},
                  f"best_{key}": over["best"], "best_epoch": over["best_epoch"]}
         for k in windows:
             entry[f"last{k}_{key}"] = over[f"last{k}"]
@@ -85,7 +88,10 @@ def recorded_value(record: dict, model: str, statistic: str, metric: str = PRIMA
         return record["summary"][model][field]
     if statistic == "at_best_val":
         return epochs[best_val_epoch(epochs, model)]["test"][model][chosen.recorded]
-    values = [e["test"][model][chosen.recorded] for e in epochs]
+    values = [e["test"][model].get(chosen.recorded) for e in epochs]
+    if None in values:
+        raise ConfigError(f"metric {metric} is recorded at the final epoch only; a table can read its final value, "
+                          f"not its {statistic}")
     windows = [int(statistic[4:])] if statistic.startswith("last") else []
     return statistics_of(values, windows, chosen.sign)[statistic]
 

@@ -29,11 +29,12 @@ from rdml.data.base import Dataset, own_stream_seed
 from rdml.dependencies import training_code
 from rdml.io import utc_now
 from rdml.methods import METHODS
+from rdml.metrics import primary_of
 from rdml.train.autotune import resolve_auto
 from rdml.train.checkpoint import (KEPT_DIR, is_kept_epoch_file, kept_epoch_file, kept_epoch_problems, planned_kept_epochs,
                                    read_checkpoint, restore_checkpoint, save_checkpoint, save_model)
 from rdml.train.cohort import Cohort, build_cohort
-from rdml.train.evaluate import ACC, divergence_after, evaluate, evaluation_noise, input_noise
+from rdml.train.evaluate import divergence_after, multiquery_at, evaluate, evaluation_noise, input_noise
 from rdml.train.integrity import FINISHED, read_record, run_problems, summarise, write_record
 from rdml.train.prepare import Prepared, prepare
 from rdml.train.record import code_provenance, environment
@@ -174,7 +175,9 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
         record["summary"] = summarise(record["epochs"], cfg.summary_last)
         if epoch in kept:  # after the epoch's evaluation and the method's end of epoch (OKDPH's fusion), as the
             # official code saves (src/OKDPH.py L138-152); named once whole, vouched for by the checkpoint, then the record
-            record["kept_epochs"][str(epoch)] = save_model(run_dir / kept_epoch_file(epoch), data, cfg.arch, cohort, prep.outputs)
+            with cohort.evaluated():
+                record["kept_epochs"][str(epoch)] = save_model(run_dir / kept_epoch_file(epoch), data, cfg.arch, cohort,
+                                                               prep.outputs)
         save_checkpoint(checkpoint_path, resume, prep.device, cohort, method, record)
         write_record(record_path, record)
         bar.update(1)
@@ -183,7 +186,8 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
 
     for unnamed in set(kept_files(run_dir)) - {run_dir / kept_epoch_file(k) for k in record.get("kept_epochs") or {}}:
         unnamed.unlink()  # what a kill between a kept epoch's file and its checkpoint left, if not written again
-    record["final_model"] = {"path": "model.pt", "sha256": save_model(model_path, data, cfg.arch, cohort, prep.outputs)}
+    with cohort.evaluated():
+        record["final_model"] = {"path": "model.pt", "sha256": save_model(model_path, data, cfg.arch, cohort, prep.outputs)}
     record["status"] = "diverged" if record["diverged"] else "ok"
     record["ended_at"] = utc_now()
     write_record(record_path, record)
@@ -198,7 +202,7 @@ def train_epoch(method, cohort: Cohort, data: Dataset, cfg: TrainConfig, epoch: 
     per_batch_schedule = cfg.schedule == "onecycle"
     lr_first = [s.optimizer.param_groups[0]["lr"] for s in cohort]
     sums: dict[str, torch.Tensor] = {}
-    streams = batch_streams(data, cfg, epoch, batches_per_step(method))
+    streams = batch_streams(data, cfg, epoch, method.batches_per_step())
     steps = len(streams[0].batches)
     for batches in tqdm(zip(*(stream.batches for stream in streams)), total=steps, desc=f"epoch {epoch}", unit="batch",
                         leave=False, disable=not show):
@@ -220,9 +224,12 @@ def train_epoch(method, cohort: Cohort, data: Dataset, cfg: TrainConfig, epoch: 
         "lr": lr_first,
         "lr_last_batch": lr_last,
         "train": {k: float(v) / steps for k, v in sums.items()},
-        "test": evaluate(cohort, data, noise=evaluation_noise(cfg.input_noise, cfg.seed, epoch), method=method),
-        **({"val": evaluate(cohort, data, split="val", method=method)} if data.split_size("val") else {}),
     }
+    with cohort.evaluated():  # the moving average of the weights with weight_ema, as the official DML code evaluates
+        entry["test"] = evaluate(cohort, data, noise=evaluation_noise(cfg.input_noise, cfg.seed, epoch), method=method,
+                                 multiquery=multiquery_at(cfg.multiquery, epoch, cfg.epochs))
+        if data.split_size("val"):
+            entry["val"] = evaluate(cohort, data, split="val", method=method)
     if not per_batch_schedule:
         for s in cohort:
             s.scheduler.step()
@@ -245,12 +252,6 @@ class BatchStream:
         if self.noise is not None:
             x = [self.noise(v) for v in x] if self.views else self.noise(x)
         return x
-
-
-def batches_per_step(method) -> int:
-    """Mini-batches one step of `method` takes: one per network where it says so (dml's batches=own), else one."""
-    per_step = getattr(method, "batches_per_step", None)
-    return 1 if per_step is None else per_step()
 
 
 def batch_streams(data: Dataset, cfg: TrainConfig, epoch: int, count: int) -> list[BatchStream]:
@@ -361,5 +362,6 @@ def new_record(prep: Prepared, argv: list[str] | None, environment_extra: dict |
 
 
 def _epoch_line(entry: dict, epochs: int) -> str:
-    accs = " ".join(f"{name}={scores[ACC]:.4f}" for name, scores in entry["test"].items())
-    return f"epoch {entry['epoch']}/{epochs} lr={entry['lr'][0]:.4g} test acc: {accs}"
+    metric = primary_of(next(iter(entry["test"].values())))
+    values = " ".join(f"{name}={scores[metric.recorded]:.4f}" for name, scores in entry["test"].items())
+    return f"epoch {entry['epoch']}/{epochs} lr={entry['lr'][0]:.4g} test {metric.name}: {values}"

@@ -22,7 +22,11 @@ def make_optimizer(cfg, params) -> torch.optim.Optimizer:
     weight_decay·sum(w²)/2, so `weight_decay=4e-5` is TF-slim's `--weight_decay=0.00004` (L86). TF-slim's arg
     scopes put that loss on conv and fully connected weights only (research/slim/nets/inception_utils.py L73-75;
     mobilenet_v1.py L465-478 leaves depthwise kernels out by default): `decay_1d=false` leaves biases and
-    norm parameters out too, but decays depthwise kernels."""
+    norm parameters out too, but decays depthwise kernels.
+
+    `adam` is torch's Adam, whose epsilon is added to the bias-corrected root mean square, where TF's AdamOptimizer
+    (the official DML code's, train_models.py L161-164, epsilon 1e-8) adds it to the uncorrected one: the two differ by
+    a factor sqrt(1 - β2^t) on epsilon, which matters only while sqrt(v) is near 1e-8."""
     if not cfg.decay_1d:
         params = list(params)
         params = [{"params": [p for p in params if p.ndim > 1]},
@@ -34,9 +38,10 @@ def make_optimizer(cfg, params) -> torch.optim.Optimizer:
 
         return RMSpropTF(params, lr=cfg.lr, alpha=cfg.rmsprop_decay, eps=cfg.rmsprop_epsilon, momentum=cfg.momentum,
                          weight_decay=cfg.weight_decay, centered=False, decoupled_decay=False, lr_in_momentum=True)
+    betas = (cfg.adam_beta1, cfg.adam_beta2)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
 
 
 def _constant(epoch: int) -> float:

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from rdml.keys import PARTNER
-from rdml.metrics import METRICS, PRIMARY
+from rdml.data.catalog import DATASETS
+from rdml.keys import PARTNER, ConfigError
+from rdml.metrics import METRICS, PRIMARY, TASK_PRIMARY
 from rdml.registry import Registry
 
-__all__ = ["Choice", "Entry", "entry_measurements", "Derived", "Claim", "TableSpec", "LAYOUTS", "layout"]
+__all__ = ["Choice", "Entry", "entry_measurements", "task_metric", "Derived", "Claim", "TableSpec", "LAYOUTS", "layout"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,13 @@ class Entry:
     `epoch`: the table's metric at that epoch instead of the study's statistic of it.
     `measure`: a value the run's measurements hold per student (rdml.analysis.measure; a list counts as
     that many values) instead of the study's metric.
+    `metric`: another recorded metric than the table's (its direction must be the table's), which the
+    cell's sidecar names for the audit.
     """
+
+    def __post_init__(self):
+        if self.metric is not None and METRICS[self.metric].recorded is None:
+            raise ValueError(f"entry {self.row}/{self.columns[0]}: metric {self.metric} is not recorded by training")
 
     row: str
     columns: tuple[str, ...]
@@ -48,6 +55,7 @@ class Entry:
     choice: Choice | None = None
     partner: object | None = None  # a second run its measurement reads (a landscape's OKDPH run): planned with it
     settings: str = ""  # JSON: its run's own measurement settings over the table's (a landscape's grid)
+    metric: str | None = None  # the recorded metric its cell reports instead of the table's (DML Table 3: mAP, rank-1)
 
 
 def entry_measurements(measurements: dict, entry: Entry) -> dict:
@@ -59,6 +67,16 @@ def entry_measurements(measurements: dict, entry: Entry) -> dict:
     own = {**(json.loads(entry.settings) if entry.settings else {}),
            **({PARTNER: entry.partner.id} if entry.partner is not None else {})}
     return {name: {**spec, **own} for name, spec in measurements.items()}
+
+
+def task_metric(datasets) -> str:
+    """The metric a layout that any task's data sets can fill reports: top-1 accuracy on classification sets,
+    mAP on retrieval ones (Market-1501, where DML reports Table 4's and Fig. 3's cells in mAP)."""
+    tasks = sorted({DATASETS[d].task for d in datasets})
+    if len(tasks) > 1:
+        raise ConfigError(f"datasets {', '.join(datasets)} mix tasks ({', '.join(tasks)}); one table reports one task's "
+                          "metric: split them into studies of one task")
+    return TASK_PRIMARY[tasks[0]] if tasks else PRIMARY
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """DML Table 4 layout: Net 1 trained alone teaches Net 2 ("1 distills 2") against DML of the pair."""
 
-from rdml.study.layouts.base import Claim, Entry, TableSpec, layout
+from rdml.study.layouts.base import Claim, Entry, TableSpec, layout, task_metric
 
 
 @layout("kd_vs_dml_table", ("pairs", "temperature", "beta", "kd_scale"),
@@ -29,4 +29,5 @@ def kd_vs_dml_table(plan, spec: dict) -> TableSpec:
                     Entry(row, ("DML Net 2",), dml, ("student_1",)),
                 ]
     return TableSpec("kd_vs_dml_table", "Distillation from a pretrained Net 1 versus DML: {what} (%) (DML Table 4 layout)",
-                     rows, columns, entries, claims=claims, figures=("curves",), curves="columns")
+                     rows, columns, entries, claims=claims, figures=("curves",), curves="columns",
+                     metric=task_metric(plan.datasets))
