@@ -58,7 +58,7 @@ FMNIST_A = dict(optimizer="adam", lr=0.01, batch_size=1024, epochs=100, schedule
 FMNIST_B = dict(optimizer="adamw", lr=0.005, batch_size=1024, epochs=100, schedule="onecycle", pct_start=0.1, **FP32)
 # DML §4.1 ("Adam, lr 0.0002, β1 0.5, β2 0.999, batch 16"), Algorithm 1; where the paper is silent, the official code
 # (YingZhangDUT/Deep-Mutual-Learning scripts/train_dml_mobilenet_on_market.sh, train_image_classifier.py defaults)
-DML_MARKET = dict(optimizer="adam", lr=0.0002, adam_beta1=0.5, adam_beta2=0.999, batch_size=16, update_order="sequential",
+DML_MARKET = dict(optimizer="adam", lr=0.0002, adam_beta1=0.5, adam_beta2=0.999, batch_size=16,
                   epochs=247, schedule="constant", label_smoothing=0.1, weight_decay=4e-5, weight_ema=0.9999,
                   augment="flip", normalize="inception", **FP32)
 STATED = {
@@ -84,6 +84,8 @@ STATED = {
     "dml_semi_supervised": (DML_PAPER, dict(runs=42)),
     "dml_analyses": (DML_PAPER, dict(runs=18)),
     "dml_market": (DML_MARKET, dict(runs=63)),
+    # the official code's own batches, summed peers, no multi-query: train_models.py L197-201, L310-316, L90-96
+    "dml_market_as_released": ({**DML_MARKET, "batches": "own", "peer_reduction": "sum"}, dict(runs=6)),
 }
 
 
@@ -117,6 +119,12 @@ def test_every_stated_hyper_parameter(study):
                 assert getattr(cfg, key) == value, (study, run_id, key)
                 checked.add(key)
     assert checked == set(stated), f"{study}: no run takes {set(stated) - checked}"
+
+
+def test_dml_market_runs_algorithm_1_save_fig_2b_s_simultaneous_cohort():
+    orders = {run_id: cfg.update_order for run_id, cfg in resolved("dml_market").items() if cfg.method in ("dml", "dml_e")}
+    assert {run_id for run_id, order in orders.items() if order != "sequential"} == {
+        f"market1501/dml-mobilenetv1_100+mobilenetv1_100-a1-simultaneous-s{seed}" for seed in (0, 1, 2)}
 
 
 def test_rdml_table1_grid():
