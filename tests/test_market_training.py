@@ -228,3 +228,12 @@ def test_an_architecture_without_features_is_refused_on_a_retrieval_set(tmp_path
     monkeypatch.setitem(ARCHITECTURES._items, "bare", Architecture("bare", "reid:reid_tiny", ("pedestrians",)))
     with pytest.raises(ConfigError, match="arch bare does not give"):
         resolve(load_config(None, [MARKET[0], *MARKET[2:], "arch=bare"]))
+
+
+@pytest.mark.bad_input
+def test_rdml_eval_refuses_a_retrieval_run_and_says_where_its_scores_are(tmp_path):
+    from rdml.analysis.evaluate import evaluate_run
+
+    _dml(tmp_path / "run", "epochs=1")
+    with pytest.raises(ConfigError, match="a retrieval set with no classification test split.*rdml audit --evaluate"):
+        evaluate_run(tmp_path / "run")

@@ -78,6 +78,10 @@ def evaluate_run(path: str | Path, device: str | torch.device = "cpu") -> dict:
         data = load_dataset(cfg["dataset"], **data_keys(cfg))
     except ConfigError as exc:
         raise _fail(f"the test split of {run_dir} cannot be rebuilt: {exc}") from None
+    if data.probes is not None:
+        raise _fail(f"{run_dir} trained on {cfg['dataset']}, a retrieval set with no classification test split; its "
+                    "record holds the retrieval scores (mAP, rank-k) of every epoch, and `rdml audit --evaluate` "
+                    "evaluates its model.pt again")
     recorded = (record.get("data") or {}).get("sha256")
     if recorded is not None and data.fingerprint["sha256"] != recorded:
         raise _fail(f"data set {cfg['dataset']} on disk no longer matches the fingerprint recorded in "
