@@ -6,7 +6,9 @@ Table 5, the PAC-Bayes bounds of Jiang et al. (2020) against each student's init
 (rdml.analysis.pac_bayes), and for its Fig. 1 the same bounds at every epoch the run kept (`keep_every`,
 rdml.train.checkpoint.load_kept_epoch) and at its last; and for its Figs. 2–5 the loss landscape of the
 run's students' trajectories beside those of another run, its partner (rdml.analysis.landscape: the whole
-measurement under "landscape", each trajectory's end per student, the partner's as "partner.student_k").
+measurement under "landscape", each trajectory's end per student, the partner's as "partner.student_k"); and
+for DML Fig. 5 the t-SNE of each network's features of some gallery identities (rdml.analysis.tsne: the points
+under "tsne", each network's silhouette and CKA with its peers per student).
 The models are loaded through
 the same checks as a KD teacher (rdml.train.verified: a finished run, weights matching its record).
 A run whose method trains networks of its own (rdml.methods.base.Method.networks) is measured per
@@ -30,7 +32,7 @@ __all__ = ["MEASURES_FORMAT", "MEASUREMENTS", "train_log_probs", "prediction_sta
            "measured_on", "pac_bayes_epochs", "epoch_measure",
            "partner_dir", "landscape_students"]
 
-MEASUREMENTS = ("predictions", "noise", "pac_bayes", "pac_bayes_epochs", "landscape")
+MEASUREMENTS = ("predictions", "noise", "pac_bayes", "pac_bayes_epochs", "landscape", "tsne")
 PER_EPOCH = ("pac_bayes_init", "pac_bayes_orig")  # the values pac_bayes_epochs also holds flat, one per epoch
 TOP = 5
 
@@ -137,7 +139,14 @@ def measure_run(run_dir: str | Path, measurements: dict, device: torch.device, r
     if "pac_bayes_epochs" in measurements:
         for name, values in pac_bayes_epochs(run, models, data, measurements["pac_bayes_epochs"], device, replay).items():
             students[name].update(values)
-    return seal({**head, "model_sha256": sha, "students": students})
+    embedded = {}
+    if "tsne" in measurements:  # the points under "tsne", each network's numbers beside its other measures
+        from rdml.analysis.tsne import tsne_of_run
+
+        summaries, embedded["tsne"] = tsne_of_run(run, data, measurements["tsne"])
+        for name, values in summaries.items():
+            students[name].update(values)
+    return seal({**head, "model_sha256": sha, "students": students, **embedded})
 
 
 def partner_dir(run_dir: str | Path, partner: str) -> Path:
@@ -233,6 +242,9 @@ def declared_networks(run, data: Dataset, measurements: dict, device: torch.devi
     if {"pac_bayes", "pac_bayes_epochs"} & set(measurements):  # its bound needs each student's initial network
         raise ConfigError(f"pac_bayes: run {run.directory} holds the networks method {run.saved['method']} declares; "
                           "the PAC-Bayes measure reads runs of one network per student")
+    if "tsne" in measurements:
+        raise ConfigError(f"tsne: run {run.directory} holds the networks method {run.saved['method']} declares; the "
+                          "t-SNE of DML Fig. 5 reads runs of one network per student")
     cohort, method = rebuild(run.saved, run.record["config"], data, device)
     members = list(method.members(method.cfg))
 

@@ -10,7 +10,9 @@ on the figure, in the figure's units, with the runs it comes from).
   and the accuracy curves' difference to α = 1;
 - fraction (DML Fig. 6): accuracy against the labelled fraction;
 - renyi (RDML Fig. 1): the analytic Rényi divergence of two-event distributions, from rdml.divergences;
-- lr: the learning rate per epoch, one line per distinct schedule, so no hidden schedule slips in.
+- lr: the learning rate per epoch, one line per distinct schedule, so no hidden schedule slips in;
+- tsne (DML Fig. 5): each network's t-SNE of some gallery identities' features, each image drawn as its identity's
+  number (rdml.analysis.tsne).
 
 What a reviewer reads off them is what the tables print: titles name the paper's table (the study's
 `paper:`) and the layout, values are in the unit and scale the table prints (rdml.metrics: accuracy in
@@ -579,3 +581,57 @@ def landscape(spec, table, frame) -> Drawn | None:
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=7)
     _title(fig, spec, table, "loss landscape and trajectories in the PCA plane (supplement Figs. 2–5)")
     return Drawn(f"landscape_{table.name}", fig, pd.DataFrame(data))
+
+
+def _tsne_of(spec, table, row: str) -> tuple[str, dict] | None:
+    """The t-SNE measured for a row of tsne_table (its one seed's run), with its run id."""
+    for entry in spec.entries:
+        if entry.row == row and (found := (table.measured.get(entry.run.id) or {}).get("tsne")):
+            return entry.run.id, found
+    return None
+
+
+def _network(student: str) -> str:
+    """"network 1" for student_0: the paper's figure numbers its two MobileNets from 1."""
+    return f"network {int(student.rsplit('_', 1)[1]) + 1}"
+
+
+@TABLE_FIGURES.register("tsne")
+def tsne(spec, table, frame) -> Drawn | None:
+    """DML Fig. 5: per row of tsne_table (Independent, DML) and network, the t-SNE of the chosen gallery images'
+    features (rdml.analysis.tsne), each image drawn as its identity's number (1..N in the order of the identities'
+    Market-1501 ids; the legend names them) in that identity's colour (Okabe & Ito's, repeated past seven, the
+    numbers then still apart); each panel titled with its row, its network and the embedding's trustworthiness."""
+    panels = [(row, found) for row in table.rows if (found := _tsne_of(spec, table, row)) is not None]
+    if not panels:
+        return None
+    networks = max(len(found["students"]) for _, (_, found) in panels)
+    fig, axes = plt.subplots(len(panels), networks, figsize=(4.0 * networks + 1.8, 3.8 * len(panels)), squeeze=False,
+                             layout="constrained")
+    data, named = [], set()
+    for axes_row, (row, (run_id, found)) in zip(axes, panels):
+        numbers = {identity: i + 1 for i, identity in enumerate(found["identities"])}
+        named |= {(number, identity) for identity, number in numbers.items()}
+        for ax, (student, points) in zip(axes_row, sorted(found["students"].items())):
+            for x, y, identity in zip(points["x"], points["y"], found["identity"]):
+                number = numbers[identity]
+                ax.text(x, y, str(number), color=PALETTE[(number - 1) % len(PALETTE)], fontsize=6, ha="center",
+                        va="center")
+                data.append({"panel": row, "run": run_id, "network": _network(student), "number": number,
+                             "identity": identity, "x": x, "y": y, "trustworthiness": points["trustworthiness"]})
+            margin = 0.05 * max(max(points["x"]) - min(points["x"]), max(points["y"]) - min(points["y"]), 1e-9)
+            ax.set_xlim(min(points["x"]) - margin, max(points["x"]) + margin)
+            ax.set_ylim(min(points["y"]) - margin, max(points["y"]) + margin)
+            ax.set_title(f"{row}, {_network(student)}\ntrustworthiness {points['trustworthiness']:.3f}", fontsize=8)
+            ax.set_xlabel("t-SNE 1", fontsize=7)
+            ax.set_ylabel("t-SNE 2", fontsize=7)
+            ax.tick_params(labelsize=6)
+        for ax in axes_row[len(found["students"]):]:
+            ax.set_visible(False)
+    handles = [Patch(color=PALETTE[(number - 1) % len(PALETTE)], label=f"{number}: identity {identity:04d}")
+               for number, identity in sorted(named)]
+    fig.legend(handles=handles, loc="outside right center", fontsize=7, title="number: Market-1501 id", title_fontsize=7)
+    spec_of = panels[0][1][1]["spec"]
+    _title(fig, spec, table, f"t-SNE of each network's gallery features, {spec_of['identities']} identities, perplexity "
+           f"{spec_of['perplexity']:g} (Fig. 5)")
+    return Drawn(f"tsne_{table.name}", fig, pd.DataFrame(data))
