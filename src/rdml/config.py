@@ -62,9 +62,15 @@ WHAT = (
 HOW = (
     Key("labelled_fraction", 1.0, "float", "fraction of training rows with labels, in (0, 1]; < 1 is semi-supervised (DML 3.4)",
         check=_unit("labelled_fraction", "a number in (0, 1]", open_low=True)),
-    Key("unlabelled", "mimic", "str", "training rows without a label (labelled_fraction < 1): mimic (they join every mimicry "
-        "term: DML-all) or drop (trained on the labelled rows alone: DML-labelled)",
+    Key("unlabelled", "mimic", "str", "training rows without a label (labelled_fraction < 1 or labelled_classes): mimic "
+        "(they join every mimicry term: DML-all) or drop (trained on the labelled rows alone: DML-labelled)",
         check=lambda v: one_of("unlabelled", v, UNLABELLED_ROWS)),
+    Key("labelled_classes", 0, "int", "semi-supervised by class: every training row of M classes keeps its label, every "
+        "other class's rows are unlabelled (`unlabelled` says what becomes of them), as DML §4.10 runs Market-1501: 'we "
+        "randomly select M identities as labelled in the training set'; the M classes are the first M of a permutation "
+        "of the classes drawn from split_seed (rdml.data.base.labelled_class_ids); the classifier keeps one output per "
+        "class; 0 = off; M in [1, the data set's classes], not with labelled_fraction < 1",
+        check=lambda v: in_range("labelled_classes", v, 0, INF, "an integer >= 0 (0 = off)", open_high=True)),
     Key("epochs", 30, "int", "number of epochs, >= 1", check=lambda v: at_least("epochs", v, 1)),
     Key("batch_size", 64, "int", "batch size, >= 1", check=lambda v: at_least("batch_size", v, 1)),
     Key("optimizer", "sgd", "str", "one of: " + ", ".join(OPTIMIZERS), check=lambda v: one_of("optimizer", v, OPTIMIZERS)),
@@ -208,7 +214,8 @@ V1_OWNERS = {"alpha": "dml", "beta": "kd", "mimic_weight": "dml", "update_order"
 
 
 # The keys that say which rows of a data set a run trains, validates and tests on, and how they are normalised.
-DATA_KEYS = ("split_seed", "test_fraction", "val_fraction", "labelled_fraction", "unlabelled", "data_dir", "normalize")
+DATA_KEYS = ("split_seed", "test_fraction", "val_fraction", "labelled_fraction", "unlabelled", "labelled_classes", "data_dir",
+             "normalize")
 
 
 def data_keys(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -372,6 +379,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
                 raise ConfigError(f"{name}={show(getattr(c, name))}: only optimizer=adam and adamw read {name}, and "
                                   f"optimizer={c.optimizer} would ignore it; leave it at {show(KEYS[name].default)}")
     _check_task(c, method)
+    _check_labelled_classes(c)
     if c.schedule == "multistep" and not c.milestones:
         raise ConfigError("schedule=multistep needs milestones=<epoch,epoch,...>")
     if any(m < 1 for m in c.milestones) or c.milestones != sorted(set(c.milestones)):
@@ -425,6 +433,21 @@ def _check_task(c: TrainConfig, method) -> None:
         if value:
             raise ConfigError(f"{name}={show(value)}: a retrieval set's evaluation (queries against its gallery) does not "
                               f"read it; leave it at 0 for dataset {c.dataset}")
+
+
+def _check_labelled_classes(c: TrainConfig) -> None:
+    """`labelled_classes` names a number of the data set's classes, and labels whole classes: a fraction of each
+    class's rows (`labelled_fraction` < 1) on top would leave the rows it labels undefined."""
+    if not c.labelled_classes:
+        return
+    classes = DATASETS[c.dataset].spec.num_classes
+    if c.labelled_classes > classes:
+        raise ConfigError(f"labelled_classes={c.labelled_classes}: dataset {c.dataset} has {classes} classes; give M in "
+                          f"[1, {classes}] (0 = off)")
+    if c.labelled_fraction < 1:
+        raise ConfigError(f"labelled_classes={c.labelled_classes} with labelled_fraction={show(c.labelled_fraction)}: "
+                          "labelled_classes labels every row of M classes, labelled_fraction a fraction of every class's "
+                          "rows; give one of them (labelled_fraction=1 or labelled_classes=0)")
 
 
 def config_values(cfg: TrainConfig) -> dict[str, Any]:

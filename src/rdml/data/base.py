@@ -25,8 +25,8 @@ from rdml.data.sequences import Ragged
 from rdml.io import sha256_bytes
 from rdml.keys import ConfigError, one_of
 
-__all__ = ["Dataset", "Batch", "RawData", "Probe", "PROBE_SPLITS", "load_dataset", "restrict_embeddings", "batch_starts", "epoch_batches",
-           "student_epoch_batches", "own_stream_seed"]
+__all__ = ["Dataset", "Batch", "RawData", "Probe", "PROBE_SPLITS", "load_dataset", "labelled_class_ids", "restrict_embeddings",
+           "batch_starts", "epoch_batches", "student_epoch_batches", "own_stream_seed"]
 
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -196,13 +196,15 @@ class Batch:
 
 def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_fraction: float = 1.0,
                  unlabelled: str = "mimic", data_dir: str | Path = "data", normalize: str = "dataset",
-                 val_fraction: float = 0.0) -> Dataset:
+                 val_fraction: float = 0.0, labelled_classes: int = 0) -> Dataset:
     """Load `name`, split it, hide labels, and set the normalisation (train statistics, ImageNet's, or
     the fixed constants of published code: rdml.data.fixed_normalisation).
 
     digits and synthetic are split stratified by class from split_seed; the vision sets keep their
     official test set. The labelled rows (labelled_fraction < 1) are chosen per class from split_seed,
-    never from the training seed, so every run of a study sees the same data. `unlabelled="drop"`
+    never from the training seed, so every run of a study sees the same data. `labelled_classes=M` instead
+    keeps the labels of every row of M classes and hides the others' (DML §4.10 on Market-1501: "we randomly
+    select M identities as labelled in the training set"; the classes: `labelled_class_ids`). `unlabelled="drop"`
     removes the other rows after the normalisation is fixed, so DML-labelled and DML-all differ in
     their losses' rows alone (DML §4.10). `val_fraction` of each class of the training rows is held out
     for validation (RDML §5.2: "20 % of the training set"), from split_seed, before any labels are
@@ -211,6 +213,7 @@ def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_f
     source = DATASETS[name]
     check_normalize(normalize, name)
     one_of("unlabelled", unlabelled, ("mimic", "drop"))
+    _check_labelled_classes(name, labelled_classes, labelled_fraction)
     rng = np.random.default_rng(split_seed)
     raw = importlib.import_module(f"rdml.data.{source.module}").load(name, data_dir)
     files = raw.files
@@ -243,12 +246,16 @@ def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_f
         split.update({"val_fraction": val_fraction, "val_size": len(y_val), "train_size": len(y_train)})
     labelled_mask = np.zeros(len(y_train), dtype=bool)
     train_labels = y_train.numpy()
-    for cls in np.unique(train_labels):
-        rows = rng.permutation(np.flatnonzero(train_labels == cls))
-        labelled_mask[rows[: max(1, int(round(labelled_fraction * len(rows))))]] = True
+    if labelled_classes:
+        labelled_mask = np.isin(train_labels, labelled_class_ids(source.spec.num_classes, labelled_classes, split_seed))
+    else:
+        for cls in np.unique(train_labels):
+            rows = rng.permutation(np.flatnonzero(train_labels == cls))
+            labelled_mask[rows[: max(1, int(round(labelled_fraction * len(rows))))]] = True
     y_train = torch.where(torch.from_numpy(labelled_mask), y_train, torch.tensor(UNLABELLED))
     split.update({
         "labelled_fraction": labelled_fraction,
+        **({"labelled_classes": labelled_classes} if labelled_classes else {}),  # absent at 0: fingerprints kept
         "labelled_size": int(labelled_mask.sum()),
         "sha256": sha256_bytes(test_mask.tobytes() + labelled_mask.tobytes() + val_mask.tobytes()),
     })
@@ -269,6 +276,34 @@ def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_f
         embeddings = restrict_embeddings(embeddings, x_train.words)
     return Dataset(name, x_train, y_train, x_test, y_test, source.spec, mean, std, fingerprint, sizes, x_val, y_val,
                    embeddings, raw.probes)
+
+
+LABELLED_CLASSES_STREAM = 1  # the generator of the labelled classes: SeedSequence((split_seed, 1))
+
+
+def labelled_class_ids(num_classes: int, count: int, split_seed: int) -> np.ndarray:
+    """The classes whose training rows keep their labels under `labelled_classes=count`: the first `count` of a
+    permutation of 0..num_classes − 1 that numpy's default_rng(SeedSequence((split_seed, LABELLED_CLASSES_STREAM)))
+    draws. DML §4.10: "For Market-1501, we randomly select M identities as labelled in the training set, varying M
+    from 100 to 751". A generator of its own, so the classes follow from split_seed alone (not from the test or
+    validation rows drawn before them), and the classes of a smaller M are among those of a larger one."""
+    order = np.random.default_rng(np.random.SeedSequence((split_seed, LABELLED_CLASSES_STREAM))).permutation(num_classes)
+    return np.sort(order[:count])
+
+
+def _check_labelled_classes(name: str, labelled_classes: int, labelled_fraction: float) -> None:
+    """`labelled_classes` is 0 (off) or a number of the data set's classes, and never a fraction of each class too."""
+    if not labelled_classes:
+        return
+    classes = DATASETS[name].spec.num_classes
+    if isinstance(labelled_classes, bool) or not isinstance(labelled_classes, int | np.integer) \
+            or not 1 <= labelled_classes <= classes:
+        raise ConfigError(f"labelled_classes={labelled_classes!r} is not allowed for dataset {name}; it must be an "
+                          f"integer in [1, {classes}] (its classes), or 0 (off)")
+    if labelled_fraction < 1:
+        raise ConfigError(f"labelled_classes={labelled_classes} with labelled_fraction={labelled_fraction}: "
+                          "labelled_classes labels every row of M classes, labelled_fraction a fraction of every "
+                          "class's rows; give one of them (labelled_fraction=1 or labelled_classes=0)")
 
 
 def restrict_embeddings(embeddings: Tensor, words_train: Ragged) -> Tensor:

@@ -6,7 +6,7 @@ Adding a layout: a module here registered with `@layout("<key>_table", <its keys
 and its section in workflow/schemas/params.schema.yaml.
 """
 
-from rdml.study.layouts import analyses, cohort, kd, kd_vs_dml, methods, okdph, outputs, pair, rdml, semi, text  # noqa: F401, E501  (registers them)
+from rdml.study.layouts import analyses, cohort, kd, kd_vs_dml, methods, okdph, outputs, pair, rdml, semi, semi_identities, text  # noqa: F401, E501  (registers them)
 from rdml.study.layouts import market, okdph_generalization, okdph_landscape, settings, tsne, update_order  # noqa: F401, E501  (register their tables)
 from rdml.study.layouts.base import LAYOUTS, Choice, Claim, Derived, Entry, TableSpec, entry_measurements
 
