@@ -83,7 +83,7 @@ STATED = {
     "dml_cohort_size": (DML_PAPER, dict(runs=24)),
     "dml_semi_supervised": (DML_PAPER, dict(runs=42)),
     "dml_analyses": (DML_PAPER, dict(runs=18)),
-    "dml_market": (DML_MARKET, dict(runs=63)),
+    "dml_market": (DML_MARKET, dict(runs=90)),
     # the official code's own batches, summed peers, no multi-query: train_models.py L197-201, L310-316, L90-96
     "dml_market_as_released": ({**DML_MARKET, "batches": "own", "peer_reduction": "sum"}, dict(runs=6)),
 }

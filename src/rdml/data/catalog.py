@@ -91,8 +91,8 @@ KINDS.add("photos", Kind("photos", ("resized_crop_flip", "rotate_resized_crop_fl
 # Text (rdml.data.text): each row's word ids (fastText) and character ids (CharCNN), no augmentation.
 KINDS.add("text", Kind("text", ("none",), ("none",)))
 # Pedestrian crops for person re-identification (rdml.data.market): held as uint8 at the size the official
-# DML code stores them (160 × 64), resized on the device to the models' input (`Dataset.inputs`) after the
-# augmentation; `flip` is the official code's only augmentation (YingZhangDUT/Deep-Mutual-Learning
+# DML code stores them (160 × 64), resized on the device to the models' input (`Dataset.inputs`) before the
+# flip, as the official code does; `flip` is the official code's only augmentation (YingZhangDUT/Deep-Mutual-Learning
 # preprocessing/reid_preprocessing.py L30-40), `inception` its scaling to [-1, 1].
 KINDS.add("pedestrians", Kind("pedestrians", ("flip", "none"), ("inception", "imagenet", "dataset")))
 
