@@ -57,6 +57,7 @@ file's is drawn anew (from the run's init seed).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import torch
@@ -71,16 +72,18 @@ __all__ = ["ReidNetwork", "TimmReid", "GoogLeNetReid", "ReidTiny", "mobilenetv1_
 SLIM_MOBILENET_DROPOUT = 1 - 0.999  # slim's dropout_keep_prob (nets/mobilenet_v1.py L271)
 
 
-class ReidNetwork(nn.Module):
+class ReidNetwork(nn.Module, ABC):
     """What every re-ID network has (the module docstring): `features`, `classify`, `feature_dim`."""
 
     feature_dim: int
 
+    @abstractmethod
     def features(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
+        """(N, feature_dim): the last pooling layer's output, what retrieval matches on."""
 
+    @abstractmethod
     def classify(self, f: Tensor) -> Tensor:
-        raise NotImplementedError
+        """(N, classes): the network's dropout (training mode only), then its classifier."""
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classify(self.features(x))
