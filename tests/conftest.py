@@ -27,6 +27,12 @@ from rdml.data.augment import RATIO, SCALE
 from rdml.train.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The suite's own cache of execution choices (rdml.train.autotune), inherited by every command it starts: `make run`
+# before `make test` must not hand the tests the layouts it timed (they change float32 sums in the last digits).
+import tempfile  # noqa: E402
+
+os.environ["RDML_CACHE_DIR"] = tempfile.mkdtemp(prefix="rdml-test-cache-")
 BIN = Path(sys.executable).parent  # the virtual environment's rdml, snakemake and dvc
 REPOSITORY_STATE = ("results", ".snakemake", "data", "dvc.lock")  # what `make run` writes; tests never touch it
 

@@ -243,20 +243,15 @@ def test_an_archive_of_another_layout_or_no_zip_is_refused(tmp_path):
 
 
 @pytest.mark.bad_input
-def test_a_bad_file_name_is_refused_by_name(tmp_path, monkeypatch):
+@pytest.mark.parametrize("split, name, message", [
+    ("query", "0010_c9s1_001051_00.jpg", r"query/0010_c9s1_001051_00\.jpg: '0010_c9s1_001051_00\.jpg' is not a Market"),
+    ("train", "-1_c1s1_000401_03.jpg", "-1_c1s1_000401_03.jpg is a junk image in bounding_box_train/"),
+])
+def test_a_file_that_cannot_be_in_its_folder_is_refused_by_name(tmp_path, monkeypatch, split, name, message):
+    """A name that is not Market's pattern (camera 9), and a junk image among the training identities."""
     monkeypatch.setattr(market, "PUBLISHED_COUNTS", SMALL_COUNTS)
-    write_zip(tmp_path / "market1501" / market.ARCHIVE,
-              market_members(splits={**SPLITS, "query": [*QUERY, "0010_c9s1_001051_00.jpg"]}))
-    with pytest.raises(DataError, match=r"query/0010_c9s1_001051_00\.jpg: '0010_c9s1_001051_00\.jpg' is not a Market"):
-        market.prepare("market1501", tmp_path)
-
-
-@pytest.mark.bad_input
-def test_a_junk_training_image_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(market, "PUBLISHED_COUNTS", SMALL_COUNTS)
-    write_zip(tmp_path / "market1501" / market.ARCHIVE,
-              market_members(splits={**SPLITS, "train": [*TRAIN, "-1_c1s1_000401_03.jpg"]}))
-    with pytest.raises(DataError, match="-1_c1s1_000401_03.jpg is a junk image in bounding_box_train/"):
+    write_zip(tmp_path / "market1501" / market.ARCHIVE, market_members(splits={**SPLITS, split: [*SPLITS[split], name]}))
+    with pytest.raises(DataError, match=message):
         market.prepare("market1501", tmp_path)
 
 

@@ -157,16 +157,19 @@ def test_a_retrieval_summary_ranks_by_map_and_keeps_the_final_scores():
 
 # ---- training on tiny_market1501 end to end ----
 
-MARKET = ["dataset=tiny_market1501", "arch=reid_tiny", "epochs=2", "batch_size=16", "optimizer=adam", "lr=0.001",
+MARKET = ["dataset=tiny_market1501", "epochs=2", "batch_size=16", "optimizer=adam", "lr=0.001",
           "adam_beta1=0.5", "weight_decay=0.00004", "schedule=constant", "augment=flip", "normalize=inception",
           "label_smoothing=0.1", "weight_ema=0.99", "multiquery=mean", "device=cpu", "precision=fp32",
           "memory_format=contiguous"]
 
 
+COHORT = ["method=dml", "arch=reid_tiny,reid_tiny", *MARKET]
+
+
 def _dml(out, *extra):
     from conftest import run
 
-    return run(out, "method=dml", "arch=reid_tiny,reid_tiny", *MARKET[2:], "dataset=tiny_market1501", *extra)
+    return run(out, *COHORT, *extra)
 
 
 def test_dml_on_a_retrieval_set_records_map_and_multi_query_at_the_end(tmp_path):
@@ -197,8 +200,7 @@ def test_model_pt_holds_the_moving_average_and_evaluates_to_the_record(tmp_path)
 def test_a_killed_retrieval_run_with_a_moving_average_resumes_to_the_same_numbers(tmp_path):
     from conftest import resumes_to_the_uninterrupted_run
 
-    resumes_to_the_uninterrupted_run(tmp_path, "method=dml", "arch=reid_tiny,reid_tiny", *MARKET[2:],
-                                     "dataset=tiny_market1501")
+    resumes_to_the_uninterrupted_run(tmp_path, *COHORT)
 
 
 @pytest.mark.bad_input
@@ -215,7 +217,7 @@ def test_refusals_before_any_work(tmp_path, keys, message):
     from rdml.config import load_config, resolve
 
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
-        args = dict(item.split("=", 1) for item in [*MARKET, f"out={tmp_path / 'run'}", *keys])  # the later value wins
+        args = dict(item.split("=", 1) for item in [*MARKET, "arch=reid_tiny", f"out={tmp_path / 'run'}", *keys])  # later wins
         resolve(load_config(None, [f"{k}={v}" for k, v in args.items()]))
     assert not (tmp_path / "run").exists()
 
@@ -227,7 +229,7 @@ def test_an_architecture_without_features_is_refused_on_a_retrieval_set(tmp_path
 
     monkeypatch.setitem(ARCHITECTURES._items, "bare", Architecture("bare", "reid:reid_tiny", ("pedestrians",)))
     with pytest.raises(ConfigError, match="arch bare does not give"):
-        resolve(load_config(None, [MARKET[0], *MARKET[2:], "arch=bare"]))
+        resolve(load_config(None, [*MARKET, "arch=bare"]))
 
 
 @pytest.mark.bad_input
