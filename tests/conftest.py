@@ -180,8 +180,8 @@ def killed_after_checkpoint(epoch: int, train) -> None:
 
     real, saved = loop.save_checkpoint, []
 
-    def save_then_die(*args):
-        real(*args)
+    def save_then_die(*args, **kwargs):
+        real(*args, **kwargs)
         saved.append(epoch)
         if len(saved) == epoch:
             raise KeyboardInterrupt

@@ -201,16 +201,29 @@ def _json_argument(option: str, text: str, kind: type):
 
 
 def _train(args, argv) -> int:
-    from rdml.config import load_config
-    from rdml.train.loop import train
+    from rdml.config import config_from_mapping, load_config, resolve
+    from rdml.train import distributed
+    from rdml.train.loop import train, train_distributed
 
     config_file = None
     overrides = list(args.items)
     if overrides and "=" not in overrides[0]:
         config_file = overrides.pop(0)
-    cfg = load_config(config_file, overrides)
     progress = {"auto": None, "on": True, "off": False}[args.progress]
-    record = train(cfg, argv=["rdml", *(sys.argv[1:] if argv is None else argv)], progress=progress)
+    handed = distributed.launched_keys()  # a rank of a distributed run that rdml launched: its keys and command
+    if handed is not None and not overrides and config_file is None:
+        record = train(config_from_mapping(handed["keys"]), argv=handed["argv"], progress=False,
+                       environment_extra=handed["environment_extra"])
+    else:
+        cfg = load_config(config_file, overrides)
+        command = ["rdml", *(sys.argv[1:] if argv is None else argv)]
+        if distributed.launched() is None and resolve(cfg).distributed:
+            record = train_distributed(cfg, argv=command)  # one process per student, launched from here
+        else:
+            record = train(cfg, argv=command, progress=progress)
+    ranks = distributed.launched()
+    if ranks is not None and not ranks.leader:
+        return 0
     print(json.dumps({"run": record["config"]["out"], "status": record["status"], "label": record["label"],
                       "summary": record["summary"]}, indent=1, ensure_ascii=False))
     return 0

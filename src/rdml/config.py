@@ -164,6 +164,18 @@ HOW = (
     Key("deterministic", True, "bool", "deterministic kernels (torch.use_deterministic_algorithms, no cuDNN autotuning, "
         "CUBLAS_WORKSPACE_CONFIG=:4096:8 on CUDA), so a repeated or resumed run gives the same bits; false: the fastest "
         "kernels, cuDNN autotuning on CUDA"),
+    Key("distributed", False, "bool", "one process per student (DML §4.5's \"distributed\" DML, Fig. 2b): each process "
+        "holds its student, optimiser and state on a device of its own and the processes exchange the batch's logits "
+        "(torch.distributed: NCCL on CUDA, gloo on CPU); launched by `rdml train` itself (torchrun on this machine), by "
+        "torchrun, or by srun under SLURM, one task per student (rdml.train.distributed). Equal to update_order="
+        "simultaneous in one process, bit for bit on CPU where the networks draw no random numbers"),
+    Key("checkpoint_steps", 0, "int", "also checkpoint every N training steps inside an epoch, with the loader's place, "
+        "so that a kill loses at most N steps and the resumed run gives the same bits (an ImageNet epoch is hours); "
+        "0 = at the end of each epoch only",
+        check=lambda v: in_range("checkpoint_steps", v, 0, INF, "an integer >= 0 (0 = once an epoch)", open_high=True)),
+    Key("loader_workers", 0, "int", "processes decoding and augmenting a streamed data set's images (ImageNet); 0 = "
+        "in the training process. Every image's draws come from (seed, epoch, row), so the number changes no result",
+        check=lambda v: in_range("loader_workers", v, 0, INF, "an integer >= 0 (0 = in the training process)", open_high=True)),
     Key("out", None, "str", "run directory; default runs/<method>-<dataset>-<arch>-a<alpha>-s<seed>-<hash>"),
 )
 
@@ -204,7 +216,8 @@ IDENTITY_V1 = frozenset({
     "weight_decay", "schedule", "step_size", "gamma", "milestones", "pct_start", "grad_clip", "seed", "split_seed",
     "test_fraction", "augment", "normalize", "summary_last", "crash_margin", "device", "precision", "memory_format",
     "compile", "fuse_students"})
-NOT_IDENTITY = ("out", "data_dir")  # where a run's output and data live
+NOT_IDENTITY = ("out", "data_dir", "checkpoint_steps", "loader_workers")  # where a run's output and data live, and
+# how often it is checkpointed and how many processes decode its images: neither changes a number
 # rdml.run/1 had one flat namespace, so every run's identity holds these method keys; a run of a method
 # without them hashes them at the values every such run had.
 V1_METHOD_KEYS = {"alpha": 1.0, "beta": 0.9, "mimic_weight": 1.0, "update_order": "simultaneous", "teacher": None,
@@ -365,6 +378,8 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     if c.teacher and not method.uses_teacher:
         raise ConfigError(f"teacher={c.teacher} is only used by a method that distils from a teacher, not {c.method}")
     method.check(c)
+    if c.distributed:
+        _check_distributed(c, method)
     if c.nesterov and c.optimizer == "sgd" and c.momentum == 0:
         raise ConfigError("nesterov=true needs momentum > 0 (or set nesterov=false)")
     if c.optimizer != "rmsprop_tf":  # another value would change the run's identity and nothing else
@@ -411,6 +426,17 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         order = f"-a{c.alpha if 'alpha' in own else V1_METHOD_KEYS['alpha']:g}"  # as rdml.run/1 named it
         c.out = str(Path("runs") / f"{c.method}-{c.dataset}-{archs}{order}-s{c.seed}-{config_sha256(c)[:8]}")
     return c
+
+
+def _check_distributed(c: TrainConfig, method) -> None:
+    """What one process per student can train: a cohort whose students exchange their logits on one shared batch
+    and step together (`Method.distributable`: DML's update_order=simultaneous, DML §4.5)."""
+    why = method.distributable(c)
+    if why:
+        raise ConfigError(f"distributed=true: {why}; set distributed=false")
+    if c.fuse_students:
+        raise ConfigError("distributed=true with fuse_students=true: each process holds one student, which has no peer "
+                          "to fuse with; set fuse_students=false")
 
 
 def _check_task(c: TrainConfig, method) -> None:

@@ -81,6 +81,13 @@ class Method(ABC):
         `student_k/<term>`), or a dict of them under names of the method's own (`<name>/<term>`). With
         `student_augment`, x is a list of views of the batch: one per student, then `extra_views`."""
 
+    @classmethod
+    def distributable(cls, cfg) -> str | None:
+        """Why a run of `cfg` cannot train with one process per student (`distributed`), or None where it can: its
+        students then exchange their logits on one shared batch and step together, each process computing its
+        student's terms with `terms(logits, y)[k]` (rdml.train.distributed.exchange_step)."""
+        return f"method {cls.name} does not train with one process per student; dml and dml_e do"
+
     def batches_per_step(self) -> int:
         """Mini-batches one `train_step` takes (the loop draws each from an epoch order of its own): one by default;
         one per network for dml's batches=own."""

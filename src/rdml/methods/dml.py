@@ -106,6 +106,20 @@ class MutualLearning(Method):
                                   "logits only, not the features the L2 term compares; set fuse_students=false")
 
     @classmethod
+    def distributable(cls, cfg) -> str | None:
+        """DML §4.5's distributed DML: each student on a GPU of its own, "the predictions and parameters of two networks
+        are updated simultaneously" (Fig. 2b), which is update_order=simultaneous on one shared batch."""
+        if cfg.update_order != "simultaneous":
+            return (f"update_order={cfg.update_order} steps the students one after the other, each on its peers' latest "
+                    "predictions (DML Algorithm 1), where one process per student updates them simultaneously (DML §4.5); "
+                    "set update_order=simultaneous")
+        if cfg.batches != "shared":
+            return f"batches={cfg.batches} gives each network a batch of its own, where the processes exchange their logits on one shared batch"
+        if cfg.feature_l2:
+            return f"feature_l2={cfg.feature_l2:g} compares the students' features, where the processes exchange logits only"
+        return None
+
+    @classmethod
     def label(cls, keys) -> str:
         alpha = keys.get("alpha", ALPHA.default)
         base = "DML_e" if cls.ensemble else "DML"
@@ -116,6 +130,8 @@ class MutualLearning(Method):
             label += f" ({', '.join(tags)})"
         if keys.get("feature_l2", 0.0):
             label += f", L2 λ={keys['feature_l2']:g}"  # DML Table 5's "DML, L2"
+        if keys.get("distributed", False):
+            label += ", distributed"  # DML §4.5, Fig. 2b: one process (GPU) per student
         return label
 
     @classmethod

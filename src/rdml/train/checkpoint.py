@@ -64,8 +64,11 @@ def _canonical(value):
     return value
 
 
-def save_checkpoint(path: Path, resume: dict, device: torch.device, cohort, method, record: dict) -> None:
-    """`resume`: what must be the same for the state to be resumed (config, teacher, training code, execution)."""
+def save_checkpoint(path: Path, resume: dict, device: torch.device, cohort, method, record: dict,
+                    progress: dict | None = None, rank_rng: list | None = None) -> None:
+    """`resume`: what must be the same for the state to be resumed (config, teacher, training code, execution).
+    `progress`: where inside an epoch the run is (checkpoint_steps; rdml.train.loop.train_epoch), None at an
+    epoch's end. `rank_rng`: every rank's random state, in a distributed run (rdml.train.distributed)."""
     payload = io.BytesIO()
     torch.save({
         "students": [
@@ -77,6 +80,8 @@ def save_checkpoint(path: Path, resume: dict, device: torch.device, cohort, meth
         "rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         "record": {k: record[k] for k in RESUMED_KEYS if k in record},
+        **({"progress": progress} if progress is not None else {}),
+        **({"rank_rng": rank_rng} if rank_rng is not None else {}),
     }, payload)
     data = payload.getvalue()
     atomic_torch_save(path, {"format": CHECKPOINT_FORMAT, "resume": resume, "sha256": sha256_bytes(data), "payload": data})
@@ -98,8 +103,9 @@ def read_checkpoint(path: Path) -> dict:
     return {**state, "resume": saved["resume"]}
 
 
-def restore_checkpoint(state: dict, device: torch.device, cohort, method, record: dict) -> None:
-    """Put students, optimisers, schedules, the method's state, RNG and the metrics so far back as saved."""
+def restore_checkpoint(state: dict, device: torch.device, cohort, method, record: dict, rank: int | None = None) -> None:
+    """Put students, optimisers, schedules, the method's state, RNG and the metrics so far back as saved; `rank`: this
+    process's in a distributed run, which takes its own random state back."""
     for student, saved in zip(cohort, state["students"]):
         student.model.load_state_dict(saved["model"])
         student.optimizer.load_state_dict(saved["optimizer"])
@@ -107,9 +113,14 @@ def restore_checkpoint(state: dict, device: torch.device, cohort, method, record
     method.load_state_dict(state.get("method") or {})
     if getattr(cohort, "average", None) is not None:
         cohort.average.load_state_dict(state["average"])
-    torch.set_rng_state(state["rng"])
-    if device.type == "cuda" and state.get("cuda_rng") is not None:
-        torch.cuda.set_rng_state(state["cuda_rng"], device)
+    if rank is not None:
+        torch.set_rng_state(state["rank_rng"]["rng"][rank])
+        if device.type == "cuda" and state["rank_rng"]["cuda_rng"][rank] is not None:
+            torch.cuda.set_rng_state(state["rank_rng"]["cuda_rng"][rank], device)
+    else:
+        torch.set_rng_state(state["rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
     record.update({k: state["record"][k] for k in RESUMED_KEYS if k in state["record"]})
     record["resumed_at"].append(utc_now())
 

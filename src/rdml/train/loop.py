@@ -13,9 +13,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import fcntl
+import itertools
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
@@ -23,13 +24,14 @@ import torch
 from tqdm.auto import tqdm
 
 from rdml.code import PACKAGE
-from rdml.config import ConfigError, TrainConfig, config_values
+from rdml.config import ConfigError, TrainConfig, config_values, resolve
 from rdml.data.augment import augment_batch
 from rdml.data.base import Dataset, own_stream_seed
 from rdml.dependencies import training_code
 from rdml.io import utc_now
 from rdml.methods import METHODS
 from rdml.metrics import primary_of
+from rdml.train import distributed
 from rdml.train.autotune import resolve_auto
 from rdml.train.checkpoint import (KEPT_DIR, is_kept_epoch_file, kept_epoch_file, kept_epoch_problems, planned_kept_epochs,
                                    read_checkpoint, restore_checkpoint, save_checkpoint, save_model)
@@ -39,7 +41,7 @@ from rdml.train.integrity import FINISHED, read_record, run_problems, summarise,
 from rdml.train.prepare import Prepared, prepare
 from rdml.train.record import code_provenance, environment
 
-__all__ = ["train", "RECORD_FORMAT"]
+__all__ = ["train", "train_distributed", "RECORD_FORMAT"]
 
 RECORD_FORMAT = "rdml.run/2"  # /2: sealed by record_sha256 (/1 records have no seal)
 RUN_FILES = ("record.json", "checkpoint.pt", "model.pt")
@@ -58,20 +60,60 @@ def train(cfg: TrainConfig, argv: list[str] | None = None, *, progress: bool | N
     unless its record says it is what training anew would give (`same_run`). A run being replaced keeps
     its files until everything that can refuse the new one (device, data, teacher, cohort) has passed.
     """
+    ranks = ranks_of(cfg)
     prep = prepare(cfg)
     cfg = prep.cfg
     run_dir = Path(cfg.out)
-    check_run_directory(run_dir)
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        lock = open(run_dir / LOCK, "a")
-    except OSError as exc:
-        raise ConfigError(f"out={run_dir}: cannot write there ({exc.strerror})") from None
-    with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent commands into one out= take turns
-        for stale in [*run_dir.glob(".*.tmp"), *(run_dir / KEPT_DIR).glob(".*.tmp")]:  # left by a kill inside an atomic write
-            stale.unlink(missing_ok=True)
-        return _train_locked(prep, run_dir, argv, progress, replace, retrain, environment_extra)
+        if ranks is not None:
+            distributed.join(ranks, cfg.students, prep.device)
+            if not ranks.leader:  # rank 0 alone reads, writes and locks the run directory, and shares what it decided
+                return _train_locked(prep, run_dir, argv, progress, replace, retrain, environment_extra, ranks)
+        check_run_directory(run_dir)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            lock = open(run_dir / LOCK, "a")
+        except OSError as exc:
+            raise ConfigError(f"out={run_dir}: cannot write there ({exc.strerror})") from None
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent commands into one out= take turns
+            for stale in [*run_dir.glob(".*.tmp"), *(run_dir / KEPT_DIR).glob(".*.tmp")]:  # left by a kill inside an atomic write
+                stale.unlink(missing_ok=True)
+            return _train_locked(prep, run_dir, argv, progress, replace, retrain, environment_extra, ranks)
+    finally:
+        if ranks is not None:
+            distributed.leave()
+
+
+def train_distributed(cfg: TrainConfig, argv: list[str] | None = None, threads: int | None = None,
+                      environment_extra: dict | None = None) -> dict:
+    """Train a distributed=true run from this process: check it, launch one process per student
+    (rdml.train.distributed.run_cohort: torchrun here, srun inside a SLURM allocation), wait, and return the record
+    rank 0 wrote. A failed rank fails the launch (the others are stopped); the same call resumes from the last
+    checkpoint every rank reached."""
+    cfg = resolve(cfg)
+    status = distributed.run_cohort(config_values(cfg), cfg.students, threads, argv, environment_extra)
+    if status != 0:
+        raise RuntimeError(f"distributed run {cfg.out}: a rank failed (exit status {status}); the same command resumes "
+                           "it from its last checkpoint")
+    return read_record(Path(cfg.out) / "record.json")
+
+
+def ranks_of(cfg: TrainConfig) -> distributed.Ranks | None:
+    """This process's rank in a distributed run (distributed=true), its device set; None for one process. A
+    distributed run started without a launcher is refused here: `rdml train` and the pipeline launch it."""
+    wanted = resolve(cfg).distributed
+    ranks = distributed.launched() if wanted else None
+    if wanted and ranks is None:
+        raise ConfigError("distributed=true runs one process per student: start it with `rdml train` (which launches "
+                          "them with torchrun), `torchrun --nproc-per-node K -m rdml.cli train ...`, or srun with one task "
+                          "per student and RDML_DISTRIBUTED_LAUNCH=srun")
+    if ranks is not None and cfg.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"device={cfg.device} with distributed=true: each rank takes a device of its own; "
+                          "set device=auto, cuda or cpu")
+    if ranks is not None:
+        distributed.device_of(ranks, cfg.device)
+    return ranks
 
 
 def check_run_directory(run_dir: Path) -> None:
@@ -97,10 +139,87 @@ def kept_files(run_dir: Path) -> list[Path]:
     return sorted(p for p in kept.iterdir() if is_kept_epoch_file(p.name)) if kept.is_dir() else []
 
 
-def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, retrain: bool, environment_extra) -> dict:
+def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, retrain: bool, environment_extra,
+                  ranks: distributed.Ranks | None = None) -> dict:
+    numerics = prep.execution.apply()  # torch's global switches, for this run, before any of its work
+    leader = ranks is None or ranks.leader
+    plan = _plan(prep, run_dir, argv, replace, retrain, environment_extra, numerics) if leader else None
+    plan = distributed.share(plan, ranks)
+    if plan["finished"] is not None:
+        return plan["finished"]
+    prep = dataclasses.replace(prep, execution=dataclasses.replace(prep.execution, **plan["execution"]))
     cfg, data = prep.cfg, prep.data
     record_path, checkpoint_path, model_path = (run_dir / name for name in RUN_FILES)
-    numerics = prep.execution.apply()  # torch's global switches, for this run, before any of its work
+    record, saved, resume = plan["record"], plan["saved"], plan["resume"]
+    steps_per_epoch = data.steps_per_epoch(cfg.batch_size)
+    teacher = prep.execution.runner(prep.teacher.requires_grad_(False)) if prep.teacher is not None else None
+    method = METHODS[cfg.method](cfg, teacher)
+    cohort = build_cohort(cfg, data, prep.execution, steps_per_epoch, prep.outputs, prep.pretrained, method)
+    if ranks is not None:
+        record["environment"]["distributed"] = ranks.describe(prep.device)
+        if not ranks.leader:
+            torch.manual_seed(distributed.rank_seed(cfg.seed, ranks.rank))  # dropout: a stream of its own (module doc)
+    if leader and saved is None:  # only now, once all that can refuse the new run has passed
+        for stale in (model_path, checkpoint_path, *kept_files(run_dir), record_path):  # the record last: it vouches for the rest
+            stale.unlink(missing_ok=True)
+    if saved is not None:
+        restore_checkpoint(saved, prep.device, cohort, method, record, rank=None if ranks is None else ranks.rank)
+        if record["epochs"]:  # killed after an epoch's checkpoint, perhaps before its record
+            record["summary"] = summarise(record["epochs"], cfg.summary_last)
+    within = saved.get("progress") if saved is not None else None  # killed inside an epoch (checkpoint_steps)
+
+    def checkpoint(progress_state=None, rank_rng=None):
+        save_checkpoint(checkpoint_path, resume, prep.device, cohort, method, record, progress=progress_state,
+                        rank_rng=rank_rng)
+
+    kept = set(planned_kept_epochs(config_values(cfg), cfg.epochs))
+    show = (sys.stderr.isatty() if progress is None else progress) and leader
+    bar = tqdm(total=cfg.epochs, initial=len(record["epochs"]), desc=record["label"], unit="epoch", disable=not show)
+    for epoch in range(len(record["epochs"]) + 1, cfg.epochs + 1):
+        if record["diverged"] and record["diverged"]["stopped"]:
+            break
+        started = time.perf_counter()
+        entry, rank_rng = train_epoch(method, cohort, data, cfg, epoch, show, within=within, checkpoint=checkpoint,
+                                      ranks=ranks)
+        seconds = time.perf_counter() - started + (within or {}).get("seconds", 0.0)
+        within = None
+        if leader:
+            record["epochs"].append(entry)
+            record["epoch_seconds"].append(seconds)
+            record["diverged"] = divergence_after(record["diverged"], record["epochs"], data.chance_accuracy,
+                                                  cfg.crash_margin, method.members(cfg))
+            record["summary"] = summarise(record["epochs"], cfg.summary_last)
+            if epoch in kept:  # after the epoch's evaluation and the method's end of epoch (OKDPH's fusion), as the
+                # official code saves (src/OKDPH.py L138-152); named once whole, vouched for by the checkpoint, then the record
+                with cohort.evaluated():
+                    record["kept_epochs"][str(epoch)] = save_model(run_dir / kept_epoch_file(epoch), data, cfg.arch, cohort,
+                                                                   prep.outputs)
+            checkpoint(rank_rng=rank_rng)
+            write_record(record_path, record)
+            bar.update(1)
+            (bar.write if show else partial(print, file=sys.stderr))(_epoch_line(entry, cfg.epochs))
+        record["diverged"] = distributed.share(record["diverged"], ranks)
+    bar.close()
+    if not leader:
+        return distributed.share(None, ranks)
+
+    for unnamed in set(kept_files(run_dir)) - {run_dir / kept_epoch_file(k) for k in record.get("kept_epochs") or {}}:
+        unnamed.unlink()  # what a kill between a kept epoch's file and its checkpoint left, if not written again
+    with cohort.evaluated():
+        record["final_model"] = {"path": "model.pt", "sha256": save_model(model_path, data, cfg.arch, cohort, prep.outputs)}
+    record["status"] = "diverged" if record["diverged"] else "ok"
+    record["ended_at"] = utc_now()
+    write_record(record_path, record)
+    checkpoint_path.unlink(missing_ok=True)
+    return distributed.share(record, ranks)
+
+
+def _plan(prep: Prepared, run_dir: Path, argv, replace: bool, retrain: bool, environment_extra, numerics) -> dict:
+    """What this command does in `run_dir` (rank 0 decides for every rank): return a finished run as it is
+    (`finished`), resume an interrupted one (`saved`, its checkpoint) or train anew, with the record it writes,
+    the checkpoint's resume key and the execution choices (`auto` resolved by timing)."""
+    cfg = prep.cfg
+    record_path, checkpoint_path, model_path = (run_dir / name for name in RUN_FILES)
     try:
         existing = read_record(record_path) if record_path.is_file() else None
         saved = read_checkpoint(checkpoint_path) if checkpoint_path.is_file() else None
@@ -138,86 +257,83 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
         problems += kept_epoch_problems(run_dir, existing.get("kept_epochs"),
                                         planned_kept_epochs(existing["config"], len(existing["epochs"])), record_path)
         if not problems and not retrain:
-            return existing
+            return {"finished": existing}
         record = new_record(prep, argv, environment_extra)
         if not problems and same_run(existing, record):
-            return existing
+            return {"finished": existing}
         if problems and not replace:
             raise ConfigError(f"out={run_dir} holds a finished run whose files no longer match its record: "
                               + "; ".join(problems) + "; remove the directory to train the run again")
         existing = saved = None
-
-    record = record or new_record(prep, argv, environment_extra)
-    steps_per_epoch = data.steps_per_epoch(cfg.batch_size)
-    teacher = prep.execution.runner(prep.teacher.requires_grad_(False)) if prep.teacher is not None else None
-    method = METHODS[cfg.method](cfg, teacher)
-    cohort = build_cohort(cfg, data, prep.execution, steps_per_epoch, prep.outputs, prep.pretrained, method)
-    if existing is None and saved is None:  # only now, once all that can refuse the new run has passed
-        for stale in (model_path, checkpoint_path, *kept_files(run_dir), record_path):  # the record last: it vouches for the rest
-            stale.unlink(missing_ok=True)
-    if saved is not None:
-        restore_checkpoint(saved, prep.device, cohort, method, record)
-        if record["epochs"]:  # killed after an epoch's checkpoint, perhaps before its record
-            record["summary"] = summarise(record["epochs"], cfg.summary_last)
-
-    kept = set(planned_kept_epochs(config_values(cfg), cfg.epochs))
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = tqdm(total=cfg.epochs, initial=len(record["epochs"]), desc=record["label"], unit="epoch", disable=not show)
-    for epoch in range(len(record["epochs"]) + 1, cfg.epochs + 1):
-        if record["diverged"] and record["diverged"]["stopped"]:
-            break
-        started = time.perf_counter()
-        entry = train_epoch(method, cohort, data, cfg, epoch, show)
-        record["epochs"].append(entry)
-        record["epoch_seconds"].append(time.perf_counter() - started)
-        record["diverged"] = divergence_after(record["diverged"], record["epochs"], data.chance_accuracy,
-                                              cfg.crash_margin, method.members(cfg))
-        record["summary"] = summarise(record["epochs"], cfg.summary_last)
-        if epoch in kept:  # after the epoch's evaluation and the method's end of epoch (OKDPH's fusion), as the
-            # official code saves (src/OKDPH.py L138-152); named once whole, vouched for by the checkpoint, then the record
-            with cohort.evaluated():
-                record["kept_epochs"][str(epoch)] = save_model(run_dir / kept_epoch_file(epoch), data, cfg.arch, cohort,
-                                                               prep.outputs)
-        save_checkpoint(checkpoint_path, resume, prep.device, cohort, method, record)
-        write_record(record_path, record)
-        bar.update(1)
-        (bar.write if show else partial(print, file=sys.stderr))(_epoch_line(entry, cfg.epochs))
-    bar.close()
-
-    for unnamed in set(kept_files(run_dir)) - {run_dir / kept_epoch_file(k) for k in record.get("kept_epochs") or {}}:
-        unnamed.unlink()  # what a kill between a kept epoch's file and its checkpoint left, if not written again
-    with cohort.evaluated():
-        record["final_model"] = {"path": "model.pt", "sha256": save_model(model_path, data, cfg.arch, cohort, prep.outputs)}
-    record["status"] = "diverged" if record["diverged"] else "ok"
-    record["ended_at"] = utc_now()
-    write_record(record_path, record)
-    checkpoint_path.unlink(missing_ok=True)
-    return record
+    chosen = {"memory_format": prep.execution.memory_format, "compile": prep.execution.compile}
+    return {"finished": None, "record": record or new_record(prep, argv, environment_extra), "saved": saved,
+            "resume": resume, "execution": chosen}
 
 
-def train_epoch(method, cohort: Cohort, data: Dataset, cfg: TrainConfig, epoch: int, show: bool) -> dict:
-    """One pass over the training rows, then the test metrics: the epoch's entry of the record. A method whose
-    step takes a mini-batch per network (dml's batches=own) gets at each step every network's next batch of its own
-    stream (`batch_streams`), as lists of inputs and labels in the cohort's order."""
+def train_epoch(method, cohort: Cohort, data: Dataset, cfg: TrainConfig, epoch: int, show: bool, *,
+                within: dict | None = None, checkpoint: Callable | None = None,
+                ranks: distributed.Ranks | None = None) -> tuple[dict | None, list | None]:
+    """One pass over the training rows, then the test metrics: the epoch's entry of the record, and (distributed) every
+    rank's random state for its checkpoint. A method whose step takes a mini-batch per network (dml's batches=own)
+    gets at each step every network's next batch of its own stream (`batch_streams`), as lists of inputs and labels in
+    the cohort's order.
+
+    With `checkpoint_steps` N, `checkpoint(state, rank_rng)` saves the epoch's progress after every N-th step: the
+    steps taken, the sums of the logged terms, the first learning rates and each stream's augmentation generator, so
+    that `within` (that progress, from the checkpoint) resumes the epoch at its next step with the same bits.
+    Distributed: rank k steps student k (`exchange_step`); at each checkpoint and at the epoch's end the ranks send
+    their students to rank 0 (`gather_cohort`), which alone evaluates and returns the entry (the others None)."""
+    leader = ranks is None or ranks.leader
     per_batch_schedule = cfg.schedule == "onecycle"
-    lr_first = [s.optimizer.param_groups[0]["lr"] for s in cohort]
-    sums: dict[str, torch.Tensor] = {}
-    streams = batch_streams(data, cfg, epoch, method.batches_per_step())
-    steps = len(streams[0].batches)
-    for batches in tqdm(zip(*(stream.batches for stream in streams)), total=steps, desc=f"epoch {epoch}", unit="batch",
-                        leave=False, disable=not show):
+    within = within or {}
+    start = within.get("step", 0)
+    lr_first = within.get("lr_first") or [s.optimizer.param_groups[0]["lr"] for s in cohort]
+    sums: dict = dict(within.get("sums") or {})
+    if ranks is not None:  # rank k sums its own student's terms; rank 0 gathers them in the students' order
+        sums = {name: value for name, value in sums.items() if name.startswith(f"student_{ranks.rank}/")}
+    streams = batch_streams(data, cfg, epoch, method.batches_per_step(), start=start)
+    for stream, state in zip(streams, within.get("draws") or ()):
+        stream.generator.set_state(state)
+    steps = data.steps_per_epoch(cfg.batch_size)
+    step_once = (partial(distributed.exchange_step, method, ranks=ranks) if ranks is not None else method.train_step)
+    mine = cohort if ranks is None else [cohort[ranks.rank]]  # the students whose schedules this process steps
+    started = time.perf_counter()
+
+    def synced() -> tuple[dict, list | None]:
+        if ranks is None:
+            return sums, None
+        gathered = distributed.gather_cohort(cohort, ranks, sums)
+        return gathered.get("sums", {}), gathered.get("rng")
+
+    for step, batches in enumerate(tqdm(zip(*(stream.batches for stream in streams)), total=steps, initial=start,
+                                        desc=f"epoch {epoch}", unit="batch", leave=False, disable=not show),
+                                   start=start + 1):
         if len(streams) == 1:
             x, y = streams[0].inputs(batches[0]), batches[0].labels
         else:
             x, y = [stream.inputs(batch) for stream, batch in zip(streams, batches)], [batch.labels for batch in batches]
-        terms = method.train_step(x, y, cohort)
+        terms = step_once(x, y, cohort)
         for k, student_terms in (terms.items() if isinstance(terms, dict) else enumerate(terms)):
             for name, value in {**student_terms, "total": sum(student_terms.values())}.items():
                 key = f"{k}/{name}" if isinstance(terms, dict) else f"student_{k}/{name}"
                 sums[key] = sums.get(key, 0.0) + value
         if per_batch_schedule:
-            for s in cohort:
+            for s in mine:
                 s.scheduler.step()
+        if checkpoint is not None and cfg.checkpoint_steps and step % cfg.checkpoint_steps == 0 and step < steps:
+            merged, rank_rng = synced()
+            if leader:
+                checkpoint({"epoch": epoch, "step": step, "lr_first": lr_first,
+                            "sums": {k: torch.as_tensor(v).detach().cpu() for k, v in merged.items()},
+                            "draws": [stream.generator.get_state() for stream in streams],
+                            "seconds": within.get("seconds", 0.0) + time.perf_counter() - started}, rank_rng)
+    sums, rank_rng = synced()
+    if not leader:
+        for s in mine:
+            if not per_batch_schedule:
+                s.scheduler.step()
+        method.end_epoch(epoch, cohort)
+        return None, None
     lr_last = [s.optimizer.param_groups[0]["lr"] for s in cohort]
     entry = {
         "epoch": epoch,
@@ -234,18 +350,19 @@ def train_epoch(method, cohort: Cohort, data: Dataset, cfg: TrainConfig, epoch: 
         for s in cohort:
             s.scheduler.step()
     method.end_epoch(epoch, cohort)
-    return entry
+    return entry, rank_rng
 
 
 @dataclasses.dataclass
 class BatchStream:
     """One epoch's training batches in one order, and the augmentation draws and input noise of their inputs
-    (`student_augment`: one view of each batch per kind)."""
+    (`student_augment`: one view of each batch per kind), drawn from `generator`."""
 
-    batches: list
+    batches: Iterator
     augment: Callable | None
     views: list
     noise: Callable | None
+    generator: torch.Generator
 
     def inputs(self, batch):
         x = [batch.inputs(view) for view in self.views] if self.views else batch.inputs(self.augment)
@@ -254,22 +371,24 @@ class BatchStream:
         return x
 
 
-def batch_streams(data: Dataset, cfg: TrainConfig, epoch: int, count: int) -> list[BatchStream]:
-    """The epoch's batch streams, one per mini-batch a step takes. Stream 0 is every run's: the order of
-    `Dataset.train_batches` and augmentation draws (and input noise) from one generator seeded with
-    seed · 1,000,003 + epoch + 500,000,000. Stream k ≥ 1 (a network's own batches) takes network k's own order
-    (`Dataset.student_train_batches`) and draws from its own generator (rdml.data.base.own_stream_seed(seed, epoch,
-    k, "draws")), so each network's inputs come from (seed, epoch, k) alone, and network 0's are a shared run's."""
+def batch_streams(data: Dataset, cfg: TrainConfig, epoch: int, count: int, start: int = 0) -> list[BatchStream]:
+    """The epoch's batch streams, one per mini-batch a step takes, from batch `start` on (a run resumed inside the
+    epoch). Stream 0 is every run's: the order of `Dataset.train_batches` and augmentation draws (and input noise)
+    from one generator seeded with seed · 1,000,003 + epoch + 500,000,000. Stream k ≥ 1 (a network's own batches)
+    takes network k's own order (`Dataset.student_train_batches`) and draws from its own generator
+    (rdml.data.base.own_stream_seed(seed, epoch, k, "draws")), so each network's inputs come from (seed, epoch, k)
+    alone, and network 0's are a shared run's."""
     streams = []
     for k in range(count):
-        batches = list(data.train_batches(cfg.batch_size, seed=cfg.seed, epoch=epoch) if k == 0 else
-                       data.student_train_batches(cfg.batch_size, seed=cfg.seed, epoch=epoch, student=k))
+        batches = (data.train_batches(cfg.batch_size, seed=cfg.seed, epoch=epoch) if k == 0 else
+                   data.student_train_batches(cfg.batch_size, seed=cfg.seed, epoch=epoch, student=k))
+        batches = itertools.islice(batches, start, None)
         seed = cfg.seed * 1_000_003 + epoch + 500_000_000 if k == 0 else own_stream_seed(cfg.seed, epoch, k, "draws")
         draws = torch.Generator().manual_seed(seed)  # augmentation only
         augment = None if cfg.augment == "none" else partial(augment_batch, kind=cfg.augment, generator=draws)
         views = [None if kind == "none" else partial(augment_batch, kind=kind, generator=draws)
                  for kind in cfg.student_augment]
-        streams.append(BatchStream(batches, augment, views, input_noise(cfg.input_noise, draws)))
+        streams.append(BatchStream(batches, augment, views, input_noise(cfg.input_noise, draws), draws))
     return streams
 
 
