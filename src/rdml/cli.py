@@ -222,8 +222,8 @@ def _train(args, argv) -> int:
         else:
             record = train(cfg, argv=command, progress=progress)
     ranks = distributed.launched()
-    if ranks is not None and not ranks.leader:
-        return 0
+    if ranks is not None and (not ranks.leader or handed is not None):
+        return 0  # one summary: rank 0's, or the launching process's
     print(json.dumps({"run": record["config"]["out"], "status": record["status"], "label": record["label"],
                       "summary": record["summary"]}, indent=1, ensure_ascii=False))
     return 0
