@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -114,15 +115,18 @@ class Dataset:
     def steps_per_epoch(self, batch_size: int) -> int:
         return len(batch_starts(len(self.y_train), batch_size))
 
-    def train_batches(self, batch_size: int, *, seed: int, epoch: int) -> Iterator[Batch]:
-        """The training batches of one epoch, in the order `epoch_batches` draws from (seed, epoch)."""
-        for rows in epoch_batches(len(self.y_train), batch_size, seed=seed, epoch=epoch):
+    def train_batches(self, batch_size: int, *, seed: int, epoch: int, start: int = 0) -> Iterator[Batch]:
+        """The training batches of one epoch, in the order `epoch_batches` draws from (seed, epoch), from batch
+        `start` on (a run resumed mid-epoch)."""
+        for rows in islice(epoch_batches(len(self.y_train), batch_size, seed=seed, epoch=epoch), start, None):
             yield Batch(self, rows)
 
-    def student_train_batches(self, batch_size: int, *, seed: int, epoch: int, student: int) -> Iterator[Batch]:
-        """The training batches of one epoch in student `student`'s own order (`student_epoch_batches`): student 0's
-        are `train_batches`."""
-        for rows in student_epoch_batches(len(self.y_train), batch_size, seed=seed, epoch=epoch, student=student):
+    def student_train_batches(self, batch_size: int, *, seed: int, epoch: int, student: int,
+                              start: int = 0) -> Iterator[Batch]:
+        """The training batches of one epoch in student `student`'s own order (`student_epoch_batches`), from batch
+        `start` on: student 0's are `train_batches`."""
+        batches = student_epoch_batches(len(self.y_train), batch_size, seed=seed, epoch=epoch, student=student)
+        for rows in islice(batches, start, None):
             yield Batch(self, rows)
 
     def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
@@ -196,7 +200,7 @@ class Batch:
 
 def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_fraction: float = 1.0,
                  unlabelled: str = "mimic", data_dir: str | Path = "data", normalize: str = "dataset",
-                 val_fraction: float = 0.0, labelled_classes: int = 0) -> Dataset:
+                 val_fraction: float = 0.0, labelled_classes: int = 0, workers: int = 0) -> Dataset:
     """Load `name`, split it, hide labels, and set the normalisation (train statistics, ImageNet's, or
     the fixed constants of published code: rdml.data.fixed_normalisation).
 
@@ -209,11 +213,23 @@ def load_dataset(name: str, *, split_seed: int, test_fraction: float, labelled_f
     their losses' rows alone (DML §4.10). `val_fraction` of each class of the training rows is held out
     for validation (RDML §5.2: "20 % of the training set"), from split_seed, before any labels are
     hidden; a text set's vocabulary is then the one of the remaining training rows.
+
+    A set with storage="stream" (ImageNet: rdml.data.catalog.STORAGES) is read from its prepared shards by
+    `<module>.load(name, data_dir, workers=workers)`, `workers` decoding processes (0: in this process); it keeps
+    its official split and every label.
     """
     source = DATASETS[name]
     check_normalize(normalize, name)
     one_of("unlabelled", unlabelled, ("mimic", "drop"))
     _check_labelled_classes(name, labelled_classes, labelled_fraction)
+    if source.storage == "stream":
+        changed = {key: value for key, value, default in (("labelled_fraction", labelled_fraction, 1.0),
+                                                          ("labelled_classes", labelled_classes, 0),
+                                                          ("val_fraction", val_fraction, 0.0)) if value != default}
+        if changed:
+            raise ConfigError(f"{', '.join(f'{k}={v}' for k, v in changed.items())}: dataset {name} is streamed from "
+                              "its shards with its official split and every label; leave these at their defaults")
+        return importlib.import_module(f"rdml.data.{source.module}").load(name, data_dir, workers=workers)
     rng = np.random.default_rng(split_seed)
     raw = importlib.import_module(f"rdml.data.{source.module}").load(name, data_dir)
     files = raw.files

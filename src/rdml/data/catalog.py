@@ -40,9 +40,10 @@ TASKS: Registry[Task] = Registry("task")
 TASKS.add("classification", Task("classification", ("train", "test", "val"), ("class",)))
 TASKS.add("retrieval", Task("retrieval", ("train", "query", "gallery"), ("identity", "camera")))
 
-# How a data set is read: held in memory as tensors (every set today). Sets larger than memory (ImageNet)
-# are read as a stream of shards through the same loader interface (rdml.data.base.Dataset.train_batches).
-STORAGES = ("memory",)
+# How a data set is read: held in memory as tensors, or, for a set larger than memory (ImageNet), streamed from
+# shards on disk by decoding workers through the same loader interface (rdml.data.base.Dataset.train_batches;
+# rdml.data.imagenet.StreamedDataset).
+STORAGES = ("memory", "stream")
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,10 @@ KINDS.add("text", Kind("text", ("none",), ("none",)))
 # flip, as the official code does; `flip` is the official code's only augmentation (YingZhangDUT/Deep-Mutual-Learning
 # preprocessing/reid_preprocessing.py L30-40), `inception` its scaling to [-1, 1].
 KINDS.add("pedestrians", Kind("pedestrians", ("flip", "none"), ("inception", "imagenet", "dataset")))
+# ImageNet photos at their own sizes, decoded and augmented per sample by a streamed set's workers
+# (rdml.data.imagenet): `inception` is TF-slim's preprocess_for_train as it trained MobileNet v1 and Inception v1,
+# `none` its preprocess_for_eval (central 87.5 %); both end in slim's scaling to [-1, 1], the one normalisation.
+KINDS.add("imagenet_photos", Kind("imagenet_photos", ("inception", "none"), ("inception",)))
 
 DATASETS: Registry[DataSource] = Registry("dataset")
 
@@ -131,6 +136,16 @@ DATASETS.add("tiny_market1501", DataSource("tiny_market1501", DataSpec("pedestri
                                            official_split=True, task="retrieval"))
 DATASETS.add("market1501", DataSource("market1501", DataSpec("pedestrians", 751, (3, 224, 224)), "market",
                                       downloaded=True, official_split=True, smoke="tiny_market1501", task="retrieval"))
+
+
+# ILSVRC2012 (ImageNet): no public download; the user's three archives, prepared by `rdml pipeline prepare imagenet`
+# into shards that the training loop streams (rdml.data.imagenet). 1,000 classes (TF-slim's checkpoints have 1,001,
+# a background class first); the validation images are the official test split. tiny_imagenet: the same archive
+# formats generated at a few KB, read by the same reader.
+DATASETS.add("tiny_imagenet", DataSource("tiny_imagenet", DataSpec("imagenet_photos", 5, (3, 224, 224)), "imagenet",
+                                         official_split=True, storage="stream"))
+DATASETS.add("imagenet", DataSource("imagenet", DataSpec("imagenet_photos", 1000, (3, 224, 224)), "imagenet",
+                                    downloaded=True, official_split=True, smoke="tiny_imagenet", storage="stream"))
 
 
 def downloaded() -> list[str]:

@@ -21,6 +21,7 @@ TRAIN_ROWS: dict[str, int] = {
     "yahoo_answers": 1_400_000,  # Yahoo! Answers train.csv: 140,000 per class × 10 (Zhang et al. 2015)
     "yelp_full": 650_000,  # Yelp Review Full train.csv: 130,000 per class × 5 (Zhang et al. 2015)
     "market1501": 12_936,  # Market-1501 bounding_box_train: 751 identities (Zheng et al. 2015; rdml.data.market)
+    "imagenet": 1_281_167,  # ILSVRC2012_img_train.tar: 1,000 classes, 732 to 1,300 each (rdml.data.imagenet)
     # OKDPH's index lists (rdml.data.subsets): per class round(the parent's class rows × percent / 100),
     # drawn with replacement and trained on duplicates included
     "cifar10_10": 10 * 500, "cifar10_1": 10 * 50, "cifar100_10": 100 * 50, "cifar100_1": 100 * 5,
