@@ -98,3 +98,30 @@ def test_jobs_per_gpu_is_checked():
     for bad in (0, -1, 1.5, "x", True, "Auto", " auto"):
         with pytest.raises(ConfigError, match="jobs_per_gpu=.* is not allowed; allowed: auto or an integer >= 1"):
             jobs_per_gpu(bad)
+
+
+def test_a_distributed_cohort_holds_whole_gpus_and_waits_for_enough_of_them(tmp_path, monkeypatch):
+    from rdml.pipeline.slots import acquire_gpus
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    single = acquire_gpu(3, lock_dir=tmp_path, per_gpu=2)  # a packed job on GPU 0
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    cohort = acquire_gpus(2, 3, lock_dir=tmp_path, per_gpu=2)  # GPU 0 is not whole: GPUs 1 and 2
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "1,2" and cohort.index == 1
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    with pytest.raises(TimeoutError, match="no 2 free GPU slots among 3"):
+        acquire_gpus(2, 3, lock_dir=tmp_path, per_gpu=2, timeout=0.2, poll_seconds=0.05)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    companion = acquire_gpu(3, lock_dir=tmp_path, per_gpu=2)  # GPU 0's second slot: the cohort holds GPU 1's and 2's
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    with pytest.raises(TimeoutError):
+        acquire_gpu(3, lock_dir=tmp_path, per_gpu=2, timeout=0.2, poll_seconds=0.05)
+    companion.release()
+    cohort.release()
+    single.release()
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    with pytest.raises(RuntimeError, match="a distributed cohort of 4 students takes 4 GPUs, one per student; this machine has 3"):
+        acquire_gpus(4, 3, lock_dir=tmp_path)
+    assert acquire_gpus(2, 0, lock_dir=tmp_path).source == "no GPU: CPU"

@@ -1,6 +1,7 @@
 # The plan of every study, from Snakemake's config (params.yaml, with any --config / --configfile
 # overrides) through rdml.study.plan, the same code dvc.yaml is written by. Planning never imports torch.
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -19,6 +20,13 @@ BUILD = studies_to_build(config)
 JOBS = {study: {job.id: job for job in plan_jobs(config, study)} for study in BUILD}
 MEASURED = {study: plan_measurements(config, study) for study in BUILD}  # runs the analysis tables measure
 JOB_OF = {study: {run.id: job for job in jobs.values() for run in job.runs} for study, jobs in JOBS.items()}
+# A distributed cohort (distributed=true: one process and one GPU per student, rdml.train.distributed) is trained by
+# train_cohort_job, which asks for its GPUs and, under SLURM, one task per student; every other job by train_job.
+# The job's id says which: these patterns match exactly the cohort jobs' ids, and exactly the others'.
+_COHORT_IDS = sorted({job_id for jobs in JOBS.values() for job_id, job in jobs.items() if job.ranks > 1})
+_JOB_SUFFIX = re.escape(paths.job_file("s", "d/j").split("d/j", 1)[1])  # what follows a job id in its file's path
+COHORT_JOB = "|".join(re.escape(job_id) for job_id in _COHORT_IDS) or "(?!)"
+SINGLE_JOB = f"(?!(?:{COHORT_JOB}){_JOB_SUFFIX}$)[^/]+/[^/]+"
 # Where a job runs is not what it computes: the GPU slots reach the jobs through the environment, not
 # as rule parameters, so a change of `gpus` or `jobs_per_gpu` retrains nothing. With jobs_per_gpu N,
 # --resources gpu= counts GPUs × N slots. `jobs_per_gpu: auto` is the packing `make gpu-check` measured on

@@ -1,3 +1,7 @@
+# The command of both training rules (the same job runner; a cohort's job launches its ranks itself).
+TRAIN_COMMAND = "exec rdml pipeline run {wildcards.study:q} {wildcards.job:q} --gpus $RDML_GPUS --jobs-per-gpu $RDML_JOBS_PER_GPU --threads $RDML_THREADS --die-with-parent --spec-file results/{wildcards.study:q}/specs/{wildcards.job:q}.json --log {log:q}"
+
+
 rule prepare_data:
     """A data set (or a resource data sets share, e.g. GloVe), downloaded where that applies, loaded once."""
     input:
@@ -34,6 +38,8 @@ rule train_job:
         weights=lambda w: [paths.weights_stamp(arch) for arch in planned(w).weights],
     output:
         paths.job_file("{study}", "{job}"),
+    wildcard_constraints:
+        job=SINGLE_JOB,  # a distributed cohort's job is train_cohort_job's (common.smk)
     params:
         spec=lambda w: spec_text(planned(w).spec()),  # what reruns the job when the plan changes
         code=lambda w: planned(w).code.sha256,
@@ -48,4 +54,38 @@ rule train_job:
         # exec: the job's parent is Snakemake itself, and the job ends when Snakemake dies. --spec-file: where
         # rdml.pipeline.specs.spec_file puts the spec (onstart: common.smk), spelled here, not as a rule
         # parameter, so that parameters stay what they were (a test holds the two spellings together).
-        "exec rdml pipeline run {wildcards.study:q} {wildcards.job:q} --gpus $RDML_GPUS --jobs-per-gpu $RDML_JOBS_PER_GPU --threads $RDML_THREADS --die-with-parent --spec-file results/{wildcards.study:q}/specs/{wildcards.job:q}.json --log {log:q}"
+        TRAIN_COMMAND
+
+
+rule train_cohort_job:
+    """The runs of one job of a distributed cohort (distributed=true), one process and one whole GPU per student.
+
+    The same command as train_job's. Locally it holds K whole GPUs (K × jobs_per_gpu slots of `--resources gpu`)
+    and launches the ranks with torchrun. Under SLURM it asks for K tasks, one GPU each (sbatch --gpus=K
+    --ntasks-per-gpu=1 --ntasks=K); `mpi` tells the SLURM plugin to run the command once on the allocation's first
+    node instead of inside `srun -n1`, and rdml starts the ranks with `srun --ntasks=K --gpus-per-task=1
+    --kill-on-bad-exit=1` (rdml.train.distributed), on one node or several.
+    """
+    input:
+        data=lambda w: paths.data_stamp(planned(w).dataset),
+        teachers=lambda w: sorted({JOB_OF[w.study][teacher.id].file for teacher in planned(w).teachers}),
+        weights=lambda w: [paths.weights_stamp(arch) for arch in planned(w).weights],
+    output:
+        paths.job_file("{study}", "{job}"),
+    wildcard_constraints:
+        job=COHORT_JOB,
+    params:
+        spec=lambda w: spec_text(planned(w).spec()),
+        code=lambda w: planned(w).code.sha256,
+    resources:
+        gpu=lambda w: planned(w).ranks * JOBS_PER_GPU,
+        tasks=lambda w: planned(w).ranks,
+        tasks_per_gpu=1,
+        mpi="srun",
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
+    log:
+        job_log("{study}", "{job}"),
+    threads: THREADS
+    shell:
+        TRAIN_COMMAND

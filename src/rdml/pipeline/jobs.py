@@ -19,10 +19,11 @@ from rdml.data.base import load_dataset
 from rdml.data.catalog import DATASETS, KINDS, RESOURCES
 from rdml.io import atomic_write_json
 from rdml.methods import METHODS
+from rdml.metrics import METRICS, PRIMARY, primary_of
 from rdml.pipeline.console import LOGGER, label_output
-from rdml.pipeline.slots import acquire_gpu
+from rdml.pipeline.slots import acquire_gpu, acquire_gpus
 from rdml.study.params import load_params, slot_count, thread_count
-from rdml.train.loop import train
+from rdml.train.loop import train, train_distributed
 
 __all__ = ["run_job", "measure_job", "job_threads", "metrics_of", "prepare_dataset", "prepare_weights"]
 
@@ -37,9 +38,10 @@ def job_threads(threads: int | None, params_path: str = PARAMS) -> int:
     return thread_count({"threads": threads})
 
 
-def _on_slot(gpus, per_gpu: int, threads: int):
-    """Take a GPU slot (rdml.pipeline.slots) and set the job's threads; a shared GPU's memory is capped at 1/N."""
-    slot = acquire_gpu(slot_count(gpus), per_gpu=per_gpu)
+def _on_slot(gpus, per_gpu: int, threads: int, ranks: int = 1):
+    """Take a GPU slot (rdml.pipeline.slots), or `ranks` whole GPUs for a distributed cohort, and set the job's
+    threads; a shared GPU's memory is capped at 1/N."""
+    slot = acquire_gpus(ranks, slot_count(gpus), per_gpu=per_gpu) if ranks > 1 else acquire_gpu(slot_count(gpus), per_gpu=per_gpu)
     torch.set_num_threads(threads)
     if slot.sharing > 1 and torch.cuda.is_available():
         torch.cuda.set_per_process_memory_fraction(1 / slot.sharing, 0)
@@ -62,7 +64,8 @@ def run_job(spec: dict, gpus: int | str = "auto", threads: int | None = None, pe
     for cfg in configs.values():
         resolve(cfg)  # every run of the job is valid before any file of any run is touched
     # CUDA reads CUDA_VISIBLE_DEVICES when it first starts, which torch delays until first use.
-    slot = _on_slot(gpus, per_gpu, threads)
+    ranks = max(resolve(cfg).students if resolve(cfg).distributed else 1 for cfg in configs.values())
+    slot = _on_slot(gpus, per_gpu, threads, ranks)
     try:
         command = ["rdml", "pipeline", "run", study, job_id]
         records = {run_id: _train_run(study, run_id, cfg, command, slot.source, metric) for run_id, cfg in configs.items()}
@@ -86,7 +89,12 @@ def _train_run(study: str, run_id: str, cfg, command: list[str], gpu_slot: str, 
     label_output(run_id)
     LOGGER.debug("%s %s: training (%s)", study, run_id, cfg.out)
     try:
-        record = train(cfg, argv=command, progress=False, replace=True, retrain=True, environment_extra={"gpu_slot": gpu_slot})
+        if resolve(cfg).distributed:  # one process per student: torchrun on this machine, srun in a SLURM allocation
+            record = train_distributed(cfg, argv=command, threads=torch.get_num_threads(), replace=True, retrain=True,
+                                       environment_extra={"gpu_slot": gpu_slot})
+        else:
+            record = train(cfg, argv=command, progress=False, replace=True, retrain=True,
+                           environment_extra={"gpu_slot": gpu_slot})
         atomic_write_json(paths.metrics_file(study, run_id), metrics_of(record))
     except Exception as exc:
         LOGGER.info("%s %s: failed (%s: %s) after %.1f s", study, run_id, type(exc).__name__, exc, time.perf_counter() - started)
@@ -103,11 +111,13 @@ def run_line(study: str, run_id: str, record: dict, members, metric: str, second
     """A finished run in one line: its id, status, the study's metric of each member (students, branches)
     and the seconds it took (its epochs' when it was already trained and only checked)."""
     summary = record.get("summary") or {}
-    values = " ".join(f"{summary[m][f'{metric}_acc']:.4f}" if summary.get(m, {}).get(f"{metric}_acc") is not None else "-"
-                      for m in members)
+    last = (record.get("epochs") or [{}])[-1].get("test") or {}
+    primary = primary_of(next(iter(last.values()))) if last else METRICS[PRIMARY]  # top-1, or mAP on a retrieval set
+    key = f"{metric}_{primary.recorded}"
+    values = " ".join(f"{summary[m][key]:.4f}" if summary.get(m, {}).get(key) is not None else "-" for m in members)
     trained = record.get("epoch_seconds") or []
     took = f"already trained ({sum(trained):.1f} s of epochs)" if kept else f"{seconds:.1f} s"
-    return f"{study} {run_id}: {record['status']}, {metric} test acc {values}, {took}"
+    return f"{study} {run_id}: {record['status']}, {metric} test {primary.recorded} {values}, {took}"
 
 
 def measure_job(spec: dict, gpus: int | str = "auto", threads: int | None = None, per_gpu: int = 1) -> str:

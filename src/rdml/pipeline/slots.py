@@ -28,7 +28,7 @@ from pathlib import Path
 from rdml.gpus import count_gpus
 
 
-__all__ = ["Slot", "acquire_gpu", "count_gpus", "die_with_parent", "DEFAULT_LOCK_DIR"]
+__all__ = ["Slot", "acquire_gpu", "acquire_gpus", "count_gpus", "die_with_parent", "DEFAULT_LOCK_DIR"]
 
 DEFAULT_LOCK_DIR = Path(os.environ.get("RDML_LOCK_DIR", "/tmp/rdml-gpu-locks"))
 
@@ -60,6 +60,71 @@ def die_with_parent() -> None:
         return
     if os.getppid() != parent:
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def acquire_gpus(count: int, n_slots: int | None = None, lock_dir: str | Path = DEFAULT_LOCK_DIR,
+                 poll_seconds: float = 0.5, timeout: float | None = None, per_gpu: int = 1) -> Slot:
+    """`count` whole GPUs for a distributed cohort (one per student, rdml.train.distributed), every one of their
+    slots held (`gpu-<i>.lock` and its companions' under packing), waiting while fewer are free; CUDA_VISIBLE_DEVICES
+    lists them in order, and rank k takes the k-th. Inherited CUDA_VISIBLE_DEVICES (SLURM) and CPU as `acquire_gpu`."""
+    if count == 1:
+        return acquire_gpu(n_slots, lock_dir, poll_seconds, timeout, per_gpu)
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+        return Slot(None, "inherited CUDA_VISIBLE_DEVICES=" + os.environ["CUDA_VISIBLE_DEVICES"])
+    n = count_gpus() if n_slots is None else n_slots
+    if n <= 0:
+        return Slot(None, "no GPU: CPU")
+    if n < count:
+        raise RuntimeError(f"a distributed cohort of {count} students takes {count} GPUs, one per student; this machine "
+                           f"has {n}")
+    lock_dir = Path(lock_dir)
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        held: dict[int, list] = {}
+        for index in range(n):
+            locks = []
+            for share in range(per_gpu):  # the whole GPU: its first slot and every companion's under packing
+                handle = open(lock_dir / (f"gpu-{index}.lock" if share == 0 else f"gpu-{index}-{share}.lock"), "a+")
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    handle.close()
+                    break
+                locks.append(handle)
+            if len(locks) < per_gpu:
+                for handle in locks:
+                    handle.close()
+                continue
+            held[index] = locks
+            if len(held) == count:
+                break
+        handles = [handle for locks in held.values() for handle in locks]
+        if len(held) == count:
+            for handle in handles:
+                handle.seek(0)
+                handle.truncate()
+                handle.write(f"{os.getpid()}\n")
+                handle.flush()
+            indices = list(held)
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, indices))
+            return Slot(indices[0], f"GPUs {','.join(map(str, indices))} of {n}, whole ({lock_dir})", _Handles(handles))
+        for handle in handles:
+            handle.close()
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"no {count} free GPU slots among {n} in {lock_dir} after {timeout} s")
+        time.sleep(poll_seconds)
+
+
+class _Handles:
+    """Several held locks, closed together (a cohort's GPUs)."""
+
+    def __init__(self, handles):
+        self.handles = handles
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.close()
 
 
 def acquire_gpu(n_slots: int | None = None, lock_dir: str | Path = DEFAULT_LOCK_DIR, poll_seconds: float = 0.5,

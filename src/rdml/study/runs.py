@@ -124,6 +124,13 @@ class Job:
         return paths.job_file(self.study, self.id)
 
     @property
+    def ranks(self) -> int:
+        """Processes (and GPUs) each of its runs trains with: one per student with distributed=true
+        (rdml.train.distributed), else 1."""
+        config = self.runs[0].config
+        return config.students if config.distributed else 1
+
+    @property
     def dataset(self) -> str:
         return self.runs[0].dataset
 
