@@ -212,8 +212,8 @@ def _train(args, argv) -> int:
     progress = {"auto": None, "on": True, "off": False}[args.progress]
     handed = distributed.launched_keys()  # a rank of a distributed run that rdml launched: its keys and command
     if handed is not None and not overrides and config_file is None:
-        record = train(config_from_mapping(handed["keys"]), argv=handed["argv"], progress=False,
-                       environment_extra=handed["environment_extra"])
+        record = train(config_from_mapping(handed["keys"]), argv=handed["argv"], progress=False, replace=handed["replace"],
+                       retrain=handed["retrain"], environment_extra=handed["environment_extra"])
     else:
         cfg = load_config(config_file, overrides)
         command = ["rdml", *(sys.argv[1:] if argv is None else argv)]

@@ -194,15 +194,16 @@ def _cpu(state):
 
 
 def run_cohort(values: dict, students: int, threads: int | None = None, argv: list[str] | None = None,
-               environment_extra: dict | None = None) -> int:
+               environment_extra: dict | None = None, replace: bool = False, retrain: bool = False) -> int:
     """Train the run of config `values` (its keys, `out` included) as `students` processes and wait for them; the
     exit status, non-zero when any rank failed. Inside a SLURM allocation (SLURM_JOB_ID, and srun at hand): srun, one
     task per student (`srun_command`); elsewhere torchrun on this machine (`torchrun_command`). Each rank reads the
     keys from the environment (KEYS_ENV), exactly as given, with the command (`argv`) and `environment_extra` its
-    record names, and keeps this process's torch threads (torchrun would
+    record names and `train`'s `replace` and `retrain`, and keeps this process's torch threads (torchrun would
     set 1), which change float32 sums."""
     threads = threads if threads is not None else torch.get_num_threads()
-    handed = {"keys": values, "argv": list(argv or ["rdml", "train"]), "environment_extra": environment_extra or {}}
+    handed = {"keys": values, "argv": list(argv or ["rdml", "train"]), "environment_extra": environment_extra or {},
+              "replace": replace, "retrain": retrain}
     env = {**os.environ, KEYS_ENV: json.dumps(handed), "OMP_NUM_THREADS": str(threads)}
     if os.environ.get("SLURM_JOB_ID") and shutil.which("srun"):
         command, env = srun_command(students, threads, env)
@@ -233,7 +234,8 @@ def srun_command(students: int, threads: int, env: dict) -> tuple[list[str], dic
 
 def launched_keys() -> dict | None:
     """What a launcher handed this rank (KEYS_ENV): the run's `keys`, the `argv` its record names and the
-    `environment_extra` it records (the pipeline's GPU slot); None outside an rdml launch."""
+    `environment_extra` it records (the pipeline's GPU slot), and `replace` and `retrain` (rdml.train.loop.train);
+    None outside an rdml launch."""
     text = os.environ.get(KEYS_ENV)
     return None if text is None else json.loads(text)
 

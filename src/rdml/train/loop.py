@@ -85,14 +85,14 @@ def train(cfg: TrainConfig, argv: list[str] | None = None, *, progress: bool | N
             distributed.leave()
 
 
-def train_distributed(cfg: TrainConfig, argv: list[str] | None = None, threads: int | None = None,
-                      environment_extra: dict | None = None) -> dict:
+def train_distributed(cfg: TrainConfig, argv: list[str] | None = None, threads: int | None = None, *,
+                      replace: bool = False, retrain: bool = False, environment_extra: dict | None = None) -> dict:
     """Train a distributed=true run from this process: check it, launch one process per student
     (rdml.train.distributed.run_cohort: torchrun here, srun inside a SLURM allocation), wait, and return the record
     rank 0 wrote. A failed rank fails the launch (the others are stopped); the same call resumes from the last
-    checkpoint every rank reached."""
+    checkpoint every rank reached. `replace`, `retrain`: as `train`'s, for every rank."""
     cfg = resolve(cfg)
-    status = distributed.run_cohort(config_values(cfg), cfg.students, threads, argv, environment_extra)
+    status = distributed.run_cohort(config_values(cfg), cfg.students, threads, argv, environment_extra, replace, retrain)
     if status != 0:
         raise RuntimeError(f"distributed run {cfg.out}: a rank failed (exit status {status}); the same command resumes "
                            "it from its last checkpoint")
