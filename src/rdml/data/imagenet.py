@@ -105,8 +105,8 @@ IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")  # JPEG; one training file
 
 # The generated stand-in: the real archive formats at a few KB (write_tiny_archives). Per-class training counts
 # differ, as ImageNet's (732 to 1,300) do.
-TINY = {"classes": 5, "train_per_class": (12, 11, 13, 12, 10), "val": 10, "seed": 24, "sides": (40, 150),
-        "extra_synsets": 3}
+TINY = {"classes": 5, "train_per_class": (12, 11, 13, 12, 10), "val": 10, "seed": 24, "heights": (40, 150),
+        "widths": (40, 150), "noise": 30.0, "extra_synsets": 3}
 
 SHARDS = "shards"
 MARKER = "rdml-shards.json"
@@ -118,6 +118,7 @@ SPLIT_FILES = {"train": "train", "test": "val"}  # rdml's split -> the shards' p
 INDEX_DTYPE = np.dtype([("shard", "<u4"), ("offset", "<u8"), ("size", "<u4"), ("label", "<i4")])
 
 OUTPUT = (224, 224)  # mobilenet_v1 / inception_v1 default_image_size
+CHUNK = 64  # samples a decoding worker returns at a time (3 × 224 × 224 float32: 38 MB)
 CENTRAL_FRACTION = 0.875  # preprocess_for_eval's central_fraction
 # distorted_bounding_box_crop's defaults (inception_preprocessing.py L99-104)
 MIN_OBJECT_COVERED, ASPECT_RATIO_RANGE, AREA_RANGE, MAX_ATTEMPTS = 0.1, (0.75, 1.33), (0.05, 1.0), 100
@@ -131,7 +132,6 @@ COLOR_ORDERINGS = 4
 AUGMENTATIONS = ("inception", "none")  # the imagenet_photos kind's (rdml.data.catalog)
 
 _F32 = np.float32
-_TO_FLOAT = np.arange(256, dtype=_F32) * _F32(1.0 / 255)  # convert_image_dtype: cast, then · float32(1/255)
 
 
 # ----------------------------------------------------------------------------------------------- archives
@@ -395,19 +395,26 @@ class _ShardWriter:
                 "shards": self.shards}
 
 
-def prepare(name: str, data_dir: str | Path, *, per_shard: int = PER_SHARD) -> Path:
+def prepare(name: str, data_dir: str | Path, *, per_shard: int = PER_SHARD, counts: dict[str, int] | None = None) -> Path:
     """Read the user's three archives in `<data_dir>/<name>/` (streamed: no member is unpacked to disk), check every
     member name and the counts, and write the images into `<data_dir>/<name>/shards/` (see the module docstring):
     under a temporary folder, the record (MARKER) written last, renamed into place whole. The archives are hashed
     (sha256 and md5, one read) while the shards are written; an archive whose md5 is not the published one is
-    refused before the shards are put in place. Returns the shards' folder."""
+    refused before the shards are put in place. `counts` replaces `expected_counts(name)` (classes, train, val) for
+    archives of another size (benchmarks/imagenet_data.py). Returns the shards' folder."""
     if isinstance(per_shard, bool) or not isinstance(per_shard, int) or per_shard < 1:
         raise ConfigError(f"per_shard={per_shard!r} must be an integer >= 1 (samples a shard)")
     folder = Path(data_dir) / name
-    counts = expected_counts(name)
+    counts = expected_counts(name) if counts is None else dict(counts)
     for archive in ARCHIVES.values():
         if not (folder / archive).is_file():
             raise _missing(folder, archive)
+    # the shards hold the images' bytes plus 1 KB of headers a sample: about the two image archives' size
+    needed = sum((folder / ARCHIVES[part]).stat().st_size for part in ("train", "val")) + 1024 * (counts["train"] + counts["val"])
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise DataError(f"{folder} has {free / 1e9:,.1f} GB free; the shards need about {needed / 1e9:,.1f} GB beside the "
+                        "archives (the JPEG bytes unchanged); free room on that disk and run prepare again")
     scratch = Path(tempfile.mkdtemp(dir=folder, prefix=".shards-"))
     try:
         with ThreadPoolExecutor(1) as pool:
@@ -592,52 +599,56 @@ def resize_bilinear(image: np.ndarray, box: tuple[int, int, int, int], size: tup
     top, left, height, width = box
     y_low, y_high, y_lerp = _positions(height, size[0])
     x_low, x_high, x_lerp = _positions(width, size[1])
-    rows_low, rows_high = image[:, top + y_low], image[:, top + y_high]
-    tl, tr = _TO_FLOAT[rows_low[:, :, left + x_low]], _TO_FLOAT[rows_low[:, :, left + x_high]]
-    bl, br = _TO_FLOAT[rows_high[:, :, left + x_low]], _TO_FLOAT[rows_high[:, :, left + x_high]]
+    rows = image[:, np.concatenate([top + y_low, top + y_high])]
+    pixels = np.take(rows, np.concatenate([left + x_low, left + x_high]), axis=2).astype(_F32) * _F32(1.0 / 255)
+    n, m = size
+    tl, tr, bl, br = pixels[:, :n, :m], pixels[:, :n, m:], pixels[:, n:, :m], pixels[:, n:, m:]
     upper = tl + (tr - tl) * x_lerp
     lower = bl + (br - bl) * x_lerp
     return upper + (lower - upper) * y_lerp[:, None]
 
 
-# hsv_to_rgb's switch (adjust_saturation_op.cc L132-167): per channel and hue category 0..6, which value the channel
-# takes before + m: 0 zero, 1 the chroma c, 2 the in-between x; category 6 (a hue rounded up to 1.0) is the default,
-# all zero.
-_HSV_CHANNEL = np.array([[1, 2, 0, 0, 2, 1, 0],   # red: c, x, 0, 0, x, c
-                         [2, 1, 1, 2, 0, 0, 0],   # green: x, c, c, x, 0, 0
-                         [0, 0, 2, 1, 1, 2, 0]],  # blue: 0, 0, x, c, c, x
-                        dtype=np.int8)
+# hsv_to_rgb's switch (adjust_saturation_op.cc L132-167): per channel, the hue categories whose value is the chroma c
+# and those whose value is the in-between x (the others, and category 6 of a hue rounded up to 1.0, are 0), before + m
+_HSV_CHROMA = ((0, 5), (1, 2), (3, 4))
+_HSV_BETWEEN = ((1, 4), (0, 3), (2, 5))
 
 
 def adjust_saturation(x: np.ndarray, factor: np.float32) -> np.ndarray:
     """TF's AdjustSaturation CPU kernel on float32 (3, H, W) RGB (tensorflow v1.5 core/kernels/adjust_saturation_op.cc
     L88-171, L199-205), element by element in its float32 arithmetic: rgb_to_hsv, s = min(1, max(0, s · factor)),
     hsv_to_rgb. Its quirks are kept: the hue offsets 2/6 and 4/6 are added in double; a hue that rounds up to 1.0
-    gives category 6, whose rgb is (0, 0, 0) + m."""
+    gives category 6, whose rgb is (0, 0, 0) + m. The kernel's branches are taken as sums of each candidate times a
+    0/1 mask (a + 0 · b is a exactly for finite b), which numpy computes several times faster than np.where."""
     f32 = _F32
     r, g, b = x[0], x[1], x[2]
     v = np.maximum(r, np.maximum(g, b))
     spread = v - np.minimum(r, np.minimum(g, b))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s = np.where(v > 0, spread / v, f32(0))
-        norm = f32(1) / (f32(6) * spread)
-        green = g == v
-        # hh = norm * (b - r) + 2.0 / 6.0 (green largest) or norm * (r - g) + 4.0 / 6.0: float, plus a double, to float
-        other = ((norm * np.where(green, b - r, r - g)).astype(np.float64) + np.where(green, 2.0 / 6.0, 4.0 / 6.0)).astype(f32)
-        h = np.where(r == v, norm * (g - b), other)
-    h = np.where(spread <= 0, f32(0), h)
-    h = np.where(h < 0, h + f32(1), h)
-    s = np.minimum(f32(1), np.maximum(f32(0), s * factor))
+    positive = spread > 0
+    # range 0: the kernel's norm is inf and its hue 0 (L106-108); a finite stand-in keeps the sums below finite
+    safe = np.where(positive, spread, f32(1))
+    s = spread / np.where(v > 0, v, f32(1)) * (v > 0)
+    norm = f32(1) / (f32(6) * safe)
+    red = r == v
+    green = ~red & (g == v)
+    blue = ~(red | green)
+    # hh = norm · (b − r) + 2.0 / 6.0 (green largest) or norm · (r − g) + 4.0 / 6.0: float, plus a double, to float
+    h = norm * (g - b) * red \
+        + ((norm * (b - r)).astype(np.float64) + 2.0 / 6.0).astype(f32) * green \
+        + ((norm * (r - g)).astype(np.float64) + 4.0 / 6.0).astype(f32) * blue
+    h = h * positive
+    h = h + (h < 0)  # hh + 1 where hh < 0
+    s = np.clip(s * factor, f32(0), f32(1))  # min(1, max(0, ·)) of a number
     c = s * v
     m = v - c
     dh = h * f32(6)
-    category = dh.astype(np.int64)  # static_cast<int>
-    fmodu = dh - f32(2) * np.floor(dh / f32(2))  # the kernel's ±2 loops: exact, dh ≥ 0
+    category = dh.astype(np.int32)  # static_cast<int>
+    fmodu = dh - (category >> 1 << 1).astype(f32)  # the kernel's ±2 loops, dh in [0, 6]: exact
     between = c * (f32(1) - np.abs(fmodu - f32(1)))
     out = np.empty_like(x)
     for channel in range(3):
-        takes = _HSV_CHANNEL[channel][np.minimum(category, 6)]
-        out[channel] = np.where(takes == 1, c, np.where(takes == 2, between, f32(0))) + m
+        (c1, c2), (b1, b2) = _HSV_CHROMA[channel], _HSV_BETWEEN[channel]
+        out[channel] = c * ((category == c1) | (category == c2)) + between * ((category == b1) | (category == b2)) + m
     return out
 
 
@@ -746,7 +757,26 @@ class _Samples(torch.utils.data.Dataset):
 
 
 def _stack(samples: list[Tensor]) -> Tensor:
-    return torch.stack(samples)
+    """The batch (torch's default_collate: in a worker it stacks straight into shared memory, no second copy)."""
+    return torch.utils.data.default_collate(samples)
+
+
+# glibc's mallopt parameters (malloc.h): M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def _worker_init(_: int) -> None:
+    """A decoding worker keeps its freed memory: each sample's float32 temporaries (200 KB a channel) are over glibc's
+    128 KB mmap threshold, so each would otherwise be mapped and zeroed afresh, which costs more than the arithmetic
+    (about 3x the time of a sample's saturation here, benchmarks/imagenet_data.md). No effect off glibc."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 256 << 20)
+        libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+    except (OSError, AttributeError):
+        pass
 
 
 def _augment_kind(augment) -> str:
@@ -781,7 +811,7 @@ class _EpochReader:
         if self.kind is None:
             self.kind = kind
             keys = [[(int(r), self.seed, self.epoch, kind) for r in rows] for rows in self.rows]
-            self.iterator = iter(self.data._loader("train", keys))
+            self.iterator = self.data._batches("train", keys)
         elif kind != self.kind:
             raise ConfigError(f"augment={kind}: this epoch's batches are decoded with augment={self.kind}; a streamed "
                               "data set gives one view of each batch")
@@ -793,7 +823,6 @@ class _EpochReader:
         while self.next <= i:
             x = next(self.iterator)
             self.next += 1
-        x = self.data._to_device(x)
         self.last = (i, x)
         return x
 
@@ -842,10 +871,16 @@ class StreamedDataset:
     def _to_device(self, x: Tensor) -> Tensor:
         return x.to(self.device, non_blocking=self.device.type == "cuda")
 
-    def _loader(self, split: str, keys: list[list]) -> torch.utils.data.DataLoader:
-        return torch.utils.data.DataLoader(
-            _Samples(self.paths[split], self.index[split]), batch_sampler=keys, num_workers=self.workers,
-            collate_fn=_stack, pin_memory=self.device.type == "cuda", prefetch_factor=4 if self.workers else None)
+    def _batches(self, split: str, keys: list[list]) -> Iterator[Tensor]:
+        """The batches of samples `keys` (lists of (row, seed, epoch, kind)), on the device. Workers decode chunks of at
+        most CHUNK samples (so a batch of 1,024 evaluated rows is not one 600 MB message), put back together here."""
+        chunks = [batch[i: i + CHUNK] for batch in keys for i in range(0, len(batch), CHUNK)]
+        loader = iter(torch.utils.data.DataLoader(
+            _Samples(self.paths[split], self.index[split]), batch_sampler=chunks, num_workers=self.workers,
+            collate_fn=_stack, pin_memory=self.device.type == "cuda", worker_init_fn=_worker_init if self.workers else None))
+        for batch in keys:
+            parts = [self._to_device(next(loader)) for _ in range(0, len(batch), CHUNK)]
+            yield parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return len(batch_starts(len(self.y_train), batch_size))
@@ -869,8 +904,8 @@ class StreamedDataset:
         labels = self._labels(split)
         starts = list(range(0, len(labels), batch_size))
         keys = [[(r, 0, 0, "none") for r in range(s, min(s + batch_size, len(labels)))] for s in starts]
-        for s, x in zip(starts, self._loader(split, keys)):
-            yield self._to_device(x), labels[s: s + batch_size].to(self.device)
+        for s, x in zip(starts, self._batches(split, keys)):
+            yield x, labels[s: s + batch_size].to(self.device)
 
     def _labels(self, split: str) -> Tensor:
         if split == "train":
@@ -900,7 +935,8 @@ class StreamedDataset:
 
 def _tiny_description() -> str:
     return (f"tiny_imagenet(classes={TINY['classes']}, train_per_class={TINY['train_per_class']}, val={TINY['val']}, "
-            f"seed={TINY['seed']}, sides={TINY['sides']}, layout={LAYOUT['version']})")
+            f"seed={TINY['seed']}, heights={TINY['heights']}, widths={TINY['widths']}, noise={TINY['noise']}, "
+            f"layout={LAYOUT['version']})")
 
 
 def load(name: str, data_dir: str | Path, *, workers: int = 0) -> StreamedDataset:
@@ -985,13 +1021,15 @@ def _meta_mat(wnids: list[str], extra: list[str]) -> bytes:
 
 
 def write_tiny_archives(folder: Path, *, classes: int = TINY["classes"], train_per_class=TINY["train_per_class"],
-                        val: int = TINY["val"], seed: int = TINY["seed"], sides=TINY["sides"],
+                        val: int = TINY["val"], seed: int = TINY["seed"], heights=TINY["heights"],
+                        widths=TINY["widths"], noise: float = TINY["noise"],
                         extra_synsets: int = TINY["extra_synsets"]) -> dict[str, Path]:
-    """A tiny ILSVRC2012 in the real archives' formats, from `seed`: a training tar of per-class tars of JPEGs of
-    varied sizes (a colour pattern per class stretched over the photo, plus noise), one of them greyscale, one CMYK
-    and one PNG under a .JPEG name (as ImageNet's n02105855_2933.JPEG), members in shuffled order; a flat validation
-    tar; a devkit tar.gz with meta.mat (scipy.io.savemat, the devkit's struct layout) and the ground-truth txt.
-    Written atomically; returns {part: path}."""
+    """A tiny ILSVRC2012 in the real archives' formats, from `seed`: a training tar of per-class tars of JPEGs
+    (quality 90) of heights and widths drawn from the given ranges (a colour pattern per class stretched over the
+    photo, plus Gaussian noise of sd `noise`), one of them greyscale, one CMYK and one PNG under a .JPEG name (as
+    ImageNet's n02105855_2933.JPEG), members in shuffled order; a flat validation tar; a devkit tar.gz with meta.mat
+    (scipy.io.savemat, the devkit's struct layout) and the ground-truth txt. Written atomically; returns
+    {part: path}."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
@@ -1003,9 +1041,9 @@ def write_tiny_archives(folder: Path, *, classes: int = TINY["classes"], train_p
     patterns = rng.integers(0, 256, size=(classes, 4, 4, 3), dtype=np.uint8)
 
     def photo(label: int) -> Image.Image:
-        height, width = (int(v) for v in rng.integers(sides[0], sides[1] + 1, size=2))
+        height, width = int(rng.integers(heights[0], heights[1] + 1)), int(rng.integers(widths[0], widths[1] + 1))
         base = np.asarray(Image.fromarray(patterns[label]).resize((width, height), Image.BILINEAR), dtype=np.float64)
-        return Image.fromarray(np.clip(base + rng.normal(0, 30, size=base.shape), 0, 255).astype(np.uint8))
+        return Image.fromarray(np.clip(base + rng.normal(0, noise, size=base.shape), 0, 255).astype(np.uint8))
 
     special = {(0, 1): "L", (1, 2): "CMYK", (2, 0): "PNG"}  # (class, image) -> how it is stored
     class_tars = []
