@@ -227,6 +227,8 @@ def test_sigkill_of_one_rank_fails_the_launch_and_the_same_command_resumes_to_th
     assert again.wait() == 0, again.stderr.read().decode()
     record = same_run(tmp_path / "run", tmp_path / "one")
     assert len(record["resumed_at"]) == 1
+    placed = record["environment"]["distributed"].pop("placement")
     assert record["environment"]["distributed"] == {"ranks": 2, "backend": "gloo", "launcher": "torchrun"}
+    assert [p["device"] for p in placed] == ["cpu", "cpu"] and len({p["host"] for p in placed}) == 1
     assert record["label"] == "DML, distributed"
     assert json.loads(again.stdout.read())["status"] == "ok"  # one summary, the launching command's

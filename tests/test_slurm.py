@@ -32,7 +32,13 @@ pytestmark = pytest.mark.system  # a real single-node SLURM cluster, ~2 min
 PROFILE = "workflow/profiles/slurm"
 # The site values, given the documented way (workflow/profiles/slurm/README.md).
 SITE = ["--default-resources", f"slurm_partition={CPU_PARTITION}",
-        "--set-resources", f"train_job:slurm_partition={GPU_PARTITION}", f"measure:slurm_partition={GPU_PARTITION}"]
+        "--set-resources", f"train_job:slurm_partition={GPU_PARTITION}", f"train_cohort_job:slurm_partition={GPU_PARTITION}",
+        f"measure:slurm_partition={GPU_PARTITION}"]
+# test_pipeline's smoke study and DML Fig. 2b's layout with a distributed column: one cohort job of two ranks, which
+# SLURM runs as two tasks with a GPU each (train_cohort_job), beside the sequential run's ordinary job
+SLURM_SMOKE = {**SMOKE, "studies": {"smoke": {**SMOKE["studies"]["smoke"],
+                                              "update_order_table": {"arch": "mlp", "distributed": True}}}}
+COHORT_JOB = "synthetic/dml-mlp+mlp-a1-distributed-s0"
 # A cluster on this machine answers at once: poll every 2 s instead of the plugin's 40 s, and keep the
 # SLURM logs of successful jobs for the failure messages.
 TEST_CLUSTER = ["--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2",
@@ -100,8 +106,9 @@ def slurm_jobs(cluster: Cluster) -> dict[str, dict]:
 
 
 def comment_of(job_id: str) -> str:
-    """What the plugin writes into a train_job's SLURM comment (its rule and wildcards)."""
-    return f"rule_train_job_wildcards_smoke_{job_id.replace('/', '_')}"
+    """What the plugin writes into a training job's SLURM comment (its rule and wildcards)."""
+    rule = "train_cohort_job" if job_id == COHORT_JOB else "train_job"
+    return f"rule_{rule}_wildcards_smoke_{job_id.replace('/', '_')}"
 
 
 def when(value: str) -> datetime:
@@ -119,7 +126,7 @@ class Built:
 @pytest.fixture(scope="module")
 def built(cluster, tmp_path_factory):
     """The smoke study's tables built through the SLURM profile (all_tables), once for this module."""
-    project = make_project(tmp_path_factory.mktemp("project"), SMOKE)
+    project = make_project(tmp_path_factory.mktemp("project"), SLURM_SMOKE)
     before = set(slurm_jobs(cluster))
     started = time.monotonic()
     result = snakemake(cluster, project, "all_tables", "--profile", PROFILE, *SITE, *TEST_CLUSTER, timeout=BUILD_TIMEOUT)
@@ -147,14 +154,16 @@ def test_each_training_job_was_one_slurm_gpu_job_in_the_training_partition(built
     prepare_data and tables (localrules) ran on the submitting host, never as SLURM jobs."""
     assert built.result.returncode == 0, built.why(cluster)
     expected = {comment_of(job_id) for job_id in planned_jobs(built.project)}
-    assert len(expected) == 8
+    assert len(expected) == 10 and comment_of(COHORT_JOB) in expected
     comments = [job.get("Comment") for job in built.jobs.values()]
     assert sorted(comments) == sorted(expected), f"SLURM jobs {comments}, expected one per training job\n{built.why(cluster)}"
     for job in built.jobs.values():
         assert job["JobState"] == "COMPLETED" and job["ExitCode"] == "0:0", job
         assert job["Partition"] == GPU_PARTITION, job
-        asked = [job[key] for key in ("TresPerJob", "TresPerNode") if key in job]  # --gpus=1 / --gres=gpu:1
-        assert len(asked) == 1 and re.fullmatch(r"gres[:/]gpu:1", asked[0]), f"not one GPU: {job}"
+        asked = [job[key] for key in ("TresPerJob", "TresPerNode") if key in job]  # --gpus=N / --gres=gpu:N
+        gpus = 2 if job["Comment"] == comment_of(COHORT_JOB) else 1  # the cohort: a GPU per student, a task each
+        assert len(asked) == 1 and re.fullmatch(rf"gres[:/]gpu:{gpus}", asked[0]), f"not {gpus} GPUs: {job}"
+        assert job["NumTasks"] == str(gpus), job
     assert "localrule prepare_data" in built.result.stdout and "localrule tables" in built.result.stdout
 
 
@@ -171,6 +180,8 @@ def test_gpu_jobs_that_ran_at_the_same_time_had_distinct_devices(built, cluster)
     for slurm_id, job in built.jobs.items():
         assert job.get("Comment") in by_comment, f"a SLURM job that is no planned training job: {job}"
         job_id = by_comment[job["Comment"]]
+        if job_id == COHORT_JOB:  # both GPUs (test_a_distributed_cohort_ran_as_two_slurm_tasks...)
+            continue
         slots = set()
         for run in plan[job_id].runs:
             record = json.loads((Path(built.project) / run.directory / "record.json").read_text())
@@ -218,3 +229,26 @@ def test_a_failing_job_ends_the_workflow_with_an_error_instead_of_hanging(built,
     left = cluster.run("squeue", "-h", "-t", "PENDING,RUNNING,CONFIGURING,COMPLETING").stdout.strip()
     assert not left, f"jobs left in the queue: {left}"
     print(f"failing job detected and the workflow ended after {seconds:.0f} s")
+
+
+def test_a_distributed_cohort_ran_as_two_slurm_tasks_each_on_its_own_gpu_and_equals_the_one_process_run(built, cluster):
+    """The cohort job's ranks were two tasks of one srun step (SLURM_PROCID 0 and 1), each given its own GPU by
+    slurmd (CUDA_VISIBLE_DEVICES 0 and 1); rank 0 wrote the record, whose epochs and weights equal the
+    simultaneous one-process DML run's of the same study (gloo on CPU: bit for bit)."""
+    import torch
+
+    assert built.result.returncode == 0, built.why(cluster)
+    plan = planned_jobs(built.project)
+    [run] = plan[COHORT_JOB].runs
+    record = json.loads((built.project / run.directory / "record.json").read_text())
+    assert record["status"] == "ok" and record["config"]["distributed"] is True
+    ranks = record["environment"]["distributed"]
+    assert (ranks["ranks"], ranks["launcher"], ranks["backend"]) == (2, "srun", "gloo"), ranks
+    assert [p.get("slurm_procid") for p in ranks["placement"]] == [0, 1], ranks
+    assert sorted(p["cuda_visible_devices"] for p in ranks["placement"]) == ["0", "1"], ranks
+    [alone] = [r for job in plan.values() for r in job.runs
+               if (r.method, r.archs, r.alpha, r.variant) == ("dml", ("mlp", "mlp"), 1.0, "")]
+    expected = json.loads((built.project / alone.directory / "record.json").read_text())
+    assert record["epochs"] == expected["epochs"]
+    got, want = (torch.load(built.project / r.directory / "model.pt", weights_only=True)["states"] for r in (run, alone))
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(got, want) for k in a)

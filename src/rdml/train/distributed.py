@@ -63,8 +63,14 @@ class Ranks:
         return self.rank == 0
 
     def describe(self, device: torch.device) -> dict:
-        return {"ranks": self.world, "backend": dist.get_backend() if dist.is_initialized() else None,
-                "launcher": self.launcher}
+        """What a run's record says of its ranks: how many, the backend and launcher, and where each ran (a
+        collective: every rank calls it)."""
+        here = {"host": socket.gethostname(), "device": str(device),
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                **({"slurm_procid": int(os.environ["SLURM_PROCID"])} if "SLURM_PROCID" in os.environ else {})}
+        placed = [None] * self.world
+        dist.all_gather_object(placed, here)
+        return {"ranks": self.world, "backend": dist.get_backend(), "launcher": self.launcher, "placement": placed}
 
 
 def launched() -> Ranks | None:

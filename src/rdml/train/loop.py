@@ -156,7 +156,7 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
     method = METHODS[cfg.method](cfg, teacher)
     cohort = build_cohort(cfg, data, prep.execution, steps_per_epoch, prep.outputs, prep.pretrained, method)
     if ranks is not None:
-        record["environment"]["distributed"] = ranks.describe(prep.device)
+        record["environment"]["distributed"] = ranks.describe(prep.device)  # every rank takes part
         if not ranks.leader:
             torch.manual_seed(distributed.rank_seed(cfg.seed, ranks.rank))  # dropout: a stream of its own (module doc)
     if leader and saved is None:  # only now, once all that can refuse the new run has passed
