@@ -154,6 +154,18 @@ def test_prepare_refuses_archives_that_are_not_ilsvrc2012s(prepared, tmp_path, a
     assert not (folder / "shards").exists() and not [p for p in folder.iterdir() if p.name.startswith(".shards")]
 
 
+@pytest.mark.tamper
+def test_a_truncated_archive_is_refused_and_a_killed_prepares_scratch_removed(prepared, tmp_path):
+    folder = copy_archives(prepared / TINY, tmp_path / TINY)
+    (folder / ".shards-killed").mkdir()  # what a killed prepare leaves
+    (folder / ".shards-killed" / "train-000000.tar.tmp").write_bytes(b"partial")
+    val = folder / imagenet.ARCHIVES["val"]
+    val.write_bytes(val.read_bytes()[: val.stat().st_size // 2 + 100])
+    with pytest.raises(DataError, match="ILSVRC2012_img_val.tar cannot be read to its end .*truncated"):
+        imagenet.prepare(TINY, tmp_path)
+    assert not [p for p in folder.iterdir() if p.name.startswith(".shards")] and not (folder / "shards").exists()
+
+
 @pytest.mark.bad_input
 def test_prepare_refuses_a_class_tar_with_a_wrong_count_or_another_class(prepared, tmp_path):
     folder = copy_archives(prepared / TINY, tmp_path / TINY)
@@ -476,6 +488,7 @@ def test_zero_and_two_workers_and_a_resumed_epoch_give_the_same_batches_bit_for_
         assert -1 <= x.min() and x.max() <= 1
     with monkeypatch.context() as patch:
         patch.setattr(imagenet, "CHUNK", 5)  # workers decode chunks of 5, put back into batches of 16
+        patch.setattr(imagenet, "MAX_OPEN", 2)  # and keep 2 of the 9 training shards open
         two = epoch(streamed(prepared, workers=2))
     resumed = epoch(data, start=2)
     assert [i for i, _, _ in resumed] == [2, 3]

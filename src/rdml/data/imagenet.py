@@ -57,6 +57,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import fcntl
 import io
 import json
 import os
@@ -64,7 +65,10 @@ import re
 import shutil
 import tarfile
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
@@ -119,6 +123,7 @@ INDEX_DTYPE = np.dtype([("shard", "<u4"), ("offset", "<u8"), ("size", "<u4"), ("
 
 OUTPUT = (224, 224)  # mobilenet_v1 / inception_v1 default_image_size
 CHUNK = 64  # samples a decoding worker returns at a time (3 × 224 × 224 float32: 38 MB)
+MAX_OPEN = 128  # shard files a process keeps open
 CENTRAL_FRACTION = 0.875  # preprocess_for_eval's central_fraction
 # distorted_bounding_box_crop's defaults (inception_preprocessing.py L99-104)
 MIN_OBJECT_COVERED, ASPECT_RATIO_RANGE, AREA_RANGE, MAX_ATTEMPTS = 0.1, (0.75, 1.33), (0.05, 1.0), 100
@@ -152,20 +157,28 @@ def _missing(folder: Path, archive: str) -> DataError:
                      f"then run `rdml pipeline prepare {folder.name}`")
 
 
-def _hash_file(path: Path) -> dict:
+class _Stopped(Exception):
+    """Hashing given up: the prepare it ran for failed."""
+
+
+def _hash_file(path: Path, stop: threading.Event | None = None) -> dict:
     """sha256 and md5 of `path` in one read, with the size and mtime they were taken at."""
     before = path.stat()
     sha, md5 = hashlib.sha256(), hashlib.md5()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(8 << 20), b""):
+            if stop is not None and stop.is_set():
+                raise _Stopped(path)
             sha.update(chunk)
             md5.update(chunk)
     return {"size": before.st_size, "mtime_ns": before.st_mtime_ns, "sha256": sha.hexdigest(), "md5": md5.hexdigest()}
 
 
-def archive_hashes(folder: Path, archives: tuple[str, ...] = tuple(ARCHIVES.values())) -> dict[str, dict]:
+def archive_hashes(folder: Path, archives: tuple[str, ...] = tuple(ARCHIVES.values()),
+                   stop: threading.Event | None = None) -> dict[str, dict]:
     """{archive: {size, mtime_ns, sha256, md5}} of the archives in `folder` that exist. A hash is taken once and kept in
-    HASHES beside them with the file's size and mtime; a file whose size or mtime changed is hashed again."""
+    HASHES beside them with the file's size and mtime; a file whose size or mtime changed is hashed again. `stop`
+    set: the hashing gives up."""
     cache_path = folder / HASHES
     try:
         cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
@@ -182,7 +195,7 @@ def archive_hashes(folder: Path, archives: tuple[str, ...] = tuple(ARCHIVES.valu
         else:
             fresh[archive] = path
     with ThreadPoolExecutor(max(1, len(fresh))) as pool:  # hashlib releases the GIL on large buffers
-        for archive, result in zip(fresh, pool.map(_hash_file, fresh.values())):
+        for archive, result in zip(fresh, pool.map(lambda path: _hash_file(path, stop), fresh.values())):
             found[archive] = result
     if fresh:
         _remember_hashes(folder, {a: found[a] for a in fresh})
@@ -259,7 +272,8 @@ def read_devkit(path: Path, classes: int, val: int) -> tuple[list[str], np.ndarr
     missing = [f for f in ("ILSVRC2012_ID", "WNID", "num_children") if f not in (synsets.dtype.names or ())]
     if missing:
         raise DataError(f"{path}: {META}'s synsets have no field {', '.join(missing)}; fields: {synsets.dtype.names}")
-    leaves = sorted((int(s["ILSVRC2012_ID"]), str(s["WNID"])) for s in np.atleast_1d(synsets) if int(s["num_children"]) == 0)
+    leaves = sorted((int(s["ILSVRC2012_ID"]), str(s["WNID"])) for s in np.atleast_1d(synsets)
+                    if int(s["num_children"]) == 0)
     if len(leaves) != classes:
         raise DataError(f"{path}: {META} has {len(leaves):,} leaf synsets (num_children == 0), {classes:,} expected")
     ids, wnids = [i for i, _ in leaves], [w for _, w in leaves]
@@ -294,10 +308,13 @@ def _train_samples(path: Path, wnids: list[str], expected: int) -> Iterator[tupl
         classes = _members(path, outer, CLASS_TAR, "a per-class tar named like n01440764.tar")
         found, wanted = set(classes), {f"{w}.tar" for w in wnids}
         if found != wanted:
+            def some(names: list[str]) -> str:
+                return ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+
             missing, extra = sorted(wanted - found), sorted(found - wanted)
             raise DataError(f"{path} holds {len(found):,} per-class tars, {len(wanted):,} expected"
-                            + (f"; missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}" if missing else "")
-                            + (f"; not a devkit class: {', '.join(extra[:3])}{' ...' if len(extra) > 3 else ''}" if extra else ""))
+                            + (f"; missing {some(missing)}" if missing else "")
+                            + (f"; not a devkit class: {some(extra)}" if extra else ""))
         total = 0
         for label, wnid in enumerate(wnids):
             inner_name = f"{path}/{wnid}.tar"
@@ -313,7 +330,8 @@ def _train_samples(path: Path, wnids: list[str], expected: int) -> Iterator[tupl
                     total += 1
                     if total > expected:
                         raise DataError(f"{path} holds more than the {expected:,} training images expected")
-                    yield name[: -len(".JPEG")], label, _image_bytes(Path(inner_name), name, inner.extractfile(images[name]).read())
+                    data = inner.extractfile(images[name]).read()
+                    yield name[: -len(".JPEG")], label, _image_bytes(Path(inner_name), name, data)
         if total != expected:
             raise DataError(f"{path} holds {total:,} training images, {expected:,} expected; a damaged or different archive")
 
@@ -330,7 +348,8 @@ def _val_samples(path: Path, labels: np.ndarray) -> Iterator[tuple[str, int, byt
                             + f"; ILSVRC2012_val_00000001..{len(labels):08d} expected")
         for number in numbers:
             name = f"ILSVRC2012_val_{number:08d}.JPEG"
-            yield name[: -len(".JPEG")], int(labels[number - 1]), _image_bytes(path, name, handle.extractfile(images[name]).read())
+            data = handle.extractfile(images[name]).read()
+            yield name[: -len(".JPEG")], int(labels[number - 1]), _image_bytes(path, name, data)
 
 
 class _ShardWriter:
@@ -406,27 +425,46 @@ def prepare(name: str, data_dir: str | Path, *, per_shard: int = PER_SHARD, coun
         raise ConfigError(f"per_shard={per_shard!r} must be an integer >= 1 (samples a shard)")
     folder = Path(data_dir) / name
     counts = expected_counts(name) if counts is None else dict(counts)
+    with _locked(folder):
+        return _prepare(name, folder, per_shard, counts)
+
+
+@contextmanager
+def _locked(folder: Path):
+    """One prepare of a folder at a time (an flock on `<folder>/.rdml-prepare.lock`); the scratch folders a killed
+    prepare left are removed first."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".rdml-prepare.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            for stale in folder.glob(".shards-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _prepare(name: str, folder: Path, per_shard: int, counts: dict[str, int]) -> Path:
     for archive in ARCHIVES.values():
         if not (folder / archive).is_file():
             raise _missing(folder, archive)
     # the shards hold the images' bytes plus 1 KB of headers a sample: about the two image archives' size
-    needed = sum((folder / ARCHIVES[part]).stat().st_size for part in ("train", "val")) + 1024 * (counts["train"] + counts["val"])
+    needed = sum((folder / ARCHIVES[part]).stat().st_size for part in ("train", "val")) \
+        + 1024 * (counts["train"] + counts["val"])
     free = shutil.disk_usage(folder).free
     if free < needed:
         raise DataError(f"{folder} has {free / 1e9:,.1f} GB free; the shards need about {needed / 1e9:,.1f} GB beside the "
                         "archives (the JPEG bytes unchanged); free room on that disk and run prepare again")
     scratch = Path(tempfile.mkdtemp(dir=folder, prefix=".shards-"))
+    stop = threading.Event()
     try:
         with ThreadPoolExecutor(1) as pool:
-            hashing = pool.submit(archive_hashes, folder)
-            wnids, val_labels = read_devkit(folder / ARCHIVES["devkit"], counts["classes"], counts["val"])
-            splits = {}
-            for split, samples in (("train", _train_samples(folder / ARCHIVES["train"], wnids, counts["train"])),
-                                   ("test", _val_samples(folder / ARCHIVES["val"], val_labels))):
-                writer = _ShardWriter(scratch, SPLIT_FILES[split], per_shard)
-                for key, label, data in samples:
-                    writer.add(key, label, data)
-                splits[split] = writer.close()
+            hashing = pool.submit(archive_hashes, folder, stop=stop)
+            try:
+                wnids, splits = _write_shards(folder, scratch, counts, per_shard)
+            except BaseException:
+                stop.set()  # before the pool waits for the hashing thread
+                raise
             hashes = hashing.result()
         if name == "imagenet":
             for part, archive in ARCHIVES.items():
@@ -441,6 +479,23 @@ def prepare(name: str, data_dir: str | Path, *, per_shard: int = PER_SHARD, coun
         return _put_in_place(folder, scratch, marker)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _write_shards(folder: Path, scratch: Path, counts: dict[str, int], per_shard: int) -> tuple[list[str], dict]:
+    """The classes and each split's shards written into `scratch`, from the archives in `folder`."""
+    wnids, val_labels = read_devkit(folder / ARCHIVES["devkit"], counts["classes"], counts["val"])
+    splits = {}
+    for split, part, samples in (("train", "train", _train_samples(folder / ARCHIVES["train"], wnids, counts["train"])),
+                                 ("test", "val", _val_samples(folder / ARCHIVES["val"], val_labels))):
+        writer = _ShardWriter(scratch, SPLIT_FILES[split], per_shard)
+        try:
+            for key, label, data in samples:
+                writer.add(key, label, data)
+        except (tarfile.TarError, EOFError) as error:
+            raise DataError(f"{folder / ARCHIVES[part]} cannot be read to its end ({error}): a damaged or truncated "
+                            "archive; put the ILSVRC2012 archive there again") from None
+        splits[split] = writer.close()
+    return wnids, splits
 
 
 def _put_in_place(folder: Path, scratch: Path, marker: dict) -> Path:
@@ -546,7 +601,7 @@ def sample_distorted_bounding_box(rng: np.random.Generator, height: int, width: 
                                   area_range: tuple[float, float] = AREA_RANGE,
                                   max_attempts: int = MAX_ATTEMPTS) -> tuple[int, int, int, int]:
     """tf.image.sample_distorted_bounding_box with the whole image as the one box (slim's bbox [[[0, 0, 1, 1]]] when
-    train_image_classifier passes none), as its CPU kernel samples (sample_distorted_bounding_box_op.cc L327-350 of
+    train_image_classifier passes none), as its CPU kernel samples (sample_distorted_bounding_box_op.cc L299-359 of
     tensorflow v1.5): up to `max_attempts` times an aspect ratio RandFloat() · (max − min) + min in float32, a crop from
     `generate_random_crop`, kept if its area is ≥ 1 px and it covers ≥ min_object_covered of the image (L71-97:
     intersection area / box area in float32); else the whole image. TF's draws come from Philox; these come from
@@ -713,20 +768,26 @@ def sample_generator(seed: int, epoch: int, row: int) -> np.random.Generator:
 
 class _Samples(torch.utils.data.Dataset):
     """Map-style samples of one split: key (row, seed, epoch, kind) -> float32 (3, 224, 224). Shard files are opened
-    lazily in each process (a worker never uses its parent's handles) and read with os.pread."""
+    lazily in each process (a worker never uses its parent's handles), at most MAX_OPEN at once (the least recently
+    used closed first: a shuffled epoch touches all 1,282 shards, more than a default limit of 1,024 open files), and
+    read with os.pread."""
 
     def __init__(self, paths: list[Path], index: np.ndarray):
         self.paths, self.index = paths, index
-        self._handles: dict[int, int] = {}
+        self._handles: OrderedDict[int, int] = OrderedDict()
         self._pid = None
 
     def __getstate__(self):
-        return {"paths": self.paths, "index": self.index, "_handles": {}, "_pid": None}
+        return {"paths": self.paths, "index": self.index, "_handles": OrderedDict(), "_pid": None}
 
     def _handle(self, shard: int) -> int:
         if self._pid != os.getpid():
-            self._handles, self._pid = {}, os.getpid()
-        if shard not in self._handles:
+            self._handles, self._pid = OrderedDict(), os.getpid()
+        if shard in self._handles:
+            self._handles.move_to_end(shard)
+        else:
+            while len(self._handles) >= MAX_OPEN:
+                os.close(self._handles.popitem(last=False)[1])
             self._handles[shard] = os.open(self.paths[shard], os.O_RDONLY)
         return self._handles[shard]
 
@@ -967,16 +1028,20 @@ def load(name: str, data_dir: str | Path, *, workers: int = 0) -> StreamedDatase
 
 
 def _ensure_tiny(folder: Path) -> None:
-    """Write tiny_imagenet's archives and shards into `folder` unless shards of this generator are there."""
-    try:
-        marker = read_marker(folder)
-    except DataError:
-        marker = None
-    if marker is not None and marker.get("generated") == _tiny_description():
+    """Write tiny_imagenet's archives and shards into `folder` unless shards of this generator are there (checked again
+    under the prepare lock, so runs starting together generate them once)."""
+    def current() -> bool:
+        try:
+            return read_marker(folder).get("generated") == _tiny_description()
+        except DataError:
+            return False
+
+    if current():
         return
-    folder.mkdir(parents=True, exist_ok=True)
-    write_tiny_archives(folder)
-    prepare("tiny_imagenet", folder.parent)
+    with _locked(folder):
+        if not current():
+            write_tiny_archives(folder)
+            _prepare("tiny_imagenet", folder, PER_SHARD, expected_counts("tiny_imagenet"))
 
 
 def _jpeg(image, **options) -> bytes:
