@@ -58,6 +58,10 @@ FMNIST_A = dict(optimizer="adam", lr=0.01, batch_size=1024, epochs=100, schedule
 FMNIST_B = dict(optimizer="adamw", lr=0.005, batch_size=1024, epochs=100, schedule="onecycle", pct_start=0.1, **FP32)
 # DML §4.1 ("Adam, lr 0.0002, β1 0.5, β2 0.999, batch 16"), Algorithm 1; where the paper is silent, the official code
 # (YingZhangDUT/Deep-Mutual-Learning scripts/train_dml_mobilenet_on_market.sh, train_image_classifier.py defaults)
+# DML §4.1: "For ImageNet, we use RMSProp with decay of 0.9, mini-batch size of 64, and initial learning rate of 0.1. The
+# learning rate decayed every 20 epochs using an exponential rate of 0.16."
+DML_IMAGENET = dict(optimizer="rmsprop_tf", rmsprop_decay=0.9, batch_size=64, lr=0.1, schedule="step", step_size=20,
+                    gamma=0.16, **FP32)
 DML_MARKET = dict(optimizer="adam", lr=0.0002, adam_beta1=0.5, adam_beta2=0.999, batch_size=16,
                   epochs=247, schedule="constant", label_smoothing=0.1, weight_decay=4e-5, weight_ema=0.9999,
                   augment="flip", normalize="inception", **FP32)
@@ -86,6 +90,7 @@ STATED = {
     "dml_market": (DML_MARKET, dict(runs=90)),
     # the official code's own batches, summed peers, no multi-query: train_models.py L197-201, L310-316, L90-96
     "dml_market_as_released": ({**DML_MARKET, "batches": "own", "peer_reduction": "sum"}, dict(runs=6)),
+    "dml_imagenet": (DML_IMAGENET, dict(metric="final", runs=9)),
 }
 
 
@@ -121,10 +126,11 @@ def test_every_stated_hyper_parameter(study):
     assert checked == set(stated), f"{study}: no run takes {set(stated) - checked}"
 
 
-def test_dml_market_runs_algorithm_1_save_fig_2b_s_simultaneous_cohort():
-    orders = {run_id: cfg.update_order for run_id, cfg in resolved("dml_market").items() if cfg.method in ("dml", "dml_e")}
-    assert {run_id for run_id, order in orders.items() if order != "sequential"} == {
-        f"market1501/dml-mobilenetv1_100+mobilenetv1_100-a1-simultaneous-s{seed}" for seed in (0, 1, 2)}
+def test_dml_market_runs_algorithm_1_save_fig_2b_s_distributed_cohort():
+    dml = {run_id: cfg for run_id, cfg in resolved("dml_market").items() if cfg.method in ("dml", "dml_e")}
+    distributed = {f"market1501/dml-mobilenetv1_100+mobilenetv1_100-a1-distributed-s{seed}" for seed in (0, 1, 2)}
+    assert {run_id for run_id, cfg in dml.items() if cfg.update_order != "sequential"} == distributed
+    assert {run_id for run_id, cfg in dml.items() if cfg.distributed} == distributed
 
 
 def test_rdml_table1_grid():
@@ -404,6 +410,7 @@ def listed_jobs(stdout):
     for job in jobs:
         job["wildcards"] = dict(w.split("=", 1) for w in job.get("wildcards", "").split(", ") if w)
         job["input"] = job.get("input", "").split(", ") if job.get("input") else []
+        job["resources"] = dict(r.split("=", 1) for r in job.get("resources", "").split(", ") if "=" in r)
     return jobs
 
 
@@ -428,10 +435,13 @@ def test_dry_run_lists_every_job(study, dry_run):
     assert result.returncode == 0, result.stderr[-3000:]
     assert listed == counted  # each job of the listing read
     own = [job for job in jobs if job["wildcards"].get("study") == study]
-    assert sum(job["rule"] == "train_job" for job in own) == STATED[study][1]["runs"]
+    assert sum(job["rule"] in ("train_job", "train_cohort_job") for job in own) == STATED[study][1]["runs"]
+    cohorts = [job for job in own if job["rule"] == "train_cohort_job"]  # distributed: a GPU and a task per student
+    assert all(job["resources"]["gpu"] == job["resources"]["tasks"] == "2" for job in cohorts)
+    assert len(cohorts) == (3 if study == "dml_market" else 0)
     assert sum(job["rule"] == "measure" for job in own) == len(plan_measurements(PARAMS, study))  # dml_analyses: 18
     fetched = {job["output"] for job in jobs if job["rule"] == "fetch_weights"}
-    wanted = {path for job in own if job["rule"] == "train_job" for path in job["input"]} & fetched
+    wanted = {path for job in own if job["rule"] in ("train_job", "train_cohort_job") for path in job["input"]} & fetched
     published = {arch for job in plan_jobs(PARAMS, study) for arch in job.weights}
     assert wanted == {paths.weights_stamp(arch) for arch in published}  # rdml_table2: its three networks' weights, once each
 

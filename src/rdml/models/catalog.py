@@ -96,21 +96,23 @@ for _name in ("okdph_resnet32", "okdph_vgg16", "okdph_densenet40_12", "okdph_res
     ARCHITECTURES.add(_name, Architecture(_name, f"zoo.okdph:{_name}"))
 
 # DML Tables 3 and 4, Market-1501 (DML §4.1): MobileNet and InceptionV1 trained for 751-way classification, their
-# last pooling layer's output the re-ID feature (rdml.models.reid: `features`, `classify`, `feature_dim`), as
+# last pooling layer's output the re-ID feature; the same networks train on ImageNet's 1,000 classes for Fig. 2a
+# (TF-slim's nets/mobilenet_v1.py and nets/inception_v1.py, from scratch) (rdml.models.reid: `features`, `classify`, `feature_dim`), as
 # TF-slim builds them in YingZhangDUT/Deep-Mutual-Learning nets/. Their ImageNet weights (Table 3's "pre? yes"
 # rows) are timm's and torchvision's (rdml.models.pretrained.TORCHVISION), not the TF-slim checkpoints.
 ARCHITECTURES.add("mobilenetv1_100", Architecture(
-    "mobilenetv1_100", "reid:mobilenetv1_100", ("pedestrians",), "mobilenetv1_100.ra4_e3600_r224_in1k", smoke="reid_tiny",
+    "mobilenetv1_100", "reid:mobilenetv1_100", ("pedestrians", "imagenet_photos"), "mobilenetv1_100.ra4_e3600_r224_in1k",
+    smoke="reid_tiny",
     features=True, note="mobilenetv1_100 is timm's MobileNet-V1, TF-slim's network up to padding and batch-norm constants; its "
          "ImageNet weights are timm's mobilenetv1_100.ra4_e3600_r224_in1k (75.4 % top-1 at 224 px, 3600 epochs of "
          "timm's RA4 recipe), not TF-slim's MobileNet_v1_1.0_224 checkpoint (70.9 % top-1; 70.7 % as first released "
          "in June 2017) the DML authors presumably started from."))
 ARCHITECTURES.add("tv_googlenet", Architecture(
-    "tv_googlenet", "reid:tv_googlenet", ("pedestrians",), "tv_googlenet.imagenet1k_v1", smoke="reid_tiny",
+    "tv_googlenet", "reid:tv_googlenet", ("pedestrians", "imagenet_photos"), "tv_googlenet.imagenet1k_v1", smoke="reid_tiny",
     features=True, note="tv_googlenet is torchvision's GoogLeNet, a batch-normalised Inception-V1 as TF-slim's (with a batch-norm "
          "scale slim's lacks); its ImageNet weights are torchvision's GoogLeNet_Weights.IMAGENET1K_V1 (69.8 % top-1), "
          "not TF-slim's inception_v1 checkpoint (69.8 % top-1)."))
 # A 64-feature stand-in of the same interface for smoke runs and tests; its "published" weights are generated
 # from seed 0 by the weights step (rdml.models.pretrained.GENERATED), so that smoke runs take the pretrained path.
-ARCHITECTURES.add("reid_tiny", Architecture("reid_tiny", "reid:reid_tiny", ("pedestrians",), "reid_tiny.rdml_seed0",
-                                            features=True))
+ARCHITECTURES.add("reid_tiny", Architecture("reid_tiny", "reid:reid_tiny", ("pedestrians", "imagenet_photos"),
+                                            "reid_tiny.rdml_seed0", features=True))
