@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import fcntl
-import itertools
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -380,9 +379,8 @@ def batch_streams(data: Dataset, cfg: TrainConfig, epoch: int, count: int, start
     alone, and network 0's are a shared run's."""
     streams = []
     for k in range(count):
-        batches = (data.train_batches(cfg.batch_size, seed=cfg.seed, epoch=epoch) if k == 0 else
-                   data.student_train_batches(cfg.batch_size, seed=cfg.seed, epoch=epoch, student=k))
-        batches = itertools.islice(batches, start, None)
+        batches = (data.train_batches(cfg.batch_size, seed=cfg.seed, epoch=epoch, start=start) if k == 0 else
+                   data.student_train_batches(cfg.batch_size, seed=cfg.seed, epoch=epoch, student=k, start=start))
         seed = cfg.seed * 1_000_003 + epoch + 500_000_000 if k == 0 else own_stream_seed(cfg.seed, epoch, k, "draws")
         draws = torch.Generator().manual_seed(seed)  # augmentation only
         augment = None if cfg.augment == "none" else partial(augment_batch, kind=cfg.augment, generator=draws)

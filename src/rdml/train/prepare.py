@@ -49,7 +49,7 @@ def prepare(cfg: TrainConfig) -> Prepared:
     execution = choose_execution(device, cfg.precision, cfg.memory_format, cfg.compile, cfg.fuse_students, cfg.arch,
                                  cfg.deterministic)
     try:
-        data = load_dataset(cfg.dataset, **data_keys(config_values(cfg)))
+        data = load_dataset(cfg.dataset, **data_keys(config_values(cfg)), workers=cfg.loader_workers)
     except (ValueError, OSError) as exc:  # a missing or corrupt data file
         raise ConfigError(str(exc)) from None
     pretrained = published_weights(cfg) if cfg.pretrained else {}
