@@ -293,6 +293,7 @@ sh = functools.partial(conftest.sh, check=False)  # the tests read the exit stat
 SNAKEMAKE = str(BIN / "snakemake")
 ANALYSIS = "dml_analyses_smoke"  # trained, measured and tabulated
 MARKET = "dml_market_smoke"  # every run trained on generated Market-1501 files, and tabulated
+IMAGENET = "dml_imagenet_smoke"  # every run streamed from shards prepared from generated ILSVRC2012 archives, tabulated
 BRANCHED = "okdph_table3_smoke"  # the branch-based OKDPH baselines, one job of each method
 BRANCH_METHODS = ("one", "okddip", "ffl", "pcl")
 LANDSCAPE = "okdph_landscape_smoke"  # one panel measured: a run beside its OKDPH partner
@@ -342,6 +343,7 @@ def pipeline(project):
     targets += [cheapest(BRANCHED, method)[1].file for method in BRANCH_METHODS]
     targets += [paths.tables_dir(ANALYSIS), paths.curves_dir(ANALYSIS), paths.summary_file(ANALYSIS)]
     targets += [paths.tables_dir(MARKET), paths.summary_file(MARKET)]
+    targets += [paths.tables_dir(IMAGENET), paths.summary_file(IMAGENET)]
     targets += [paths.measures_file(LANDSCAPE, cheapest_panel()[0].id)]
     return sh(SNAKEMAKE, *dict.fromkeys(targets), "--cores", "2", "--keep-going", "--config",
               f"build=[{','.join(SMOKES)}]", cwd=project)
@@ -478,6 +480,23 @@ def test_market_smoke_study_builds_every_table_of_the_retrieval_protocol(pipelin
     audit = sh(str(BIN / "rdml"), "audit", str(tables / "market_table.md"), "tiny_market1501: reid_tiny+DML, scratch|MQ mAP",
                "--evaluate", cwd=project, check=False)
     assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+@pytest.mark.system  # Snakemake prepares generated ILSVRC2012 archives into shards, trains from them and tabulates
+def test_imagenet_smoke_study_streams_its_runs_from_prepared_shards_and_tabulates_fig_2a(pipeline, project):
+    """dml_imagenet_smoke: `rdml pipeline prepare tiny_imagenet` writes WebDataset shards from the generated archives
+    (the real formats); each run streams them through decoding workers with TF-slim's Inception preprocessing and
+    checkpoints every 2,000 steps (none here: an epoch is 8 steps); Fig. 2a's pair table and its curves."""
+    tables = project / paths.tables_dir(IMAGENET)
+    assert (tables / "pair_table.md").is_file(), failed(pipeline, project, IMAGENET)
+    assert (tables / "fig_curves_pair_table.png").is_file()
+    shards = sorted((project / "data" / "tiny_imagenet" / "shards").glob("*.tar"))
+    assert shards and {s.name.split("-")[0] for s in shards} == {"train", "val"}, shards
+    for job in plan_jobs(PARAMS, IMAGENET):
+        for run in job.runs:
+            record = json.loads((project / run.directory / "record.json").read_text())
+            assert record["status"] == "ok" and record["data"]["split"]["storage"] == "stream"
+            assert record["config"]["loader_workers"] == 6 and record["config"]["optimizer"] == "rmsprop_tf"
 
 
 @pytest.mark.system  # Snakemake trains a job of each study
