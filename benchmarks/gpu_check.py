@@ -457,7 +457,18 @@ def measure_network(spec: str, warm: int, timed: int) -> dict:
     rows = torch.Generator().manual_seed(1)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
+    class Drawn:  # a streamed set's batch (ImageNet): the step on decoded inputs of its shape, in [-1, 1]; decoding
+        # is the workers' work, measured by benchmarks/imagenet_data.py
+        def __init__(self):
+            self.labels = torch.randint(data.num_classes, (int(batch_size),), generator=rows).to(device)
+            self.x = (torch.rand(int(batch_size), *data.spec.input_shape, generator=rows) * 2 - 1).to(device)
+
+        def inputs(self, augment=None):
+            return self.x
+
     def batch():
+        if getattr(data, "x_train", None) is None:
+            return Drawn()
         return Batch(data, torch.randint(len(data.y_train), (int(batch_size),), generator=rows))
 
     def train():
