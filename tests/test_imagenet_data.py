@@ -233,6 +233,19 @@ def test_a_missing_archive_is_named_with_where_to_put_it(tmp_path):
         load_dataset("imagenet", split_seed=0, test_fraction=0.25, data_dir=tmp_path, normalize="inception")
 
 
+@pytest.mark.bad_input
+def test_imagenet_archives_of_another_size_or_md5_are_refused_before_the_long_read(prepared, tmp_path):
+    folder = copy_archives(prepared / TINY, tmp_path / "imagenet")  # the tiny archives under the real set's name
+    with pytest.raises(DataError, match=r"ILSVRC2012_img_train.tar is [\d,]+ bytes, not the published 147,897,477,120"):
+        imagenet.prepare("imagenet", tmp_path)
+    for part in ("train", "val"):
+        with open(folder / imagenet.ARCHIVES[part], "r+b") as handle:
+            handle.truncate(imagenet.PUBLISHED_SIZES[part])  # sparse: the published size, not its bytes
+    with pytest.raises(DataError, match="ILSVRC2012_devkit_t12.tar.gz has md5 [0-9a-f]+, not the published fa75699e"):
+        imagenet.prepare("imagenet", tmp_path)
+    assert not (folder / "shards").exists()
+
+
 @pytest.mark.tamper
 def test_a_replaced_archive_is_never_paired_with_old_shards(prepared, tmp_path):
     folder = copy_archives(prepared / TINY, tmp_path / TINY)

@@ -4,13 +4,13 @@ disk, and decoded and augmented per sample by DataLoader workers as TF-slim trai
 Where the files go (text for the README and docs/data.md). ImageNet has no public download: an account at
 image-net.org gives the ILSVRC2012 archives. Put these three files, as downloaded, into `data/imagenet/`:
 
-    data/imagenet/ILSVRC2012_img_train.tar       147,897,477,120 bytes, md5 1d675b47d978889d74fa0da5fadfb00e
-    data/imagenet/ILSVRC2012_img_val.tar           6,744,924,160 bytes, md5 29b22e2961454d5413ddabcf34fc5622
-    data/imagenet/ILSVRC2012_devkit_t12.tar.gz         2,568,145 bytes, md5 fa75699e90414af021442c21a62c3abf
+    data/imagenet/ILSVRC2012_img_train.tar       147,897,477,120 bytes (138 GiB), md5 1d675b47d978889d74fa0da5fadfb00e
+    data/imagenet/ILSVRC2012_img_val.tar           6,744,924,160 bytes (6.3 GiB), md5 29b22e2961454d5413ddabcf34fc5622
+    data/imagenet/ILSVRC2012_devkit_t12.tar.gz     about 2.5 MB,                  md5 fa75699e90414af021442c21a62c3abf
 
 then run `rdml pipeline prepare imagenet` (the pipeline runs it before any ImageNet job). It reads the archives as
 they are (no unpacking into 1.33 M loose files), checks every member name and count, and writes the JPEG bytes
-unchanged into `data/imagenet/shards/` (about 155 GB more on the same disk: keep it local, as a network disk
+unchanged into `data/imagenet/shards/` (about 156 GB more on the same disk: keep it local, as a network disk
 starves the decoding workers): 1,282 training and 50 validation shards in WebDataset's tar format plus an index
 for random access. The archives' md5 sums are torchvision's published ones (torchvision/datasets/imagenet.py
 ARCHIVE_META); their sha256 sums are the data's fingerprint and are recorded with the shards, so shards are never
@@ -34,10 +34,12 @@ WebDataset reader reads them. `<split>-index.npy` holds (shard, byte offset, siz
 workers read with os.pread. Everything is written under a temporary folder, recorded in `rdml-shards.json` (the
 archives' sha256, each shard's size and sha256), and renamed into place whole.
 
-JPEG shards rather than packed pre-resized uint8 (benchmarks/imagenet_data.md): slim's crop takes 5 % to 100 %
-of the original photo, which a pre-resized array no longer holds, and a packed array at the photos' own size
-is ~5x the JPEGs' bytes (155 GB of JPEGs against ~700 GB at ~400 × 350 × 3); decoding costs a worker ~1 ms of
-a ~5 ms sample here.
+JPEG shards rather than packed pre-resized uint8 (measured in benchmarks/imagenet_data.md): slim's crop takes
+5 % to 100 % of the original photo and resizes it to 224, which a photo stored pre-resized (short side 256: 337 GB
+for ImageNet, 2.3x the JPEGs) no longer holds, and packed at the photos' own size (~400 × 350 × 3) ImageNet would
+take ~540 GB against 148 GB of JPEGs; reading and decoding are about half of a worker's ~4 ms per sample on the
+2-core AMD EPYC measured. Workers return float32: slim resizes and colours in float and clips only at the end,
+so uint8 between the steps would move pixels by up to 1/510.
 
 Training inputs (`train_transform`, `draw_train`): slim's `inception_preprocessing.preprocess_for_train` with
 fast_mode=True and no bounding box, as `train_image_classifier.py` ran it for mobilenet_v1 and inception_v1
@@ -84,7 +86,7 @@ from rdml.data.vision import DataError
 from rdml.io import atomic_write_json, sha256_bytes
 from rdml.keys import ConfigError, one_of
 
-__all__ = ["ARCHIVES", "PUBLISHED_MD5", "PUBLISHED_COUNTS", "TINY", "PER_SHARD", "SHARDS", "MARKER", "INDEX_DTYPE",
+__all__ = ["ARCHIVES", "PUBLISHED_MD5", "PUBLISHED_SIZES", "PUBLISHED_COUNTS", "TINY", "PER_SHARD", "SHARDS", "MARKER", "INDEX_DTYPE",
            "COLOR_ORDERINGS", "OUTPUT", "CENTRAL_FRACTION", "TrainDraws", "expected_counts", "archive_hashes",
            "read_devkit", "prepare", "read_marker", "load", "decode", "generate_random_crop",
            "sample_distorted_bounding_box", "central_crop_box", "resize_bilinear", "adjust_saturation", "draw_train",
@@ -95,6 +97,7 @@ ARCHIVES = {"train": "ILSVRC2012_img_train.tar", "val": "ILSVRC2012_img_val.tar"
 # torchvision/datasets/imagenet.py ARCHIVE_META: the md5 sums of the archives image-net.org serves
 PUBLISHED_MD5 = {"train": "1d675b47d978889d74fa0da5fadfb00e", "val": "29b22e2961454d5413ddabcf34fc5622",
                  "devkit": "fa75699e90414af021442c21a62c3abf"}
+PUBLISHED_SIZES = {"train": 147_897_477_120, "val": 6_744_924_160}  # bytes: checked before the long read
 PUBLISHED_COUNTS = {"classes": 1_000, "train": 1_281_167, "val": 50_000}
 DEVKIT = "ILSVRC2012_devkit_t12"
 META = f"{DEVKIT}/data/meta.mat"
@@ -448,6 +451,12 @@ def _prepare(name: str, folder: Path, per_shard: int, counts: dict[str, int]) ->
     for archive in ARCHIVES.values():
         if not (folder / archive).is_file():
             raise _missing(folder, archive)
+    if name == "imagenet":  # what can be checked in a moment, before hours of reading
+        for part, size in PUBLISHED_SIZES.items():
+            if (folder / ARCHIVES[part]).stat().st_size != size:
+                raise DataError(f"{folder / ARCHIVES[part]} is {(folder / ARCHIVES[part]).stat().st_size:,} bytes, not the "
+                                f"published {size:,}: a partial download or a different archive")
+        _check_md5(folder, archive_hashes(folder, (ARCHIVES["devkit"],)), ("devkit",))
     # the shards hold the images' bytes plus 1 KB of headers a sample: about the two image archives' size
     needed = sum((folder / ARCHIVES[part]).stat().st_size for part in ("train", "val")) \
         + 1024 * (counts["train"] + counts["val"])
@@ -467,11 +476,7 @@ def _prepare(name: str, folder: Path, per_shard: int, counts: dict[str, int]) ->
                 raise
             hashes = hashing.result()
         if name == "imagenet":
-            for part, archive in ARCHIVES.items():
-                if hashes[archive]["md5"] != PUBLISHED_MD5[part]:
-                    raise DataError(f"{folder / archive} has md5 {hashes[archive]['md5']}, not the published "
-                                    f"{PUBLISHED_MD5[part]}: a damaged or different archive; put the ILSVRC2012 "
-                                    f"archive from image-net.org there")
+            _check_md5(folder, hashes, ("train", "val"))
         marker = {"dataset": name, "layout": LAYOUT, "per_shard": per_shard, "counts": counts, "classes": wnids,
                   "archives": {a: {"sha256": h["sha256"], "md5": h["md5"], "size": h["size"]} for a, h in hashes.items()},
                   "splits": splits, **({"generated": _tiny_description()} if name == "tiny_imagenet" else {})}
@@ -479,6 +484,14 @@ def _prepare(name: str, folder: Path, per_shard: int, counts: dict[str, int]) ->
         return _put_in_place(folder, scratch, marker)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _check_md5(folder: Path, hashes: dict[str, dict], parts: tuple[str, ...]) -> None:
+    for part in parts:
+        archive = ARCHIVES[part]
+        if hashes[archive]["md5"] != PUBLISHED_MD5[part]:
+            raise DataError(f"{folder / archive} has md5 {hashes[archive]['md5']}, not the published {PUBLISHED_MD5[part]}: "
+                            "a damaged or different archive; put the ILSVRC2012 archive from image-net.org there")
 
 
 def _write_shards(folder: Path, scratch: Path, counts: dict[str, int], per_shard: int) -> tuple[list[str], dict]:
