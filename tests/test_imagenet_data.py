@@ -39,14 +39,16 @@ def prepared(tmp_path_factory):
 
 
 def independent_reading(folder):
-    """{key: (label, bytes)} of the archives, read here without rdml: per-class tars in sorted WNID order, the
-    ground truth's line k for ILSVRC2012_val_k."""
+    """{key: (label, bytes)} of the archives, read here without rdml as torchvision's ImageNet reads them: labels in
+    sorted WNID order (ImageFolder), the ground truth's line k the ILSVRC2012_ID of ILSVRC2012_val_k, mapped to its
+    WNID by meta.mat (parse_devkit_archive's idx_to_wnid)."""
     import scipy.io
 
     with tarfile.open(folder / imagenet.ARCHIVES["devkit"], "r:gz") as devkit:
         meta = scipy.io.loadmat(io.BytesIO(devkit.extractfile(imagenet.META).read()), squeeze_me=True)["synsets"]
         truth = [int(line) for line in devkit.extractfile(imagenet.GROUND_TRUTH).read().split()]
     leaves = sorted(str(s["WNID"]) for s in meta if int(s["num_children"]) == 0)
+    idx_to_wnid = {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in meta if int(s["num_children"]) == 0}
     samples = {}
     with tarfile.open(folder / imagenet.ARCHIVES["train"]) as outer:
         for member in outer.getmembers():
@@ -57,7 +59,8 @@ def independent_reading(folder):
     val = {}
     with tarfile.open(folder / imagenet.ARCHIVES["val"]) as handle:
         for image in handle.getmembers():
-            val[image.name[:-5]] = (truth[int(image.name[15:23]) - 1] - 1, handle.extractfile(image).read())
+            wnid = idx_to_wnid[truth[int(image.name[15:23]) - 1]]
+            val[image.name[:-5]] = (leaves.index(wnid), handle.extractfile(image).read())
     return samples, val
 
 
@@ -202,14 +205,29 @@ def test_prepare_refuses_a_class_tar_with_a_wrong_count_or_another_class(prepare
         imagenet.prepare(TINY, tmp_path / "again")
 
 
-@pytest.mark.bad_input
-def test_prepare_refuses_a_devkit_whose_classes_are_not_in_sorted_id_order(tmp_path):
-    folder = tmp_path / TINY
-    imagenet.write_tiny_archives(folder)
+def test_the_devkits_ids_are_mapped_to_sorted_wnid_labels(prepared):
+    """The real devkit's ILSVRC2012_IDs are not in WNID order (1 is n02119789, kit fox); neither are the generated
+    one's, so a reader taking id − 1 as the label fails here."""
+    import scipy.io
+
+    with tarfile.open(prepared / TINY / imagenet.ARCHIVES["devkit"], "r:gz") as devkit:
+        meta = scipy.io.loadmat(io.BytesIO(devkit.extractfile(imagenet.META).read()), squeeze_me=True)["synsets"]
+    by_id = [str(s["WNID"]) for s in sorted(meta, key=lambda s: int(s["ILSVRC2012_ID"])) if int(s["num_children"]) == 0]
+    assert by_id != sorted(by_id) and len(meta) == 5 + 3
+    wnids, labels = imagenet.read_devkit(prepared / TINY / imagenet.ARCHIVES["devkit"], 5, 10)
+    assert wnids == sorted(by_id) == imagenet.read_marker(prepared / TINY)["classes"]
+    _, val = independent_reading(prepared / TINY)
+    assert labels.tolist() == [val[key][0] for key in sorted(val)]
+
+
+def devkit_with(folder, wnids_by_id, truth=None):
+    """`folder`'s devkit archive rewritten with leaves `wnids_by_id` (ILSVRC2012_ID 1, 2, ...) and ground truth ids."""
     with tarfile.open(folder / imagenet.ARCHIVES["devkit"], "r:gz") as handle:
         members = [(m, handle.extractfile(m).read() if m.isfile() else None) for m in handle.getmembers()]
-    wnids = ["n00000005", "n00000002", "n00000003", "n00000004", "n00000001"]  # id 1 is not the smallest WNID
-    members = [(m, imagenet._meta_mat(wnids, ["n00000009"]) if m.name == imagenet.META else d) for m, d in members]
+    if truth is not None:
+        members = [(m, "".join(f"{t}\n" for t in truth).encode() if m.name == imagenet.GROUND_TRUTH else d)
+                   for m, d in members]
+    members = [(m, imagenet._meta_mat(wnids_by_id, ["n00000009"]) if m.name == imagenet.META else d) for m, d in members]
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as handle:
         for m, d in members:
@@ -217,7 +235,21 @@ def test_prepare_refuses_a_devkit_whose_classes_are_not_in_sorted_id_order(tmp_p
                 m.size = len(d)
             handle.addfile(m, None if d is None else io.BytesIO(d))
     (folder / imagenet.ARCHIVES["devkit"]).write_bytes(buffer.getvalue())
-    with pytest.raises(DataError, match="not distinct ids like n01440764 in sorted order"):
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("wnids,truth,message", [
+    (["n00000005", "n00000002", "n00000003", "n00000002", "n00000001"], None, "are not 5 distinct ids like n01440764"),
+    (["n00000005", "n00000002", "n00000003", "n0000004", "n00000001"], None, r"distinct ids like n01440764 \(n0000004\)"),
+    (["n00000005", "n00000002", "n00000003", "n00000004"], None, "has 4 leaf synsets .* 5 expected"),
+    (["n00000005", "n00000002", "n00000003", "n00000004", "n00000001"], [1] * 9, "holds 9 ids in .1, 1.; 10 ids in .1, 5."),
+    (["n00000005", "n00000002", "n00000003", "n00000004", "n00000001"], [6] + [1] * 9, r"holds 10 ids in \[1, 6\]"),
+])
+def test_prepare_refuses_a_devkit_that_is_not_ilsvrc2012s(tmp_path, wnids, truth, message):
+    folder = tmp_path / TINY
+    imagenet.write_tiny_archives(folder)
+    devkit_with(folder, wnids, truth)
+    with pytest.raises(DataError, match=message):
         imagenet.prepare(TINY, tmp_path)
 
 

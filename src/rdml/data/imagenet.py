@@ -19,10 +19,11 @@ prepared, the archives may be moved away: the shards' record then stands for the
 
 What is read (torchvision's `ImageNet` reading, torchvision/datasets/imagenet.py parse_devkit_archive,
 parse_train_archive, parse_val_archive): the classes are the devkit's `data/meta.mat` synsets with
-num_children == 0 (1,000 leaves), class index = ILSVRC2012_ID − 1, which is the sorted order of their WordNet ids
-(checked); training images are `n01440764_<k>.JPEG` in the per-class tars `n01440764.tar` of the training
-archive, labelled by their tar; validation images `ILSVRC2012_val_%08d.JPEG` are labelled by line k of
-`data/ILSVRC2012_validation_ground_truth.txt`. rdml's models have 1,000 outputs; TF-slim's ImageNet checkpoints
+num_children == 0 (1,000 leaves), labelled 0..999 in the sorted order of their WordNet ids (ImageFolder's sorted
+class folders; slim's labels are the same order + 1); training images are `n01440764_<k>.JPEG` in the per-class
+tars `n01440764.tar` of the training archive, labelled by their tar; validation image `ILSVRC2012_val_%08d.JPEG` k
+is labelled by line k of `data/ILSVRC2012_validation_ground_truth.txt`, an ILSVRC2012_ID that meta.mat maps to its
+WNID. The devkit's ids are not in WNID order (id 1 is n02119789, kit fox), so id − 1 is not the label. rdml's models have 1,000 outputs; TF-slim's ImageNet checkpoints
 (MobileNet v1, Inception v1) have 1,001, output 0 being a background class (slim's datasets/imagenet.py
 `_NUM_CLASSES = 1001`, labels_offset), so a slim checkpoint's logits map to rdml's as logits[:, 1:]. The
 validation set is rdml's `test` split (official_split: slim and the papers report on it).
@@ -252,9 +253,11 @@ def _open_tar(path: Path, mode: str = "r:") -> tarfile.TarFile:
 
 def read_devkit(path: Path, classes: int, val: int) -> tuple[list[str], np.ndarray]:
     """The classes' WordNet ids in label order and the validation images' labels (0-based, in image-number order),
-    as torchvision's parse_devkit_archive reads them: meta.mat's synsets with num_children == 0, ILSVRC2012_ID − 1
-    as the label, which must be the sorted order of their ids; line k of the ground truth the label of
-    ILSVRC2012_val_k (1-based ids)."""
+    as torchvision's parse_devkit_archive and ImageFolder read them: the classes are meta.mat's synsets with
+    num_children == 0, labelled in the sorted order of their WNIDs (ImageFolder's sorted class folders; slim's
+    labels are the same order + 1); line k of the ground truth is the ILSVRC2012_ID of ILSVRC2012_val_k, mapped to
+    its WNID through meta.mat (idx_to_wnid) and so to its label. The devkit's ids are not in WNID order (id 1 is
+    n02119789, kit fox; the sorted first is n01440764, tench), so id − 1 is not the label."""
     import scipy.io
 
     with _open_tar(path, "r:gz") as handle:
@@ -275,18 +278,17 @@ def read_devkit(path: Path, classes: int, val: int) -> tuple[list[str], np.ndarr
     missing = [f for f in ("ILSVRC2012_ID", "WNID", "num_children") if f not in (synsets.dtype.names or ())]
     if missing:
         raise DataError(f"{path}: {META}'s synsets have no field {', '.join(missing)}; fields: {synsets.dtype.names}")
-    leaves = sorted((int(s["ILSVRC2012_ID"]), str(s["WNID"])) for s in np.atleast_1d(synsets)
-                    if int(s["num_children"]) == 0)
-    if len(leaves) != classes:
-        raise DataError(f"{path}: {META} has {len(leaves):,} leaf synsets (num_children == 0), {classes:,} expected")
-    ids, wnids = [i for i, _ in leaves], [w for _, w in leaves]
-    if ids != list(range(1, classes + 1)):
-        raise DataError(f"{path}: the leaf synsets' ILSVRC2012_IDs are not 1..{classes}")
+    leaves = {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in np.atleast_1d(synsets) if int(s["num_children"]) == 0}
+    count = sum(int(s["num_children"]) == 0 for s in np.atleast_1d(synsets))
+    if count != classes:
+        raise DataError(f"{path}: {META} has {count:,} leaf synsets (num_children == 0), {classes:,} expected")
+    if sorted(leaves) != list(range(1, classes + 1)):
+        raise DataError(f"{path}: the leaf synsets' ILSVRC2012_IDs are not 1..{classes}, each once")
+    wnids = sorted(leaves.values())
     bad = [w for w in wnids if not WNID.match(w)]
-    if bad or wnids != sorted(wnids) or len(set(wnids)) != classes:
-        raise DataError(f"{path}: the leaf synsets' WNIDs are not distinct ids like n01440764 in sorted order by "
-                        f"ILSVRC2012_ID{f' ({bad[:3]})' if bad else ''}; labels would not be the sorted-id order "
-                        "torchvision's ImageFolder gives")
+    if bad or len(set(wnids)) != classes:
+        raise DataError(f"{path}: the leaf synsets' WNIDs are not {classes:,} distinct ids like n01440764"
+                        + (f" ({', '.join(bad[:3])})" if bad else ""))
     lines = files[GROUND_TRUTH].decode("ascii", errors="replace").split()
     try:
         truth = np.array([int(line) for line in lines], dtype=np.int64)
@@ -295,7 +297,10 @@ def read_devkit(path: Path, classes: int, val: int) -> tuple[list[str], np.ndarr
     if len(truth) != val or (len(truth) and not (1 <= truth.min() and truth.max() <= classes)):
         raise DataError(f"{path}: {GROUND_TRUTH} holds {len(truth):,} ids in [{truth.min() if len(truth) else '-'}, "
                         f"{truth.max() if len(truth) else '-'}]; {val:,} ids in [1, {classes}] expected")
-    return wnids, truth - 1
+    label_of_id = np.zeros(classes + 1, dtype=np.int64)
+    for ilsvrc_id, wnid in leaves.items():
+        label_of_id[ilsvrc_id] = wnids.index(wnid)
+    return wnids, label_of_id[truth]
 
 
 def _image_bytes(archive: Path, name: str, data: bytes) -> bytes:
@@ -1081,8 +1086,9 @@ def _tar_bytes(members: list[tuple[str, bytes | None]]) -> bytes:
 
 def _meta_mat(wnids: list[str], extra: list[str]) -> bytes:
     """The devkit's data/meta.mat: a synsets struct array (SYNSET_FIELDS, in that order) of the leaf classes with
-    ILSVRC2012_ID 1..K in sorted WNID order, then inner synsets (num_children > 0) with the next ids, as the real
-    devkit lists 1,000 leaves then 860 inner synsets. The MAT header's date is fixed, so the bytes are too."""
+    ILSVRC2012_ID 1..K in the order given (the real devkit's is not WNID order), then inner synsets
+    (num_children > 0) with the next ids, as the real devkit lists 1,000 leaves then 860 inner synsets. The MAT
+    header's date is fixed, so the bytes are too."""
     import scipy.io
 
     rows = [(i + 1, w, f"class {i}, words", f"gloss of {w}", 0, np.zeros(0), 0, 10) for i, w in enumerate(wnids)]
@@ -1116,6 +1122,7 @@ def write_tiny_archives(folder: Path, *, classes: int = TINY["classes"], train_p
         wnids = sorted(set(wnids) | {f"n{int(rng.integers(1_000_000, 15_000_000)):08d}"})
     order = rng.permutation(len(wnids))
     leaves, inner = sorted(wnids[i] for i in order[:classes]), sorted(wnids[i] for i in order[classes:])
+    ids = rng.permutation(classes)  # leaf ids[k] + 1 is the ILSVRC2012_ID of leaves[k], not in WNID order
     patterns = rng.integers(0, 256, size=(classes, 4, 4, 3), dtype=np.uint8)
 
     def photo(label: int) -> Image.Image:
@@ -1138,8 +1145,8 @@ def write_tiny_archives(folder: Path, *, classes: int = TINY["classes"], train_p
     val_images = [(f"ILSVRC2012_val_{i + 1:08d}.JPEG", _jpeg(photo(int(c)), format="JPEG", quality=90))
                   for i, c in enumerate(truth)]
     devkit = _tar_bytes([(f"{DEVKIT}", None), (f"{DEVKIT}/data", None), (f"{DEVKIT}/COPYING", b"tiny_imagenet\n"),
-                         (META, _meta_mat(leaves, inner)),
-                         (GROUND_TRUTH, "".join(f"{c + 1}\n" for c in truth).encode())])
+                         (META, _meta_mat([leaves[k] for k in np.argsort(ids)], inner)),
+                         (GROUND_TRUTH, "".join(f"{ids[c] + 1}\n" for c in truth).encode())])
     contents = {"train": _tar_bytes([class_tars[i] for i in rng.permutation(classes)]),
                 "val": _tar_bytes([val_images[i] for i in rng.permutation(val)]),
                 "devkit": gzip.compress(devkit, mtime=0)}
