@@ -232,15 +232,17 @@ def _check_member(archive: Path, member: tarfile.TarInfo, *, directories: bool =
 
 
 def _members(archive: Path, handle: tarfile.TarFile, pattern: re.Pattern, what: str) -> dict[str, tarfile.TarInfo]:
-    """{name: member} of a flat archive whose every member must be a file named as `pattern`, none twice."""
+    """{name: member} of a flat archive whose every member must be a file named as `pattern` (a leading "./", as
+    some tar writers store, aside), none twice."""
     members = {}
     for member in handle.getmembers():
         _check_member(archive, member)
-        if not pattern.match(member.name):
+        name = member.name[2:] if member.name.startswith("./") else member.name
+        if not pattern.match(name):
             raise DataError(f"{archive} holds {member.name!r}, which is not {what}; a damaged or different archive")
-        if member.name in members:
-            raise DataError(f"{archive} holds {member.name!r} twice; a damaged or different archive")
-        members[member.name] = member
+        if name in members:
+            raise DataError(f"{archive} holds {name!r} twice; a damaged or different archive")
+        members[name] = member
     return members
 
 
