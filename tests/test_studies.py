@@ -496,7 +496,7 @@ def test_imagenet_smoke_study_streams_its_runs_from_prepared_shards_and_tabulate
         for run in job.runs:
             record = json.loads((project / run.directory / "record.json").read_text())
             assert record["status"] == "ok" and record["data"]["split"]["storage"] == "stream"
-            assert record["config"]["loader_workers"] == 6 and record["config"]["optimizer"] == "rmsprop_tf"
+            assert record["config"]["loader_workers"] == 8 and record["config"]["optimizer"] == "rmsprop_tf"
 
 
 @pytest.mark.system  # Snakemake trains a job of each study

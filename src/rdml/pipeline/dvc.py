@@ -93,11 +93,15 @@ def dvc_stages(params: dict, studies: list[str], declared: set[str] | None = Non
         runs = plan_study(params, study)
         for dataset in sorted({r.dataset for r in runs}):
             downloaded = [paths.data_folder(dataset)] if DATASETS[dataset].downloaded else []  # DVC-tracked data
+            # a streamed set's folder (ImageNet: the user's archives and ~156 GB of shards) stays out of DVC's cache: its
+            # stamp names the archives' sha256, the shards' marker every shard's (rdml.data.imagenet)
+            outs = (_persist(*downloaded, paths.data_stamp(dataset)) if DATASETS[dataset].storage != "stream" else
+                    [*({folder: kept()} for folder in downloaded), *_persist(paths.data_stamp(dataset))])
             needs = DATASETS[dataset].needs
             stages[f"prepare-{dataset}"] = {
                 "cmd": f"rdml pipeline prepare {shlex.quote(dataset)}",
                 "deps": [paths.code_stamp("data", dataset), *(paths.data_stamp(n) for n in needs)],
-                "outs": _persist(*downloaded, paths.data_stamp(dataset)),
+                "outs": outs,
             }
             for name in needs:  # a shared resource, or a parent data set
                 folder = RESOURCES[name].folder if name in RESOURCES else name
