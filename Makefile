@@ -41,6 +41,9 @@ bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/photo_transforms.py
 	$(VENV)/bin/python benchmarks/vit_pair_memory.py
 	$(VENV)/bin/python benchmarks/text_throughput.py
+	$(VENV)/bin/python benchmarks/reid_data.py
+	$(VENV)/bin/python benchmarks/imagenet_data.py
+	$(VENV)/bin/python benchmarks/checkpoint_cost.py
 
 # The prepared device check (benchmarks/README.md): at most 8 minutes on one GPU, everything rdml needs measured
 # there, in benchmarks/results/gpu_check_<device>.json; on a CPU the same code at tiny sizes in under a minute.
