@@ -158,7 +158,7 @@ def _train_locked(prep: Prepared, run_dir: Path, argv, progress, replace: bool, 
         record["environment"]["distributed"] = ranks.describe(prep.device)  # every rank takes part
         if not ranks.leader:
             torch.manual_seed(distributed.rank_seed(cfg.seed, ranks.rank))  # dropout: a stream of its own (module doc)
-    if leader and saved is None:  # only now, once all that can refuse the new run has passed
+    if leader and plan["fresh"]:  # only now, once all that can refuse the new run has passed
         for stale in (model_path, checkpoint_path, *kept_files(run_dir), record_path):  # the record last: it vouches for the rest
             stale.unlink(missing_ok=True)
     if saved is not None:
@@ -266,7 +266,7 @@ def _plan(prep: Prepared, run_dir: Path, argv, replace: bool, retrain: bool, env
         existing = saved = None
     chosen = {"memory_format": prep.execution.memory_format, "compile": prep.execution.compile}
     return {"finished": None, "record": record or new_record(prep, argv, environment_extra), "saved": saved,
-            "resume": resume, "execution": chosen}
+            "resume": resume, "execution": chosen, "fresh": existing is None and saved is None}
 
 
 def train_epoch(method, cohort: Cohort, data: Dataset, cfg: TrainConfig, epoch: int, show: bool, *,
