@@ -45,7 +45,7 @@ def teachers(tmp_path, teacher_dir):
 BAD = [
     pytest.param(["method=distill"], "method='distill' is not allowed; allowed: dml, dml_e, ffl, independent, kd, kdcl, okddip, okdph, one, pcl, teacher", marks=pytest.mark.bad_input),
     pytest.param(["arch=resnet9000"], "arch='resnet9000' is not allowed; allowed: charcnn, charcnn_as_released, charcnn_logits, cnn, cnn_wide, darknet53", marks=pytest.mark.bad_input),
-    pytest.param(["dataset=imagenet"], "dataset='imagenet' is not allowed; allowed: ag_news, cifar10, cifar100, cifar100_1, cifar100_10", marks=pytest.mark.bad_input),
+    pytest.param(["dataset=imagenet21k"], "dataset='imagenet21k' is not allowed; allowed: ag_news, cifar10, cifar100, cifar100_1, cifar100_10", marks=pytest.mark.bad_input),
     pytest.param(["alpha=-0.5"], "alpha=-0.5 is not allowed; it must be a real number in [0, inf]", marks=pytest.mark.bad_input),
     pytest.param(["alpha=nan"], "alpha=nan is not allowed; it must be a real number in [0, inf]", marks=pytest.mark.bad_input),
     pytest.param(["alpha=abc"], "alpha='abc' is not a valid float", marks=pytest.mark.bad_input),

@@ -138,7 +138,8 @@ def test_parameter_counts_are_the_published_ones(built):
 def test_catalogue_entries():
     for name in REAL:
         arch = ARCHITECTURES[name]
-        assert arch.kinds == ("pedestrians",) and arch.smoke == "reid_tiny" and arch.note
+        # Market-1501's crops (DML §4.1) and ImageNet's photos (Fig. 2a)
+        assert arch.kinds == ("pedestrians", "imagenet_photos") and arch.smoke == "reid_tiny" and arch.note
         assert ARCHITECTURES[arch.smoke].kinds == arch.kinds
     assert ARCHITECTURES["mobilenetv1_100"].weights == "mobilenetv1_100.ra4_e3600_r224_in1k"
     assert ARCHITECTURES["tv_googlenet"].weights == "tv_googlenet.imagenet1k_v1"
