@@ -51,7 +51,7 @@ RESULTS = BENCHMARKS / "results"
 sys.path.insert(0, str(ROOT / "src"))
 
 # Time shares of the budget, in run order; a section's unused time passes to the ones after it.
-SHARES = {"cuda_tests": 0.15, "pair": 0.27, "packing": 0.12, "networks": 0.38, "photos": 0.08}
+SHARES = {"cuda_tests": 0.15, "pair": 0.25, "packing": 0.11, "networks": 0.36, "photos": 0.07, "imagenet_stream": 0.06}
 # name: (cohort_throughput.py's path, its arguments): the released loop with that many loader workers, or
 # rdml's trainer with these keys (every rdml path deterministic unless it says not: rdml's default).
 PAIR_PATHS = {
@@ -284,6 +284,20 @@ def section_packing(seconds: float, quick: bool, cuda: bool) -> dict:
             row["ratio_to_one_job"] = row["images_per_s_total"] / one
     return {"seconds_per_row": run_s, "rows": rows,
             "memory": "nvidia-smi's used memory of GPU 0 at its peak, every job's CUDA context included"}
+
+
+def section_imagenet_stream(seconds: float, quick: bool, cuda: bool) -> dict:
+    """dml_imagenet end to end: a MobileNet-V1 DML pair's training images/s on streamed JPEG shards with 2, 4 and 8
+    decoding workers, and on inputs already on the GPU (benchmarks/imagenet_data.py --end-to-end)."""
+    if not cuda:
+        return {"skipped": "no CUDA device: the CPU figures of the input path are benchmarks/imagenet_data.md"}
+    images, steps, workers = (128, 3, ["2"]) if quick else (640, 20, ["2", "4", "8"])
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "imagenet_data.py"), "--images", str(images), "--classes", "8",
+                           "--batch", "64", "--steps", str(steps), "--end-to-end", *workers], cwd=ROOT,
+                          capture_output=True, text=True, timeout=max(1.0, seconds))
+    if done.returncode != 0:
+        return {"error": tail(done.stderr or done.stdout, 2)}
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def section_photos(seconds: float, quick: bool, cuda: bool) -> dict:
@@ -589,6 +603,8 @@ def main() -> int:
     run_section(results, "gpu_hours", lambda: hours_section(studies, results["networks"].get("networks", {}), given,
                                                            machine["device"]), out)
     run_section(results, "photos", lambda: section_photos(budget.share("photos"), quick, cuda), out)
+    run_section(results, "imagenet_stream", lambda: section_imagenet_stream(budget.share("imagenet_stream"), quick, cuda),
+                out)
     results["total_seconds"] = round(args.budget_s - budget.left(), 2)
     write(out, results)
     print(f"written to {out}")

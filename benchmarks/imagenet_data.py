@@ -25,6 +25,7 @@ consumes, divided by one worker's measured images/s = the decoding workers per G
 
     .venv/bin/python benchmarks/imagenet_data.py [--images 600] [--classes 8] [--batch 32] [--passes 3]
         [--out benchmarks/imagenet_data.md]
+    .venv/bin/python benchmarks/imagenet_data.py --end-to-end 2 4 8 [--batch 64] [--steps 20]   # on a GPU: make gpu-check
 """
 
 from __future__ import annotations
@@ -189,6 +190,63 @@ def flops() -> float:
     return float(counter.get_total_flops())
 
 
+def end_to_end(images: int, classes: int, batch: int, steps: int, workers: list[int]) -> dict:
+    """Images/s of dml_imagenet's training on streamed shards, end to end on this machine's device: a DML step of
+    two mobilenetv1_100 (1,000 classes, TF's RMSProp, float32 with TF32 off, channels_last, sequential order as
+    dml_imagenet) on each batch that `workers` decoding processes give (slim's preprocessing), after 3 warm-up
+    steps; and the same steps on inputs already on the device (the GPU's own rate, what the workers must keep up
+    with). What `make gpu-check` runs on a GPU (its `imagenet_stream` section)."""
+    from rdml.config import load_config, resolve
+    from rdml.methods import METHODS
+    from rdml.train.cohort import build_cohort
+    from rdml.train.execution import choose_execution
+    from rdml.train.prepare import pick_device
+
+    device = pick_device("auto")
+    with tempfile.TemporaryDirectory(prefix="rdml-imagenet-e2e-") as tmp:
+        _, _, info = make_data(Path(tmp), images, classes)
+        spec = DataSpec("imagenet_photos", 1000, (3, SIZE, SIZE))
+        cfg = resolve(load_config(None, ["dataset=imagenet", "method=dml", f"arch={ARCH}", "optimizer=rmsprop_tf",
+                                         "lr=0.1", "momentum=0.9", "rmsprop_epsilon=1.0", "augment=inception",
+                                         "normalize=inception", "update_order=sequential", "precision=fp32",
+                                         "memory_format=channels_last", f"batch_size={batch}"]))
+        execution = choose_execution(device, "fp32", "channels_last", False, False, cfg.arch, True)
+        execution.apply()
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        out = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+               "batch": batch, "steps": steps, "images": info["images"], "rows": []}
+
+        def timed(batches) -> float:
+            method = METHODS["dml"](cfg)
+            cohort = build_cohort(cfg, data, execution, 1000)
+            done, started = 0, None
+            for x, y in batches:
+                if done == 3:
+                    sync()
+                    started = time.perf_counter()
+                method.train_step(x, y, cohort)
+                done += 1
+                if done == 3 + steps:
+                    break
+            sync()
+            return steps * batch / (time.perf_counter() - started)
+
+        for count in workers:
+            data = imagenet.StreamedDataset("bench", info["shards"], info["marker"], spec, {}, workers=count,
+                                            device=device)
+
+            def streamed():
+                for epoch in range(1, 1000):
+                    for b in data.train_batches(batch, seed=SEED, epoch=epoch):
+                        yield b.inputs("inception"), b.labels
+
+            out["rows"].append({"workers": count, "images_per_second": timed(streamed())})
+        x = torch.rand(batch, 3, SIZE, SIZE, device=device) * 2 - 1
+        y = torch.randint(classes, (batch,), device=device)
+        out["device_only_images_per_second"] = timed(iter(lambda: (x, y), None))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=600)
@@ -196,7 +254,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "imagenet_data.md"))
+    parser.add_argument("--end-to-end", type=int, nargs="+", metavar="WORKERS",
+                        help="only the end-to-end training rate with each number of decoding workers, as JSON on stdout")
+    parser.add_argument("--steps", type=int, default=20, help="timed training steps of --end-to-end")
     args = parser.parse_args()
+    if args.end_to_end:
+        import json
+
+        print(json.dumps(end_to_end(args.images, args.classes, args.batch, args.steps, args.end_to_end)))
+        return
     torch.set_num_threads(os.cpu_count() or 1)
     load_start = os.getloadavg()[0]
     started = time.perf_counter()

@@ -16,7 +16,7 @@ SPEC = importlib.util.spec_from_file_location("gpu_check", REPO / "benchmarks" /
 gpu_check = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(gpu_check)
 
-SECTIONS = ("cuda_tests", "pair", "packing", "networks", "gpu_hours", "photos")
+SECTIONS = ("cuda_tests", "pair", "packing", "networks", "gpu_hours", "photos", "imagenet_stream")
 
 
 @pytest.mark.slow
@@ -52,7 +52,7 @@ def test_cpu_mode_answers_every_section_in_under_90_s(tmp_path):
     assert all("images_per_second" in p or "skipped" in p or "error" in p for p in paths.values())
     if not cuda:
         assert paths["tf32"]["skipped"] == "tf32 is CUDA only"
-        assert "no CUDA device" in body["packing"]["skipped"] and "no CUDA device" in body["photos"]["skipped"]
+        assert all("no CUDA device" in body[s]["skipped"] for s in ("packing", "photos", "imagenet_stream"))
 
     networks = body["networks"]["networks"]
     assert all("step_s" in n or "skipped" in n for n in networks.values()), networks
