@@ -22,9 +22,6 @@ from rdml.config import ConfigError, load_config
 from rdml.train import distributed
 from rdml.train.loop import train
 
-SMALL = ["dataset=synthetic", "epochs=2", "batch_size=32", "method=dml"]
-
-
 def weights(run_dir: Path) -> list[dict]:
     return torch.load(run_dir / "model.pt", weights_only=True)["states"]
 
@@ -48,17 +45,6 @@ def one_process(out: Path, keys: list[str]) -> None:
 def launched(out: Path, keys: list[str]) -> subprocess.Popen:
     """`rdml train distributed=true`: rdml launches the ranks with torchrun."""
     return cli(*keys, "distributed=true", f"out={out}", cwd=out.parent)
-
-
-@pytest.mark.system
-def test_three_mixed_students_with_moving_averages_and_a_per_batch_schedule_equal_the_simultaneous_run(tmp_path):
-    # weight_ema counts every student's step (TF's global step), which each rank keeps counting as one process does;
-    # onecycle steps each rank's schedule per batch, which rank 0 gathers for lr_last_batch
-    keys = [*SMALL, "arch=mlp,cnn,mlp", "weight_ema=0.9", "schedule=onecycle", "augment=crop_flip", "checkpoint_steps=4"]
-    one_process(tmp_path / "one", keys)
-    process = launched(tmp_path / "three", keys)
-    assert process.wait() == 0, process.stderr.read().decode()
-    same_run(tmp_path / "three", tmp_path / "one")
 
 
 def _rank(rank: int, world: int, port: int, keys: list[str], die_after: int) -> None:
@@ -204,7 +190,10 @@ def test_srun_runs_one_task_and_one_gpu_per_student_and_ends_all_when_one_fails(
 @pytest.mark.system  # torchrun and its ranks, one SIGKILLed and resumed
 @pytest.mark.fault
 def test_sigkill_of_one_rank_fails_the_launch_and_the_same_command_resumes_to_the_uninterrupted_run(tmp_path):
-    keys = ["dataset=synthetic", "epochs=6", "batch_size=16", "method=dml", "arch=mlp"]
+    # three mixed students. weight_ema counts every student's step (TF's global step), which each rank keeps counting
+    # as one process does; onecycle steps each rank's schedule per batch, which rank 0 gathers for lr_last_batch
+    keys = ["dataset=synthetic", "epochs=5", "batch_size=32", "method=dml", "arch=mlp,cnn,mlp", "weight_ema=0.9",
+            "schedule=onecycle", "augment=crop_flip", "checkpoint_steps=4"]
     one_process(tmp_path / "one", keys)
     process = launched(tmp_path / "run", keys)
     record_path = tmp_path / "run" / "record.json"
@@ -222,13 +211,13 @@ def test_sigkill_of_one_rank_fails_the_launch_and_the_same_command_resumes_to_th
     os.kill(rank_1[0].pid, signal.SIGKILL)
     assert process.wait() != 0
     interrupted = json.loads(record_path.read_text())
-    assert interrupted["status"] == "running" and 2 <= len(interrupted["epochs"]) < 6, "the kill came too late"
+    assert interrupted["status"] == "running" and 2 <= len(interrupted["epochs"]) < 5, "the kill came too late"
     again = launched(tmp_path / "run", keys)
     assert again.wait() == 0, again.stderr.read().decode()
     record = same_run(tmp_path / "run", tmp_path / "one")
     assert len(record["resumed_at"]) == 1
     placed = record["environment"]["distributed"].pop("placement")
-    assert record["environment"]["distributed"] == {"ranks": 2, "backend": "gloo", "launcher": "torchrun"}
-    assert [p["device"] for p in placed] == ["cpu", "cpu"] and len({p["host"] for p in placed}) == 1
+    assert record["environment"]["distributed"] == {"ranks": 3, "backend": "gloo", "launcher": "torchrun"}
+    assert [p["device"] for p in placed] == ["cpu"] * 3 and len({p["host"] for p in placed}) == 1
     assert record["label"] == "DML, distributed"
     assert json.loads(again.stdout.read())["status"] == "ok"  # one summary, the launching command's

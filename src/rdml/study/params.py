@@ -128,6 +128,8 @@ def with_smoke_studies(params: dict) -> dict:
         smoke["metric"] = "final"
         smoke["train"] = {**(study.get("train") or {}), "epochs": 1}
         smoke["train"]["batch_size"] = min(smoke["train"].get("batch_size", 64), 32)
+        if smoke["train"].get("loader_workers"):  # a tiny streamed set: two decoding processes still decode in workers
+            smoke["train"]["loader_workers"] = min(smoke["train"]["loader_workers"], 2)
         if "teacher" in smoke:
             smoke["teacher"]["train"] = {**(smoke["teacher"].get("train") or {}), "epochs": 1}
         studies[f"{name}_smoke"] = smoke
