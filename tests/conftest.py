@@ -127,20 +127,25 @@ def cli(*args, cwd):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
 
+def wait_for_epochs(record_path: Path, epochs: int, seconds: float = 180) -> None:
+    """Return once the run's record holds at least `epochs` epochs (or after `seconds`: the caller's checks then fail)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if len(json.loads(record_path.read_text())["epochs"]) >= epochs:
+                return
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        time.sleep(0.02)
+
+
 def sigkill_and_resume(args: list[str], epochs: int, cwd: Path) -> dict:
     """Train `args` uninterrupted (out=ref) and, beside it, SIGKILLed after at least two epochs then resumed
     by the same command (out=run); asserts both end with the same epochs and weights; the resumed record."""
     reference = cli(*args, "out=ref", cwd=cwd)
     killed = cli(*args, "out=run", cwd=cwd)
     record_path = cwd / "run" / "record.json"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            if len(json.loads(record_path.read_text())["epochs"]) >= 2:
-                break
-        except (FileNotFoundError, json.JSONDecodeError):
-            pass
-        time.sleep(0.02)
+    wait_for_epochs(record_path, 2)
     os.kill(killed.pid, signal.SIGKILL)
     killed.wait()
     interrupted = json.loads(record_path.read_text())

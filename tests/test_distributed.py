@@ -9,15 +9,13 @@ import multiprocessing
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 import torch
 
-from conftest import cli
+from conftest import cli, wait_for_epochs
 from rdml.config import ConfigError, load_config
 from rdml.train import distributed
 from rdml.train.loop import train
@@ -197,14 +195,7 @@ def test_sigkill_of_one_rank_fails_the_launch_and_the_same_command_resumes_to_th
     one_process(tmp_path / "one", keys)
     process = launched(tmp_path / "run", keys)
     record_path = tmp_path / "run" / "record.json"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if len(json.loads(record_path.read_text())["epochs"]) >= 2:
-                break
-        except (FileNotFoundError, json.JSONDecodeError):
-            pass
-        time.sleep(0.02)
+    wait_for_epochs(record_path, 2, seconds=120)
     rank_1 = [p for p in psutil.Process(process.pid).children(recursive=True)
               if p.environ().get("RANK") == "1" and "rdml.cli" in " ".join(p.cmdline())]
     assert len(rank_1) == 1

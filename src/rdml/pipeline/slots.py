@@ -85,11 +85,7 @@ def acquire_gpus(count: int, n_slots: int | None = None, lock_dir: str | Path = 
         for index in range(n):
             locks = []
             for share in range(per_gpu):  # the whole GPU: its first slot and every companion's under packing
-                handle = open(lock_dir / (f"gpu-{index}.lock" if share == 0 else f"gpu-{index}-{share}.lock"), "a+")
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    handle.close()
+                if (handle := _locked(lock_dir, index, share)) is None:
                     break
                 locks.append(handle)
             if len(locks) < per_gpu:
@@ -102,10 +98,7 @@ def acquire_gpus(count: int, n_slots: int | None = None, lock_dir: str | Path = 
         handles = [handle for locks in held.values() for handle in locks]
         if len(held) == count:
             for handle in handles:
-                handle.seek(0)
-                handle.truncate()
-                handle.write(f"{os.getpid()}\n")
-                handle.flush()
+                _sign(handle)
             indices = list(held)
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, indices))
             return Slot(indices[0], f"GPUs {','.join(map(str, indices))} of {n}, whole ({lock_dir})", _Handles(handles))
@@ -114,6 +107,25 @@ def acquire_gpus(count: int, n_slots: int | None = None, lock_dir: str | Path = 
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"no {count} free GPU slots among {n} in {lock_dir} after {timeout} s")
         time.sleep(poll_seconds)
+
+
+def _locked(lock_dir: Path, index: int, share: int):
+    """Slot `share` of GPU `index` held by this process (an exclusive flock, not waited for), or None where another holds it."""
+    handle = open(lock_dir / (f"gpu-{index}.lock" if share == 0 else f"gpu-{index}-{share}.lock"), "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def _sign(handle) -> None:
+    """The holder's pid in its lock file, for whoever looks at a held slot."""
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
 
 
 class _Handles:
@@ -141,16 +153,9 @@ def acquire_gpu(n_slots: int | None = None, lock_dir: str | Path = DEFAULT_LOCK_
     while True:
         for slot in range(n * per_gpu):
             index, share = slot % n, slot // n
-            handle = open(lock_dir / (f"gpu-{index}.lock" if share == 0 else f"gpu-{index}-{share}.lock"), "a+")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
+            if (handle := _locked(lock_dir, index, share)) is None:
                 continue
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"{os.getpid()}\n")
-            handle.flush()
+            _sign(handle)
             os.environ["CUDA_VISIBLE_DEVICES"] = str(index)
             shared = f", share {share + 1} of {per_gpu}" if per_gpu > 1 else ""
             return Slot(index, f"slot {index} of {n}{shared} ({lock_dir})", handle, per_gpu)
