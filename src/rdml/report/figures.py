@@ -520,10 +520,11 @@ def pac_bayes_epochs(spec, table, frame) -> Drawn | None:
     return Drawn(f"pac_bayes_epochs_{table.name}", fig, data)
 
 
-def _landscape_of(spec, table, row: str) -> tuple[str, dict] | None:
-    """The first measured landscape of a row of okdph_landscape_table (its first seed's run), with its run id."""
+def _measured_of(spec, table, row: str, measurement: str) -> tuple[str, dict] | None:
+    """The first run of a row that holds `measurement` (okdph_landscape_table's landscape, tsne_table's t-SNE: its
+    first seed's run), with its run id."""
     for entry in spec.entries:
-        if entry.row == row and (found := (table.measured.get(entry.run.id) or {}).get("landscape")):
+        if entry.row == row and (found := (table.measured.get(entry.run.id) or {}).get(measurement)):
             return entry.run.id, found
     return None
 
@@ -541,7 +542,7 @@ def landscape(spec, table, frame) -> Drawn | None:
     OKDPH's two, each checkpoint a dot and the first (the figures' "initial point") in crimson."""
     from rdml.analysis.landscape import surface
 
-    panels = [(row, found) for row in table.rows if (found := _landscape_of(spec, table, row)) is not None]
+    panels = [(row, found) for row in table.rows if (found := _measured_of(spec, table, row, "landscape")) is not None]
     if not panels:
         return None
     columns = min(len(panels), 3)  # Base, DML, KDCL side by side, as the supplement sets them
@@ -583,14 +584,6 @@ def landscape(spec, table, frame) -> Drawn | None:
     return Drawn(f"landscape_{table.name}", fig, pd.DataFrame(data))
 
 
-def _tsne_of(spec, table, row: str) -> tuple[str, dict] | None:
-    """The t-SNE measured for a row of tsne_table (its one seed's run), with its run id."""
-    for entry in spec.entries:
-        if entry.row == row and (found := (table.measured.get(entry.run.id) or {}).get("tsne")):
-            return entry.run.id, found
-    return None
-
-
 def _network(student: str) -> str:
     """"network 1" for student_0: the paper's figure numbers its two MobileNets from 1."""
     return f"network {int(student.rsplit('_', 1)[1]) + 1}"
@@ -602,7 +595,7 @@ def tsne(spec, table, frame) -> Drawn | None:
     features (rdml.analysis.tsne), each image drawn as its identity's number (1..N in the order of the identities'
     Market-1501 ids; the legend names them) in that identity's colour (Okabe & Ito's, repeated past seven, the
     numbers then still apart); each panel titled with its row, its network and the embedding's trustworthiness."""
-    panels = [(row, found) for row in table.rows if (found := _tsne_of(spec, table, row)) is not None]
+    panels = [(row, found) for row in table.rows if (found := _measured_of(spec, table, row, "tsne")) is not None]
     if not panels:
         return None
     networks = max(len(found["students"]) for _, (_, found) in panels)
