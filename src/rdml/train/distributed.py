@@ -157,7 +157,8 @@ def exchange_step(method, x, y, cohort, ranks: Ranks) -> dict[str, dict]:
 
 def gather_cohort(cohort, ranks: Ranks, sums: dict) -> dict:
     """Every student's state on rank 0, loaded into its copy of the cohort, and every rank's sums of logged terms
-    and random state; returns (on rank 0) {"sums": merged in the students' order, "rng": [per rank]}, else {}.
+    and random state; returns (on rank 0) {"sums": merged in the students' order, "rng": {"rng": [per rank],
+    "cuda_rng": [per rank]}} (save_checkpoint's rank_rng), else {}.
     Rank 0's copies of the other students then hold what one process would hold after the same steps."""
     k = ranks.rank
     student = cohort[k]
